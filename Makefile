@@ -1,0 +1,144 @@
+# libckpt top-level Makefile.
+#   make            library (.so + .a + .pc), ckpt tool, kernel suite, examples, benchmarks
+#   make test       installs missing Debian packages, builds, runs every test (tests/run.sh)
+#   make demo       the main job: the redis-ckpt demo (or the kernel probe)
+#   make asan       builds and runs the unit tests with ASan + UBSan
+#   make install / uninstall   honour PREFIX and DESTDIR
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+B ?= build
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wcast-align -Wvla -Wformat=2 -Wpointer-arith -Wundef -Wno-unused-parameter
+override CFLAGS += -std=gnu11 $(WARN) -pthread -D_GNU_SOURCE -MMD -MP \
+	-Ilibckpt/include -Ilibckpt/src
+override LDFLAGS += -pthread
+
+VERSION := $(shell sed -n 's/^\#define CKPT_VERSION_STRING "\(.*\)"/\1/p' libckpt/include/ckpt.h)
+SOMAJOR := 0
+LIBDEPS := -luring -lzstd -lxxhash
+
+LIB_SRCS := $(wildcard libckpt/src/*.c)
+LIB_PIC_OBJS := $(LIB_SRCS:libckpt/src/%.c=$(B)/pic/%.o)
+LIB_OBJS := $(LIB_SRCS:libckpt/src/%.c=$(B)/obj/%.o)
+SONAME := libckpt.so.$(SOMAJOR)
+SHLIB := $(B)/libckpt.so.$(VERSION)
+STLIB := $(B)/libckpt.a
+
+TOOL_SRCS := $(wildcard libckpt/tool/*.c)
+TOOL := $(B)/ckpt
+
+TEST_UTIL_SRCS := $(wildcard tests/util/*.c)
+TEST_UTIL_OBJS := $(TEST_UTIL_SRCS:tests/%.c=$(B)/tests/%.o)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
+
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCHES := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
+
+REDIS_SRCS := $(wildcard examples/redis-ckpt/*.c)
+REDIS := $(if $(REDIS_SRCS),examples/redis-ckpt/redis-ckpt)
+
+all: lib $(TOOL) kernel $(BENCHES) $(REDIS) $(TESTS)
+
+lib: $(SHLIB) $(STLIB) $(B)/libckpt.pc
+
+$(B)/pic/%.o: libckpt/src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(B)/obj/%.o: libckpt/src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fvisibility=hidden -c -o $@ $<
+
+$(SHLIB): $(LIB_PIC_OBJS) libckpt/libckpt.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=libckpt/libckpt.map \
+		-Wl,-z,defs -Wl,-z,relro -Wl,-z,now $(LDFLAGS) -o $@ $(LIB_PIC_OBJS) $(LIBDEPS)
+	ln -sf $(notdir $@) $(B)/$(SONAME)
+	ln -sf $(SONAME) $(B)/libckpt.so
+
+$(STLIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libckpt.pc: libckpt/libckpt.pc.in libckpt/include/ckpt.h
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(TOOL): $(TOOL_SRCS) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(TOOL_SRCS) $(STLIB) $(LDFLAGS) $(LIBDEPS)
+
+# Tests, benchmarks and examples link the static library: they may use
+# internal (hidden) functions, and need no LD_LIBRARY_PATH.
+$(B)/tests/util/%.o: tests/util/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -c -o $@ $<
+
+$(B)/tests/test_%: tests/test_%.c $(TEST_UTIL_OBJS) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_UTIL_OBJS) $(STLIB) $(LDFLAGS) -lcriterion $(LIBDEPS) -lm
+
+$(B)/bench/%: bench/%.c $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(STLIB) $(LDFLAGS) $(LIBDEPS) -lm
+
+examples/redis-ckpt/redis-ckpt: $(REDIS_SRCS) $(wildcard examples/redis-ckpt/*.h) $(STLIB)
+	$(CC) $(CFLAGS) -Iexamples/redis-ckpt -o $@ $(REDIS_SRCS) $(STLIB) $(LDFLAGS) $(LIBDEPS) -lm
+
+kernel:
+	$(MAKE) -C kernel
+
+deps:
+	@scripts/deps.sh
+
+test: deps
+	$(MAKE) all
+	tests/run.sh
+
+demo: deps
+	$(MAKE) all
+	scripts/demo.sh
+
+asan:
+	$(MAKE) B=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		build-asan/libckpt.a $(TESTS:$(B)/%=build-asan/%)
+	CKPT_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 tests/run.sh --unit
+
+install: lib $(TOOL)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man5
+	install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libckpt.so
+	install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 libckpt/include/ckpt.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(B)/libckpt.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/
+	for f in $(wildcard man/*.1); do install -m 0644 $$f $(DESTDIR)$(MANDIR)/man1/; done
+	for f in $(wildcard man/*.3); do install -m 0644 $$f $(DESTDIR)$(MANDIR)/man3/; done
+	for f in $(wildcard man/*.5); do install -m 0644 $$f $(DESTDIR)$(MANDIR)/man5/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB)) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libckpt.so $(DESTDIR)$(LIBDIR)/libckpt.a \
+		$(DESTDIR)$(INCLUDEDIR)/ckpt.h $(DESTDIR)$(PKGCONFIGDIR)/libckpt.pc $(DESTDIR)$(BINDIR)/ckpt
+	for f in $(notdir $(wildcard man/*.1)); do rm -f $(DESTDIR)$(MANDIR)/man1/$$f; done
+	for f in $(notdir $(wildcard man/*.3)); do rm -f $(DESTDIR)$(MANDIR)/man3/$$f; done
+	for f in $(notdir $(wildcard man/*.5)); do rm -f $(DESTDIR)$(MANDIR)/man5/$$f; done
+
+clean:
+	rm -rf build build-asan examples/redis-ckpt/redis-ckpt
+	$(MAKE) -C kernel clean
+
+.PHONY: all lib kernel deps test demo asan install uninstall clean
+-include $(wildcard $(B)/*/*.d $(B)/*/*/*.d)

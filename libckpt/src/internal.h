@@ -1,0 +1,133 @@
+/*
+ * internal.h - what libckpt's source files share and nobody else sees.
+ *
+ * Names: ckpt__ for internal non-static functions, static for the rest.
+ * One mechanism per file:
+ *   heap.c       memfd, mappings, userfaultfd registration, create/destroy
+ *   alloc.c      the in-heap allocator (all metadata inside the heap)
+ *   track.c      per-page state, the fault path (handler thread / SIGBUS)
+ *   pool.c       the bounded pool of pages copied aside, lock-free queues
+ *   checkpoint.c ckpt_begin/poll/wait/cancel/stats, the writer thread
+ *   forkbackend.c the fork() backend
+ *   image.h/.c   the on-disk image format: encode, decode, validate
+ *   writer.c     the file/fd sink: io_uring + zstd, atomic publish, chains
+ *   restore.c    ckpt_restore*, image info/verify/merge
+ *   probe.c      ckpt_kernel_probe()
+ *   error.c      ckpt_strerror(), ckpt_err_name(), ckpt_version()
+ */
+#ifndef CKPT_INTERNAL_H
+#define CKPT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ckpt.h"
+#include "uffd_compat.h"
+
+#define CKPT__HIDDEN __attribute__((visibility("hidden")))
+
+#define CKPT__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CKPT__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ------------------------------------------------------------- logging */
+void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- time */
+uint64_t ckpt__now_ns(void);      /* CLOCK_MONOTONIC, async-signal-safe */
+uint64_t ckpt__realtime_ns(void); /* CLOCK_REALTIME */
+
+/* ------------------------------------------------------------ allocator */
+
+/*
+ * The heap starts with the allocator's header page(s).  The allocator keeps
+ * all of its state inside the heap (offsets from the heap base, never
+ * process pointers into anything else), so that a restored heap is usable
+ * without any rebuilding.  Its lock lives in struct ckpt_heap (process
+ * memory): a lock word inside the heap could be captured "held" by a
+ * checkpoint.
+ *
+ * The allocator owns the heap's extent: pages [0, extent) may have been
+ * handed out and hold data; pages at or past the extent have never been
+ * handed out and are zero.  The extent only grows.  It is read by the
+ * checkpoint engine with alloc_lock held.
+ */
+int ckpt__alloc_format(ckpt_heap *h); /* fresh, all-zero heap */
+int ckpt__alloc_open(ckpt_heap *h);   /* restored heap: validate the header */
+size_t ckpt__alloc_extent_pages(ckpt_heap *h); /* caller holds alloc_lock */
+
+/* Large runs freed by the allocator: the engine decides whether their
+ * memory can be given back now (MADV_REMOVE) and records the pages as dirty.
+ * Called with alloc_lock held. */
+void ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages);
+
+/* --------------------------------------------------------------- memfd */
+int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out);
+
+/*
+ * ckpt__heap_adopt() : builds a heap around a memfd that already holds a
+ * heap's pages (restore): maps it at @base with MAP_FIXED_NOREPLACE, sets up
+ * the backend, opens the allocator.  On success the heap owns @memfd; on
+ * failure nothing is mapped and the caller still owns @memfd.
+ */
+int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
+		     const struct ckpt_heap_opts *opts, ckpt_heap **out);
+
+/* Checks that [base, base+size) is a sane user range for this process (page
+ * aligned, inside the user address space).  0 or CKPT_E_RANGE. */
+int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
+
+/* ---------------------------------------------------------- file sink */
+
+/*
+ * ckpt__file_sink_open() : a sink that writes an image to @dest (a path,
+ * published atomically, or an fd) — writer.c.  @last_id / @last_gen describe
+ * the image the heap last wrote to the same path (for incrementals).
+ * *bytes_written is updated as bytes reach the destination.  The sink's
+ * end() frees everything it allocated, whatever the status.
+ */
+int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
+			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out);
+
+/* --------------------------------------------------------------- heap */
+
+struct ckpt__engine; /* checkpoint.c */
+
+struct ckpt_heap {
+	/* immutable after create */
+	uint8_t *base;
+	size_t size;
+	size_t page_size;
+	unsigned page_shift;
+	size_t npages;
+	int memfd;
+	uint8_t *alias;     /* second, never-registered mapping of the memfd: the
+			     * writer reads pages here without trapping */
+	int uffd;           /* -1 for the fork backend */
+	enum ckpt_backend backend;
+	unsigned flags;     /* CKPT_HEAP_* */
+	struct ckpt_heap_opts opts;
+	char name[64];
+
+	/* allocator */
+	pthread_mutex_t alloc_lock;
+
+	/* the checkpoint engine, track.c + checkpoint.c */
+	struct ckpt__engine *eng;
+};
+
+static inline size_t ckpt__page_of(const ckpt_heap *h, const void *p)
+{
+	return (size_t)((const uint8_t *)p - h->base) >> h->page_shift;
+}
+
+static inline bool ckpt__in_heap(const ckpt_heap *h, const void *p)
+{
+	return (const uint8_t *)p >= h->base && (const uint8_t *)p < h->base + h->size;
+}
+
+#endif /* CKPT_INTERNAL_H */

@@ -1,0 +1,101 @@
+/*
+ * testutil.c - helpers shared by libckpt's criterion tests.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/testutil.h"
+
+bool ckpt_test_strict(void)
+{
+	const char *ci = getenv("CI");
+	const char *req = getenv("CKPT_REQUIRE_KERNEL");
+	return (ci && strcmp(ci, "true") == 0) || (req && strcmp(req, "1") == 0);
+}
+
+int ckpt_test_machine_lock(void)
+{
+	int fd = open("/run/lock/libckpt-machine.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (fd < 0)
+		fd = open("/tmp/libckpt-machine.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	cr_assert(fd >= 0, "cannot open the machine lock: %s", strerror(errno));
+	while (flock(fd, LOCK_EX) != 0)
+		cr_assert(errno == EINTR, "flock: %s", strerror(errno));
+	return fd;
+}
+
+void ckpt_test_machine_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd); /* drops the flock */
+}
+
+uint64_t ckpt_test_pagemap(const void *addr)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	uint64_t ent = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	off_t off = (off_t)((uintptr_t)addr / (uintptr_t)psz) * 8;
+	if (pread(fd, &ent, sizeof(ent), off) != (ssize_t)sizeof(ent))
+		ent = 0;
+	close(fd);
+	return ent;
+}
+
+uint64_t ckpt_test_seed(const char *test_name)
+{
+	const char *s = getenv("CKPT_SEED");
+	uint64_t seed;
+	if (s && *s) {
+		seed = strtoull(s, NULL, 0);
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+	}
+	cr_log_info("%s: seed %llu (rerun with CKPT_SEED=%llu)", test_name,
+		    (unsigned long long)seed, (unsigned long long)seed);
+	fprintf(stderr, "%s: seed %llu\n", test_name, (unsigned long long)seed);
+	return seed;
+}
+
+uint64_t ckpt_test_rand(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static int count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	int n = 0;
+	struct dirent *e;
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+int ckpt_test_count_fds(void)
+{
+	return count_dir("/proc/self/fd") - 1; /* the DIR's own fd */
+}
+
+int ckpt_test_count_threads(void)
+{
+	return count_dir("/proc/self/task");
+}
