@@ -1,0 +1,516 @@
+/*
+ * probe.c - ckpt_kernel_probe(): what the running kernel offers, and a live
+ * canary proving that a write-protect mark on a shmem page survives the
+ * things that break it on some kernels.
+ *
+ * Why a canary and not just feature bits: 5.19-6.1 kernels offer
+ * UFFD_FEATURE_WP_HUGETLBFS_SHMEM, yet an mprotect(PROT_READ) /
+ * mprotect(PROT_READ|PROT_WRITE) round trip rebuilds the pte from
+ * vma->vm_page_prot, which for a shared writable shmem mapping includes the
+ * write bit: the pte keeps its uffd-wp bit but becomes writable, and the
+ * next write lands without a fault.  6.2 fixed it ("mm/userfaultfd: enable
+ * writenotify while userfaultfd-wp is enabled for a VMA").  A checkpoint
+ * taken on such a kernel would be silently inconsistent.
+ *
+ * The canary (one page, about a millisecond):
+ *   populate -> UFFDIO_WRITEPROTECT -> MADV_DONTNEED (the pte becomes a PTE
+ *   marker) -> read (the read fault rebuilds a present pte from the marker,
+ *   which must carry the uffd-wp bit) -> mprotect(R) -> mprotect(RW) ->
+ *   a user-mode write from a helper thread must raise a WP fault on the
+ *   userfaultfd, and the page must still hold what it held.
+ * The read between the zap and the mprotect round trip matters: mprotect
+ * leaves a non-present marker alone, so without the read the round trip
+ * would never meet a present write-protected pte and the 6.1 bug would go
+ * unseen.
+ *
+ * No process-global state is touched: no signal handler, no fork.  The
+ * helper thread runs with every signal blocked so the caller's handlers
+ * never run on it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* How long the canary waits for either the fault or the write: a kernel
+ * that keeps the mark reports the fault in microseconds; this bound only
+ * matters if something is badly wrong (a stuck helper thread). */
+#define CANARY_TIMEOUT_MS 2000
+
+/* Written to the canary page before protection; the helper thread's write
+ * stores CANARY_NEW at CANARY_OFF. */
+#define CANARY_SEED 0xc3u
+#define CANARY_OFF 1234u
+#define CANARY_NEW 0x5au
+
+static uint64_t probe_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void set_reason(struct ckpt_kernel_info *info, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_reason(struct ckpt_kernel_info *info, const char *fmt, ...)
+{
+	va_list ap;
+
+	/* keep the first failure: it is the cause, later ones are fallout */
+	if (info->reason[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(info->reason, sizeof(info->reason), fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------ opening */
+
+static int uffd_syscall(int flags)
+{
+#ifdef SYS_userfaultfd
+	return (int)syscall(SYS_userfaultfd, flags);
+#else
+	(void)flags;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+static int uffd_dev(int flags)
+{
+	int dev, fd, err;
+
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -1;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+	err = errno;
+	close(dev);
+	errno = err;
+	return fd;
+}
+
+/* Opens a userfaultfd by whichever way works here, O_CLOEXEC|O_NONBLOCK.
+ * Returns the fd or -errno of the first (preferred) way. */
+static int uffd_open_any(const struct ckpt_kernel_info *info)
+{
+	int fl = O_CLOEXEC | O_NONBLOCK, fd = -1;
+
+	if (info->open_syscall)
+		fd = uffd_syscall(fl);
+	if (fd < 0 && info->open_dev)
+		fd = uffd_dev(fl);
+	/* user-mode-only is enough for the canary: its write is a user write */
+	if (fd < 0 && info->user_mode_only)
+		fd = uffd_syscall(fl | UFFD_USER_MODE_ONLY);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Tries each way of opening a userfaultfd; records which work; returns 0 if
+ * any did, else -errno of the plain syscall (the most telling error). */
+static int probe_open_ways(struct ckpt_kernel_info *info)
+{
+	int fl = O_CLOEXEC | O_NONBLOCK, fd, err_sys;
+
+	fd = uffd_syscall(fl);
+	err_sys = fd < 0 ? errno : 0;
+	if (fd >= 0) {
+		info->open_syscall = 1;
+		close(fd);
+	}
+	fd = uffd_dev(fl);
+	if (fd >= 0) {
+		info->open_dev = 1;
+		close(fd);
+	}
+	fd = uffd_syscall(fl | UFFD_USER_MODE_ONLY);
+	if (fd >= 0) {
+		info->user_mode_only = 1;
+		close(fd);
+	}
+	if (info->open_syscall || info->open_dev || info->user_mode_only)
+		return 0;
+	return -err_sys;
+}
+
+/* UFFDIO_API with no feature requested reports every feature offered. */
+static int probe_features(struct ckpt_kernel_info *info)
+{
+	struct uffdio_api api;
+	int fd, rc = 0;
+
+	fd = uffd_open_any(info);
+	if (fd < 0)
+		return fd;
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		rc = -errno;
+	else
+		info->uffd_features = api.features;
+	close(fd);
+	return rc;
+}
+
+/* PAGEMAP_SCAN (6.7): kernels without it have no ioctl on pagemap at all
+ * and answer ENOTTY; with it, an empty range is accepted or refused with
+ * some other error. */
+static void probe_pagemap_scan(struct ckpt_kernel_info *info)
+{
+	struct pm_scan_arg arg;
+	int fd, rc;
+
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	memset(&arg, 0, sizeof(arg));
+	arg.size = sizeof(arg);
+	arg.start = 0; /* an empty range: the answer is all we want */
+	arg.end = 0;
+	arg.return_mask = PAGE_IS_WRITTEN;
+	rc = ioctl(fd, PAGEMAP_SCAN, &arg);
+	if (rc >= 0 || errno != ENOTTY)
+		info->pagemap_scan = 1;
+	close(fd);
+}
+
+/* ------------------------------------------------------ machine state */
+
+static void probe_swap(struct ckpt_kernel_info *info)
+{
+	char line[256];
+	int lines = 0;
+	FILE *f = fopen("/proc/swaps", "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		lines++;
+	fclose(f);
+	/* the first line is the header */
+	info->swap_on = lines > 1;
+}
+
+static void probe_hugetlb(struct ckpt_kernel_info *info)
+{
+	long n = -1;
+	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "re");
+
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	info->hugetlb_free = n;
+}
+
+/* ------------------------------------------------------------- canary */
+
+struct canary {
+	volatile uint8_t *page;
+	int done_fd;            /* eventfd: the helper's write completed */
+	_Atomic int written;
+};
+
+static void *canary_writer(void *arg)
+{
+	struct canary *c = arg;
+	uint64_t one = 1;
+
+	/* traps here if the kernel kept the mark; lands at once if not */
+	c->page[CANARY_OFF] = CANARY_NEW;
+	atomic_store(&c->written, 1);
+	if (write(c->done_fd, &one, sizeof(one)) < 0) {
+		/* the main thread also polls c->written: nothing else to do */
+	}
+	return NULL;
+}
+
+static int page_is_seed(const volatile uint8_t *p, size_t len, size_t skip)
+{
+	for (size_t i = 0; i < len; i++)
+		if (i != skip && p[i] != (uint8_t)(CANARY_SEED ^ (i & 0xff)))
+			return 0;
+	return 1;
+}
+
+static int wp_range(int uffd, void *addr, size_t len, int protect)
+{
+	struct uffdio_writeprotect wp;
+
+	memset(&wp, 0, sizeof(wp));
+	wp.range.start = (uint64_t)(uintptr_t)addr;
+	wp.range.len = len;
+	wp.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+}
+
+/*
+ * Runs the canary.  Returns 0 when it passed, CKPT_E_KERNEL when the kernel
+ * let the write through or lost the content, -errno when the canary could
+ * not be set up (reason says which step).
+ */
+static int run_canary(struct ckpt_kernel_info *info)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	int uffd = -1, memfd = -1, rc = 0, thread_up = 0;
+	void *map = MAP_FAILED;
+	struct canary c = { .done_fd = -1 };
+	pthread_t th;
+	sigset_t all, old;
+	struct uffdio_api api;
+	struct uffdio_register reg;
+	struct uffd_msg msg;
+	int faulted = 0;
+
+	uffd = uffd_open_any(info);
+	if (uffd < 0) {
+		set_reason(info, "canary: cannot open userfaultfd: %s", strerror(-uffd));
+		return uffd;
+	}
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	api.features = info->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	if (ioctl(uffd, UFFDIO_API, &api) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: UFFDIO_API: %s", strerror(errno));
+		goto out;
+	}
+
+	memfd = (int)syscall(SYS_memfd_create, "ckpt-probe", MFD_CLOEXEC);
+	if (memfd < 0 || ftruncate(memfd, (off_t)ps) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: memfd: %s", strerror(errno));
+		goto out;
+	}
+	map = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (map == MAP_FAILED) {
+		rc = -errno;
+		set_reason(info, "canary: mmap: %s", strerror(errno));
+		goto out;
+	}
+	c.page = map;
+	for (size_t i = 0; i < ps; i++)
+		c.page[i] = (uint8_t)(CANARY_SEED ^ (i & 0xff));
+
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uint64_t)(uintptr_t)map;
+	reg.range.len = ps;
+	reg.mode = UFFDIO_REGISTER_MODE_WP;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+		rc = errno == EINVAL ? CKPT_E_KERNEL : -errno;
+		set_reason(info, "canary: UFFDIO_REGISTER (WP) on shmem refused: %s", strerror(errno));
+		goto out;
+	}
+	if (!(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT))) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT not available on a shmem range");
+		goto out;
+	}
+	rc = wp_range(uffd, map, ps, 1);
+	if (rc < 0) {
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT: %s", strerror(-rc));
+		goto out;
+	}
+	/* zap: the mark now lives only in a PTE marker */
+	if (madvise(map, ps, MADV_DONTNEED) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: madvise(MADV_DONTNEED): %s", strerror(errno));
+		goto out;
+	}
+	/* read fault: rebuilds a present pte from the marker (see top) */
+	if (!page_is_seed(c.page, ps, ps)) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: page content changed by MADV_DONTNEED on shmem");
+		goto out;
+	}
+	if (mprotect(map, ps, PROT_READ) < 0 || mprotect(map, ps, PROT_READ | PROT_WRITE) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: mprotect: %s", strerror(errno));
+		goto out;
+	}
+
+	c.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c.done_fd < 0) {
+		rc = -errno;
+		set_reason(info, "canary: eventfd: %s", strerror(errno));
+		goto out;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&th, NULL, canary_writer, &c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0) {
+		set_reason(info, "canary: pthread_create: %s", strerror(-rc));
+		goto out;
+	}
+	thread_up = 1;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = uffd, .events = POLLIN },
+			{ .fd = c.done_fd, .events = POLLIN },
+		};
+		int n = poll(pfd, 2, CANARY_TIMEOUT_MS);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			set_reason(info, "canary: poll: %s", strerror(errno));
+			goto out;
+		}
+		if (n == 0) {
+			rc = CKPT_E_KERNEL;
+			set_reason(info, "canary: neither a fault nor the write within %d ms",
+				   CANARY_TIMEOUT_MS);
+			goto out;
+		}
+		if (pfd[0].revents & POLLIN) {
+			ssize_t r = read(uffd, &msg, sizeof(msg));
+
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (r != (ssize_t)sizeof(msg)) {
+				rc = r < 0 ? -errno : -EIO;
+				set_reason(info, "canary: reading the userfaultfd failed");
+				goto out;
+			}
+			faulted = 1;
+			break;
+		}
+		if (atomic_load(&c.written))
+			break;
+	}
+
+	if (!faulted) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "write-protect lost: a write to a protected shmem page after "
+				 "MADV_DONTNEED + mprotect round trip did not trap (needs 6.2+)");
+		goto out;
+	}
+	if (msg.event != UFFD_EVENT_PAGEFAULT ||
+	    !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) ||
+	    (msg.arg.pagefault.address & ~(uint64_t)(ps - 1)) != (uint64_t)(uintptr_t)map) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: unexpected userfaultfd message (event %u, flags %#llx)",
+			   msg.event, (unsigned long long)msg.arg.pagefault.flags);
+		goto out;
+	}
+	/* the writer is parked in the fault: nothing may have landed yet */
+	if (!page_is_seed(c.page, ps, ps)) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: page content changed while write-protected");
+		goto out;
+	}
+	rc = wp_range(uffd, map, ps, 0); /* also wakes the writer */
+	if (rc < 0) {
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT (unprotect): %s", strerror(-rc));
+		goto out;
+	}
+	pthread_join(th, NULL);
+	thread_up = 0;
+	if (c.page[CANARY_OFF] != CANARY_NEW || !page_is_seed(c.page, ps, CANARY_OFF)) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: after unprotect the write did not land intact");
+		goto out;
+	}
+	info->canary_ok = 1;
+	rc = 0;
+out:
+	if (thread_up) {
+		/* Unblock a writer parked in the fault: unprotecting wakes it,
+		 * and closing the userfaultfd releases any fault still waiting. */
+		if (uffd >= 0)
+			wp_range(uffd, map, ps, 0);
+		if (uffd >= 0)
+			close(uffd);
+		uffd = -1;
+		pthread_join(th, NULL);
+	}
+	if (c.done_fd >= 0)
+		close(c.done_fd);
+	if (map != MAP_FAILED)
+		munmap(map, ps);
+	if (memfd >= 0)
+		close(memfd);
+	if (uffd >= 0)
+		close(uffd);
+	return rc;
+}
+
+/* ------------------------------------------------------------- public */
+
+CKPT_API int ckpt_kernel_probe(struct ckpt_kernel_info *info)
+{
+	struct utsname u;
+	uint64_t t0;
+	int rc;
+
+	if (!info)
+		return -EINVAL;
+	memset(info, 0, sizeof(*info));
+	info->hugetlb_free = -1;
+	if (uname(&u) == 0)
+		snprintf(info->release, sizeof(info->release), "%s", u.release);
+	probe_swap(info);
+	probe_hugetlb(info);
+	probe_pagemap_scan(info);
+
+	rc = probe_open_ways(info);
+	if (rc < 0) {
+		if (rc == -ENOSYS) {
+			rc = CKPT_E_KERNEL;
+			set_reason(info, "kernel has no userfaultfd (CONFIG_USERFAULTFD off)");
+		} else {
+			set_reason(info, "userfaultfd cannot be opened (%s): needs root, "
+					 "CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or access "
+					 "to /dev/userfaultfd", strerror(-rc));
+			rc = -EPERM;
+		}
+		goto done;
+	}
+	rc = probe_features(info);
+	if (rc < 0) {
+		set_reason(info, "UFFDIO_API failed: %s", strerror(-rc));
+		rc = CKPT_E_KERNEL;
+		goto done;
+	}
+	info->wp_shmem = !!(info->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+	info->wp_unpopulated = !!(info->uffd_features & UFFD_FEATURE_WP_UNPOPULATED);
+	info->wp_async = !!(info->uffd_features & UFFD_FEATURE_WP_ASYNC);
+	info->sigbus = !!(info->uffd_features & UFFD_FEATURE_SIGBUS);
+	if (!info->wp_shmem) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "userfaultfd write-protect on shmem not offered "
+				 "(UFFD_FEATURE_WP_HUGETLBFS_SHMEM, 5.19+)");
+		goto done;
+	}
+
+	t0 = probe_now_ns();
+	rc = run_canary(info);
+	info->canary_ns = probe_now_ns() - t0;
+done:
+	info->verdict = rc;
+	if (rc == 0)
+		info->reason[0] = '\0';
+	return rc;
+}
