@@ -47,7 +47,7 @@ static inline uint64_t bench_now_ns(void)
 }
 
 /* Nanoseconds per TSC tick, measured over ~50 ms (median of 3). */
-static double bench_tsc_ns_per_tick(void)
+static inline double bench_tsc_ns_per_tick(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	double r[3];
@@ -79,13 +79,13 @@ static inline uint64_t bench_rand(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static int bench_cmp_u64(const void *a, const void *b)
+static inline int bench_cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
 }
 
-static int bench_cmp_double(const void *a, const void *b)
+static inline int bench_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;

@@ -1,0 +1,324 @@
+/*
+ * pause.c - how long the application stops when a snapshot starts, against
+ * heap size.
+ *
+ *   build/bench/pause [--sizes 256m,1g] [--reps R] [--seed S] [--no-hugetlb]
+ *
+ * Methods (one output line each per size, median of R repetitions):
+ *   fork        fork() of a touched private anon heap (the parent's stall)
+ *   wp-raw      UFFDIO_WRITEPROTECT of a touched, registered shmem heap
+ *   ckpt-full   ckpt_begin() of a full checkpoint (wall time of the call)
+ *   ckpt-incr1  ckpt_begin() of an incremental checkpoint, 1% of pages dirty
+ *   ckpt-incr10 the same with 10% dirty
+ *   ckpt-huge   ckpt_begin() of a full checkpoint of a CKPT_HEAP_HUGETLB heap;
+ *               2 MiB pages are reserved through /proc/sys/vm/nr_hugepages
+ *               under the machine lock and the old value is put back
+ * Output: "pause method=M size=BYTES ns=N stats_pause_ns=N reps=R"
+ * (stats_pause_ns: ckpt_stats().pause_ns, the library's own figure; -1 for
+ * the raw methods).  The checkpoints go to a sink that discards.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "uffd_compat.h"
+#include "benchutil.h"
+
+#define PG 4096ul
+
+/* Until libckpt's engine is in the library, the ckpt-* methods link
+ * against weak references and report themselves unavailable. */
+#pragma weak ckpt_heap_opts_init
+#pragma weak ckpt_heap_create
+#pragma weak ckpt_heap_destroy
+#pragma weak ckpt_alloc
+#pragma weak ckpt_begin
+#pragma weak ckpt_stats
+#pragma weak ckpt_wait
+#pragma weak ckpt_strerror
+#pragma weak ckpt_heap_page_size
+
+static int g_reps = 3;
+static uint64_t g_seed = 1;
+
+static void touch(uint8_t *p, size_t len, size_t step)
+{
+	for (size_t off = 0; off < len; off += step)
+		p[off] = (uint8_t)(off / step + 1);
+}
+
+static void report(const char *m, size_t size, double *ns, double *sp, int n)
+{
+	if (n == 0)
+		return;
+	printf("pause method=%s size=%zu ns=%.0f stats_pause_ns=%.0f reps=%d\n", m, size,
+	       bench_median(ns, (size_t)n), sp ? bench_median(sp, (size_t)n) : -1.0, n);
+	fflush(stdout);
+}
+
+static void bench_fork(size_t size)
+{
+	double ns[16];
+	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		printf("pause method=fork size=%zu unavailable: mmap: %s\n", size, strerror(errno));
+		return;
+	}
+	/* 4 KiB pages: what a database's heap under THP=madvise gets */
+	madvise(p, size, MADV_NOHUGEPAGE);
+	touch(p, size, PG);
+	for (int k = 0; k < g_reps; k++) {
+		fflush(stdout);
+		uint64_t t0 = bench_now_ns();
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(0);
+		uint64_t t1 = bench_now_ns();
+		ns[k] = (double)(t1 - t0);
+		waitpid(pid, NULL, 0);
+		/* the child is gone: the parent's pages are exclusive again after
+		 * the next write; re-touch so every rep starts the same */
+		touch(p, size, PG);
+	}
+	report("fork", size, ns, NULL, g_reps);
+	munmap(p, size);
+}
+
+static void bench_wp_raw(size_t size)
+{
+	double ns[16];
+	int fd = memfd_create("pause", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)size) != 0) {
+		printf("pause method=wp-raw size=%zu unavailable: memfd: %s\n", size, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM };
+	struct uffdio_register reg = { .range = { (uintptr_t)p, size }, .mode = UFFDIO_REGISTER_MODE_WP };
+	if (p == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) != 0 ||
+	    ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) {
+		printf("pause method=wp-raw size=%zu unavailable: uffd: %s\n", size, strerror(errno));
+		goto out;
+	}
+	touch(p, size, PG);
+	for (int k = 0; k < g_reps; k++) {
+		struct uffdio_writeprotect wp = { .range = { (uintptr_t)p, size },
+						  .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+		uint64_t t0 = bench_now_ns();
+		int rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+		uint64_t t1 = bench_now_ns();
+		if (rc != 0) {
+			printf("pause method=wp-raw size=%zu unavailable: WRITEPROTECT: %s\n", size,
+			       strerror(errno));
+			goto out;
+		}
+		ns[k] = (double)(t1 - t0);
+		wp.mode = 0;
+		ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+	}
+	report("wp-raw", size, ns, NULL, g_reps);
+out:
+	if (uffd >= 0)
+		close(uffd);
+	if (p != MAP_FAILED)
+		munmap(p, size);
+	close(fd);
+}
+
+static int null_begin(void *a, const struct ckpt_sink_info *i) { return 0; }
+static int null_pages(void *a, uint64_t f, uint32_t n, const void *d) { return 0; }
+static int null_end(void *a, int s) { return 0; }
+static const struct ckpt_sink null_sink = { null_begin, null_pages, null_end, NULL };
+
+/* One timed ckpt_begin() + wait; returns 0 and fills ns / stats pause. */
+static int timed_begin(ckpt_heap *h, double *ns, double *sp)
+{
+	struct ckpt_dest dest = { .kind = CKPT_DEST_SINK, .sink = &null_sink };
+	uint64_t t0 = bench_now_ns();
+	int rc = ckpt_begin(h, &dest, NULL);
+	uint64_t t1 = bench_now_ns();
+	if (rc != 0)
+		return rc;
+	rc = ckpt_wait(h);
+	struct ckpt_stats st = { .struct_size = sizeof(st) };
+	ckpt_stats(h, &st);
+	*ns = (double)(t1 - t0);
+	*sp = (double)st.pause_ns;
+	return rc;
+}
+
+/* @dirty_pct 0: full checkpoints; else incremental ones after dirtying that
+ * share of pages. */
+static void bench_ckpt(const char *name, size_t size, unsigned flags, int dirty_pct)
+{
+	double ns[16], sp[16];
+	struct ckpt_heap_opts ho;
+	if (!ckpt_begin) {
+		printf("pause method=%s size=%zu unavailable: libckpt engine not built\n", name, size);
+		return;
+	}
+	ckpt_heap_opts_init(&ho);
+	ho.size = size + (64ul << 20);
+	ho.flags = flags;
+	ho.name = "pause";
+	ckpt_heap *h = NULL;
+	int rc = ckpt_heap_create(&ho, &h);
+	uint8_t *p = NULL;
+	if (rc == 0 && !(p = ckpt_alloc(h, size)))
+		rc = -ENOMEM;
+	if (rc != 0) {
+		printf("pause method=%s size=%zu unavailable: %s\n", name, size, ckpt_strerror(rc));
+		ckpt_heap_destroy(h);
+		return;
+	}
+	size_t psz = ckpt_heap_page_size(h);
+	touch(p, size, PG);
+	uint64_t rs = g_seed;
+	int n = 0;
+	if (dirty_pct) {
+		/* the first checkpoint is full: the base the incrementals amend */
+		double a, b;
+		if ((rc = timed_begin(h, &a, &b)) != 0)
+			goto fail;
+	}
+	for (int k = 0; k < g_reps; k++) {
+		if (dirty_pct) {
+			size_t np = size / psz, nd = np * (size_t)dirty_pct / 100;
+			for (size_t i = 0; i < nd; i++)
+				p[(bench_rand(&rs) % np) * psz] ^= 1;
+		}
+		if ((rc = timed_begin(h, &ns[n], &sp[n])) != 0)
+			goto fail;
+		n++;
+	}
+	report(name, size, ns, sp, n);
+	ckpt_heap_destroy(h);
+	return;
+fail:
+	printf("pause method=%s size=%zu unavailable: %s\n", name, size, ckpt_strerror(rc));
+	ckpt_heap_destroy(h);
+}
+
+/* hugetlb reservation, restored on every exit path (atexit + signals) */
+static long g_old_nr = -1;
+static int g_lock_fd = -1;
+
+static long read_nr_hugepages(void)
+{
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "re");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static int write_nr_hugepages(long v)
+{
+	int fd = open("/proc/sys/vm/nr_hugepages", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char b[32];
+	int n = snprintf(b, sizeof(b), "%ld\n", v);
+	int rc = write(fd, b, (size_t)n) == n ? 0 : -errno;
+	close(fd);
+	return rc;
+}
+
+static void restore_hugetlb(void)
+{
+	if (g_old_nr >= 0) {
+		write_nr_hugepages(g_old_nr);
+		g_old_nr = -1;
+	}
+	if (g_lock_fd >= 0) {
+		close(g_lock_fd);
+		g_lock_fd = -1;
+	}
+}
+
+static void on_signal(int sig)
+{
+	restore_hugetlb();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void bench_hugetlb(size_t size)
+{
+	g_lock_fd = open("/run/lock/libckpt-machine.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (g_lock_fd < 0 || flock(g_lock_fd, LOCK_EX) != 0) {
+		printf("pause method=ckpt-huge size=%zu unavailable: machine lock: %s\n", size,
+		       strerror(errno));
+		restore_hugetlb();
+		return;
+	}
+	g_old_nr = read_nr_hugepages();
+	long want = g_old_nr + (long)((size + (64ul << 20)) >> 21) + 4;
+	if (g_old_nr < 0 || write_nr_hugepages(want) != 0 || read_nr_hugepages() < want) {
+		printf("pause method=ckpt-huge size=%zu unavailable: cannot reserve %ld hugetlb pages\n",
+		       size, want);
+		restore_hugetlb();
+		return;
+	}
+	bench_ckpt("ckpt-huge", size, CKPT_HEAP_HUGETLB, 0);
+	restore_hugetlb();
+}
+
+int main(int argc, char **argv)
+{
+	const char *sizes = "256m,1g";
+	bool hugetlb = true;
+	static const struct option lo[] = {
+		{ "sizes", required_argument, 0, 'z' }, { "reps", required_argument, 0, 'r' },
+		{ "seed", required_argument, 0, 's' },  { "no-hugetlb", no_argument, 0, 'H' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "z:r:s:H", lo, NULL)) != -1) {
+		switch (c) {
+		case 'z': sizes = optarg; break;
+		case 'r': g_reps = atoi(optarg); break;
+		case 's': g_seed = strtoull(optarg, NULL, 0); break;
+		case 'H': hugetlb = false; break;
+		default:
+			fprintf(stderr, "usage: pause [--sizes 256m,1g] [--reps R] [--seed S] [--no-hugetlb]\n");
+			return 2;
+		}
+	}
+	if (g_reps < 1 || g_reps > 16)
+		g_reps = 3;
+	atexit(restore_hugetlb);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	printf("pause reps=%d seed=%llu\n", g_reps, (unsigned long long)g_seed);
+	for (const char *s = sizes; *s;) {
+		size_t size = bench_parse_size(s);
+		size = (size + (2ul << 20) - 1) & ~((2ul << 20) - 1);
+		bench_fork(size);
+		bench_wp_raw(size);
+		bench_ckpt("ckpt-full", size, 0, 0);
+		bench_ckpt("ckpt-incr1", size, CKPT_HEAP_INCREMENTAL, 1);
+		bench_ckpt("ckpt-incr10", size, CKPT_HEAP_INCREMENTAL, 10);
+		if (hugetlb && geteuid() == 0)
+			bench_hugetlb(size);
+		s = strchr(s, ',');
+		if (!s)
+			break;
+		s++;
+	}
+	return 0;
+}
