@@ -77,6 +77,10 @@ int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out)
 int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
 		     const struct ckpt_heap_opts *opts, ckpt_heap **out);
 
+/* After a restore: the heap continues the lineage of the image it came
+ * from (its next checkpoint gets generation + 1; it is a full image). */
+void ckpt__heap_set_lineage(ckpt_heap *h, uint64_t generation, const uint8_t id[16]);
+
 /* Checks that [base, base+size) is a sane user range for this process (page
  * aligned, inside the user address space).  0 or CKPT_E_RANGE. */
 int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);

@@ -1,0 +1,360 @@
+/*
+ * heap.c - the heap's memory: a memfd mapped MAP_SHARED at a fixed address,
+ * a read-only alias mapping of the same memfd for the writer, and the
+ * userfaultfd that write-protects the main mapping.
+ *
+ * Why shmem: an incremental checkpoint keeps clean pages write-protected
+ * between checkpoints, and the kernel keeps a shmem page's write-protect
+ * mark across zap, swap-out and migration with PTE markers (kernel/README.md).
+ * Why an alias: the writer must read pages without tripping over the
+ * protection it is about to lift, and a second mapping that is never
+ * registered with userfaultfd is the cheapest way.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/memfd.h>
+
+#include "engine.h"
+
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21u << 26)
+#endif
+
+#define HUGE_PAGE_SIZE (2u << 20)
+#define DEFAULT_SIZE (1ull << 30)
+
+/* The kernel probe runs once per process: the answer cannot change while
+ * the process lives, and the canary costs a millisecond. */
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static struct ckpt_kernel_info probe_info;
+static int probe_rc;
+
+static void run_probe(void)
+{
+	probe_rc = ckpt_kernel_probe(&probe_info);
+}
+
+CKPT_API void ckpt_heap_opts_init(struct ckpt_heap_opts *o)
+{
+	if (!o)
+		return;
+	memset(o, 0, sizeof(*o));
+	o->struct_size = sizeof(*o);
+	o->size = DEFAULT_SIZE;
+	o->backend = CKPT_TRAP_THREAD;
+	o->pool_bytes = CKPT_DEFAULT_POOL_BYTES;
+	o->fault_around = CKPT_DEFAULT_FAULT_AROUND;
+}
+
+int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size)
+{
+	/* x86-64 with 4-level page tables: user space ends at 2^47 - 4096;
+	 * libckpt never places heaps above that even with 5-level tables. */
+	const uint64_t user_top = (1ull << 47) - 4096;
+
+	if (page_size == 0 || (base % page_size) || (size % page_size) || size == 0)
+		return CKPT_E_RANGE;
+	if (base < (1ull << 20) || base >= user_top || size > user_top - base)
+		return CKPT_E_RANGE;
+	return 0;
+}
+
+int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out)
+{
+	unsigned flags = MFD_CLOEXEC | (hugetlb ? (MFD_HUGETLB | MFD_HUGE_2MB) : 0);
+	int fd = (int)syscall(SYS_memfd_create, name ? name : "libckpt", flags);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) != 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static int open_uffd(bool sigbus_mode, int *out)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	/* vm.unprivileged_userfaultfd=0 refuses the syscall without
+	 * CAP_SYS_PTRACE; /dev/userfaultfd is the way granted by file
+	 * permissions instead. */
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	if (fd < 0)
+		return errno == ENOSYS ? CKPT_E_KERNEL : -EPERM;
+
+	struct uffdio_api api = {.api = UFFD_API};
+	if (ioctl(fd, UFFDIO_API, &api) != 0) {
+		close(fd);
+		return CKPT_E_KERNEL;
+	}
+	uint64_t want = sigbus_mode ? UFFD_FEATURE_SIGBUS : 0;
+	if ((api.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) == 0 ||
+	    (api.features & want) != want) {
+		close(fd);
+		return CKPT_E_KERNEL;
+	}
+	/* UFFDIO_API may be called once per fd: reopen with the features. */
+	close(fd);
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	if (fd < 0)
+		return -EPERM;
+	api.api = UFFD_API;
+	api.features = want;
+	if (ioctl(fd, UFFDIO_API, &api) != 0) {
+		close(fd);
+		return CKPT_E_KERNEL;
+	}
+	*out = fd;
+	return 0;
+}
+
+static int map_fixed(void *base, size_t size, int prot, int flags, int fd)
+{
+	void *p = mmap(base, size, prot, flags | MAP_FIXED_NOREPLACE, fd, 0);
+
+	if (p == MAP_FAILED)
+		return errno == EEXIST ? CKPT_E_ADDRINUSE
+		       : errno == ENOMEM && (flags & MAP_SHARED) ? -ENOSPC
+								: -errno;
+	if (p != base) {
+		/* a kernel that ignores MAP_FIXED_NOREPLACE placed it elsewhere */
+		munmap(p, size);
+		return CKPT_E_ADDRINUSE;
+	}
+	return 0;
+}
+
+static void heap_teardown(ckpt_heap *h)
+{
+	if (h->eng)
+		ckpt__engine_fini(h);
+	if (h->uffd >= 0)
+		close(h->uffd);
+	if (h->alias)
+		munmap(h->alias, h->size);
+	if (h->base)
+		munmap(h->base, h->size);
+	if (h->memfd >= 0)
+		close(h->memfd);
+	pthread_mutex_destroy(&h->alloc_lock);
+	free(h);
+}
+
+/*
+ * Common construction.  @memfd < 0: a new heap; else adopt a filled memfd
+ * (restore).  On failure nothing stays mapped and an adopted memfd is left
+ * open for the caller.
+ */
+static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_in,
+		      uint64_t size_in, uint32_t page_size_in, ckpt_heap **out)
+{
+	struct ckpt_heap_opts o;
+	ckpt_heap *h;
+	int rc;
+
+	*out = NULL;
+	ckpt_heap_opts_init(&o);
+	if (in) {
+		if (in->struct_size == 0 || in->struct_size > sizeof(o))
+			return -EINVAL;
+		memcpy(&o, in, in->struct_size);
+		o.struct_size = sizeof(o);
+	}
+	if (o.backend != CKPT_TRAP_THREAD && o.backend != CKPT_TRAP_SIGBUS &&
+	    o.backend != CKPT_BACKEND_FORK)
+		return -EINVAL;
+	if (o.fault_around == 0)
+		o.fault_around = CKPT_DEFAULT_FAULT_AROUND;
+	if (o.fault_around & (o.fault_around - 1) || o.fault_around > 1024)
+		return -EINVAL;
+	if (o.pool_bytes == 0)
+		o.pool_bytes = CKPT_DEFAULT_POOL_BYTES;
+	if (o.flags & ~(CKPT_HEAP_HUGETLB | CKPT_HEAP_INCREMENTAL | CKPT_HEAP_BUSY_POLL |
+			CKPT_HEAP_NO_PROBE))
+		return -EINVAL;
+
+	bool huge = (o.flags & CKPT_HEAP_HUGETLB) != 0;
+	size_t psz = huge ? HUGE_PAGE_SIZE : (size_t)sysconf(_SC_PAGESIZE);
+	uint64_t base = memfd >= 0 ? base_in : (uint64_t)(uintptr_t)(o.base ? o.base : CKPT_DEFAULT_BASE);
+	uint64_t size = memfd >= 0 ? size_in : (o.size ? o.size : DEFAULT_SIZE);
+
+	if (memfd >= 0 && page_size_in != psz)
+		return CKPT_E_PAGESIZE;
+	size = (size + psz - 1) & ~((uint64_t)psz - 1);
+	if (size < 16 * (uint64_t)psz && !huge)
+		return -EINVAL; /* the allocator needs room for its header */
+	if (base % psz)
+		return -EINVAL;
+	rc = ckpt__check_range(base, size, psz);
+	if (rc)
+		return rc;
+
+	if (o.backend != CKPT_BACKEND_FORK && !(o.flags & CKPT_HEAP_NO_PROBE)) {
+		pthread_once(&probe_once, run_probe);
+		if (probe_rc != 0) {
+			h = NULL;
+			if (o.log) {
+				char msg[320];
+				snprintf(msg, sizeof(msg),
+					 "kernel %s is not safe for libckpt: %s; use CKPT_BACKEND_FORK",
+					 probe_info.release, probe_info.reason);
+				o.log(o.log_arg, CKPT_LOG_ERROR, msg);
+			}
+			return probe_rc == -EPERM ? -EPERM : CKPT_E_KERNEL;
+		}
+	}
+
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->memfd = -1;
+	h->uffd = -1;
+	h->size = size;
+	h->page_size = psz;
+	h->page_shift = (unsigned)__builtin_ctzll(psz);
+	h->npages = size / psz;
+	h->backend = o.backend;
+	h->flags = o.flags;
+	snprintf(h->name, sizeof(h->name), "%s", o.name ? o.name : "libckpt");
+	o.name = h->name;
+	h->opts = o;
+	pthread_mutex_init(&h->alloc_lock, NULL);
+
+	if (o.backend == CKPT_BACKEND_FORK) {
+		/* Private anonymous memory: fork() gives the child a
+		 * copy-on-write view.  (A shared mapping would not.) */
+		int mflags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+		if (huge)
+			mflags |= MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
+		rc = map_fixed((void *)(uintptr_t)base, size, PROT_READ | PROT_WRITE, mflags, -1);
+		if (rc)
+			goto fail;
+		h->base = (uint8_t *)(uintptr_t)base;
+		if (memfd >= 0) {
+			/* restore: copy the pages in (the memfd stays the
+			 * caller's on failure, and is closed on success) */
+			size_t off = 0;
+			while (off < size) {
+				ssize_t n = pread(memfd, h->base + off, size - off, (off_t)off);
+				if (n <= 0) {
+					rc = n < 0 ? -errno : -EIO;
+					goto fail;
+				}
+				off += (size_t)n;
+			}
+		}
+	} else {
+		int fd = memfd;
+		if (fd < 0) {
+			rc = ckpt__memfd_create(h->name, size, huge, &fd);
+			if (rc)
+				goto fail;
+		}
+		h->memfd = fd;
+		rc = map_fixed((void *)(uintptr_t)base, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+		if (rc)
+			goto fail;
+		h->base = (uint8_t *)(uintptr_t)base;
+		/* A fork child's writes would reach the shared pages without a
+		 * write-protect fault (its ptes carry no marks): keep the heap
+		 * out of children altogether. */
+		madvise(h->base, size, MADV_DONTFORK);
+		h->alias = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+		if (h->alias == MAP_FAILED) {
+			h->alias = NULL;
+			rc = -errno;
+			goto fail;
+		}
+		madvise(h->alias, size, MADV_DONTFORK);
+		rc = open_uffd(o.backend == CKPT_TRAP_SIGBUS, &h->uffd);
+		if (rc)
+			goto fail;
+		struct uffdio_register reg = {
+			.range = {.start = base, .len = size},
+			.mode = UFFDIO_REGISTER_MODE_WP};
+		if (ioctl(h->uffd, UFFDIO_REGISTER, &reg) != 0) {
+			rc = errno == EINVAL ? CKPT_E_KERNEL : -errno;
+			goto fail;
+		}
+	}
+
+	rc = ckpt__engine_init(h);
+	if (rc)
+		goto fail;
+	if (memfd >= 0)
+		rc = ckpt__alloc_open(h);
+	else
+		rc = ckpt__alloc_format(h);
+	if (rc)
+		goto fail;
+	if (memfd >= 0 && h->backend == CKPT_BACKEND_FORK)
+		close(memfd); /* copied; the heap owns nothing of it */
+	*out = h;
+	return 0;
+
+fail:
+	if (memfd >= 0 && h->memfd == memfd)
+		h->memfd = -1; /* the caller keeps an adopted memfd on failure */
+	heap_teardown(h);
+	return rc;
+}
+
+CKPT_API int ckpt_heap_create(const struct ckpt_heap_opts *opts, ckpt_heap **out)
+{
+	if (!out)
+		return -EINVAL;
+	return heap_build(opts, -1, 0, 0, 0, out);
+}
+
+int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
+		     const struct ckpt_heap_opts *opts, ckpt_heap **out)
+{
+	if (memfd < 0 || !out)
+		return -EINVAL;
+	return heap_build(opts, memfd, base, size, page_size, out);
+}
+
+CKPT_API void ckpt_heap_destroy(ckpt_heap *h)
+{
+	if (!h)
+		return;
+	heap_teardown(h);
+}
+
+CKPT_API void *ckpt_heap_base(const ckpt_heap *h)
+{
+	return h ? h->base : NULL;
+}
+
+CKPT_API size_t ckpt_heap_size(const ckpt_heap *h)
+{
+	return h ? h->size : 0;
+}
+
+CKPT_API size_t ckpt_heap_page_size(const ckpt_heap *h)
+{
+	return h ? h->page_size : 0;
+}
