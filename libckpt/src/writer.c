@@ -1,0 +1,907 @@
+/*
+ * writer.c - the file/fd sink: turns the engine's page stream into an image
+ * (format in image.h) and makes it durable.
+ *
+ * Threads: every callback runs on the checkpoint's writer thread, one at a
+ * time, so the sink needs no locks.  Compression happens here, never on the
+ * trap path.
+ *
+ * Output: bytes go out through io_uring with up to WR_BUFS buffers in
+ * flight, each at an explicit file offset (the stream never seeks back, so
+ * the same bytes can go to a pipe, where one write is in flight at a time to
+ * keep their order).  With CKPT_BEGIN_DIRECT the temp file is opened
+ * O_DIRECT where the filesystem allows it and bytes are staged into aligned
+ * 1 MiB chunks; the last, partial chunk is written after clearing O_DIRECT.
+ *
+ * Publish (CKPT_DEST_PATH): the image is written to a temp file
+ * ".NAME.tmp.PID.RANDOM" (0600, O_CLOEXEC) in the destination's directory,
+ * fsync'ed, renamed over NAME, and the directory fsync'ed.  A crash at any
+ * point leaves NAME as it was (old image) or the complete new one; the
+ * temp files of dead processes are removed by the next checkpoint to NAME.
+ *
+ * Incremental chains: the image currently at NAME (checked to carry the id
+ * the engine names as parent) is hard-linked to "NAME.gGGGGGG" (its
+ * generation) and the directory fsync'ed before the new tip is published;
+ * the new tip's header names that file.  After a full image is published,
+ * NAME.g* files (no longer referenced) are removed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "fault.h"
+#include "image.h"
+#include "internal.h"
+
+#define WR_BUFS 6                 /* buffers in flight (and being filled) */
+#define WR_BLOCK_DATA (1u << 20)  /* page bytes per block (at least one page) */
+#define WR_BLOCK_RUNS 1024u       /* run records per block */
+#define WR_CHUNK (1u << 20)       /* O_DIRECT staging chunk */
+#define WR_ALIGN 4096u
+#define WR_QD 16
+
+struct wbuf {
+	uint8_t *mem;
+	size_t cap;
+	size_t len;  /* bytes to write */
+	size_t done; /* bytes written */
+	uint64_t off;/* stream offset of mem[0] */
+	bool busy;   /* in flight */
+};
+
+struct fsink {
+	/* destination */
+	enum ckpt_dest_kind kind;
+	int fd;
+	bool seekable;
+	bool regular;
+	bool direct;
+	bool no_fsync;
+	uint64_t start_off;  /* CKPT_DEST_FD: the fd's offset at begin */
+	int dirfd;
+	char *dir;           /* CKPT_DEST_PATH: directory and file name */
+	char *name;
+	char tmpname[NAME_MAX + 1];
+	bool tmp_created;
+	_Atomic uint64_t *bytes_written;
+	int zstd_level;
+
+	/* io_uring */
+	struct io_uring ring;
+	bool ring_ok;
+	unsigned inflight;
+	struct wbuf bufs[WR_BUFS];
+	struct wbuf *stage;  /* bytes being gathered for one write (header, trailer, O_DIRECT chunks) */
+	uint64_t off;        /* stream bytes handed to the output so far */
+	XXH3_state_t *fh;    /* whole-file hash of every byte before the footer */
+
+	/* block assembly */
+	struct ckpt__img_header hdr;
+	uint32_t page_size;
+	uint32_t block_cap_pages;
+	size_t buf_size;
+	ZSTD_CCtx *cctx;
+	uint8_t *raw;        /* zstd: page contents gathered before compression */
+	uint8_t *asmbuf;     /* O_DIRECT: the block being assembled */
+	struct wbuf *blk;    /* otherwise: the wbuf the block is assembled in */
+	struct ckpt__run runs[WR_BLOCK_RUNS];
+	uint32_t nruns;
+	uint32_t data_pages;
+	uint32_t zero_pages;
+
+	/* trailer */
+	struct ckpt__trl_entry *index;
+	size_t nindex, index_cap;
+	uint64_t pages_stored, pages_zero, total_runs, pages_seen;
+
+	bool began;
+	int err; /* first error; sticky */
+};
+
+static int set_err(struct fsink *s, int err)
+{
+	if (!s->err)
+		s->err = err;
+	return s->err;
+}
+
+/* ------------------------------------------------------------- output */
+
+static struct wbuf *wbuf_for(struct fsink *s, struct io_uring_cqe *cqe)
+{
+	return (struct wbuf *)io_uring_cqe_get_data(cqe);
+}
+
+static int submit_write(struct fsink *s, struct wbuf *b)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+	if (!sqe)
+		return -EBUSY; /* cannot happen: WR_QD > WR_BUFS */
+	/* -1: the file position, for fds that cannot seek (pipes, sockets) */
+	uint64_t off = s->seekable ? s->start_off + b->off + b->done : (uint64_t)-1;
+	io_uring_prep_write(sqe, s->fd, b->mem + b->done, (unsigned)(b->len - b->done), off);
+	io_uring_sqe_set_data(sqe, b);
+	int rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	if (!rc)
+		rc = io_uring_submit(&s->ring);
+	if (rc < 0)
+		return rc;
+	b->busy = true;
+	s->inflight++;
+	return 0;
+}
+
+/* Accounts one completion.  A short write is resubmitted for the rest; an
+ * error becomes the sink's error. */
+static void handle_cqe(struct fsink *s, struct io_uring_cqe *cqe)
+{
+	struct wbuf *b = wbuf_for(s, cqe);
+	int res = cqe->res;
+	io_uring_cqe_seen(&s->ring, cqe);
+	s->inflight--;
+	b->busy = false;
+	if (res == -EINTR || res == -EAGAIN)
+		res = 0; /* nothing written: submit the same range again */
+	else if (res == 0)
+		res = -EIO; /* a write that makes no progress */
+	if (res < 0) {
+		set_err(s, res);
+		return;
+	}
+	b->done += (size_t)res;
+	if (s->bytes_written)
+		atomic_fetch_add(s->bytes_written, (uint64_t)res);
+	if (b->done < b->len && !s->err) {
+		int rc = submit_write(s, b);
+		if (rc < 0)
+			set_err(s, rc);
+	}
+}
+
+/* Waits for one completion.  If the ring itself fails, nothing more can be
+ * known about the writes in flight: they are abandoned (the file is
+ * discarded anyway since the sink has failed). */
+static int wait_one(struct fsink *s)
+{
+	struct io_uring_cqe *cqe;
+	int rc;
+	do
+		rc = io_uring_wait_cqe(&s->ring, &cqe);
+	while (rc == -EINTR);
+	if (rc < 0) {
+		set_err(s, rc);
+		s->inflight = 0;
+		for (int i = 0; i < WR_BUFS; i++)
+			s->bufs[i].busy = false;
+		return rc;
+	}
+	handle_cqe(s, cqe);
+	return 0;
+}
+
+static void reap_ready(struct fsink *s)
+{
+	struct io_uring_cqe *cqe;
+	while (s->inflight && io_uring_peek_cqe(&s->ring, &cqe) == 0 && cqe)
+		handle_cqe(s, cqe);
+}
+
+static int drain(struct fsink *s)
+{
+	while (s->inflight)
+		wait_one(s);
+	return s->err;
+}
+
+/* Hands @b (b->len bytes) to the output at the next stream offset. */
+static int out_submit(struct fsink *s, struct wbuf *b)
+{
+	if (s->err)
+		return s->err;
+	b->off = s->off;
+	b->done = 0;
+	s->off += b->len;
+	int rc = ckpt__fault_hit(CKPT_FAULT_WRITE);
+	if (rc < 0)
+		return set_err(s, rc);
+	/* A stream keeps its order only with one write in flight. */
+	if (!s->seekable && drain(s))
+		return s->err;
+	rc = submit_write(s, b);
+	if (rc < 0)
+		return set_err(s, rc);
+	reap_ready(s);
+	return s->err;
+}
+
+static struct wbuf *get_free(struct fsink *s)
+{
+	for (;;) {
+		for (int i = 0; i < WR_BUFS; i++) {
+			struct wbuf *b = &s->bufs[i];
+			if (!b->busy && b != s->stage && b != s->blk) {
+				b->len = b->done = 0;
+				return b;
+			}
+		}
+		if (!s->inflight) {
+			set_err(s, -EIO); /* cannot happen: only stage and blk are held */
+			return NULL;
+		}
+		wait_one(s);
+		if (s->err)
+			return NULL;
+	}
+}
+
+static size_t stage_limit(const struct fsink *s)
+{
+	return s->direct ? WR_CHUNK : s->buf_size;
+}
+
+/* Copies bytes into the staging buffer (hashing them unless @nohash),
+ * submitting it whenever it fills. */
+static int out_put(struct fsink *s, const void *p, size_t n, bool nohash)
+{
+	const uint8_t *src = p;
+	if (s->err)
+		return s->err;
+	if (!nohash)
+		XXH3_64bits_update(s->fh, p, n);
+	while (n) {
+		if (!s->stage && !(s->stage = get_free(s)))
+			return s->err;
+		size_t room = stage_limit(s) - s->stage->len;
+		size_t k = n < room ? n : room;
+		memcpy(s->stage->mem + s->stage->len, src, k);
+		s->stage->len += k;
+		src += k;
+		n -= k;
+		if (s->stage->len == stage_limit(s)) {
+			struct wbuf *b = s->stage;
+			s->stage = NULL;
+			if (out_submit(s, b))
+				return s->err;
+		}
+	}
+	return 0;
+}
+
+/* Submits a partly filled staging buffer (not in O_DIRECT mode, where only
+ * whole chunks go out until the end). */
+static int out_flush(struct fsink *s)
+{
+	if (s->err || !s->stage || !s->stage->len)
+		return s->err;
+	struct wbuf *b = s->stage;
+	s->stage = NULL;
+	return out_submit(s, b);
+}
+
+/* ------------------------------------------------------------- blocks */
+
+static bool page_is_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t z[8];
+	return memcmp(p, z, 8) == 0 && memcmp(p, p + 8, n - 8) == 0;
+}
+
+/* Where the next data page of the block goes. */
+static uint8_t *data_area(struct fsink *s)
+{
+	if (s->zstd_level > 0)
+		return s->raw;
+	if (s->direct)
+		return s->asmbuf + sizeof(struct ckpt__blk_header);
+	if (!s->blk && !(s->blk = get_free(s)))
+		return NULL;
+	return s->blk->mem + sizeof(struct ckpt__blk_header);
+}
+
+static int close_block(struct fsink *s)
+{
+	if (s->err)
+		return s->err;
+	if (s->nruns == 0)
+		return 0;
+	uint8_t *out;
+	if (s->direct) {
+		out = s->asmbuf;
+	} else {
+		if (!s->blk && !(s->blk = get_free(s)))
+			return s->err;
+		out = s->blk->mem;
+	}
+	size_t raw_len = (size_t)s->data_pages * s->page_size;
+	uint8_t *data = out + sizeof(struct ckpt__blk_header);
+	struct ckpt__blk_header bh = {
+		.magic = CKPT__BLK_MAGIC,
+		.nruns = s->nruns,
+		.data_pages = s->data_pages,
+		.zero_pages = s->zero_pages,
+		.seq = s->nindex,
+		.first_page = UINT64_MAX,
+	};
+	size_t data_len = raw_len;
+	if (s->zstd_level > 0 && raw_len) {
+		bh.raw_hash = ckpt__hash(s->raw, raw_len);
+		/* Only keep the frame if it is smaller than the pages. */
+		size_t z = ZSTD_compressCCtx(s->cctx, data, raw_len - 1, s->raw, raw_len,
+					     s->zstd_level);
+		if (!ZSTD_isError(z)) {
+			bh.flags = CKPT__BLK_ZSTD;
+			data_len = z;
+		} else if (ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall) {
+			memcpy(data, s->raw, raw_len);
+		} else {
+			return set_err(s, -ENOMEM);
+		}
+	} else {
+		bh.raw_hash = ckpt__hash(data, raw_len);
+	}
+	bh.data_len = (uint32_t)data_len;
+	for (uint32_t i = 0; i < s->nruns; i++)
+		if (s->runs[i].first_page < bh.first_page)
+			bh.first_page = s->runs[i].first_page;
+	memcpy(data + data_len, s->runs, s->nruns * sizeof(struct ckpt__run));
+	bh.payload_hash = ckpt__hash(data, data_len + s->nruns * sizeof(struct ckpt__run));
+	ckpt__blk_header_seal(&bh);
+	memcpy(out, &bh, sizeof(bh));
+	size_t total = sizeof(bh) + data_len + s->nruns * sizeof(struct ckpt__run);
+
+	if (s->nindex == s->index_cap) {
+		size_t cap = s->index_cap ? s->index_cap * 2 : 256;
+		void *p = realloc(s->index, cap * sizeof(*s->index));
+		if (!p)
+			return set_err(s, -ENOMEM);
+		s->index = p;
+		s->index_cap = cap;
+	}
+	/* header, trailer and footer never share a staging buffer with a
+	 * block outside O_DIRECT mode, so s->off is this block's offset once
+	 * the stage is flushed. */
+	if (!s->direct && out_flush(s))
+		return s->err;
+	s->index[s->nindex++] = (struct ckpt__trl_entry){
+		.offset = s->off + (s->stage ? s->stage->len : 0),
+		.checksum = bh.checksum,
+		.length = (uint32_t)total,
+		.data_pages = s->data_pages,
+		.zero_pages = s->zero_pages,
+		.nruns = s->nruns,
+	};
+	s->pages_stored += s->data_pages;
+	s->pages_zero += s->zero_pages;
+	s->total_runs += s->nruns;
+	s->nruns = s->data_pages = s->zero_pages = 0;
+
+	if (s->direct)
+		return out_put(s, out, total, false);
+	struct wbuf *b = s->blk;
+	s->blk = NULL;
+	b->len = total;
+	XXH3_64bits_update(s->fh, b->mem, total);
+	return out_submit(s, b);
+}
+
+static int add_run(struct fsink *s, uint64_t page, uint32_t kind)
+{
+	if (s->nruns) {
+		struct ckpt__run *r = &s->runs[s->nruns - 1];
+		if (r->kind == kind && r->first_page + r->npages == page && r->npages < UINT32_MAX) {
+			r->npages++;
+			return 0;
+		}
+	}
+	if (s->nruns == WR_BLOCK_RUNS && close_block(s))
+		return s->err;
+	s->runs[s->nruns++] = (struct ckpt__run){ .first_page = page, .npages = 1, .kind = kind };
+	return 0;
+}
+
+/* ------------------------------------------------------ path handling */
+
+static void remove_stale_temps(struct fsink *s)
+{
+	char prefix[NAME_MAX + 8];
+	snprintf(prefix, sizeof(prefix), ".%s.tmp.", s->name);
+	size_t plen = strlen(prefix);
+	int dfd = dup(s->dirfd);
+	if (dfd < 0)
+		return;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, plen) != 0)
+			continue;
+		long pid = strtol(de->d_name + plen, NULL, 10);
+		/* a live process other than us may be writing it */
+		if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+			continue;
+		unlinkat(s->dirfd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
+/* After a full image is published nothing refers to NAME.gNNNNNN any more. */
+static void remove_generations(struct fsink *s)
+{
+	char prefix[NAME_MAX + 8];
+	snprintf(prefix, sizeof(prefix), "%s.g", s->name);
+	size_t plen = strlen(prefix);
+	int dfd = dup(s->dirfd);
+	if (dfd < 0)
+		return;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, plen) != 0)
+			continue;
+		const char *q = de->d_name + plen;
+		if (!*q || strspn(q, "0123456789") != strlen(q))
+			continue;
+		unlinkat(s->dirfd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
+static int fsync_dir(struct fsink *s)
+{
+	if (s->no_fsync)
+		return 0;
+	int rc = ckpt__fault_hit(CKPT_FAULT_FSYNC);
+	if (rc)
+		return rc;
+	return fsync(s->dirfd) ? -errno : 0;
+}
+
+static int read_header_at(int dirfd, const char *name, struct ckpt__img_header *h)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = pread(fd, h, sizeof(*h), 0);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	return ckpt__img_header_check(h, (size_t)n, NULL, 0);
+}
+
+/* Makes NAME.gGEN a name of the image at NAME (which must be the parent)
+ * and records it in the new header. */
+static int link_parent(struct fsink *s, const struct ckpt_sink_info *info)
+{
+	struct ckpt__img_header ph;
+	int rc = read_header_at(s->dirfd, s->name, &ph);
+	if (rc < 0)
+		return CKPT_E_PARENT;
+	if (memcmp(ph.id, info->parent_id, 16) != 0 || ph.base != info->base ||
+	    ph.heap_size != info->heap_size || ph.page_size != info->page_size ||
+	    ph.generation >= info->generation)
+		return CKPT_E_PARENT;
+	char gname[NAME_MAX + 1];
+	if ((size_t)snprintf(gname, sizeof(gname), "%s.g%06llu", s->name,
+			     (unsigned long long)ph.generation) >= sizeof(gname) ||
+	    strlen(gname) >= CKPT__PARENT_NAME_MAX)
+		return -ENAMETOOLONG;
+	rc = ckpt__fault_hit(CKPT_FAULT_RENAME);
+	if (rc)
+		return rc;
+	if (linkat(s->dirfd, s->name, s->dirfd, gname, 0) != 0) {
+		if (errno != EEXIST)
+			return -errno;
+		struct ckpt__img_header gh;
+		if (read_header_at(s->dirfd, gname, &gh) != 0 || memcmp(gh.id, ph.id, 16) != 0) {
+			/* a leftover of another lineage: replace it atomically */
+			char tmp[NAME_MAX + 1];
+			unsigned r = 0;
+			(void)!getrandom(&r, sizeof(r), 0);
+			snprintf(tmp, sizeof(tmp), ".%s.tmp.%d.%08x", s->name, (int)getpid(), r);
+			if (linkat(s->dirfd, s->name, s->dirfd, tmp, 0) != 0)
+				return -errno;
+			if (renameat(s->dirfd, tmp, s->dirfd, gname) != 0) {
+				rc = -errno;
+				unlinkat(s->dirfd, tmp, 0);
+				return rc;
+			}
+		}
+	}
+	rc = fsync_dir(s);
+	if (rc)
+		return rc;
+	memcpy(s->hdr.parent_name, gname, strlen(gname) + 1);
+	s->hdr.parent_name_len = (uint32_t)strlen(gname);
+	s->hdr.parent_generation = ph.generation;
+	return 0;
+}
+
+static int open_temp(struct fsink *s, bool want_direct)
+{
+	for (int tries = 0; tries < 16; tries++) {
+		unsigned r = 0;
+		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+			r = (unsigned)ckpt__now_ns();
+		snprintf(s->tmpname, sizeof(s->tmpname), ".%s.tmp.%d.%08x", s->name, (int)getpid(), r);
+		int fl = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+		int fd = openat(s->dirfd, s->tmpname, fl | (want_direct ? O_DIRECT : 0), 0600);
+		if (fd < 0 && want_direct && errno == EINVAL) {
+			/* the filesystem has no O_DIRECT: buffered it is */
+			want_direct = false;
+			fd = openat(s->dirfd, s->tmpname, fl, 0600);
+		}
+		if (fd < 0) {
+			if (errno == EEXIST)
+				continue;
+			return -errno;
+		}
+		s->fd = fd;
+		s->direct = want_direct;
+		s->tmp_created = true;
+		s->seekable = s->regular = true;
+		return 0;
+	}
+	return -EEXIST;
+}
+
+static int publish(struct fsink *s)
+{
+	int rc;
+	if (!s->no_fsync) {
+		rc = ckpt__fault_hit(CKPT_FAULT_FSYNC);
+		if (rc || fsync(s->fd) != 0)
+			return rc ? rc : -errno;
+	}
+	rc = ckpt__fault_hit(CKPT_FAULT_RENAME);
+	if (rc)
+		return rc;
+	if (renameat(s->dirfd, s->tmpname, s->dirfd, s->name) != 0)
+		return -errno;
+	s->tmp_created = false;
+	rc = fsync_dir(s);
+	if (rc)
+		return rc;
+	if (!(s->hdr.flags & CKPT__IMG_INCREMENTAL))
+		remove_generations(s);
+	return 0;
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static int sink_begin(void *arg, const struct ckpt_sink_info *info)
+{
+	struct fsink *s = arg;
+	int rc;
+	if (s->began)
+		return set_err(s, -EINVAL);
+	s->began = true;
+	if (!info || info->page_size < 4096 || (info->page_size & (info->page_size - 1)) ||
+	    info->page_size > CKPT__MAX_PAGE_SIZE || info->heap_size % info->page_size ||
+	    info->npages > info->heap_size / info->page_size ||
+	    info->pages_to_emit > info->npages ||
+	    (!(info->flags & CKPT_SINK_INCREMENTAL) && info->pages_to_emit != info->npages) ||
+	    ckpt__check_range(info->base, info->heap_size, info->page_size) != 0)
+		return set_err(s, -EINVAL);
+	if ((info->flags & CKPT_SINK_INCREMENTAL) && s->kind != CKPT_DEST_PATH)
+		return set_err(s, -EINVAL); /* a chain needs files that name each other */
+
+	struct ckpt__img_header *h = &s->hdr;
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
+	h->version = CKPT__IMG_VERSION;
+	h->header_size = CKPT__IMG_HEADER_SIZE;
+	h->page_size = info->page_size;
+	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (s->zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
+	h->zstd_level = s->zstd_level;
+	h->base = info->base;
+	h->heap_size = info->heap_size;
+	h->npages = info->npages;
+	h->pages_to_emit = info->pages_to_emit;
+	h->generation = info->generation;
+	h->created_ns = info->created_ns;
+	h->root = info->root;
+	memcpy(h->id, info->id, 16);
+	if (info->flags & CKPT_SINK_INCREMENTAL)
+		memcpy(h->parent_id, info->parent_id, 16);
+	s->page_size = info->page_size;
+
+	if (s->kind == CKPT_DEST_PATH) {
+		remove_stale_temps(s);
+		if (info->flags & CKPT_SINK_INCREMENTAL) {
+			rc = link_parent(s, info);
+			if (rc)
+				return set_err(s, rc);
+		}
+		rc = open_temp(s, s->direct);
+		if (rc)
+			return set_err(s, rc);
+	}
+	ckpt__img_header_seal(h);
+
+	size_t data_cap = WR_BLOCK_DATA > s->page_size ? WR_BLOCK_DATA : s->page_size;
+	s->block_cap_pages = (uint32_t)(data_cap / s->page_size);
+	s->buf_size = sizeof(struct ckpt__blk_header) + data_cap +
+		      WR_BLOCK_RUNS * sizeof(struct ckpt__run);
+	s->buf_size = (s->buf_size + WR_ALIGN - 1) & ~(size_t)(WR_ALIGN - 1);
+	for (int i = 0; i < WR_BUFS; i++) {
+		if (posix_memalign((void **)&s->bufs[i].mem, WR_ALIGN, s->buf_size))
+			return set_err(s, -ENOMEM);
+		s->bufs[i].cap = s->buf_size;
+	}
+	if (s->direct && posix_memalign((void **)&s->asmbuf, WR_ALIGN, s->buf_size))
+		return set_err(s, -ENOMEM);
+	if (s->zstd_level > 0) {
+		s->raw = malloc(data_cap);
+		s->cctx = ZSTD_createCCtx();
+		if (!s->raw || !s->cctx)
+			return set_err(s, -ENOMEM);
+	}
+	s->fh = XXH3_createState();
+	if (!s->fh)
+		return set_err(s, -ENOMEM);
+	XXH3_64bits_reset(s->fh);
+	rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	if (!rc)
+		rc = io_uring_queue_init(WR_QD, &s->ring, 0);
+	if (rc < 0)
+		return set_err(s, rc);
+	s->ring_ok = true;
+
+	if (out_put(s, h, sizeof(*h), false))
+		return s->err;
+	if (!s->direct)
+		out_flush(s);
+	return s->err;
+}
+
+static int sink_pages(void *arg, uint64_t first, uint32_t n, const void *data)
+{
+	struct fsink *s = arg;
+	if (s->err)
+		return s->err;
+	if (!s->began || first > s->hdr.npages || n > s->hdr.npages - first ||
+	    n > s->hdr.pages_to_emit - s->pages_seen)
+		return set_err(s, -EINVAL);
+	s->pages_seen += n;
+	const uint8_t *src = data;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t page = first + i;
+		if (!src) {
+			/* a zero range: one run, however long */
+			uint32_t k = n - i;
+			if (s->nruns) {
+				struct ckpt__run *r = &s->runs[s->nruns - 1];
+				if (r->kind == CKPT__RUN_ZERO && r->first_page + r->npages == page &&
+				    r->npages <= UINT32_MAX - k) {
+					r->npages += k;
+					s->zero_pages += k;
+					return 0;
+				}
+			}
+			if (s->nruns == WR_BLOCK_RUNS && close_block(s))
+				return s->err;
+			s->runs[s->nruns++] =
+				(struct ckpt__run){ .first_page = page, .npages = k, .kind = CKPT__RUN_ZERO };
+			s->zero_pages += k;
+			return 0;
+		}
+		const uint8_t *p = src + (size_t)i * s->page_size;
+		if (page_is_zero(p, s->page_size)) {
+			if (add_run(s, page, CKPT__RUN_ZERO))
+				return s->err;
+			s->zero_pages++;
+			continue;
+		}
+		if (s->data_pages == s->block_cap_pages && close_block(s))
+			return s->err;
+		if (add_run(s, page, CKPT__RUN_DATA))
+			return s->err;
+		uint8_t *dst = data_area(s);
+		if (!dst)
+			return s->err;
+		memcpy(dst + (size_t)s->data_pages * s->page_size, p, s->page_size);
+		s->data_pages++;
+	}
+	return 0;
+}
+
+static int finish(struct fsink *s)
+{
+	if (close_block(s))
+		return s->err;
+	if (s->pages_seen != s->hdr.pages_to_emit)
+		return set_err(s, -EINVAL); /* the engine owes us pages */
+	if (!s->direct && out_flush(s))
+		return s->err;
+	uint64_t toff = s->off + (s->stage ? s->stage->len : 0);
+	struct ckpt__trl_header th = {
+		.magic = CKPT__TRL_MAGIC,
+		.nblocks = s->nindex,
+		.pages_stored = s->pages_stored,
+		.pages_zero = s->pages_zero,
+		.nruns = s->total_runs,
+		.offset = toff,
+	};
+	ckpt__trl_header_seal(&th);
+	XXH3_state_t *ts = XXH3_createState();
+	if (!ts)
+		return set_err(s, -ENOMEM);
+	XXH3_64bits_reset(ts);
+	XXH3_64bits_update(ts, &th, sizeof(th));
+	XXH3_64bits_update(ts, s->index, s->nindex * sizeof(*s->index));
+	uint64_t tsum = XXH3_64bits_digest(ts);
+	XXH3_freeState(ts);
+	out_put(s, &th, sizeof(th), false);
+	out_put(s, s->index, s->nindex * sizeof(*s->index), false);
+	out_put(s, &tsum, sizeof(tsum), false);
+	if (s->err)
+		return s->err;
+	struct ckpt__footer f = {
+		.trailer_offset = toff,
+		.trailer_size = sizeof(th) + s->nindex * sizeof(*s->index) + sizeof(tsum),
+	};
+	f.file_size = f.trailer_offset + f.trailer_size + sizeof(f);
+	f.file_hash = XXH3_64bits_digest(s->fh);
+	memcpy(f.id, s->hdr.id, 16);
+	memcpy(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic));
+	ckpt__footer_seal(&f);
+	if (out_put(s, &f, sizeof(f), true))
+		return s->err;
+	if (s->direct) {
+		/* whole chunks went out O_DIRECT; the tail is not a multiple
+		 * of the block size, so it goes through the page cache */
+		if (drain(s))
+			return s->err;
+		int fl = fcntl(s->fd, F_GETFL);
+		if (fl < 0 || fcntl(s->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+			return set_err(s, -errno);
+	}
+	if (out_flush(s) || drain(s))
+		return s->err;
+
+	if (s->kind == CKPT_DEST_PATH) {
+		int rc = publish(s);
+		if (rc)
+			return set_err(s, rc);
+	} else if (s->seekable) {
+		/* leave the fd positioned after the image, as write(2) would */
+		if (lseek(s->fd, (off_t)(s->start_off + s->off), SEEK_SET) < 0)
+			return set_err(s, -errno);
+		if (s->regular && !s->no_fsync) {
+			int rc = ckpt__fault_hit(CKPT_FAULT_FSYNC);
+			if (rc || fsync(s->fd) != 0)
+				return set_err(s, rc ? rc : -errno);
+		}
+	}
+	return 0;
+}
+
+static void sink_free(struct fsink *s)
+{
+	if (s->ring_ok) {
+		drain(s);
+		io_uring_queue_exit(&s->ring);
+	}
+	if (s->kind == CKPT_DEST_PATH && s->fd >= 0)
+		close(s->fd);
+	if (s->tmp_created)
+		unlinkat(s->dirfd, s->tmpname, 0);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	for (int i = 0; i < WR_BUFS; i++)
+		free(s->bufs[i].mem);
+	free(s->asmbuf);
+	free(s->raw);
+	ZSTD_freeCCtx(s->cctx);
+	if (s->fh)
+		XXH3_freeState(s->fh);
+	free(s->index);
+	free(s->dir);
+	free(s->name);
+	free(s);
+}
+
+static int sink_end(void *arg, int status)
+{
+	struct fsink *s = arg;
+	int rc = status;
+	if (rc == 0)
+		rc = s->began ? finish(s) : -EINVAL;
+	if (rc == 0 && s->err)
+		rc = s->err;
+	/* on failure the temp file goes (sink_free); the old image is untouched */
+	sink_free(s);
+	return rc;
+}
+
+int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
+			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out)
+{
+	if (!dest || !out)
+		return -EINVAL;
+	int level = opts ? opts->zstd_level : 0;
+	unsigned flags = opts ? opts->flags : 0;
+	if (level < 0 || level > ZSTD_maxCLevel())
+		return -EINVAL;
+	struct fsink *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->fd = -1;
+	s->dirfd = -1;
+	s->kind = dest->kind;
+	s->zstd_level = level;
+	s->no_fsync = flags & CKPT_BEGIN_NO_FSYNC;
+	s->bytes_written = bytes_written;
+	int rc = 0;
+	if (dest->kind == CKPT_DEST_PATH) {
+		if (!dest->path || !*dest->path) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		const char *slash = strrchr(dest->path, '/');
+		s->name = strdup(slash ? slash + 1 : dest->path);
+		s->dir = slash ? strndup(dest->path, (size_t)(slash - dest->path) + (slash == dest->path))
+			       : strdup(".");
+		if (!s->name || !s->dir) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		/* room for ".NAME.tmp.PID.RANDOM" and "NAME.gGGGGGG" */
+		if (!ckpt__img_name_ok(s->name, NAME_MAX - 32)) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (s->dirfd < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		s->direct = flags & CKPT_BEGIN_DIRECT;
+	} else if (dest->kind == CKPT_DEST_FD) {
+		struct stat st;
+		if (dest->fd < 0 || fstat(dest->fd, &st) != 0) {
+			rc = -EBADF;
+			goto fail;
+		}
+		s->fd = dest->fd;
+		off_t pos = lseek(dest->fd, 0, SEEK_CUR);
+		s->seekable = pos >= 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+		s->regular = S_ISREG(st.st_mode);
+		s->start_off = s->seekable ? (uint64_t)pos : 0;
+	} else {
+		rc = -EINVAL;
+		goto fail;
+	}
+	*out = (struct ckpt_sink){
+		.begin = sink_begin,
+		.pages = sink_pages,
+		.end = sink_end,
+		.arg = s,
+	};
+	return 0;
+fail:
+	sink_free(s);
+	return rc;
+}
