@@ -1,0 +1,667 @@
+/*
+ * test_alloc.c - the in-heap allocator (alloc.c).
+ *
+ * Most tests run on a "bare" heap: a struct ckpt_heap filled in by hand
+ * over an anonymous mapping, formatted with ckpt__alloc_format().  That
+ * tests the allocator alone, with no userfaultfd, and lets the tests see
+ * which pages the allocator touched (pagemap present bit) and what it asked
+ * the engine to discard.  The last tests go through ckpt_heap_create().
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "util/testutil.h"
+
+/* ------------------------------------------------------------ discard hook */
+
+/*
+ * The engine's ckpt__track_discard() (track.c) decides whether a freed run's
+ * pages are given back.  When the engine is not linked into this binary,
+ * this weak definition stands in for it on bare heaps and can act out both
+ * outcomes the allocator must survive: the pages read as zero afterwards,
+ * or they keep arbitrary old contents.
+ */
+enum discard_mode { DISCARD_RECORD, DISCARD_ZERO, DISCARD_GARBAGE };
+static enum discard_mode discard_mode;
+static pthread_mutex_t discard_mu = PTHREAD_MUTEX_INITIALIZER;
+static size_t discard_calls, discard_pages, discard_last_first, discard_last_n;
+
+static void test_discard(ckpt_heap *h, size_t first_page, size_t npages)
+{
+	pthread_mutex_lock(&discard_mu);
+	discard_calls++;
+	discard_pages += npages;
+	discard_last_first = first_page;
+	discard_last_n = npages;
+	pthread_mutex_unlock(&discard_mu);
+	cr_assert(first_page + npages <= ckpt__alloc_extent_pages(h),
+		  "discard of pages [%zu, %zu) past the extent %zu", first_page,
+		  first_page + npages, ckpt__alloc_extent_pages(h));
+	uint8_t *p = h->base + (first_page << h->page_shift);
+	size_t len = npages << h->page_shift;
+	if (discard_mode == DISCARD_ZERO)
+		cr_assert(madvise(p, len, MADV_DONTNEED) == 0);
+	else if (discard_mode == DISCARD_GARBAGE)
+		memset(p, 0xa5, len);
+}
+void ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
+	__attribute__((weak, alias("test_discard")));
+
+/* True when this binary uses the stand-in above (not the engine's). */
+static bool discard_is_ours(void)
+{
+	return (void *)ckpt__track_discard == (void *)test_discard;
+}
+
+/* -------------------------------------------------------------- bare heaps */
+
+#define BARE_BASE ((uint8_t *)0x3a0000000000ull)
+
+static ckpt_heap *bare_heap(size_t size, size_t page_size)
+{
+	ckpt_heap *h = calloc(1, sizeof(*h));
+	cr_assert(h);
+	void *p = mmap(BARE_BASE, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	cr_assert(p == BARE_BASE, "mmap %zu bytes at %p: %s", size, (void *)BARE_BASE,
+		  strerror(errno));
+	h->base = p;
+	h->size = size;
+	h->page_size = page_size;
+	h->page_shift = (unsigned)__builtin_ctzll(page_size);
+	h->npages = size / page_size;
+	h->memfd = -1;
+	h->uffd = -1;
+	pthread_mutex_init(&h->alloc_lock, NULL);
+	CKPT_ASSERT_OK(ckpt__alloc_format(h));
+	return h;
+}
+
+static void bare_destroy(ckpt_heap *h)
+{
+	munmap(h->base, h->size);
+	pthread_mutex_destroy(&h->alloc_lock);
+	free(h);
+}
+
+static size_t extent_bytes(ckpt_heap *h)
+{
+	pthread_mutex_lock(&h->alloc_lock);
+	size_t n = ckpt__alloc_extent_pages(h);
+	pthread_mutex_unlock(&h->alloc_lock);
+	return n << h->page_shift;
+}
+
+/* ------------------------------------------------------- the reference model */
+
+struct blk {
+	uint8_t *p;
+	size_t size;   /* requested */
+	uint8_t fill;  /* every byte of [p, p+size) holds fill */
+};
+
+struct model {
+	ckpt_heap *h;
+	struct blk *b;
+	size_t n, cap;
+	size_t last_extent;
+	uint64_t rng;
+};
+
+static size_t rand_size(uint64_t *rng, size_t max_large)
+{
+	uint64_t r = ckpt_test_rand(rng) % 1000;
+	uint64_t x = ckpt_test_rand(rng);
+	if (r < 700)
+		return x % 257;               /* 0..256 */
+	if (r < 900)
+		return 257 + x % (16384 - 256); /* up to the largest class */
+	if (r < 980)
+		return 16385 + x % (256 << 10);
+	return 16385 + x % max_large;
+}
+
+static void check_fill(const struct blk *b, const char *when)
+{
+	for (size_t i = 0; i < b->size; i++)
+		if (b->p[i] != b->fill)
+			cr_assert_fail("%s: block %p (%zu bytes) byte %zu is 0x%02x, want 0x%02x "
+				 "(overlap or lost contents)", when, (void *)b->p, b->size, i,
+				 b->p[i], b->fill);
+}
+
+/* What every block handed out must satisfy. */
+static void check_new_block(struct model *m, void *p, size_t size)
+{
+	ckpt_heap *h = m->h;
+	cr_assert(p, "allocation of %zu bytes failed: %s", size, strerror(errno));
+	cr_assert(((uintptr_t)p & 15) == 0, "%p not 16-byte aligned", p);
+	cr_assert(ckpt__in_heap(h, p), "%p outside the heap", p);
+	size_t us = ckpt_usable_size(h, p);
+	cr_assert(us >= size, "usable_size %zu < requested %zu", us, size);
+	size_t ext = extent_bytes(h);
+	cr_assert(ext >= m->last_extent, "extent shrank from %zu to %zu", m->last_extent, ext);
+	m->last_extent = ext;
+	cr_assert((uint8_t *)p + us <= h->base + ext,
+		  "block [%p, +%zu) not covered by the extent (%zu bytes)", p, us, ext);
+}
+
+static int cmp_blk(const void *a, const void *b)
+{
+	const struct blk *x = a, *y = b;
+	return x->p < y->p ? -1 : x->p > y->p;
+}
+
+static void check_no_overlap(struct model *m)
+{
+	struct blk *s = malloc((m->n + 1) * sizeof(*s));
+	cr_assert(s);
+	memcpy(s, m->b, m->n * sizeof(*s));
+	qsort(s, m->n, sizeof(*s), cmp_blk);
+	for (size_t i = 0; i + 1 < m->n; i++) {
+		size_t us = ckpt_usable_size(m->h, s[i].p);
+		cr_assert(s[i].p + us <= s[i + 1].p, "blocks %p (+%zu) and %p overlap",
+			  (void *)s[i].p, us, (void *)s[i + 1].p);
+	}
+	free(s);
+}
+
+static void model_add(struct model *m, uint8_t *p, size_t size)
+{
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 1024;
+		m->b = realloc(m->b, m->cap * sizeof(*m->b));
+		cr_assert(m->b);
+	}
+	uint8_t f = (uint8_t)(ckpt_test_rand(&m->rng) | 1); /* never 0: calloc'd bytes */
+	memset(p, f, size);
+	m->b[m->n++] = (struct blk){p, size, f};
+}
+
+static void model_drop(struct model *m, size_t i)
+{
+	m->b[i] = m->b[--m->n];
+}
+
+/* One random operation; returns false when the heap was full. */
+static bool model_step(struct model *m, size_t max_live, size_t max_large)
+{
+	ckpt_heap *h = m->h;
+	uint64_t r = ckpt_test_rand(&m->rng) % 100;
+	if (m->n && (r < 35 || m->n >= max_live)) { /* free */
+		size_t i = ckpt_test_rand(&m->rng) % m->n;
+		check_fill(&m->b[i], "before free");
+		ckpt_free(h, m->b[i].p);
+		model_drop(m, i);
+		return true;
+	}
+	if (m->n && r < 55) { /* realloc */
+		size_t i = ckpt_test_rand(&m->rng) % m->n;
+		struct blk old = m->b[i];
+		size_t size = rand_size(&m->rng, max_large);
+		if (size == 0)
+			size = 1; /* realloc(p, 0) frees: covered elsewhere */
+		check_fill(&old, "before realloc");
+		uint8_t *q = ckpt_realloc(h, old.p, size);
+		if (!q) {
+			cr_assert(errno == ENOMEM, "realloc failed with errno %d", errno);
+			check_fill(&old, "after failed realloc");
+			return false;
+		}
+		check_new_block(m, q, size);
+		struct blk kept = {q, old.size < size ? old.size : size, old.fill};
+		check_fill(&kept, "contents after realloc");
+		model_drop(m, i);
+		model_add(m, q, size);
+		return true;
+	}
+	size_t size = rand_size(&m->rng, max_large);
+	uint8_t *p;
+	if (r < 65) {
+		p = ckpt_calloc(h, 1, size);
+		if (p)
+			for (size_t k = 0; k < size; k++)
+				cr_assert(p[k] == 0, "calloc'd byte %zu of %zu is 0x%02x", k, size, p[k]);
+	} else {
+		p = ckpt_alloc(h, size);
+	}
+	if (!p) {
+		cr_assert(errno == ENOMEM, "alloc failed with errno %d", errno);
+		return false;
+	}
+	check_new_block(m, p, size);
+	model_add(m, p, size);
+	return true;
+}
+
+static void model_check_all(struct model *m, const char *when)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		check_fill(&m->b[i], when);
+		size_t us = ckpt_usable_size(m->h, m->b[i].p);
+		cr_assert(us >= m->b[i].size, "%s: usable_size %zu < %zu", when, us, m->b[i].size);
+	}
+	check_no_overlap(m);
+}
+
+/* Pages at or past the extent were never written: they still read as zero. */
+static void check_zero_past_extent(ckpt_heap *h)
+{
+	size_t ext = extent_bytes(h);
+	static const uint8_t zero[4096];
+	for (size_t off = ext; off < h->size; off += sizeof(zero))
+		if (memcmp(h->base + off, zero, sizeof(zero)) != 0)
+			cr_assert_fail("heap offset %zu, past the extent %zu, is not zero", off, ext);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+Test(alloc, random_ops_match_reference_model)
+{
+	ckpt_heap *h = bare_heap(256u << 20, 4096);
+	struct model m = {.h = h, .rng = ckpt_test_seed("random_ops_match_reference_model")};
+	discard_mode = discard_is_ours() ? DISCARD_GARBAGE : DISCARD_RECORD;
+	for (int op = 0; op < 60000; op++) {
+		bool ok = model_step(&m, 3000, 2u << 20);
+		cr_assert(ok, "op %d: heap full with %zu live blocks (256 MiB heap)", op, m.n);
+		if (op % 5000 == 4999)
+			model_check_all(&m, "periodic check");
+	}
+	model_check_all(&m, "end");
+	check_zero_past_extent(h);
+	while (m.n) {
+		ckpt_free(h, m.b[m.n - 1].p);
+		m.n--;
+	}
+	free(m.b);
+	bare_destroy(h);
+}
+
+Test(alloc, full_heap_returns_null_with_enomem_and_no_damage)
+{
+	ckpt_heap *h = bare_heap(4u << 20, 4096);
+	struct model m = {.h = h, .rng = ckpt_test_seed("full_heap_returns_null")};
+	int fails = 0;
+	for (int op = 0; op < 20000 && fails < 200; op++)
+		if (!model_step(&m, 100000, 512u << 10))
+			fails++;
+	cr_assert(fails >= 200, "a 4 MiB heap never filled up (%d failures)", fails);
+	model_check_all(&m, "after filling");
+
+	/* Fill every last slot: small requests until even they fail. */
+	while (1) {
+		void *p = ckpt_alloc(h, 16);
+		if (!p) {
+			cr_assert(errno == ENOMEM);
+			break;
+		}
+		check_new_block(&m, p, 16);
+		model_add(&m, p, 16);
+	}
+	errno = 0;
+	cr_assert_null(ckpt_alloc(h, 1u << 20));
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert_null(ckpt_alloc(h, SIZE_MAX));
+	cr_assert_null(ckpt_calloc(h, SIZE_MAX / 2, 4), "calloc overflow must fail");
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert_eq(extent_bytes(h), h->size, "a full heap's extent is the whole heap");
+	model_check_all(&m, "after failures");
+
+	/* Freeing makes room again, and the heap still works. */
+	for (size_t i = 0; i < m.n; i += 2) {
+		check_fill(&m.b[i], "before free");
+		ckpt_free(h, m.b[i].p);
+		model_drop(&m, i);
+	}
+	for (int op = 0; op < 2000; op++)
+		model_step(&m, 100000, 64u << 10);
+	model_check_all(&m, "after refilling");
+	free(m.b);
+	bare_destroy(h);
+}
+
+Test(alloc, failed_realloc_leaves_block_untouched)
+{
+	ckpt_heap *h = bare_heap(1u << 20, 4096);
+	uint8_t *p = ckpt_alloc(h, 100);
+	cr_assert(p);
+	memset(p, 7, 100);
+	errno = 0;
+	cr_assert_null(ckpt_realloc(h, p, 2u << 20));
+	cr_assert_eq(errno, ENOMEM);
+	cr_assert_geq(ckpt_usable_size(h, p), 100);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(p[i], 7);
+	cr_assert_null(ckpt_realloc(h, p, 0), "realloc(p, 0) frees like glibc");
+	cr_assert_eq(ckpt_usable_size(h, p), 0, "block freed by realloc(p, 0)");
+	bare_destroy(h);
+}
+
+Test(alloc, root_pointer_set_and_get)
+{
+	ckpt_heap *h = bare_heap(1u << 20, 4096);
+	cr_assert_null(ckpt_root_get(h));
+	void *p = ckpt_alloc(h, 64);
+	CKPT_ASSERT_OK(ckpt_root_set(h, p));
+	cr_assert_eq(ckpt_root_get(h), p);
+	int local;
+	CKPT_ASSERT_ERR(ckpt_root_set(h, &local), -EINVAL);
+	cr_assert_eq(ckpt_root_get(h), p, "a rejected root_set changes nothing");
+	CKPT_ASSERT_OK(ckpt_root_set(h, NULL));
+	cr_assert_null(ckpt_root_get(h));
+	CKPT_ASSERT_OK(ckpt_root_set(h, p));
+	bare_destroy(h);
+}
+
+/* The state lives only in the heap's bytes: copy them out, unmap, map fresh
+ * memory at the same address, copy back, open: same blocks, same contents,
+ * same root, and allocation continues without overlapping them. */
+Test(alloc, reopen_of_copied_heap_keeps_live_state)
+{
+	size_t size = 64u << 20;
+	ckpt_heap *h = bare_heap(size, 4096);
+	struct model m = {.h = h, .rng = ckpt_test_seed("reopen_of_copied_heap")};
+	discard_mode = DISCARD_RECORD;
+	for (int op = 0; op < 20000; op++)
+		cr_assert(model_step(&m, 1500, 1u << 20));
+	CKPT_ASSERT_OK(ckpt_root_set(h, m.b[0].p));
+	size_t ext = extent_bytes(h);
+	uint8_t *copy = malloc(ext);
+	cr_assert(copy);
+	memcpy(copy, h->base, ext);
+	cr_assert(munmap(h->base, size) == 0);
+	void *p = mmap(h->base, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	cr_assert(p == h->base);
+	memcpy(h->base, copy, ext); /* pages past the extent: zero, as in an image */
+	free(copy);
+
+	CKPT_ASSERT_OK(ckpt__alloc_open(h));
+	cr_assert_eq(extent_bytes(h), ext);
+	cr_assert_eq(ckpt_root_get(h), (void *)m.b[0].p);
+	model_check_all(&m, "after reopen");
+	for (int op = 0; op < 20000; op++)
+		cr_assert(model_step(&m, 1500, 1u << 20));
+	model_check_all(&m, "after more ops");
+	free(m.b);
+	bare_destroy(h);
+}
+
+Test(alloc, open_rejects_foreign_or_mismatched_header)
+{
+	ckpt_heap *h = bare_heap(8u << 20, 4096);
+	void *p = ckpt_alloc(h, 1000);
+	cr_assert(p);
+	CKPT_ASSERT_OK(ckpt__alloc_open(h));
+
+	uint64_t *magic = (uint64_t *)(void *)h->base;
+	uint64_t saved = *magic;
+	*magic ^= 1;
+	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
+	*magic = saved;
+
+	h->page_size = 2u << 20;
+	h->page_shift = 21;
+	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
+	h->page_size = 4096;
+	h->page_shift = 12;
+
+	h->size -= 4096;
+	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
+	h->size += 4096;
+
+	uint8_t *base = h->base;
+	h->base = base + 4096; /* same bytes seen at another address */
+	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
+	h->base = base;
+
+	/* an all-zero heap (never formatted) */
+	ckpt_heap z = *h;
+	z.base = mmap(NULL, z.size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(z.base != MAP_FAILED);
+	CKPT_ASSERT_ERR(ckpt__alloc_open(&z), CKPT_E_CORRUPT);
+	munmap(z.base, z.size);
+
+	CKPT_ASSERT_OK(ckpt__alloc_open(h));
+	bare_destroy(h);
+}
+
+Test(alloc, foreign_interior_and_double_frees_are_ignored)
+{
+	ckpt_heap *h = bare_heap(16u << 20, 4096);
+	struct model m = {.h = h, .rng = ckpt_test_seed("foreign_frees")};
+	for (int op = 0; op < 3000; op++)
+		model_step(&m, 500, 256u << 10);
+	uint8_t *small = ckpt_alloc(h, 48), *large = ckpt_alloc(h, 300u << 10);
+	cr_assert(small && large);
+	int local;
+	ckpt_free(h, &local);                 /* not in the heap */
+	ckpt_free(h, h->base);                /* the allocator header */
+	ckpt_free(h, h->base + 8192);         /* the map */
+	ckpt_free(h, h->base + h->size - 16); /* past top */
+	ckpt_free(h, small + 16);             /* interior of a small block's span */
+	ckpt_free(h, small + 1);              /* misaligned */
+	ckpt_free(h, large + 4096);           /* interior of a large block */
+	ckpt_free(h, large + 16);
+	ckpt_free(h, NULL);
+	cr_assert_eq(ckpt_usable_size(h, small + 16), 0);
+	cr_assert_eq(ckpt_usable_size(h, large + 4096), 0);
+	cr_assert_eq(ckpt_usable_size(h, &local), 0);
+	cr_assert_geq(ckpt_usable_size(h, small), 48);
+	cr_assert_geq(ckpt_usable_size(h, large), 300u << 10);
+	errno = 0;
+	cr_assert_null(ckpt_realloc(h, large + 4096, 10), "realloc of a non-block fails");
+	cr_assert_eq(errno, EINVAL);
+	model_check_all(&m, "after wild frees");
+
+	ckpt_free(h, small);
+	ckpt_free(h, large);
+	ckpt_free(h, small); /* double frees */
+	ckpt_free(h, large);
+	cr_assert_eq(ckpt_usable_size(h, small), 0);
+	cr_assert_eq(ckpt_usable_size(h, large), 0);
+	for (int op = 0; op < 5000; op++)
+		model_step(&m, 500, 256u << 10);
+	model_check_all(&m, "after double frees");
+	free(m.b);
+	bare_destroy(h);
+}
+
+/* Memory reused after free is found lowest-address first: allocating the
+ * same pattern again after freeing everything does not grow the extent
+ * (beyond 2%). */
+Test(alloc, reuse_after_free_does_not_grow_extent)
+{
+	ckpt_heap *h = bare_heap(512u << 20, 4096);
+	uint64_t seed = ckpt_test_seed("reuse_after_free");
+	enum { N = 4000 };
+	static void *p[N];
+	for (int round = 0; round < 3; round++) {
+		uint64_t rng = seed;
+		for (int i = 0; i < N; i++) {
+			p[i] = ckpt_alloc(h, rand_size(&rng, 1u << 20));
+			cr_assert(p[i]);
+		}
+		size_t ext = extent_bytes(h);
+		static size_t first_ext;
+		if (round == 0)
+			first_ext = ext;
+		/* Not exactly equal: one empty span per size class is kept
+		 * where it was, and the blocks around it can land differently. */
+		cr_assert_leq(ext, first_ext + first_ext / 50,
+			      "round %d: extent %zu, first round %zu", round, ext, first_ext);
+		for (int i = 0; i < N; i++)
+			ckpt_free(h, p[i]);
+	}
+	/* a fresh block after freeing everything comes from the bottom */
+	uint8_t *q = ckpt_alloc(h, 1u << 20);
+	cr_assert(q < h->base + (4u << 20), "1 MiB block at offset %td after freeing all",
+		  q - h->base);
+	bare_destroy(h);
+}
+
+Test(alloc, realloc_grows_and_shrinks_large_blocks_in_place)
+{
+	ckpt_heap *h = bare_heap(16u << 20, 4096);
+	uint8_t *a = ckpt_alloc(h, 100u << 10);
+	cr_assert(a);
+	memset(a, 1, 100u << 10);
+	/* next to top: grows in place */
+	uint8_t *b = ckpt_realloc(h, a, 1u << 20);
+	cr_assert_eq(b, a, "growth at top moved the block");
+	cr_assert_geq(ckpt_usable_size(h, b), 1u << 20);
+	for (size_t i = 0; i < (100u << 10); i++)
+		cr_assert_eq(b[i], 1);
+	/* blocked by a neighbour: shrink, put a block after it, grow into the
+	 * freed gap up to the neighbour in place, past it by moving */
+	b = ckpt_realloc(h, b, 200u << 10);
+	cr_assert_eq(b, a);
+	uint8_t *c = ckpt_alloc(h, 512u << 10);
+	cr_assert(c);
+	cr_assert(c >= b + (200u << 10) && c < b + (1u << 20),
+		  "the shrunk tail (lowest free run) is reused");
+	size_t gap = (size_t)(c - b);
+	uint8_t *d = ckpt_realloc(h, b, gap);
+	cr_assert_eq(d, b, "growth into a free neighbour moved the block");
+	cr_assert_eq(ckpt_usable_size(h, d), gap);
+	uint8_t *e = ckpt_realloc(h, d, gap + 4096);
+	cr_assert_neq(e, d, "growth over a live neighbour must move");
+	for (size_t i = 0; i < (100u << 10); i++)
+		cr_assert_eq(e[i], 1);
+	/* small blocks: shrinking a little stays in place */
+	uint8_t *s = ckpt_alloc(h, 200);
+	cr_assert_eq(ckpt_realloc(h, s, 180), s);
+	bare_destroy(h);
+}
+
+/* calloc of memory past the old top must not write it: those pages are
+ * known zero, and writing them would cost page faults (and checkpoint traps)
+ * for nothing.  The pagemap shows whether a page was ever touched. */
+Test(alloc, calloc_of_fresh_memory_touches_no_pages)
+{
+	ckpt_heap *h = bare_heap(64u << 20, 4096);
+	size_t before = extent_bytes(h);
+	uint8_t *p = ckpt_calloc(h, 1, 8u << 20);
+	cr_assert(p);
+	cr_assert(p + 4096 >= h->base + before, "fresh memory expected");
+	size_t touched = 0;
+	for (size_t off = 0; off < (8u << 20); off += 4096)
+		if (ckpt_test_pagemap(p + off) & (1ull << 63))
+			touched++;
+	cr_assert_leq(touched, 1, "calloc of fresh memory touched %zu pages", touched);
+	for (size_t off = 0; off < (8u << 20); off += 4096)
+		cr_assert_eq(p[off], 0);
+	bare_destroy(h);
+}
+
+/* Freeing a run of at least 64 KiB offers its whole pages to the engine;
+ * whatever the pages then hold (zero or old bytes), calloc returns zeroes
+ * and the allocator's state is intact. */
+Test(alloc, large_free_offers_pages_to_engine_and_survives_either_outcome)
+{
+	if (!discard_is_ours())
+		cr_skip_test("the engine's ckpt__track_discard is linked in: covered by the heap tests");
+	ckpt_heap *h = bare_heap(32u << 20, 4096);
+	uint8_t *big = ckpt_alloc(h, 1u << 20);
+	uint8_t *small = ckpt_alloc(h, 32u << 10);
+	cr_assert(small && big);
+	memset(big, 0x5c, 1u << 20);
+	discard_mode = DISCARD_RECORD;
+	discard_calls = 0;
+	ckpt_free(h, small);
+	cr_assert_eq(discard_calls, 0, "a 32 KiB block is not worth discarding");
+	for (int mode = DISCARD_ZERO; mode <= DISCARD_GARBAGE; mode++) {
+		discard_mode = mode;
+		discard_calls = 0;
+		ckpt_free(h, big);
+		cr_assert_eq(discard_calls, 1);
+		cr_assert_eq(discard_last_first, (size_t)(big - h->base) >> 12);
+		cr_assert_eq(discard_last_n, 256);
+		uint8_t *again = ckpt_calloc(h, 1, 1u << 20);
+		cr_assert_eq(again, big, "lowest fitting run reused");
+		for (size_t i = 0; i < (1u << 20); i++)
+			cr_assert_eq(again[i], 0, "mode %d: calloc byte %zu is 0x%02x", mode, i,
+				     again[i]);
+		memset(again, 0x5c, 1u << 20);
+	}
+	discard_mode = DISCARD_RECORD;
+	bare_destroy(h);
+}
+
+/* With 2 MiB heap pages the extent counts whole 2 MiB pages and only whole
+ * 2 MiB pages inside a freed run are discarded. */
+Test(alloc, hugepage_heap_counts_extent_and_discards_in_2mib_pages)
+{
+	ckpt_heap *h = bare_heap(64u << 20, 2u << 20);
+	cr_assert_eq(extent_bytes(h), 2u << 20, "metadata rounds up to one 2 MiB page");
+	uint8_t *p = ckpt_alloc(h, 5u << 20);
+	cr_assert(p);
+	size_t ext = extent_bytes(h);
+	cr_assert_eq(ext % (2u << 20), 0);
+	cr_assert_geq(h->base + ext, p + (5u << 20));
+	if (discard_is_ours()) {
+		discard_mode = DISCARD_RECORD;
+		discard_calls = 0;
+		ckpt_free(h, p);
+		cr_assert_eq(discard_calls, 1);
+		size_t first = discard_last_first << 21, end = (discard_last_first + discard_last_n) << 21;
+		cr_assert(first >= (size_t)(p - h->base) && end <= (size_t)(p - h->base) + (5u << 20),
+			  "discarded [%zu, %zu) outside the freed block", first, end);
+		cr_assert_geq(discard_last_n, 1);
+	}
+	bare_destroy(h);
+}
+
+/* Four threads allocate, write, check and free concurrently; at the end
+ * all their live blocks are disjoint and intact. */
+struct thr {
+	struct model m;
+	pthread_barrier_t *bar;
+};
+
+static void *thread_body(void *arg)
+{
+	struct thr *t = arg;
+	pthread_barrier_wait(t->bar);
+	for (int op = 0; op < 20000; op++)
+		cr_assert(model_step(&t->m, 400, 128u << 10));
+	return NULL;
+}
+
+Test(alloc, four_threads_alloc_and_free_without_overlap)
+{
+	ckpt_heap *h = bare_heap(256u << 20, 4096);
+	uint64_t seed = ckpt_test_seed("four_threads");
+	discard_mode = DISCARD_RECORD;
+	struct thr t[4];
+	pthread_t tid[4];
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 4);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct thr){.m = {.h = h, .rng = seed + (uint64_t)i * 7919}, .bar = &bar};
+		cr_assert(pthread_create(&tid[i], NULL, thread_body, &t[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(tid[i], NULL);
+	struct model all = {.h = h};
+	for (int i = 0; i < 4; i++) {
+		for (size_t k = 0; k < t[i].m.n; k++) {
+			if (all.n == all.cap) {
+				all.cap = all.cap ? 2 * all.cap : 1024;
+				all.b = realloc(all.b, all.cap * sizeof(*all.b));
+			}
+			all.b[all.n++] = t[i].m.b[k];
+		}
+		free(t[i].m.b);
+	}
+	model_check_all(&all, "after threads");
+	free(all.b);
+	pthread_barrier_destroy(&bar);
+	bare_destroy(h);
+}
