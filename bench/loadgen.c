@@ -1,0 +1,633 @@
+/*
+ * loadgen.c - an open-loop Redis load generator with honest tails.
+ *
+ * redis-benchmark is closed-loop: when the server stalls it stops sending,
+ * so a 50 ms stall shows up as one slow request instead of the thousands of
+ * users who waited (coordinated omission).  Here requests are scheduled at a
+ * fixed rate, whatever the server does, and each latency is measured from
+ * the request's scheduled time to its reply.
+ *
+ *   loadgen --populate N [--value-size B] [--port P]
+ *       SET key:0 .. key:N-1 (pipelined) and exit.
+ *   loadgen --rate R --duration S [--conns C] [--keys N] [--set-ratio F]
+ *           [--save-at S --save-cmd BGSAVE] [--pid PID] [--trace FILE]
+ *       R requests/s for S seconds over C connections; at --save-at seconds
+ *       sends the save command on its own connection and polls
+ *       INFO persistence until rdb_bgsave_in_progress:0: that is the snapshot
+ *       window.  --pid: samples the Pss (smaps_rollup) of PID and its
+ *       children every 10 ms (RSS + shmem without double counting fork's
+ *       shared pages).
+ *   loadgen --ready [--timeout S]
+ *       connects and PINGs until the server answers PONG (not -LOADING);
+ *       prints the CLOCK_REALTIME ns of the first reply.
+ * Output (key=value lines):
+ *   loadgen window=inside|outside|all count= p50_us= p99_us= p999_us= max_us=
+ *   loadgen snapshot start_ms= end_ms= duration_ms= status=
+ *   loadgen throughput sent= done= rate_outside= min_rate_inside= dip=
+ *   loadgen memory base_pss_kb= peak_pss_kb= extra_kb=
+ * --trace FILE: per 50 ms bucket "t_ms count p50_us p99_us max_us"; then a
+ * "# window start end" comment line.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+
+static const char *g_host = "127.0.0.1";
+static int g_port = 6379;
+
+static int connect_to(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g_port) };
+	inet_pton(AF_INET, g_host, &sa.sin_addr);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+static int write_all(int fd, const char *b, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd p = { fd, POLLOUT, 0 };
+				poll(&p, 1, 100);
+				continue;
+			}
+			return -1;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------- RESP parsing */
+
+struct conn {
+	int fd;
+	char *rb;     /* read buffer */
+	size_t rlen, rcap;
+	uint64_t *q;  /* scheduled send times of outstanding requests (FIFO) */
+	size_t qh, qt, qcap;
+	char *wb;     /* pending output */
+	size_t wlen, wcap;
+};
+
+/* Length of one complete reply at the start of @b, 0 if incomplete. */
+static size_t resp_len(const char *b, size_t n)
+{
+	const char *e = memchr(b, '\n', n);
+	if (!e)
+		return 0;
+	size_t hl = (size_t)(e - b) + 1;
+	if (b[0] == '$') {
+		long l = strtol(b + 1, NULL, 10);
+		if (l < 0)
+			return hl;
+		return n >= hl + (size_t)l + 2 ? hl + (size_t)l + 2 : 0;
+	}
+	if (b[0] == '*') {
+		long cnt = strtol(b + 1, NULL, 10);
+		size_t off = hl;
+		for (long i = 0; i < cnt; i++) {
+			size_t l = resp_len(b + off, n - off);
+			if (!l)
+				return 0;
+			off += l;
+		}
+		return off;
+	}
+	return hl; /* + - : */
+}
+
+/* Reads one full reply synchronously into @out (NUL-terminated). */
+static int sync_cmd(int fd, const char *cmd, char *out, size_t outsz)
+{
+	if (write_all(fd, cmd, strlen(cmd)) != 0)
+		return -1;
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, out + n, outsz - 1 - n);
+		if (r <= 0) {
+			if (r < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			return -1;
+		}
+		n += (size_t)r;
+		out[n] = 0;
+		if (resp_len(out, n) || n == outsz - 1)
+			return 0;
+	}
+}
+
+/* -------------------------------------------------------------- populate */
+
+static int populate(long nkeys, int vsize)
+{
+	int fd = connect_to();
+	if (fd < 0) {
+		fprintf(stderr, "loadgen: connect %s:%d: %s\n", g_host, g_port, strerror(errno));
+		return 1;
+	}
+	char *val = malloc((size_t)vsize + 1);
+	for (int i = 0; i < vsize; i++)
+		val[i] = (char)('a' + i % 26);
+	val[vsize] = 0;
+	size_t cap = 1 << 20;
+	char *buf = malloc(cap), *rbuf = malloc(1 << 16);
+	const long batch = 1000;
+	uint64_t t0 = bench_now_ns();
+	for (long k = 0; k < nkeys; k += batch) {
+		size_t n = 0;
+		long m = nkeys - k < batch ? nkeys - k : batch;
+		for (long i = 0; i < m; i++) {
+			char key[32];
+			int kl = snprintf(key, sizeof(key), "key:%ld", k + i);
+			n += (size_t)snprintf(buf + n, cap - n, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n",
+					      kl, key, vsize, val);
+		}
+		if (write_all(fd, buf, n) != 0)
+			return 1;
+		/* read m "+OK\r\n" replies */
+		long got = 0;
+		size_t have = 0;
+		while (got < m) {
+			ssize_t r = read(fd, rbuf + have, (1 << 16) - have);
+			if (r <= 0)
+				return 1;
+			have += (size_t)r;
+			size_t off = 0, l;
+			while (off < have && (l = resp_len(rbuf + off, have - off)) > 0) {
+				if (rbuf[off] == '-') {
+					fprintf(stderr, "loadgen: error reply: %.*s", (int)l, rbuf + off);
+					return 1;
+				}
+				off += l;
+				got++;
+			}
+			memmove(rbuf, rbuf + off, have - off);
+			have -= off;
+		}
+	}
+	printf("loadgen populate keys=%ld value_size=%d ms=%.0f\n", nkeys, vsize,
+	       (double)(bench_now_ns() - t0) / 1e6);
+	close(fd);
+	return 0;
+}
+
+static int ready_wait(double timeout_s)
+{
+	uint64_t t0 = bench_now_ns();
+	char out[256];
+	while ((double)(bench_now_ns() - t0) < timeout_s * 1e9) {
+		int fd = connect_to();
+		if (fd >= 0) {
+			while (sync_cmd(fd, "*1\r\n$4\r\nPING\r\n", out, sizeof(out)) == 0) {
+				if (strncmp(out, "+PONG", 5) == 0) {
+					struct timespec ts;
+					clock_gettime(CLOCK_REALTIME, &ts);
+					printf("loadgen ready realtime_ns=%llu\n",
+					       (unsigned long long)ts.tv_sec * 1000000000ull +
+						       (unsigned long long)ts.tv_nsec);
+					close(fd);
+					return 0;
+				}
+				usleep(1000); /* -LOADING: ask again */
+			}
+			close(fd);
+		}
+		usleep(1000);
+	}
+	printf("loadgen ready timeout\n");
+	return 1;
+}
+
+/* ------------------------------------------------------------ memory */
+
+static long pss_kb_of(int pid)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", pid);
+	return bench_proc_kb(p, "Pss");
+}
+
+/* Pss of @pid plus its direct children (fork's BGSAVE child). */
+static long pss_tree_kb(int pid)
+{
+	long sum = pss_kb_of(pid);
+	if (sum < 0)
+		return -1;
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/children", pid, pid);
+	FILE *f = fopen(p, "re");
+	if (f) {
+		int c;
+		while (fscanf(f, "%d", &c) == 1) {
+			long v = pss_kb_of(c);
+			if (v > 0)
+				sum += v;
+		}
+		fclose(f);
+	}
+	return sum;
+}
+
+/* Memory is sampled on its own thread: reading smaps_rollup of a large
+ * process walks its page tables for milliseconds, which must not delay the
+ * request schedule. */
+static int g_mem_pid = -1;
+static atomic_bool g_mem_stop, g_mem_saving;
+static _Atomic long g_base_pss = -1, g_peak_pss = -1;
+
+static void *mem_sampler(void *arg)
+{
+	while (!atomic_load(&g_mem_stop)) {
+		long v = pss_tree_kb(g_mem_pid);
+		if (v > 0) {
+			if (!atomic_load(&g_mem_saving) && v > atomic_load(&g_base_pss))
+				atomic_store(&g_base_pss, v);
+			if (v > atomic_load(&g_peak_pss))
+				atomic_store(&g_peak_pss, v);
+		}
+		usleep(10000);
+	}
+	return NULL;
+}
+
+/* -------------------------------------------------------------- load */
+
+struct sample {
+	uint32_t t_ms10; /* completion time, 0.1 ms units since start */
+	uint32_t lat_us;
+};
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void stats_line(const char *name, uint32_t *v, size_t n)
+{
+	if (!n) {
+		printf("loadgen window=%s count=0\n", name);
+		return;
+	}
+	qsort(v, n, sizeof(*v), cmp_u32);
+#define Q(q) v[(size_t)((q) * (double)(n - 1))]
+	printf("loadgen window=%s count=%zu p50_us=%u p99_us=%u p999_us=%u max_us=%u\n", name, n,
+	       Q(0.5), Q(0.99), Q(0.999), v[n - 1]);
+#undef Q
+}
+
+static void conn_queue(struct conn *c, uint64_t sched, const char *cmd, size_t n)
+{
+	if (c->qt - c->qh == c->qcap) {
+		size_t nc = c->qcap * 2;
+		uint64_t *nq = malloc(nc * sizeof(*nq));
+		for (size_t i = 0; i < c->qcap; i++)
+			nq[i] = c->q[(c->qh + i) % c->qcap];
+		free(c->q);
+		c->q = nq;
+		c->qt = c->qcap;
+		c->qh = 0;
+		c->qcap = nc;
+	}
+	c->q[c->qt++ % c->qcap] = sched;
+	if (c->wlen + n > c->wcap) {
+		c->wcap = (c->wlen + n) * 2;
+		c->wb = realloc(c->wb, c->wcap);
+	}
+	memcpy(c->wb + c->wlen, cmd, n);
+	c->wlen += n;
+}
+
+static int load(double rate, double duration, int nconns, long nkeys, double set_ratio,
+		int vsize, double save_at, const char *save_cmd, int pid, const char *trace)
+{
+	struct conn *cs = calloc((size_t)nconns, sizeof(*cs));
+	for (int i = 0; i < nconns; i++) {
+		cs[i].fd = connect_to();
+		if (cs[i].fd < 0) {
+			fprintf(stderr, "loadgen: connect %s:%d: %s\n", g_host, g_port, strerror(errno));
+			return 1;
+		}
+		fcntl(cs[i].fd, F_SETFL, O_NONBLOCK);
+		cs[i].rcap = 1 << 16;
+		cs[i].rb = malloc(cs[i].rcap);
+		cs[i].qcap = 1024;
+		cs[i].q = malloc(cs[i].qcap * sizeof(uint64_t));
+	}
+	int ctl = save_at >= 0 ? connect_to() : -1;
+	size_t maxs = (size_t)(rate * duration * 1.1) + 1024;
+	struct sample *smp = malloc(maxs * sizeof(*smp));
+	size_t ns = 0;
+	char *val = malloc((size_t)vsize + 1);
+	for (int i = 0; i < vsize; i++)
+		val[i] = (char)('A' + i % 26);
+	val[vsize] = 0;
+	uint64_t rs = 12345;
+	uint64_t t0 = bench_now_ns();
+	uint64_t period = (uint64_t)(1e9 / rate);
+	uint64_t sent = 0, next = t0;
+	uint64_t end = t0 + (uint64_t)(duration * 1e9);
+	int64_t win_start = -1, win_end = -1; /* ns since t0 */
+	bool save_sent = false, save_done = false;
+	char save_status[64] = "none";
+	uint64_t next_poll = 0;
+	pthread_t mem_th;
+	if (pid > 0) {
+		g_mem_pid = pid;
+		pthread_create(&mem_th, NULL, mem_sampler, NULL);
+	}
+	struct pollfd *pfd = calloc((size_t)nconns, sizeof(*pfd));
+	int rr = 0;
+	bool stop_sending = false;
+	uint64_t drain_deadline = 0;
+
+	for (;;) {
+		uint64_t now = bench_now_ns();
+		if (!stop_sending && now >= end) {
+			stop_sending = true;
+			drain_deadline = now + 5000000000ull;
+		}
+		/* schedule every request that is due: open loop */
+		while (!stop_sending && next <= now) {
+			struct conn *c = &cs[rr];
+			rr = (rr + 1) % nconns;
+			char cmd[512];
+			char key[32];
+			int kl = snprintf(key, sizeof(key), "key:%llu",
+					  (unsigned long long)(bench_rand(&rs) % (uint64_t)nkeys));
+			int n;
+			if ((double)(bench_rand(&rs) >> 11) / 9007199254740992.0 < set_ratio)
+				n = snprintf(cmd, sizeof(cmd), "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n",
+					     kl, key, vsize, val);
+			else
+				n = snprintf(cmd, sizeof(cmd), "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", kl, key);
+			conn_queue(c, next, cmd, (size_t)n);
+			next += period;
+			sent++;
+		}
+		/* flush */
+		for (int i = 0; i < nconns; i++) {
+			struct conn *c = &cs[i];
+			if (c->wlen) {
+				ssize_t w = write(c->fd, c->wb, c->wlen);
+				if (w > 0) {
+					memmove(c->wb, c->wb + w, c->wlen - (size_t)w);
+					c->wlen -= (size_t)w;
+				}
+			}
+		}
+		/* the snapshot, on its own connection (blocking: the save reply
+		 * and INFO are quick, and it is not a measured connection) */
+		if (ctl >= 0 && !save_sent && now - t0 >= (uint64_t)(save_at * 1e9)) {
+			char out[4096], cmd[256];
+			snprintf(cmd, sizeof(cmd), "*1\r\n$%zu\r\n%s\r\n", strlen(save_cmd), save_cmd);
+			win_start = (int64_t)(now - t0);
+			/* not waited for here: a blocking read would stop the load
+			 * for the length of fork() */
+			write_all(ctl, cmd, strlen(cmd));
+			save_sent = true;
+			atomic_store(&g_mem_saving, true);
+			next_poll = now + 5000000ull;
+			(void)out;
+		}
+		if (save_sent && !save_done && now >= next_poll) {
+			/* replies on ctl: first the save command's, then INFO's */
+			char out[8192];
+			struct pollfd p = { ctl, POLLIN, 0 };
+			if (poll(&p, 1, 0) > 0 || strcmp(save_status, "none") != 0) {
+				if (strcmp(save_status, "none") == 0) {
+					if (sync_cmd(ctl, "", out, sizeof(out)) == 0)
+						snprintf(save_status, sizeof(save_status), "%.*s",
+							 (int)strcspn(out, "\r\n"), out);
+				} else if (sync_cmd(ctl, "*2\r\n$4\r\nINFO\r\n$11\r\npersistence\r\n", out,
+						    sizeof(out)) == 0) {
+					if (strstr(out, "rdb_bgsave_in_progress:0")) {
+						win_end = (int64_t)(bench_now_ns() - t0);
+						save_done = true;
+						char *st = strstr(out, "rdb_last_bgsave_status:");
+						if (st)
+							snprintf(save_status, sizeof(save_status), "%.*s",
+								 (int)strcspn(st + 23, "\r\n"), st + 23);
+					}
+				}
+			}
+			next_poll = bench_now_ns() + 5000000ull;
+		}
+		/* read replies */
+		size_t outstanding = 0;
+		for (int i = 0; i < nconns; i++) {
+			pfd[i].fd = cs[i].fd;
+			pfd[i].events = POLLIN | (cs[i].wlen ? POLLOUT : 0);
+			outstanding += cs[i].qt - cs[i].qh;
+		}
+		if (stop_sending && (outstanding == 0 || now > drain_deadline) &&
+		    (!save_sent || save_done || now > drain_deadline))
+			break;
+		/* sleep until the next request is due (ppoll: poll()'s 1 ms
+		 * granularity would either spin a core away from the server
+		 * on a 2-core machine or send late) */
+		uint64_t t_next = stop_sending ? now + 1000000 : next;
+		if (save_sent && !save_done && next_poll < t_next)
+			t_next = next_poll;
+		uint64_t wait = t_next > now ? t_next - now : 0;
+		if (wait > 1000000)
+			wait = 1000000;
+		struct timespec to = { 0, (long)wait };
+		ppoll(pfd, (nfds_t)nconns, &to, NULL);
+		for (int i = 0; i < nconns; i++) {
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			struct conn *c = &cs[i];
+			ssize_t r = read(c->fd, c->rb + c->rlen, c->rcap - c->rlen);
+			if (r <= 0)
+				continue;
+			c->rlen += (size_t)r;
+			uint64_t tnow = bench_now_ns();
+			size_t off = 0, l;
+			while (off < c->rlen && (l = resp_len(c->rb + off, c->rlen - off)) > 0) {
+				if (c->qh < c->qt && ns < maxs) {
+					uint64_t s = c->q[c->qh++ % c->qcap];
+					smp[ns].t_ms10 = (uint32_t)((tnow - t0) / 100000);
+					smp[ns].lat_us = (uint32_t)((tnow - s) / 1000);
+					ns++;
+				}
+				off += l;
+			}
+			memmove(c->rb, c->rb + off, c->rlen - off);
+			c->rlen -= off;
+			if (c->rlen == c->rcap) {
+				c->rcap *= 2;
+				c->rb = realloc(c->rb, c->rcap);
+			}
+		}
+	}
+	double elapsed = (double)(bench_now_ns() - t0) / 1e9;
+	if (pid > 0) {
+		atomic_store(&g_mem_stop, true);
+		pthread_join(mem_th, NULL);
+	}
+	long base_pss = atomic_load(&g_base_pss), peak_pss = atomic_load(&g_peak_pss);
+
+	/* windows */
+	uint32_t *in = malloc((ns + 1) * sizeof(uint32_t)), *out = malloc((ns + 1) * sizeof(uint32_t)),
+		 *all = malloc((ns + 1) * sizeof(uint32_t));
+	size_t nin = 0, nout = 0;
+	uint64_t ws = win_start >= 0 ? (uint64_t)win_start / 100000 : UINT64_MAX;
+	uint64_t we = win_end >= 0 ? (uint64_t)win_end / 100000 : ws;
+	for (size_t i = 0; i < ns; i++) {
+		all[i] = smp[i].lat_us;
+		/* a request belongs to the window if any of its life overlaps it */
+		uint64_t done = smp[i].t_ms10, st = done - (smp[i].lat_us / 100 < done ? smp[i].lat_us / 100 : done);
+		if (win_start >= 0 && done >= ws && st <= we)
+			in[nin++] = smp[i].lat_us;
+		else
+			out[nout++] = smp[i].lat_us;
+	}
+	stats_line("all", all, ns);
+	stats_line("inside", in, nin);
+	stats_line("outside", out, nout);
+	if (save_sent)
+		printf("loadgen snapshot start_ms=%.1f end_ms=%.1f duration_ms=%.1f status=%s\n",
+		       (double)win_start / 1e6, (double)win_end / 1e6,
+		       win_end >= 0 ? (double)(win_end - win_start) / 1e6 : -1.0, save_status);
+	/* throughput per 50 ms bucket */
+	size_t nb = (size_t)(elapsed * 20) + 2;
+	uint32_t *bc = calloc(nb, sizeof(*bc));
+	for (size_t i = 0; i < ns; i++) {
+		size_t b = smp[i].t_ms10 / 500;
+		if (b < nb)
+			bc[b]++;
+	}
+	double min_in = -1;
+	double *ob = malloc(nb * sizeof(double));
+	size_t nob = 0;
+	size_t last_b = (size_t)(duration * 20); /* buckets past it are the drain */
+	for (size_t b = 1; b < nb && b < last_b; b++) {
+		double r = bc[b] * 20.0;
+		uint64_t bs = b * 500, be = bs + 500;
+		if (win_start >= 0 && be >= ws && bs <= we) {
+			if (min_in < 0 || r < min_in)
+				min_in = r;
+		} else {
+			ob[nob++] = r;
+		}
+	}
+	double med_out = bench_median(ob, nob);
+	printf("loadgen throughput sent=%llu done=%zu target_rate=%.0f rate_outside=%.0f "
+	       "min_rate_inside=%.0f dip=%.3f\n",
+	       (unsigned long long)sent, ns, rate, med_out, min_in,
+	       min_in >= 0 && med_out > 0 ? 1.0 - min_in / med_out : 0.0);
+	if (pid > 0)
+		printf("loadgen memory base_pss_kb=%ld peak_pss_kb=%ld extra_kb=%ld\n", base_pss,
+		       peak_pss, peak_pss - base_pss);
+	if (trace) {
+		FILE *f = fopen(trace, "we");
+		if (f) {
+			/* samples are in completion order per connection, not
+			 * globally: bucket them first */
+			uint32_t **bl = calloc(nb, sizeof(*bl));
+			size_t *bn = calloc(nb, sizeof(*bn)), *bcap = calloc(nb, sizeof(*bcap));
+			for (size_t i = 0; i < ns; i++) {
+				size_t b = smp[i].t_ms10 / 500;
+				if (b >= nb)
+					continue;
+				if (bn[b] == bcap[b]) {
+					bcap[b] = bcap[b] ? bcap[b] * 2 : 64;
+					bl[b] = realloc(bl[b], bcap[b] * sizeof(uint32_t));
+				}
+				bl[b][bn[b]++] = smp[i].lat_us;
+			}
+			for (size_t b = 0; b < nb; b++) {
+				if (!bn[b])
+					continue;
+				qsort(bl[b], bn[b], sizeof(uint32_t), cmp_u32);
+				fprintf(f, "%zu %zu %u %u %u\n", b * 50, bn[b], bl[b][bn[b] / 2],
+					bl[b][(size_t)(0.99 * (double)(bn[b] - 1))], bl[b][bn[b] - 1]);
+				free(bl[b]);
+			}
+			if (win_start >= 0)
+				fprintf(f, "# window %.1f %.1f\n", (double)win_start / 1e6,
+					(double)(win_end >= 0 ? win_end : win_start) / 1e6);
+			fclose(f);
+			free(bl);
+			free(bn);
+			free(bcap);
+		}
+	}
+	fflush(stdout);
+	return ns > 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	long populate_n = -1, nkeys = 1000000;
+	int vsize = 64, conns = 8, pid = -1;
+	double rate = 20000, duration = 10, set_ratio = 0.5, save_at = -1, timeout = 60;
+	const char *save_cmd = "BGSAVE", *trace = NULL;
+	bool ready = false;
+	static const struct option lo[] = {
+		{ "host", required_argument, 0, 'h' },       { "port", required_argument, 0, 'p' },
+		{ "populate", required_argument, 0, 'P' },   { "value-size", required_argument, 0, 'v' },
+		{ "rate", required_argument, 0, 'r' },       { "duration", required_argument, 0, 'd' },
+		{ "conns", required_argument, 0, 'c' },      { "keys", required_argument, 0, 'k' },
+		{ "set-ratio", required_argument, 0, 's' },  { "save-at", required_argument, 0, 'a' },
+		{ "save-cmd", required_argument, 0, 'C' },   { "pid", required_argument, 0, 'i' },
+		{ "trace", required_argument, 0, 't' },      { "ready", no_argument, 0, 'R' },
+		{ "timeout", required_argument, 0, 'T' },    { 0, 0, 0, 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'h': g_host = optarg; break;
+		case 'p': g_port = atoi(optarg); break;
+		case 'P': populate_n = atol(optarg); break;
+		case 'v': vsize = atoi(optarg); break;
+		case 'r': rate = atof(optarg); break;
+		case 'd': duration = atof(optarg); break;
+		case 'c': conns = atoi(optarg); break;
+		case 'k': nkeys = atol(optarg); break;
+		case 's': set_ratio = atof(optarg); break;
+		case 'a': save_at = atof(optarg); break;
+		case 'C': save_cmd = optarg; break;
+		case 'i': pid = atoi(optarg); break;
+		case 't': trace = optarg; break;
+		case 'R': ready = true; break;
+		case 'T': timeout = atof(optarg); break;
+		default:
+			fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n");
+			return 2;
+		}
+	}
+	if (vsize < 1 || vsize > 400 || conns < 1 || rate <= 0 || nkeys < 1)
+		return 2;
+	if (ready)
+		return ready_wait(timeout);
+	if (populate_n >= 0)
+		return populate(populate_n, vsize);
+	return load(rate, duration, conns, nkeys, set_ratio, vsize, save_at, save_cmd, pid, trace);
+}
