@@ -1,0 +1,177 @@
+/*
+ * server.h - redis-ckpt's process-side state: clients, replies, the command
+ * table and persistence.  None of this lives in the libckpt heap (client
+ * buffers and the event loop are per-process); the keyspace does (db.h).
+ */
+#ifndef REDIS_CKPT_SERVER_H
+#define REDIS_CKPT_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "db.h"
+
+#define RC_VERSION "7.0.15-ckpt"
+#define PROTO_MAX_BULK_LEN (512ll * 1024 * 1024)
+#define PROTO_INLINE_MAX (64 * 1024)
+#define PROTO_MBULK_BIG_ARG (32 * 1024)
+
+#define CF_CLOSE_AFTER_REPLY (1u << 0)
+#define CF_PENDING_WRITE (1u << 1)
+#define CF_CLOSE_ASAP (1u << 2)
+#define CF_AUTHED (1u << 3)
+#define CF_EPOLLOUT (1u << 4)
+
+typedef struct client {
+	int fd;
+	unsigned flags;
+	uint64_t id;
+	char addr[64];
+	char *name;
+	time_t ctime;
+
+	/* input: [qpos, qlen) not parsed yet */
+	char *qbuf;
+	size_t qlen, qcap, qpos;
+	size_t cmdstart;     /* start of the command being parsed */
+	int reqtype;         /* 0 none, 1 multibulk, 2 inline */
+	long multibulklen;   /* args still to read */
+	long long bulklen;   /* -1: reading the $ line */
+	int argc, argcap;
+	size_t *argoff;      /* offsets into qbuf (the buffer may move) */
+	size_t *arglen;
+	char *inlinebuf;     /* inline args are unquoted into this */
+	char **argv;         /* built just before execution */
+	size_t *argvlen;
+
+	/* output: [opos, olen) still to send */
+	char *obuf;
+	size_t olen, ocap, opos;
+
+	struct client *prev, *next;
+	struct client *next_pending;
+	struct client *next_close;
+} client;
+
+/* ------------------------------------------------------------- replies */
+void add_reply(client *c, const char *p, size_t len);
+void add_reply_str(client *c, const char *s); /* raw protocol text */
+void add_reply_status(client *c, const char *s);
+void add_reply_error(client *c, const char *s);  /* s without the leading '-' */
+void add_reply_errorf(client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void add_reply_bulk(client *c, const char *p, size_t len);
+void add_reply_bulk_cstr(client *c, const char *s);
+void add_reply_int(client *c, long long v);
+void add_reply_nil(client *c);
+void add_reply_null_array(client *c);
+void add_reply_array(client *c, long long n);
+void add_reply_double(client *c, double d);
+void add_reply_ok(client *c);
+/* An array whose length is known only after its elements: remember the
+ * offset, add the elements, then set the length. */
+size_t add_reply_deferred(client *c);
+void set_deferred_array(client *c, size_t off, long long n);
+void add_reply_oom(client *c);
+
+/* ------------------------------------------------------------- commands */
+#define CMD_WRITE (1u << 0)
+#define CMD_READONLY (1u << 1)
+#define CMD_DENYOOM (1u << 2)
+#define CMD_NOAUTH (1u << 3)  /* allowed before AUTH */
+#define CMD_ADMIN (1u << 4)
+#define CMD_FAST (1u << 5)
+
+struct command {
+	const char *name;
+	void (*proc)(client *c);
+	int arity; /* >0 exact, <0 at least -arity */
+	unsigned flags;
+	int firstkey, lastkey, step;
+};
+
+extern struct command g_commands[];
+void commands_init(void);
+struct command *command_lookup(const char *name, size_t len);
+void command_reply_info(client *c, struct command *cmd);
+size_t command_count(void);
+
+/* ------------------------------------------------------------- server */
+struct saveparam {
+	long seconds;
+	long changes;
+};
+
+struct server {
+	int port;
+	char bind[64];
+	char dir[1024];
+	char dbfilename[256];
+	char path[1400]; /* dir/dbfilename */
+	struct saveparam save[16];
+	int nsave;
+	size_t heap_size;
+	enum ckpt_backend mode;
+	bool incremental;
+	int maxclients;
+	char logfile[1024];
+	char requirepass[256];
+	bool protected_mode;
+
+	int lfd, epfd;
+	client *clients;
+	int nclients;
+	uint64_t next_client_id;
+	client *pending;
+	client *to_close;
+	time_t start_time;
+	bool shutdown_asap;
+
+	/* counters */
+	long long dirty;
+	long long stat_commands, stat_conns, stat_rejected, stat_expired;
+	long long stat_keyspace_hits, stat_keyspace_misses;
+
+	/* persistence */
+	bool ckpt_running;
+	bool ckpt_is_bg;
+	long long dirty_at_begin;
+	uint64_t keys_at_begin;
+	time_t lastsave;
+	time_t last_bgsave_try;
+	int last_status; /* 0 ok */
+	time_t ckpt_start;
+	long long last_duration_sec;
+	struct ckpt_stats last_stats;
+	bool have_stats;
+	uint64_t restore_ns;
+	uint64_t restored_keys;
+	long long saves_done;
+};
+
+extern struct server g_srv;
+extern long long g_now_ms; /* cached at each event loop iteration and command */
+
+void log_msg(char level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+long long mstime(void);
+
+/* Starts a checkpoint.  0, or a negative code (already logged). */
+int persist_begin(bool background);
+/* Waits for the running checkpoint and records its result.  0 or error. */
+int persist_finish(void);
+
+/* Keyspace helpers, commands.c */
+dent *lookup_key(const char *key, size_t klen);
+void delete_entry(dent *e);
+bool delete_key(const char *key, size_t klen);
+void active_expire_cycle(int budget_us);
+void keyspace_init_fresh(void);
+
+bool parse_ll(const char *p, size_t len, long long *out);
+bool parse_save_param(const char *s);
+int server_prepare_shutdown(bool save, bool nosave);
+
+/* INFO, commands.c; writes the text into a malloc'd buffer */
+char *info_text(const char *section);
+#endif
