@@ -114,10 +114,12 @@ int ckpt__img_header_check(const void *p, size_t avail, char *err, size_t errsz)
 				     h->flags);
 	if (h->zstd_level < 0 || h->zstd_level > 22)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: zstd level %d", h->zstd_level);
+	/* Whether the range lies in this process's user space is the
+	 * restorer's question (CKPT_E_RANGE); here only its shape. */
 	if (h->heap_size == 0 || h->heap_size % h->page_size || h->base % h->page_size ||
-	    h->base >= CKPT__USER_TOP || h->heap_size > CKPT__USER_TOP - h->base)
+	    h->heap_size > UINT64_MAX - h->base)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				     "corrupt: heap range %#llx + %#llx is not a page-aligned user range",
+				     "corrupt: heap range %#llx + %#llx is not page-aligned",
 				     (unsigned long long)h->base, (unsigned long long)h->heap_size);
 	if (h->npages > h->heap_size / h->page_size || h->pages_to_emit > h->npages)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,

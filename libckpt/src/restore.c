@@ -1,0 +1,1320 @@
+/*
+ * restore.c - reading images: ckpt_restore(), ckpt_restore_fd(),
+ * ckpt_image_info(), ckpt_image_verify(), ckpt_image_merge().
+ *
+ * One reader serves them all: it walks an image front to back as a stream
+ * (a file through io_uring with several 1 MiB reads in flight, a pipe
+ * through read(2)), checks every structure's checksum before using any
+ * value in it, and hands each verified block to worker threads that
+ * decompress it and copy its pages into the target memory.  The target is
+ * never visible to the application before the whole image (and chain) has
+ * passed: ckpt_restore() fills a memfd through a private mapping and only
+ * maps it at the heap's base once everything checked out.
+ *
+ * An incremental chain is resolved from the tip (headers only, each link's
+ * id and geometry checked) and then applied oldest first; blocks within one
+ * image touch disjoint pages, so they are applied in parallel, and the
+ * workers are drained between images.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "fault.h"
+#include "image.h"
+#include "internal.h"
+
+#define RD_CHUNK (1u << 20)
+#define RD_QD 4
+#define JOBS_MAX 8
+#define HUGE_2M (2u << 20)
+
+/* ------------------------------------------------------------ reader */
+
+struct rd_chunk {
+	uint8_t *mem;
+	uint64_t off;  /* file offset of mem[0] */
+	size_t want;   /* bytes asked for (0: past the end of the file) */
+	size_t have;   /* bytes read so far */
+	size_t pos;    /* bytes consumed */
+	bool inflight;
+};
+
+struct rd {
+	int fd;
+	bool uring;
+	bool ring_ok;
+	struct io_uring ring;
+	uint64_t size;     /* file size (uring mode) */
+	uint64_t next_off; /* next file offset to ask for */
+	struct rd_chunk ch[RD_QD];
+	unsigned head;
+	uint64_t consumed;
+	uint64_t start_off;
+	XXH3_state_t *fh;
+	bool hashing;
+	int err;
+	/* progress */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
+	uint64_t progress_base, progress_total, progress_last;
+};
+
+static int rd_submit(struct rd *r, struct rd_chunk *c)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_read(sqe, r->fd, c->mem + c->have, (unsigned)(c->want - c->have),
+			   c->off + c->have);
+	io_uring_sqe_set_data(sqe, c);
+	int rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	if (!rc)
+		rc = io_uring_submit(&r->ring);
+	if (rc < 0)
+		return rc;
+	c->inflight = true;
+	return 0;
+}
+
+/* Asks for the next stretch of the file into @c. */
+static int rd_refill(struct rd *r, struct rd_chunk *c)
+{
+	c->off = r->next_off;
+	c->have = c->pos = 0;
+	c->want = r->next_off < r->size ? (size_t)(r->size - r->next_off < RD_CHUNK ? r->size - r->next_off : RD_CHUNK) : 0;
+	r->next_off += c->want;
+	if (!c->want)
+		return 0;
+	return rd_submit(r, c);
+}
+
+static int rd_wait(struct rd *r, struct rd_chunk *c)
+{
+	while (c->inflight) {
+		struct io_uring_cqe *cqe;
+		int rc = io_uring_wait_cqe(&r->ring, &cqe);
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0)
+			return rc;
+		struct rd_chunk *d = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&r->ring, cqe);
+		d->inflight = false;
+		if (res == -EINTR || res == -EAGAIN)
+			res = 0;
+		else if (res == 0)
+			d->want = d->have; /* the file shrank: it ends here */
+		if (res < 0)
+			return res;
+		d->have += (size_t)res;
+		if (d->have < d->want) {
+			rc = rd_submit(r, d);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static void rd_close(struct rd *r)
+{
+	if (r->ring_ok) {
+		for (int i = 0; i < RD_QD; i++)
+			rd_wait(r, &r->ch[i]);
+		io_uring_queue_exit(&r->ring);
+	}
+	for (int i = 0; i < RD_QD; i++)
+		free(r->ch[i].mem);
+	if (r->fh)
+		XXH3_freeState(r->fh);
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+}
+
+static int rd_open(struct rd *r, int fd)
+{
+	struct stat st;
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->hashing = true;
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	r->fh = XXH3_createState();
+	if (!r->fh)
+		return -ENOMEM;
+	XXH3_64bits_reset(r->fh);
+	int nch = S_ISREG(st.st_mode) ? RD_QD : 1;
+	/* + a header's worth: ckpt_restore_fd() pushes the header back */
+	for (int i = 0; i < nch; i++)
+		if (!(r->ch[i].mem = malloc(RD_CHUNK + CKPT__IMG_HEADER_SIZE)))
+			return -ENOMEM;
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	r->uring = true;
+	r->size = (uint64_t)st.st_size;
+	off_t pos = lseek(fd, 0, SEEK_CUR); /* an fd is read from where it stands */
+	r->next_off = pos > 0 ? (uint64_t)pos : 0;
+	r->start_off = r->next_off;
+	int rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	if (!rc)
+		rc = io_uring_queue_init(RD_QD * 2, &r->ring, 0);
+	if (rc < 0)
+		return rc;
+	r->ring_ok = true;
+	for (int i = 0; i < RD_QD; i++) {
+		rc = rd_refill(r, &r->ch[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Copies up to @n next bytes of the stream to @dst; *got < n only at the
+ * end of the stream.  @return 0 or -errno. */
+static int rd_get(struct rd *r, void *dst, size_t n, size_t *got)
+{
+	uint8_t *out = dst;
+	*got = 0;
+	if (r->err)
+		return r->err;
+	while (n) {
+		struct rd_chunk *c = &r->ch[r->head];
+		if (r->uring) {
+			int rc = rd_wait(r, c);
+			if (rc)
+				return r->err = rc;
+			if (c->pos == c->have) {
+				if (c->have < c->want || !c->want)
+					break; /* end of file */
+				rc = rd_refill(r, c);
+				if (rc)
+					return r->err = rc;
+				r->head = (r->head + 1) % RD_QD;
+				continue;
+			}
+		} else if (c->pos == c->have) {
+			ssize_t k = read(r->fd, c->mem, RD_CHUNK);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0)
+				return r->err = -errno;
+			if (k == 0)
+				break;
+			c->have = (size_t)k;
+			c->pos = 0;
+		}
+		size_t k = c->have - c->pos < n ? c->have - c->pos : n;
+		memcpy(out, c->mem + c->pos, k);
+		if (r->hashing)
+			XXH3_64bits_update(r->fh, out, k);
+		c->pos += k;
+		out += k;
+		n -= k;
+		*got += k;
+		r->consumed += k;
+	}
+	if (r->progress && r->consumed - r->progress_last >= (8u << 20)) {
+		r->progress_last = r->consumed;
+		r->progress(r->progress_arg, r->progress_base + r->consumed, r->progress_total);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ workers */
+
+struct job {
+	struct job *next;
+	struct ckpt__blk_header bh;
+	uint8_t *buf; /* data then runs */
+	size_t cap;
+};
+
+struct apply {
+	/* target */
+	uint8_t *mem;       /* NULL: verify only */
+	int memfd;          /* >= 0: zero runs punch holes in it; else MADV_DONTNEED on mem */
+	uint32_t page_size;
+	bool zero_runs;     /* an incremental: zero runs must clear pages */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work, cv_idle;
+	struct job *head, *tail, *free;
+	unsigned queued, busy, njobs;
+	bool stop;
+	int err;
+	char errmsg[200];
+	pthread_t th[4];
+	int nth;
+};
+
+static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t *scap,
+		       ZSTD_DCtx *dctx, char *msg, size_t msz)
+{
+	const struct ckpt__blk_header *b = &j->bh;
+	size_t raw_len = (size_t)b->data_pages * a->page_size;
+	const uint8_t *raw = j->buf;
+	const uint8_t *runs = j->buf + b->data_len; /* may be unaligned */
+	unsigned long long seq = (unsigned long long)b->seq;
+
+	if (b->flags & CKPT__BLK_ZSTD) {
+		if (*scap < raw_len) {
+			free(*scratch);
+			*scratch = malloc(raw_len);
+			*scap = *scratch ? raw_len : 0;
+			if (!*scratch)
+				return -ENOMEM;
+		}
+		size_t z = ZSTD_decompressDCtx(dctx, *scratch, raw_len, j->buf, b->data_len);
+		if (ZSTD_isError(z) || z != raw_len)
+			return ckpt__img_err(msg, msz, CKPT_E_CORRUPT,
+					     "corrupt: block %llu does not decompress to %u pages", seq,
+					     b->data_pages);
+		raw = *scratch;
+	}
+	if (ckpt__hash(raw, raw_len) != b->raw_hash)
+		return ckpt__img_err(msg, msz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu page contents checksum mismatch", seq);
+	if (!a->mem)
+		return 0;
+	/* The run records were checked on the reader thread (inside the
+	 * extent, counts matching); runs from one image never overlap. */
+	size_t k = 0;
+	for (uint32_t i = 0; i < b->nruns; i++) {
+		struct ckpt__run run, *r = &run;
+		memcpy(&run, runs + i * sizeof(run), sizeof(run));
+		size_t off = (size_t)r->first_page * a->page_size;
+		size_t len = (size_t)r->npages * a->page_size;
+		if (r->kind == CKPT__RUN_DATA) {
+			memcpy(a->mem + off, raw + k, len);
+			k += len;
+		} else if (a->zero_runs) {
+			/* the page was zeroed since the parent: drop it */
+			int rc = a->memfd >= 0 ? fallocate(a->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+							   (off_t)off, (off_t)len)
+					       : madvise(a->mem + off, len, MADV_DONTNEED);
+			if (rc != 0)
+				memset(a->mem + off, 0, len);
+		}
+	}
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct apply *a = arg;
+	uint8_t *scratch = NULL;
+	size_t scap = 0;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		while (!a->head && !a->stop)
+			pthread_cond_wait(&a->cv_work, &a->mu);
+		if (!a->head)
+			break;
+		struct job *j = a->head;
+		a->head = j->next;
+		if (!a->head)
+			a->tail = NULL;
+		a->queued--;
+		a->busy++;
+		bool skip = a->err != 0;
+		pthread_mutex_unlock(&a->mu);
+		char msg[200] = "";
+		int rc = 0;
+		if (!skip)
+			rc = dctx ? apply_block(a, j, &scratch, &scap, dctx, msg, sizeof(msg)) : -ENOMEM;
+		pthread_mutex_lock(&a->mu);
+		if (rc && !a->err) {
+			a->err = rc;
+			snprintf(a->errmsg, sizeof(a->errmsg), "%s", msg[0] ? msg : ckpt_strerror(rc));
+		}
+		j->next = a->free;
+		a->free = j;
+		a->busy--;
+		pthread_cond_broadcast(&a->cv_idle);
+	}
+	pthread_mutex_unlock(&a->mu);
+	free(scratch);
+	ZSTD_freeDCtx(dctx);
+	return NULL;
+}
+
+static int apply_start(struct apply *a)
+{
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv_work, NULL);
+	pthread_cond_init(&a->cv_idle, NULL);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = n < 2 ? 2 : n > 4 ? 4 : (int)n; /* decompress on every core */
+	for (int i = 0; i < want; i++) {
+		if (pthread_create(&a->th[i], NULL, worker_main, a) != 0)
+			break;
+		a->nth++;
+	}
+	return a->nth ? 0 : -EAGAIN;
+}
+
+/* Waits until every queued block has been applied. */
+static int apply_drain(struct apply *a)
+{
+	pthread_mutex_lock(&a->mu);
+	while (a->queued || a->busy)
+		pthread_cond_wait(&a->cv_idle, &a->mu);
+	int err = a->err;
+	pthread_mutex_unlock(&a->mu);
+	return err;
+}
+
+static void apply_stop(struct apply *a)
+{
+	if (!a->nth)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->stop = true;
+	pthread_cond_broadcast(&a->cv_work);
+	pthread_mutex_unlock(&a->mu);
+	for (int i = 0; i < a->nth; i++)
+		pthread_join(a->th[i], NULL);
+	a->nth = 0;
+	struct job *lists[2] = { a->head, a->free };
+	for (int l = 0; l < 2; l++)
+		for (struct job *j = lists[l], *n; j; j = n) {
+			n = j->next;
+			free(j->buf);
+			free(j);
+		}
+	a->head = a->tail = a->free = NULL;
+	pthread_mutex_destroy(&a->mu);
+	pthread_cond_destroy(&a->cv_work);
+	pthread_cond_destroy(&a->cv_idle);
+}
+
+/* A job buffer of at least @need bytes, waiting while JOBS_MAX are out. */
+static struct job *job_get(struct apply *a, size_t need)
+{
+	pthread_mutex_lock(&a->mu);
+	while (!a->free && a->njobs >= JOBS_MAX)
+		pthread_cond_wait(&a->cv_idle, &a->mu);
+	struct job *j = a->free;
+	if (j)
+		a->free = j->next;
+	else
+		a->njobs++;
+	pthread_mutex_unlock(&a->mu);
+	if (!j && !(j = calloc(1, sizeof(*j))))
+		goto nomem;
+	if (j->cap < need) {
+		free(j->buf);
+		j->buf = malloc(need ? need : 1);
+		j->cap = j->buf ? need : 0;
+		if (!j->buf)
+			goto nomem;
+	}
+	return j;
+nomem:
+	if (j) {
+		free(j->buf);
+		free(j);
+	}
+	pthread_mutex_lock(&a->mu);
+	a->njobs--;
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+static void job_put_back(struct apply *a, struct job *j)
+{
+	pthread_mutex_lock(&a->mu);
+	j->next = a->free;
+	a->free = j;
+	pthread_cond_broadcast(&a->cv_idle);
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void job_queue(struct apply *a, struct job *j)
+{
+	pthread_mutex_lock(&a->mu);
+	j->next = NULL;
+	if (a->tail)
+		a->tail->next = j;
+	else
+		a->head = j;
+	a->tail = j;
+	a->queued++;
+	pthread_cond_signal(&a->cv_work);
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static int cmp_run(const void *x, const void *y)
+{
+	const struct ckpt__run *a = x, *b = y;
+	return a->first_page < b->first_page ? -1 : a->first_page > b->first_page;
+}
+
+/*
+ * Reads one whole image from @r, checking everything, and queues its
+ * blocks to @a.  @expect (may be NULL) is the header the caller already
+ * read and trusts for this file: the stream's header must be identical.
+ * On return the workers may still be applying; the caller drains them.
+ */
+static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_header *expect,
+		       struct ckpt__img_header *hdr_out, struct ckpt__trl_header *trl_out, char *err,
+		       size_t errsz)
+{
+	struct ckpt__img_header h;
+	struct ckpt__trl_entry *idx = NULL;
+	struct ckpt__run *allruns = NULL;
+	size_t nidx = 0, idx_cap = 0, nall = 0, all_cap = 0;
+	size_t got;
+	int rc;
+
+	rc = rd_get(r, &h, sizeof(h), &got);
+	if (rc)
+		return ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
+	rc = ckpt__img_header_check(&h, got, err, errsz);
+	if (rc)
+		return rc;
+	if (expect && memcmp(expect, &h, sizeof(h)) != 0)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: the header changed while reading");
+	if (hdr_out)
+		*hdr_out = h;
+	a->page_size = h.page_size;
+
+	uint64_t seq = 0;
+	struct ckpt__trl_header th;
+	for (;;) {
+		uint64_t at = r->consumed;
+		union {
+			struct ckpt__blk_header b;
+			struct ckpt__trl_header t;
+		} u;
+		rc = rd_get(r, &u, sizeof(u), &got);
+		if (rc)
+			goto ioerr;
+		if (got < sizeof(u)) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+					   "truncated: the image ends after %llu blocks, before its trailer",
+					   (unsigned long long)seq);
+			goto out;
+		}
+		if (u.b.magic == CKPT__TRL_MAGIC) {
+			th = u.t;
+			break;
+		}
+		const struct ckpt__blk_header *b = &u.b;
+		if (b->magic != CKPT__BLK_MAGIC) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+					   "corrupt: neither block %llu nor the trailer at offset %llu",
+					   (unsigned long long)seq, (unsigned long long)at);
+			goto out;
+		}
+		if (ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+					   "corrupt: block %llu header checksum mismatch (offset %llu)",
+					   (unsigned long long)seq, (unsigned long long)at);
+			goto out;
+		}
+		rc = ckpt__blk_header_check(b, seq, h.page_size, err, errsz);
+		if (rc)
+			goto out;
+		size_t plen = (size_t)b->data_len + (size_t)b->nruns * sizeof(struct ckpt__run);
+		struct job *j = job_get(a, plen);
+		if (!j) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		j->bh = *b;
+		rc = rd_get(r, j->buf, plen, &got);
+		if (!rc && got < plen)
+			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+					   "truncated: the image ends inside block %llu",
+					   (unsigned long long)seq);
+		else if (!rc && ckpt__hash(j->buf, plen) != b->payload_hash)
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+					   "corrupt: block %llu payload checksum mismatch (offset %llu)",
+					   (unsigned long long)seq, (unsigned long long)at);
+		/* run records may sit unaligned after compressed data */
+		struct ckpt__run *runs = NULL;
+		if (!rc && !(runs = malloc(b->nruns * sizeof(*runs))))
+			rc = -ENOMEM;
+		if (!rc) {
+			memcpy(runs, j->buf + b->data_len, b->nruns * sizeof(*runs));
+			rc = ckpt__runs_check(b, runs, h.npages, err, errsz);
+		}
+		if (!rc && nall + b->nruns > all_cap) {
+			size_t cap = all_cap ? all_cap * 2 : 1024;
+			while (cap < nall + b->nruns)
+				cap *= 2;
+			void *p = realloc(allruns, cap * sizeof(*allruns));
+			if (!p)
+				rc = -ENOMEM;
+			else {
+				allruns = p;
+				all_cap = cap;
+			}
+		}
+		if (!rc && nidx == idx_cap) {
+			size_t cap = idx_cap ? idx_cap * 2 : 256;
+			void *p = realloc(idx, cap * sizeof(*idx));
+			if (!p)
+				rc = -ENOMEM;
+			else {
+				idx = p;
+				idx_cap = cap;
+			}
+		}
+		if (rc) {
+			free(runs);
+			job_put_back(a, j);
+			if (rc == -ENOMEM)
+				ckpt__img_err(err, errsz, rc, "out of memory");
+			else if (rc > CKPT_E_LAST) /* an errno from the read */
+				goto ioerr;
+			goto out;
+		}
+		memcpy(allruns + nall, runs, b->nruns * sizeof(*runs));
+		nall += b->nruns;
+		free(runs);
+		idx[nidx++] = (struct ckpt__trl_entry){
+			.offset = at,
+			.checksum = b->checksum,
+			.length = (uint32_t)(sizeof(*b) + plen),
+			.data_pages = b->data_pages,
+			.zero_pages = b->zero_pages,
+			.nruns = b->nruns,
+		};
+		job_queue(a, j);
+		seq++;
+	}
+
+	/* trailer */
+	uint64_t toff = r->consumed - sizeof(th);
+	rc = ckpt__trl_header_check(&th, err, errsz);
+	if (rc)
+		goto out;
+	uint64_t stored = 0, zero = 0;
+	for (size_t i = 0; i < nidx; i++) {
+		stored += idx[i].data_pages;
+		zero += idx[i].zero_pages;
+	}
+	if (th.nblocks != nidx || th.offset != toff || th.pages_stored != stored ||
+	    th.pages_zero != zero || th.nruns != nall) {
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				   "corrupt: the trailer's counts do not match the blocks read");
+		goto out;
+	}
+	{
+		size_t elen = nidx * sizeof(struct ckpt__trl_entry) + 8;
+		uint8_t *e = malloc(elen);
+		if (!e) {
+			rc = ckpt__img_err(err, errsz, -ENOMEM, "out of memory");
+			goto out;
+		}
+		rc = rd_get(r, e, elen, &got);
+		if (rc) {
+			free(e);
+			goto ioerr;
+		}
+		if (got < elen) {
+			free(e);
+			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
+			goto out;
+		}
+		XXH3_state_t st;
+		XXH3_64bits_reset(&st);
+		XXH3_64bits_update(&st, &th, sizeof(th));
+		XXH3_64bits_update(&st, e, elen - 8);
+		uint64_t tsum;
+		memcpy(&tsum, e + elen - 8, 8);
+		bool bad = XXH3_64bits_digest(&st) != tsum ||
+			   memcmp(e, idx, nidx * sizeof(struct ckpt__trl_entry)) != 0;
+		free(e);
+		if (bad) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+					   "corrupt: trailer block index checksum mismatch");
+			goto out;
+		}
+	}
+
+	/* footer */
+	{
+		uint64_t fhash = XXH3_64bits_digest(r->fh);
+		uint64_t foff = r->consumed;
+		struct ckpt__footer f;
+		r->hashing = false;
+		rc = rd_get(r, &f, sizeof(f), &got);
+		if (rc)
+			goto ioerr;
+		if (got < sizeof(f)) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its footer");
+			goto out;
+		}
+		rc = ckpt__footer_check(&f, err, errsz);
+		if (rc)
+			goto out;
+		if (f.trailer_offset != toff || f.file_size != foff + sizeof(f) ||
+		    memcmp(f.id, h.id, 16) != 0) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the image");
+			goto out;
+		}
+		if (f.file_hash != fhash) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
+			goto out;
+		}
+		uint8_t extra;
+		rc = rd_get(r, &extra, 1, &got);
+		if (rc)
+			goto ioerr;
+		if (got) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: bytes after the footer");
+			goto out;
+		}
+	}
+
+	/* every recorded page exactly once */
+	qsort(allruns, nall, sizeof(*allruns), cmp_run);
+	uint64_t total = 0;
+	for (size_t i = 0; i < nall; i++) {
+		if (i && allruns[i - 1].first_page + allruns[i - 1].npages > allruns[i].first_page) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+					   (unsigned long long)allruns[i].first_page);
+			goto out;
+		}
+		total += allruns[i].npages;
+	}
+	if (total != h.pages_to_emit) {
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				   "corrupt: %llu pages recorded, the header promises %llu",
+				   (unsigned long long)total, (unsigned long long)h.pages_to_emit);
+		goto out;
+	}
+	if (trl_out)
+		*trl_out = th;
+	rc = 0;
+	goto out;
+ioerr:
+	ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
+out:
+	free(idx);
+	free(allruns);
+	return rc;
+}
+
+/* ------------------------------------------------------------ chains */
+
+struct link {
+	char *path;
+	struct ckpt__img_header h;
+};
+
+static void chain_free(struct link *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(l[i].path);
+	free(l);
+}
+
+static int read_header_path(const char *path, struct ckpt__img_header *h, char *err, size_t errsz)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+	ssize_t n;
+	do
+		n = pread(fd, h, sizeof(*h), 0);
+	while (n < 0 && errno == EINTR);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return ckpt__img_err(err, errsz, -e, "%s: %s", path, strerror(e));
+	return ckpt__img_header_check(h, (size_t)n, err, errsz);
+}
+
+int ckpt__image_read_header(const char *path, struct ckpt__img_header *hdr, char *err, size_t errsz)
+{
+	return read_header_path(path, hdr, err, errsz);
+}
+
+static char *parent_path(const char *path, const char *name)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
+	char *p = malloc(dl + strlen(name) + 1);
+	if (p) {
+		memcpy(p, path, dl);
+		strcpy(p + dl, name);
+	}
+	return p;
+}
+
+/* Resolves the chain ending at @path: links[0] is the tip, links[n-1] the
+ * full image.  Headers are checked, and each link against the one that
+ * names it. */
+static int chain_resolve(const char *path, struct link **out, size_t *nout, char *err, size_t errsz)
+{
+	struct link *l = NULL;
+	size_t n = 0, cap = 0;
+	char *cur = strdup(path);
+	int rc = 0;
+	if (!cur)
+		return -ENOMEM;
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			void *p = realloc(l, cap * sizeof(*l));
+			if (!p) {
+				free(cur);
+				rc = -ENOMEM;
+				break;
+			}
+			l = p;
+		}
+		struct link *k = &l[n];
+		k->path = cur;
+		n++;
+		char msg[200];
+		rc = read_header_path(cur, &k->h, msg, sizeof(msg));
+		if (rc) {
+			if (n > 1 && rc == -ENOENT)
+				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", cur);
+			else
+				ckpt__img_err(err, errsz, rc, "%s%s%s", n > 1 ? cur : "", n > 1 ? ": " : "", msg);
+			break;
+		}
+		if (n > 1) {
+			const struct ckpt__img_header *c = &l[n - 2].h;
+			if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
+			    k->h.base != c->base || k->h.heap_size != c->heap_size ||
+			    k->h.page_size != c->page_size) {
+				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+						   "parent image %s is not the one %s was made from", cur,
+						   l[n - 2].path);
+				break;
+			}
+		}
+		if (!(k->h.flags & CKPT__IMG_INCREMENTAL))
+			break;
+		if (n >= CKPT__MAX_CHAIN) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images", CKPT__MAX_CHAIN);
+			break;
+		}
+		cur = parent_path(cur, k->h.parent_name);
+		if (!cur) {
+			rc = -ENOMEM;
+			break;
+		}
+	}
+	if (rc) {
+		chain_free(l, n);
+		return rc;
+	}
+	*out = l;
+	*nout = n;
+	return 0;
+}
+
+/* Reads one file of a chain into @a, then waits for the workers. */
+static int apply_file(const char *path, const struct ckpt__img_header *expect, struct apply *a,
+		      struct ckpt__trl_header *trl, const struct ckpt__load_opts *lo, uint64_t *done,
+		      uint64_t total, char *err, size_t errsz)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+	struct rd r;
+	char msg[220] = "";
+	int rc = rd_open(&r, fd);
+	if (!rc) {
+		if (lo) {
+			r.progress = lo->progress;
+			r.progress_arg = lo->progress_arg;
+		}
+		r.progress_base = *done;
+		r.progress_total = total;
+		rc = parse_image(&r, a, expect, NULL, trl, msg, sizeof(msg));
+		*done += r.consumed;
+	} else {
+		snprintf(msg, sizeof(msg), "%s", strerror(-rc));
+	}
+	int arc = apply_drain(a);
+	if (!rc && arc) {
+		rc = arc;
+		snprintf(msg, sizeof(msg), "%s", a->errmsg);
+	}
+	rd_close(&r);
+	close(fd);
+	if (rc)
+		ckpt__img_err(err, errsz, rc, "%s: %s", path, msg);
+	return rc;
+}
+
+static uint64_t file_size_of(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/*
+ * Verifies and applies the chain ending at @path (or only @path when
+ * !lo->chain) to a->mem.  @tip_out gets the tip's header.
+ */
+static int load_chain(const char *path, const struct ckpt__load_opts *lo, struct apply *a,
+		      struct link **chain_out, size_t *n_out, char *err, size_t errsz)
+{
+	struct link *l;
+	size_t n;
+	int rc;
+	if (lo && !lo->chain) {
+		l = calloc(1, sizeof(*l));
+		if (!l || !(l->path = strdup(path))) {
+			free(l);
+			return -ENOMEM;
+		}
+		n = 1;
+		rc = read_header_path(path, &l->h, err, errsz);
+		if (rc) {
+			chain_free(l, n);
+			return rc;
+		}
+	} else {
+		rc = chain_resolve(path, &l, &n, err, errsz);
+		if (rc)
+			return rc;
+	}
+	*chain_out = l;
+	*n_out = n;
+	return 0;
+}
+
+static int apply_chain(struct link *l, size_t n, const struct ckpt__load_opts *lo, struct apply *a,
+		       char *err, size_t errsz)
+{
+	uint64_t total = 0, done = 0;
+	for (size_t i = 0; i < n; i++)
+		total += file_size_of(l[i].path);
+	/* oldest first: the full image, then each incremental over it */
+	for (size_t i = n; i-- > 0;) {
+		a->zero_runs = (l[i].h.flags & CKPT__IMG_INCREMENTAL) != 0;
+		int rc = apply_file(l[i].path, &l[i].h, a, NULL, lo, &done, total, err, errsz);
+		if (rc)
+			return rc;
+	}
+	if (lo && lo->progress)
+		lo->progress(lo->progress_arg, done, total);
+	return 0;
+}
+
+int ckpt__image_load_anon(const char *path, const struct ckpt__load_opts *lo,
+			  struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err, size_t errsz)
+{
+	struct link *l;
+	size_t n;
+	struct apply a = { .memfd = -1 };
+	int rc = load_chain(path, lo, &a, &l, &n, err, errsz);
+	if (rc)
+		return rc;
+	if (!lo || !lo->verify_only) {
+		void *m = mmap(NULL, l[0].h.heap_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m == MAP_FAILED) {
+			rc = ckpt__img_err(err, errsz, -errno, "cannot map %llu bytes: %s",
+					   (unsigned long long)l[0].h.heap_size, strerror(errno));
+			chain_free(l, n);
+			return rc;
+		}
+		a.mem = m;
+	}
+	rc = apply_start(&a);
+	if (!rc)
+		rc = apply_chain(l, n, lo, &a, err, errsz);
+	apply_stop(&a);
+	if (rc) {
+		if (a.mem)
+			munmap(a.mem, l[0].h.heap_size);
+	} else {
+		if (hdr_out)
+			*hdr_out = l[0].h;
+		if (mem_out)
+			*mem_out = a.mem;
+		else if (a.mem)
+			munmap(a.mem, l[0].h.heap_size);
+	}
+	chain_free(l, n);
+	return rc;
+}
+
+/* ------------------------------------------------------------ public */
+
+CKPT_API void ckpt_restore_opts_init(struct ckpt_restore_opts *opts)
+{
+	if (!opts)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->struct_size = sizeof(*opts);
+}
+
+static int copy_opts(const struct ckpt_restore_opts *in, struct ckpt_restore_opts *o)
+{
+	ckpt_restore_opts_init(o);
+	if (!in)
+		return 0;
+	if (in->struct_size == 0 || in->struct_size > sizeof(*o))
+		return -EINVAL;
+	memcpy(o, in, in->struct_size);
+	if (o->flags)
+		return -EINVAL;
+	return 0;
+}
+
+/* Is the image's page size this process's page size for the heap we are
+ * asked to build? */
+static int check_page_size(const struct ckpt__img_header *h, const struct ckpt_restore_opts *o,
+			   bool *huge, char *err, size_t errsz)
+{
+	size_t sys = (size_t)sysconf(_SC_PAGESIZE);
+	bool want_huge;
+	if (o->heap)
+		want_huge = (o->heap->flags & CKPT_HEAP_HUGETLB) != 0;
+	else
+		want_huge = h->page_size == HUGE_2M && h->page_size != sys;
+	size_t want = want_huge ? HUGE_2M : sys;
+	if (h->page_size != want)
+		return ckpt__img_err(err, errsz, CKPT_E_PAGESIZE,
+				     "image page size %u, this heap would use %zu", h->page_size, want);
+	*huge = want_huge;
+	return 0;
+}
+
+/* Fails with CKPT_E_ADDRINUSE unless [base, base+size) is free now. */
+static int check_free(uint64_t base, uint64_t size, char *err, size_t errsz)
+{
+	void *p = mmap((void *)(uintptr_t)base, size, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED || p != (void *)(uintptr_t)base) {
+		int e = errno;
+		if (p != MAP_FAILED)
+			munmap(p, size); /* old kernel ignoring NOREPLACE: treat as taken */
+		if (p != MAP_FAILED || e == EEXIST)
+			return ckpt__img_err(err, errsz, CKPT_E_ADDRINUSE,
+					     "the heap range %#llx + %#llx is already mapped in this process",
+					     (unsigned long long)base, (unsigned long long)size);
+		return ckpt__img_err(err, errsz, -e, "cannot reserve the heap range: %s", strerror(e));
+	}
+	munmap(p, size);
+	return 0;
+}
+
+/* Common part of ckpt_restore*(): memfd, fill through @fill, adopt. */
+static int restore_common(const struct ckpt__img_header *h, const struct ckpt_restore_opts *o,
+			  int (*fill)(void *arg, struct apply *a), void *fill_arg, ckpt_heap **out,
+			  char *err, size_t errsz)
+{
+	bool huge = false;
+	int rc = check_page_size(h, o, &huge, err, errsz);
+	if (rc)
+		return rc;
+	if (ckpt__check_range(h->base, h->heap_size, h->page_size) != 0)
+		return ckpt__img_err(err, errsz, CKPT_E_RANGE,
+				     "the heap range %#llx + %#llx is outside this process's address space",
+				     (unsigned long long)h->base, (unsigned long long)h->heap_size);
+	rc = check_free(h->base, h->heap_size, err, errsz);
+	if (rc)
+		return rc;
+	const char *name = o->heap && o->heap->name ? o->heap->name : "libckpt";
+	int memfd = -1;
+	rc = ckpt__memfd_create(name, h->heap_size, huge, &memfd);
+	if (rc)
+		return ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
+	struct apply a = { .memfd = memfd, .page_size = h->page_size };
+	rc = ckpt__fault_hit(CKPT_FAULT_MMAP);
+	void *m = rc ? MAP_FAILED
+		     : mmap(NULL, h->heap_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd, 0);
+	if (m == MAP_FAILED) {
+		rc = rc ? rc : -errno;
+		close(memfd);
+		return ckpt__img_err(err, errsz, rc, "cannot map the new heap's memory: %s", strerror(-rc));
+	}
+	a.mem = m;
+	rc = apply_start(&a);
+	if (!rc)
+		rc = fill(fill_arg, &a);
+	apply_stop(&a);
+	munmap(m, h->heap_size);
+	if (rc) {
+		close(memfd);
+		return rc;
+	}
+	ckpt_heap *heap = NULL;
+	rc = ckpt__heap_adopt(memfd, h->base, h->heap_size, h->page_size, o->heap, &heap);
+	if (rc) {
+		close(memfd);
+		if (rc == -EEXIST)
+			rc = CKPT_E_ADDRINUSE;
+		return ckpt__img_err(err, errsz, rc, "cannot set up the restored heap: %s", ckpt_strerror(rc));
+	}
+	ckpt__heap_set_lineage(heap, h->generation, h->id);
+	*out = heap;
+	return 0;
+}
+
+struct path_fill {
+	struct link *l;
+	size_t n;
+	char *err;
+	size_t errsz;
+};
+
+static int fill_from_chain(void *arg, struct apply *a)
+{
+	struct path_fill *pf = arg;
+	return apply_chain(pf->l, pf->n, NULL, a, pf->err, pf->errsz);
+}
+
+CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts, ckpt_heap **out)
+{
+	struct ckpt_restore_opts o;
+	if (out)
+		*out = NULL;
+	if (!path || !out)
+		return -EINVAL;
+	int rc = copy_opts(opts, &o);
+	if (rc)
+		return rc;
+	char *err = o.errbuf;
+	size_t errsz = o.errbuf_size;
+	if (err && errsz)
+		err[0] = 0;
+	struct link *l;
+	size_t n;
+	rc = chain_resolve(path, &l, &n, err, errsz);
+	if (rc)
+		return rc;
+	struct path_fill pf = { l, n, err, errsz };
+	rc = restore_common(&l[0].h, &o, fill_from_chain, &pf, out, err, errsz);
+	chain_free(l, n);
+	return rc;
+}
+
+struct fd_fill {
+	struct rd *r;
+	const struct ckpt__img_header *h;
+	char *err;
+	size_t errsz;
+};
+
+static int fill_from_fd(void *arg, struct apply *a)
+{
+	struct fd_fill *ff = arg;
+	char msg[220] = "";
+	a->zero_runs = false;
+	int rc = parse_image(ff->r, a, NULL, NULL, NULL, msg, sizeof(msg));
+	int arc = apply_drain(a);
+	if (!rc && arc) {
+		rc = arc;
+		snprintf(msg, sizeof(msg), "%s", a->errmsg);
+	}
+	if (rc)
+		ckpt__img_err(ff->err, ff->errsz, rc, "%s", msg);
+	return rc;
+}
+
+CKPT_API int ckpt_restore_fd(int fd, const struct ckpt_restore_opts *opts, ckpt_heap **out)
+{
+	struct ckpt_restore_opts o;
+	if (out)
+		*out = NULL;
+	if (fd < 0 || !out)
+		return -EINVAL;
+	int rc = copy_opts(opts, &o);
+	if (rc)
+		return rc;
+	char *err = o.errbuf;
+	size_t errsz = o.errbuf_size;
+	if (err && errsz)
+		err[0] = 0;
+
+	/* The header is read here (it decides the memfd's size); the stream
+	 * parser then re-reads it from a small replay buffer: a pipe cannot
+	 * be rewound. */
+	struct rd r;
+	rc = rd_open(&r, fd);
+	if (rc) {
+		rd_close(&r);
+		return ckpt__img_err(err, errsz, rc, "%s", strerror(-rc));
+	}
+	struct ckpt__img_header h;
+	size_t got;
+	rc = rd_get(&r, &h, sizeof(h), &got);
+	if (rc) {
+		rd_close(&r);
+		return ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
+	}
+	rc = ckpt__img_header_check(&h, got, err, errsz);
+	if (!rc && (h.flags & CKPT__IMG_INCREMENTAL))
+		rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+				   "an incremental image cannot be restored from a stream (its parent is a file)");
+	if (rc) {
+		rd_close(&r);
+		return rc;
+	}
+	/* put the header back in front of the stream */
+	struct rd_chunk *c = &r.ch[r.head];
+	if (c->pos >= sizeof(h)) {
+		c->pos -= sizeof(h);
+	} else {
+		/* the header straddled reads (pipe): rebuild the chunk with it */
+		size_t rest = c->have - c->pos;
+		memmove(c->mem + sizeof(h), c->mem + c->pos, rest);
+		memcpy(c->mem, &h, sizeof(h));
+		c->pos = 0;
+		c->have = sizeof(h) + rest;
+	}
+	r.consumed -= sizeof(h);
+	XXH3_64bits_reset(r.fh);
+	struct fd_fill ff = { &r, &h, err, errsz };
+	rc = restore_common(&h, &o, fill_from_fd, &ff, out, err, errsz);
+	if (r.uring)
+		lseek(fd, (off_t)(r.start_off + r.consumed), SEEK_SET); /* as read(2) would leave it */
+	rd_close(&r);
+	return rc;
+}
+
+CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info, char *err, size_t errsz)
+{
+	if (!path || !info)
+		return -EINVAL;
+	if (err && errsz)
+		err[0] = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+	struct ckpt__img_header h;
+	struct ckpt__footer f;
+	struct ckpt__trl_header t;
+	struct stat st;
+	int rc = 0;
+	ssize_t n = pread(fd, &h, sizeof(h), 0);
+	if (n < 0 || fstat(fd, &st) != 0) {
+		rc = ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = ckpt__img_header_check(&h, (size_t)n, err, errsz);
+	if (rc)
+		goto out;
+	uint64_t size = (uint64_t)st.st_size;
+	if (size < sizeof(h) + sizeof(t) + 8 + sizeof(f) ||
+	    pread(fd, &f, sizeof(f), (off_t)(size - sizeof(f))) != (ssize_t)sizeof(f) ||
+	    memcmp(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic)) != 0) {
+		rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+				   "truncated: no footer at the end of the file (an incomplete image)");
+		goto out;
+	}
+	rc = ckpt__footer_check(&f, err, errsz);
+	if (rc)
+		goto out;
+	if (f.file_size != size || memcmp(f.id, h.id, 16) != 0) {
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
+		goto out;
+	}
+	if (pread(fd, &t, sizeof(t), (off_t)f.trailer_offset) != (ssize_t)sizeof(t)) {
+		rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: trailer missing");
+		goto out;
+	}
+	rc = ckpt__trl_header_check(&t, err, errsz);
+	if (rc)
+		goto out;
+	if (t.offset != f.trailer_offset ||
+	    f.trailer_size != sizeof(t) + t.nblocks * sizeof(struct ckpt__trl_entry) + 8) {
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
+		goto out;
+	}
+	ckpt__img_header_to_info(&h, info);
+	info->pages_stored = t.pages_stored;
+	info->pages_zero = t.pages_zero;
+	info->blocks = t.nblocks;
+	info->file_size = size;
+out:
+	close(fd);
+	return rc;
+}
+
+CKPT_API int ckpt_image_verify(const char *path, unsigned flags, char *err, size_t errsz)
+{
+	if (!path || (flags & ~CKPT_VERIFY_CHAIN))
+		return -EINVAL;
+	if (err && errsz)
+		err[0] = 0;
+	struct ckpt__load_opts lo = { .chain = (flags & CKPT_VERIFY_CHAIN) != 0, .verify_only = true };
+	return ckpt__image_load_anon(path, &lo, NULL, NULL, err, errsz);
+}
+
+/* Feeds a loaded heap image to a file sink as one full image. */
+static int write_full(const char *out, const struct ckpt__img_header *h, const uint8_t *mem,
+		      int zstd_level, char *err, size_t errsz)
+{
+	struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = out };
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.zstd_level = zstd_level;
+	struct ckpt_sink s;
+	int rc = ckpt__file_sink_open(&dest, &bo, NULL, &s);
+	if (rc)
+		return ckpt__img_err(err, errsz, rc, "%s: %s", out, ckpt_strerror(rc));
+	/* The merged image carries the tip's identity: it holds exactly the
+	 * tip's heap, so a heap restored from the tip may chain onto it. */
+	struct ckpt_sink_info info = {
+		.base = h->base,
+		.heap_size = h->heap_size,
+		.page_size = h->page_size,
+		.npages = h->npages,
+		.pages_to_emit = h->npages,
+		.generation = h->generation,
+		.created_ns = h->created_ns,
+		.root = h->root,
+	};
+	memcpy(info.id, h->id, 16);
+	rc = s.begin(s.arg, &info);
+	const uint32_t step = 256;
+	for (uint64_t p = 0; !rc && p < h->npages; p += step) {
+		uint32_t k = (uint32_t)(h->npages - p < step ? h->npages - p : step);
+		rc = s.pages(s.arg, p, k, mem + p * h->page_size);
+	}
+	rc = s.end(s.arg, rc);
+	if (rc)
+		ckpt__img_err(err, errsz, rc, "writing %s: %s", out, ckpt_strerror(rc));
+	return rc;
+}
+
+CKPT_API int ckpt_image_merge(const char *out, const char *tip, int zstd_level, char *err,
+			      size_t errsz)
+{
+	if (!out || !tip || zstd_level < 0 || zstd_level > ZSTD_maxCLevel())
+		return -EINVAL;
+	if (err && errsz)
+		err[0] = 0;
+	struct ckpt__load_opts lo = { .chain = true };
+	struct ckpt__img_header h;
+	uint8_t *mem = NULL;
+	int rc = ckpt__image_load_anon(tip, &lo, &h, &mem, err, errsz);
+	if (rc)
+		return rc;
+	rc = write_full(out, &h, mem, zstd_level, err, errsz);
+	munmap(mem, h.heap_size);
+	return rc;
+}
