@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""report.py - turns bench/run.sh's raw output into the results file.
+
+    report.py --raw DIR --out FILE.md --name NAME
+
+Reads the key=value lines the benchmark programs print (DIR/*.txt), and
+writes a Markdown file: a summary table (the goals of issue 6, each marked
+met / missed with the measured ratio), then every figure, each comparison
+also as a ratio to its baseline.  Missing inputs (a benchmark that could not
+run, e.g. before libckpt's engine existed) show as "n/a" and their goals as
+"not measured" - never as met.
+"""
+import argparse
+import glob
+import os
+import re
+import sys
+
+
+def parse(path):
+    """List of dicts, one per line of the form 'prog [tag] k=v k=v ...'."""
+    rows = []
+    if not os.path.exists(path):
+        return rows
+    with open(path, errors="replace") as f:
+        for line in f:
+            toks = line.split()
+            if not toks:
+                continue
+            d = {"_prog": toks[0], "_tags": [], "_line": line.rstrip("\n")}
+            for t in toks[1:]:
+                if "=" in t:
+                    k, v = t.split("=", 1)
+                    try:
+                        d[k] = float(v)
+                    except ValueError:
+                        d[k] = v
+                else:
+                    d["_tags"].append(t)
+            rows.append(d)
+    return rows
+
+
+def fmt_ns(ns):
+    if ns is None:
+        return "n/a"
+    if ns >= 1e6:
+        return "%.1f ms" % (ns / 1e6)
+    if ns >= 1e3:
+        return "%.2f us" % (ns / 1e3)
+    return "%.0f ns" % ns
+
+
+def fmt_ratio(r):
+    return "n/a" if r is None else "%.2fx" % r
+
+
+def fmt_bytes(b):
+    if b is None:
+        return "n/a"
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if b >= div:
+            return "%.1f %s" % (b / div, unit)
+    return "%d B" % b
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+class Report:
+    def __init__(self, raw, name):
+        self.raw = raw
+        self.name = name
+        self.goals = []  # (goal, measured, target, verdict)
+        self.out = []
+
+    def p(self, s=""):
+        self.out.append(s)
+
+    def goal(self, text, value, limit, fmt, detail="", higher_is_better=False):
+        """value/limit are ratios (or None when not measured)."""
+        if value is None:
+            verdict = "not measured"
+        else:
+            ok = value >= limit if higher_is_better else value <= limit
+            if ok:
+                verdict = "**met**"
+            else:
+                # by how much: the factor to the target
+                f = (limit / value) if higher_is_better else (value / limit)
+                verdict = "**missed** (%.1fx off)" % f
+        self.goals.append((text, fmt(value) if value is not None else "n/a",
+                           ("<= " if not higher_is_better else ">= ") + fmt(limit),
+                           verdict, detail))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--name", required=True)
+    a = ap.parse_args()
+    raw = a.raw
+    R = Report(raw, a.name)
+
+    # env.txt: one "key=value with spaces" per line
+    env = {}
+    for line in open(os.path.join(raw, "env.txt")):
+        line = line.strip()
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k] = v
+    for tok in re.findall(r"(redis_keys|redis_rate)=(\S+)", open(os.path.join(raw, "env.txt")).read()):
+        env[tok[0]] = tok[1]
+
+    # ------------------------------------------------------------ faultlat
+    fl = [r for r in parse(os.path.join(raw, "faultlat.txt")) if "mode" in r and "p50" in r]
+    fl_unavail = [r["_line"] for r in parse(os.path.join(raw, "faultlat.txt"))
+                  if "unavailable:" in r["_line"] or "failed:" in r["_line"]]
+
+    def F(mode, pat="seq", fa=1, key="p50"):
+        for r in fl:
+            if r["mode"] == mode and r["pattern"] == pat and int(r["fa"]) == fa:
+                return r.get(key)
+        return None
+
+    fork50 = F("fork")
+    mprot50 = F("mprotect")
+    sig50 = F("ckpt-sigbus")
+    thr50 = F("ckpt-thread")
+    poll50 = F("ckpt-poll")
+    default_fa = 16
+    sig_amort = F("ckpt-sigbus", "seq", default_fa, "amort")
+    R.goal("SIGBUS trap p50 vs fork COW fault (seq, fault-around off)", ratio(sig50, fork50), 0.6,
+           fmt_ratio, "%s vs %s" % (fmt_ns(sig50), fmt_ns(fork50)))
+    R.goal("SIGBUS trap p50 vs mprotect+SIGSEGV (seq, fault-around off)", ratio(sig50, mprot50), 1.5,
+           fmt_ratio, "%s vs %s" % (fmt_ns(sig50), fmt_ns(mprot50)))
+    R.goal("SIGBUS amortized cost/page written, fault-around %d, vs fork COW (seq)" % default_fa,
+           ratio(sig_amort, fork50), 0.2, fmt_ratio, "%s vs %s" % (fmt_ns(sig_amort), fmt_ns(fork50)))
+    R.goal("handler-thread (blocking) p50 vs SIGBUS p50", ratio(thr50, sig50), 2.5, fmt_ratio,
+           "%s vs %s" % (fmt_ns(thr50), fmt_ns(sig50)))
+    R.goal("handler-thread (busy-poll) p50 vs SIGBUS p50", ratio(poll50, sig50), 2.5, fmt_ratio,
+           "%s vs %s" % (fmt_ns(poll50), fmt_ns(sig50)))
+
+    # ------------------------------------------------------------ pause
+    pa = [r for r in parse(os.path.join(raw, "pause.txt")) if "method" in r and "ns" in r]
+    pa_unavail = [r["_line"] for r in parse(os.path.join(raw, "pause.txt")) if "unavailable:" in r["_line"]]
+    sizes = sorted({int(r["size"]) for r in pa})
+
+    def P(method, size):
+        for r in pa:
+            if r["method"] == method and int(r["size"]) == size:
+                return r["ns"]
+        return None
+
+    for s in sizes:
+        R.goal("full-snapshot pause vs fork(), %s heap" % fmt_bytes(s), ratio(P("ckpt-full", s), P("fork", s)),
+               1.0, fmt_ratio, "%s vs %s" % (fmt_ns(P("ckpt-full", s)), fmt_ns(P("fork", s))))
+        R.goal("incremental (1%% dirty) pause vs fork(), %s heap" % fmt_bytes(s),
+               ratio(P("ckpt-incr1", s), P("fork", s)), 0.05, fmt_ratio,
+               "%s vs %s" % (fmt_ns(P("ckpt-incr1", s)), fmt_ns(P("fork", s))))
+
+    # ------------------------------------------------------------ memory
+    mg = {r["method"]: r for r in parse(os.path.join(raw, "memgrowth.txt")) if "peak_bytes" in r}
+    mg_unavail = [r["_line"] for r in parse(os.path.join(raw, "memgrowth.txt")) if "unavailable:" in r["_line"]]
+    ck = mg.get("ckpt")
+    fk = mg.get("fork")
+    R.goal("libckpt extra memory vs its pool cap (write-everything)",
+           ratio(ck["peak_bytes"], ck["pool_cap"]) if ck else None, 1.0, fmt_ratio,
+           "%s peak, cap %s" % (fmt_bytes(ck["peak_bytes"]), fmt_bytes(ck["pool_cap"])) if ck else "")
+    R.goal("fork extra memory vs the set written during the snapshot",
+           ratio(fk["peak_bytes"], fk["written_bytes"]) if fk else None, 0.5, fmt_ratio,
+           ("%s grew for %s written (fork grows by the written set: the target here is the "
+            "opposite direction, >= 0.5x shows it)" % (fmt_bytes(fk["peak_bytes"]), fmt_bytes(fk["written_bytes"])))
+           if fk else "", higher_is_better=True)
+
+    # ------------------------------------------------------------ throughput
+    tp = [r for r in parse(os.path.join(raw, "throughput.txt")) if "ckpt_mibs" in r]
+    tp_unavail = [r["_line"] for r in parse(os.path.join(raw, "throughput.txt")) if "unavailable" in r["_line"]]
+    dd = [r["mibs"] for r in parse(os.path.join(raw, "dd.txt")) if "mibs" in r]
+    dd_med = sorted(dd)[len(dd) // 2] if dd else None
+
+    def T(data, codec, key="ckpt_mibs"):
+        for r in tp:
+            if r["data"] == data and r["codec"] == codec:
+                return r[key]
+        return None
+
+    stored = T("incompressible", "stored")
+    R.goal("stored-mode checkpoint throughput vs dd (incompressible heap)", ratio(stored, dd_med), 0.8,
+           fmt_ratio, "%s vs %s MiB/s" % ("n/a" if stored is None else "%.0f" % stored,
+                                          "n/a" if dd_med is None else "%.0f" % dd_med),
+           higher_is_better=True)
+
+    # ------------------------------------------------------------ redis
+    redis = {}
+    for path in sorted(glob.glob(os.path.join(raw, "redis-*.txt"))):
+        nm = os.path.basename(path)[len("redis-"):-len(".txt")]
+        d = {}
+        for r in parse(path):
+            tag = r["_tags"][0] if r["_tags"] else None
+            if "window" in r:
+                d["w_" + r["window"]] = r
+            elif r["_prog"] == "rbench":
+                d["rb_" + r["op"]] = r
+            elif tag:
+                d[tag] = r
+        redis[nm] = d
+
+    def RV(nm, sec, key):
+        v = redis.get(nm, {}).get(sec, {}).get(key)
+        return v if isinstance(v, float) else None
+
+    base = "server"
+    for nm in sorted(k for k in redis if k != base):
+        R.goal("Redis p99 inside the snapshot: redis-%s vs redis-server" % nm,
+               ratio(RV(nm, "w_inside", "p99_us"), RV(base, "w_inside", "p99_us")), 0.2, fmt_ratio,
+               "%s vs %s" % (fmt_ns(RV(nm, "w_inside", "p99_us") and RV(nm, "w_inside", "p99_us") * 1e3),
+                             fmt_ns(RV(base, "w_inside", "p99_us") and RV(base, "w_inside", "p99_us") * 1e3)))
+        R.goal("Redis max inside the snapshot: redis-%s vs redis-server" % nm,
+               ratio(RV(nm, "w_inside", "max_us"), RV(base, "w_inside", "max_us")), 0.05, fmt_ratio,
+               "%s vs %s" % (fmt_ns(RV(nm, "w_inside", "max_us") and RV(nm, "w_inside", "max_us") * 1e3),
+                             fmt_ns(RV(base, "w_inside", "max_us") and RV(base, "w_inside", "max_us") * 1e3)))
+    for nm in sorted(k for k in redis if k != base):
+        for op in ("SET", "GET"):
+            R.goal("Redis %s throughput outside snapshots: redis-%s vs redis-server" % (op, nm),
+                   ratio(RV(nm, "rb_" + op, "rps"), RV(base, "rb_" + op, "rps")), 0.8, fmt_ratio,
+                   "%s vs %s req/s" % (RV(nm, "rb_" + op, "rps"), RV(base, "rb_" + op, "rps")),
+                   higher_is_better=True)
+    if not [k for k in redis if k != base]:
+        R.goal("Redis end to end: redis-ckpt vs redis-server", None, 0.2, fmt_ratio,
+               "redis-ckpt was not built or did not run")
+
+    # ============================================================ write
+    R.p("# libckpt benchmark results: %s" % a.name)
+    R.p()
+    R.p("Produced by `bench/run.sh%s`. Ratios between methods measured in the same run are the "
+        "result; absolute times on this shared 2-core VM are noisy. Latency statistics are medians "
+        "over repetitions." % (" --full" if env.get("mode") == "full" else ""))
+    R.p()
+    R.p("| | |")
+    R.p("|---|---|")
+    for k in ("date", "host", "kernel", "cpu", "ncpu", "mem_kb", "git", "seed", "mode", "thp", "loadavg",
+              "kcheck_rc"):
+        if k in env:
+            R.p("| %s | %s |" % (k, env[k]))
+    sz = [l for l in open(os.path.join(raw, "env.txt")) if l.startswith("faultlat_pages")]
+    if sz:
+        R.p("| sizes | %s |" % sz[0].strip())
+    R.p()
+    R.p("## Summary")
+    R.p()
+    R.p("Goals of issue 6 (ratio = libckpt / baseline unless stated):")
+    R.p()
+    R.p("| goal | measured | target | verdict | figures |")
+    R.p("|---|---|---|---|---|")
+    for g in R.goals:
+        R.p("| %s | %s | %s | %s | %s |" % g)
+    R.p()
+    # headline: first-write latency, seq, fault-around off, ratio to fork
+    R.p("Headline: first write to a page during a snapshot (sequential writer, 4 KiB pages, fault-around off):")
+    R.p()
+    R.p("| mode | p50 | p99 | p99.9 | max | p50 / fork COW |")
+    R.p("|---|---|---|---|---|---|")
+    for m in ("plain", "wpasync", "fork", "mprotect", "uffd-sigbus", "uffd-thread", "uffd-poll",
+              "ckpt-sigbus", "ckpt-thread", "ckpt-poll"):
+        if F(m) is None:
+            R.p("| %s | n/a | | | | |" % m)
+            continue
+        R.p("| %s | %s | %s | %s | %s | %s |" % (m, fmt_ns(F(m)), fmt_ns(F(m, key="p99")),
+                                                  fmt_ns(F(m, key="p999")), fmt_ns(F(m, key="max")),
+                                                  fmt_ratio(ratio(F(m), fork50))))
+    R.p()
+    R.p("## Details")
+    R.p()
+    R.p("### 1. Write-fault latency during a snapshot (`bench/faultlat`)")
+    R.p()
+    R.p("Every write is timed with the TSC; the distribution is over the first write to each page. "
+        "`amort` = the whole write loop / distinct pages written (the cost per page over the snapshot "
+        "window); `amp` = pages copied aside / distinct pages written (-1: nothing copied by user space). "
+        "fork: private anon heap, the child keeps the pages shared. mprotect: PROT_READ + SIGSEGV handler "
+        "that copies the page and mprotect()s it writable. wpasync: UFFD_FEATURE_WP_ASYNC, the kernel "
+        "resolves the fault. uffd-*: raw userfaultfd WP on shmem without libckpt. ckpt-*: libckpt through "
+        "the public API, into a sink that holds the writer, so every first write traps.")
+    R.p()
+    R.p("| mode | pattern | fa | count | p50 | p90 | p99 | p99.9 | max | amort | amp | p50/fork | amort/fork p50 |")
+    R.p("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in fl:
+        f50 = F("fork", r["pattern"])
+        R.p("| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["mode"], r["pattern"], r["fa"], r["count"], fmt_ns(r["p50"]), fmt_ns(r["p90"]),
+            fmt_ns(r["p99"]), fmt_ns(r["p999"]), fmt_ns(r["max"]), fmt_ns(r["amort"]),
+            "-" if r["amp"] < 0 else "%.2f" % r["amp"], fmt_ratio(ratio(r["p50"], f50)),
+            fmt_ratio(ratio(r["amort"], f50))))
+    for l in fl_unavail:
+        R.p("- `%s`" % l)
+    R.p()
+    R.p("![latency CDF, sequential](%s-faultlat-seq.png)" % a.name)
+    R.p("![latency CDF, random](%s-faultlat-rand.png)" % a.name)
+    R.p("![latency CDF, zipf](%s-faultlat-zipf.png)" % a.name)
+    R.p("![fault-around](%s-faultlat-fa.png)" % a.name)
+    R.p()
+
+    R.p("### 2. Pause at snapshot start (`bench/pause`)")
+    R.p()
+    R.p("| heap | method | pause | library's pause_ns | / fork() |")
+    R.p("|---|---|---|---|---|")
+    for s in sizes:
+        for r in [r for r in pa if int(r["size"]) == s]:
+            R.p("| %s | %s | %s | %s | %s |" % (fmt_bytes(s), r["method"], fmt_ns(r["ns"]),
+                                              "-" if r["stats_pause_ns"] < 0 else fmt_ns(r["stats_pause_ns"]),
+                                              fmt_ratio(ratio(r["ns"], P("fork", s)))))
+    for l in pa_unavail:
+        R.p("- `%s`" % l)
+    R.p()
+    R.p("![pause vs heap size](%s-pause.png)" % a.name)
+    R.p()
+
+    R.p("### 3. Extra memory during a snapshot, write-everything workload (`bench/memgrowth`)")
+    R.p()
+    R.p("| method | heap | written during the snapshot | extra memory peak | pool cap | window |")
+    R.p("|---|---|---|---|---|---|")
+    for m, r in sorted(mg.items()):
+        R.p("| %s | %s | %s | %s | %s | %.0f ms |" % (m, fmt_bytes(r["size"]), fmt_bytes(r["written_bytes"]),
+                                                     fmt_bytes(r["peak_bytes"]),
+                                                     fmt_bytes(r["pool_cap"]) if r["pool_cap"] else "-",
+                                                     r["window_ms"]))
+    for l in mg_unavail:
+        R.p("- `%s`" % l)
+    R.p()
+    R.p("fork: Private_Clean + Private_Dirty of the child (the pages the parent copied; includes the child's "
+        "own ~3 MiB of libc/stack). libckpt: `ckpt_stats().pool_peak_bytes`.")
+    R.p()
+    R.p("![memory over time](%s-memory.png)" % a.name)
+    R.p()
+
+    R.p("### 4. Checkpoint throughput (`bench/throughput`, dd)")
+    R.p()
+    R.p("| data | codec | checkpoint MiB/s | / dd | image size | restore MiB/s |")
+    R.p("|---|---|---|---|---|---|")
+    for r in tp:
+        R.p("| %s | %s | %.0f | %s | %s | %.0f |" % (r["data"], r["codec"], r["ckpt_mibs"],
+                                                   fmt_ratio(ratio(r["ckpt_mibs"], dd_med)),
+                                                   fmt_bytes(r["image_bytes"]), r["restore_mibs"]))
+    R.p("| (dd, conv=fsync) | | %s | 1.00x | | |" % ("n/a" if dd_med is None else "%.0f" % dd_med))
+    for l in tp_unavail:
+        R.p("- `%s`" % l)
+    R.p()
+
+    R.p("### 5. Allocator (`bench/allocbench`)")
+    R.p()
+    ab = os.path.join(raw, "allocbench.txt")
+    if os.path.exists(ab):
+        R.p("```")
+        R.p(open(ab, errors="replace").read().rstrip())
+        R.p("```")
+    else:
+        R.p("allocbench not built or not run.")
+    R.p()
+
+    R.p("### 6. Redis end to end (`bench/loadgen`, redis-benchmark)")
+    R.p()
+    R.p("Open-loop load (%s req/s, 50%% SET / 50%% GET, 64-byte values, %s keys); latency from each "
+        "request's scheduled send time to its reply, so a stall counts for every request it delays. "
+        "Inside = requests whose life overlaps the snapshot window (BGSAVE sent to "
+        "`rdb_bgsave_in_progress:0`)." % (env.get("redis_rate", "?"), env.get("redis_keys", "?")))
+    R.p()
+    R.p("| server | window | count | p50 | p99 | p99.9 | max | p99 / redis-server | max / redis-server |")
+    R.p("|---|---|---|---|---|---|---|---|---|")
+    for nm in sorted(redis, key=lambda k: (k != base, k)):
+        for w in ("inside", "outside"):
+            r = redis[nm].get("w_" + w)
+            if not r or not r.get("count"):
+                continue
+            R.p("| %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
+                nm, w, r["count"], fmt_ns(r["p50_us"] * 1e3), fmt_ns(r["p99_us"] * 1e3),
+                fmt_ns(r["p999_us"] * 1e3), fmt_ns(r["max_us"] * 1e3),
+                fmt_ratio(ratio(r["p99_us"], RV(base, "w_" + w, "p99_us"))),
+                fmt_ratio(ratio(r["max_us"], RV(base, "w_" + w, "max_us")))))
+    R.p()
+    R.p("| server | snapshot | throughput dip | extra memory (Pss) | image / RDB | restart to first reply | "
+        "SET req/s | GET req/s | SET / redis-server | GET / redis-server |")
+    R.p("|---|---|---|---|---|---|---|---|---|---|")
+    for nm in sorted(redis, key=lambda k: (k != base, k)):
+        d = redis[nm]
+        R.p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            nm,
+            ("%.0f ms (%s)" % (d["snapshot"]["duration_ms"], d["snapshot"].get("status")))
+            if "snapshot" in d else "n/a",
+            ("%.0f%%" % (100 * d["throughput"]["dip"])) if "throughput" in d else "n/a",
+            fmt_bytes(d["memory"]["extra_kb"] * 1024) if "memory" in d else "n/a",
+            fmt_bytes(d["image"]["bytes"]) if "image" in d else "n/a",
+            ("%.0f ms" % d["start"]["ms"]) if "start" in d else "n/a",
+            RV(nm, "rb_SET", "rps"), RV(nm, "rb_GET", "rps"),
+            fmt_ratio(ratio(RV(nm, "rb_SET", "rps"), RV(base, "rb_SET", "rps"))),
+            fmt_ratio(ratio(RV(nm, "rb_GET", "rps"), RV(base, "rb_GET", "rps")))))
+    R.p()
+    for nm in sorted(redis, key=lambda k: (k != base, k)):
+        R.p("![Redis latency over time, %s](%s-redis-%s.png)" % (nm, a.name, nm))
+    R.p()
+
+    with open(a.out, "w") as f:
+        f.write("\n".join(R.out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# bench/run.sh - libckpt against what users would use instead, on this machine,
+# in one run (issue 6).  Ratios between methods are the result; absolute
+# times on a shared VM are noise.
+#
+#   bench/run.sh            quick: a few minutes on 2 cores
+#   bench/run.sh --full     bigger heaps, more repetitions, 4 GiB pause point
+#   options: --no-redis  --only faultlat,pause,memgrowth,throughput,alloc,redis
+#            --seed N    --out DIR (default bench/results)
+#
+# Writes DIR/<date>-<host>.md (every figure, each comparison as a ratio to its
+# baseline, the goals of issue 6 marked met/missed) and PNG plots next to it,
+# and prints the summary table.  Raw program output is kept in
+# DIR/<date>-<host>.raw/ .  Every process it starts is stopped on exit;
+# hugetlb reservations are made and put back by bench/pause itself under the
+# machine lock.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+full=0 redis=1 only="" seed=${CKPT_SEED:-$(date +%s)} out=bench/results
+while [ $# -gt 0 ]; do
+	case $1 in
+	--full) full=1 ;;
+	--no-redis) redis=0 ;;
+	--only) only=$2; shift ;;
+	--seed) seed=$2; shift ;;
+	--out) out=$2; shift ;;
+	-h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+
+if [ $full = 1 ]; then
+	FL_PAGES=32768 FL_REPS=5 PAUSE_SIZES=256m,1g,4g MG_SIZE=1g TP_SIZE=1g
+	R_KEYS=4000000 R_RATE=10000 R_DUR=20 R_SAVE_AT=4
+else
+	FL_PAGES=8192 FL_REPS=3 PAUSE_SIZES=256m,1g MG_SIZE=256m TP_SIZE=256m
+	R_KEYS=1000000 R_RATE=10000 R_DUR=10 R_SAVE_AT=3
+fi
+
+B=build
+stamp=$(date -u +%Y-%m-%d)
+host=$(hostname -s)
+name="$stamp-$host"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+raw="$out/$name.raw"
+rm -rf "$raw"
+mkdir -p "$raw"
+W=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-bench.XXXXXX")
+
+# ------------------------------------------------------------ cleanup
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null && { sleep 0.2; kill -9 "$p" 2>/dev/null; }
+	done
+	wait 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+# 256m / 1g / bytes -> MiB
+to_mib() {
+	case $1 in
+	*[kK]) echo $(( ${1%?} / 1024 )) ;;
+	*[mM]) echo "${1%?}" ;;
+	*[gG]) echo $(( ${1%?} * 1024 )) ;;
+	*) echo $(( $1 / 1048576 )) ;;
+	esac
+}
+
+# ------------------------------------------------------------ build
+log "building"
+targets="$B/libckpt.a $B/bench/faultlat $B/bench/pause $B/bench/memgrowth $B/bench/throughput $B/bench/loadgen"
+[ -f bench/allocbench.c ] && targets="$targets $B/bench/allocbench"
+ls libckpt/tool/*.c >/dev/null 2>&1 && targets="$targets $B/ckpt"
+ls examples/redis-ckpt/*.c >/dev/null 2>&1 && targets="$targets examples/redis-ckpt/redis-ckpt"
+if ! make -j2 -s $targets >"$raw/build.log" 2>&1; then
+	# build what can be built: one broken target must not hide the others
+	for t in $targets; do make -s "$t" >>"$raw/build.log" 2>&1 || echo "build failed: $t" >>"$raw/build.fail"; done
+fi
+[ -f "$raw/build.fail" ] && { log "some targets failed to build:"; cat "$raw/build.fail" >&2; }
+for t in faultlat pause memgrowth throughput loadgen; do
+	[ -x "$B/bench/$t" ] || { echo "run.sh: $B/bench/$t did not build (see $raw/build.log)" >&2; exit 1; }
+done
+
+if ! command -v gnuplot >/dev/null; then
+	log "installing gnuplot-nox"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnuplot-nox >"$raw/apt.log" 2>&1 ||
+		log "gnuplot-nox could not be installed: no plots"
+fi
+
+# ------------------------------------------------------------ environment
+{
+	echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "host=$host"
+	echo "kernel=$(uname -r)"
+	echo "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+	echo "ncpu=$(nproc)"
+	echo "mem_kb=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)"
+	echo "git=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- libckpt bench 2>/dev/null || echo -dirty)"
+	echo "seed=$seed"
+	echo "mode=$([ $full = 1 ] && echo full || echo quick)"
+	echo "thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
+	echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "faultlat_pages=$FL_PAGES faultlat_reps=$FL_REPS pause_sizes=$PAUSE_SIZES memgrowth_size=$MG_SIZE throughput_size=$TP_SIZE redis_keys=$R_KEYS redis_rate=$R_RATE"
+} >"$raw/env.txt"
+if [ -x "$B/ckpt" ]; then
+	"$B/ckpt" kcheck >"$raw/kcheck.txt" 2>&1
+	echo "kcheck_rc=$?" >>"$raw/env.txt"
+else
+	echo "kcheck_rc=none (build/ckpt not built)" >>"$raw/env.txt"
+fi
+log "$(tr '\n' ' ' <"$raw/env.txt")"
+
+# ------------------------------------------------------------ 1. fault latency
+if want faultlat; then
+	log "faultlat: $FL_PAGES pages x $FL_REPS reps"
+	mkdir -p "$raw/cdf"
+	"$B/bench/faultlat" --pages "$FL_PAGES" --reps "$FL_REPS" --seed "$seed" --cdf "$raw/cdf" \
+		>"$raw/faultlat.txt" 2>"$raw/faultlat.err"
+	grep -c '^faultlat mode' "$raw/faultlat.txt" >&2
+fi
+
+# ------------------------------------------------------------ 2. pause
+if want pause; then
+	log "pause: $PAUSE_SIZES"
+	"$B/bench/pause" --sizes "$PAUSE_SIZES" --reps 3 --seed "$seed" >"$raw/pause.txt" 2>"$raw/pause.err"
+fi
+
+# ------------------------------------------------------------ 3. memory
+if want memgrowth; then
+	log "memgrowth: $MG_SIZE"
+	TMPDIR=$W "$B/bench/memgrowth" --size "$MG_SIZE" --trace "$raw" >"$raw/memgrowth.txt" 2>"$raw/memgrowth.err"
+fi
+
+# ------------------------------------------------------------ 4. throughput
+if want throughput; then
+	log "throughput: $TP_SIZE (and dd to the same filesystem)"
+	"$B/bench/throughput" --size "$TP_SIZE" --dir "$W" --reps 3 --seed "$seed" \
+		>"$raw/throughput.txt" 2>"$raw/throughput.err"
+	# dd: the same number of bytes, the same filesystem, made durable the
+	# same way (fsync at the end); median of 3
+	mib=$(to_mib "$TP_SIZE")
+	for i in 1 2 3; do
+		head -c $((mib * 1048576)) /dev/urandom >"$W/dd.src" 2>/dev/null || true
+		t0=$(date +%s%N)
+		dd if="$W/dd.src" of="$W/dd.out" bs=1M conv=fsync status=none
+		t1=$(date +%s%N)
+		echo "dd bytes=$((mib * 1048576)) ns=$((t1 - t0)) mibs=$(python3 -c "print(round($mib/(($t1-$t0)/1e9),1))")"
+		rm -f "$W/dd.out"
+	done >"$raw/dd.txt"
+	rm -f "$W/dd.src"
+fi
+
+# ------------------------------------------------------------ 5. allocator
+if want alloc && [ -x "$B/bench/allocbench" ]; then
+	log "allocbench"
+	"$B/bench/allocbench" >"$raw/allocbench.txt" 2>&1 || echo "allocbench exit $?" >>"$raw/allocbench.txt"
+fi
+
+# ------------------------------------------------------------ 6. redis
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_server NAME CMD... : starts a server in the background, waits until
+# it answers PING; sets SRV_PID, SRV_PORT (the caller put --port in CMD via
+# $PORT) and records the start-to-first-reply time in $raw/redis-NAME.txt
+start_server() {
+	local name=$1; shift
+	local t0 t1
+	t0=$(date +%s%N)
+	"$@" >>"$raw/redis-$name.log" 2>&1 &
+	SRV_PID=$!
+	pids+=("$SRV_PID")
+	if ! "$B/bench/loadgen" --port "$PORT" --ready --timeout 120 >"$W/ready" 2>&1; then
+		log "$name did not answer on port $PORT"
+		return 1
+	fi
+	t1=$(sed -n 's/.*realtime_ns=//p' "$W/ready")
+	echo "loadgen start ms=$(( (t1 - t0) / 1000000 ))" >>"$raw/redis-$name.txt"
+	return 0
+}
+
+stop_server() {
+	kill "$SRV_PID" 2>/dev/null
+	for _ in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$SRV_PID" 2>/dev/null
+	wait "$SRV_PID" 2>/dev/null
+}
+
+# run_redis NAME IMAGE_FILE CMD... : populate, plain throughput, snapshot
+# under load, image size, restart time (the same CMD on the same --dir)
+run_redis() {
+	local name=$1 image=$2; shift 2
+	: >"$raw/redis-$name.txt"
+	start_server "$name" "$@" || return 1
+	# the first start is empty: not the restart figure
+	sed -i 's/^loadgen start /loadgen coldstart /' "$raw/redis-$name.txt"
+	"$B/bench/loadgen" --port "$PORT" --populate "$R_KEYS" --value-size 64 >>"$raw/redis-$name.txt"
+	# plain throughput and latency, nothing being saved: redis-benchmark,
+	# the same command for every server
+	redis-benchmark -p "$PORT" -t set,get -n 200000 -c 50 -r "$R_KEYS" -d 64 -q 2>/dev/null |
+		tr '\r' '\n' | grep -E '^(SET|GET): [0-9.]+ requests per second' |
+		sed 's/^\(SET\|GET\): \([0-9.]*\) requests per second.*p50=\([0-9.]*\).*/rbench op=\1 rps=\2 p50_ms=\3/' \
+		>>"$raw/redis-$name.txt"
+	# the snapshot under open-loop load
+	"$B/bench/loadgen" --port "$PORT" --rate "$R_RATE" --duration "$R_DUR" --keys "$R_KEYS" \
+		--save-at "$R_SAVE_AT" --pid "$SRV_PID" --trace "$raw/redis-$name.trace" \
+		>>"$raw/redis-$name.txt"
+	sleep 0.5
+	if [ -f "$image" ]; then
+		echo "loadgen image bytes=$(stat -c %s "$image")" >>"$raw/redis-$name.txt"
+	fi
+	stop_server
+	# restart: time from exec to the first PONG (RDB load / image restore)
+	[ -f "$image" ] && start_server "$name" "$@" && {
+		echo "loadgen dbsize n=$(redis-cli -p "$PORT" dbsize)" >>"$raw/redis-$name.txt"
+		stop_server
+	}
+	return 0
+}
+
+if want redis && [ $redis = 1 ]; then
+	if command -v redis-server >/dev/null; then
+		log "redis-server (fork BGSAVE): $R_KEYS keys, $R_RATE req/s open loop"
+		mkdir -p "$W/rs"
+		PORT=$(free_port)
+		run_redis server "$W/rs/dump.rdb" redis-server --port "$PORT" --bind 127.0.0.1 \
+			--dir "$W/rs" --dbfilename dump.rdb --save '' --appendonly no \
+			--protected-mode no || true
+		rm -rf "$W/rs"
+	fi
+	RC=examples/redis-ckpt/redis-ckpt
+	if [ -x "$RC" ]; then
+		for mode in thread sigbus fork; do
+			log "redis-ckpt --snapshot-mode $mode"
+			mkdir -p "$W/rc-$mode"
+			PORT=$(free_port)
+			run_redis "ckpt-$mode" "$W/rc-$mode/dump.ckpt" "$RC" --port "$PORT" \
+				--bind 127.0.0.1 --dir "$W/rc-$mode" --dbfilename dump.ckpt --save '' \
+				--snapshot-mode "$mode" --heap-size "${R_HEAP:-4g}" || true
+			rm -rf "$W/rc-$mode"
+		done
+	else
+		log "examples/redis-ckpt/redis-ckpt not built: Redis comparison is redis-server only"
+	fi
+fi
+
+# ------------------------------------------------------------ report
+log "report"
+python3 bench/plot/report.py --raw "$raw" --out "$out/$name.md" --name "$name"
+rc=$?
+if command -v gnuplot >/dev/null; then
+	bench/plot/plots.sh "$raw" "$out" "$name" 2>"$raw/gnuplot.err" || log "some plots failed: $raw/gnuplot.err"
+fi
+echo
+sed -n '/^## Summary/,/^## Details/p' "$out/$name.md" | sed '$d'
+echo "results: $out/$name.md"
+exit $rc
