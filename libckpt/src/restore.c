@@ -259,6 +259,13 @@ struct apply {
 	char errmsg[200];
 	pthread_t th[4];
 	int nth;
+	bool started;      /* mutex and condvars initialised */
+	/* The first blocks are applied on the reader's thread: a small image
+	 * is done before threads would have started. */
+	unsigned inline_left;
+	ZSTD_DCtx *dctx;
+	uint8_t *scratch;
+	size_t scap;
 };
 
 static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t *scap,
@@ -358,14 +365,21 @@ static int apply_start(struct apply *a)
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv_work, NULL);
 	pthread_cond_init(&a->cv_idle, NULL);
+	a->started = true;
+	a->inline_left = 4;
+	return 0;
+}
+
+/* Starts the decompression workers, one per core (at least 2). */
+static void apply_spawn(struct apply *a)
+{
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	int want = n < 2 ? 2 : n > 4 ? 4 : (int)n; /* decompress on every core */
+	int want = n < 2 ? 2 : n > 4 ? 4 : (int)n;
 	for (int i = 0; i < want; i++) {
 		if (pthread_create(&a->th[i], NULL, worker_main, a) != 0)
 			break;
 		a->nth++;
 	}
-	return a->nth ? 0 : -EAGAIN;
 }
 
 /* Waits until every queued block has been applied. */
@@ -381,7 +395,7 @@ static int apply_drain(struct apply *a)
 
 static void apply_stop(struct apply *a)
 {
-	if (!a->nth)
+	if (!a->started)
 		return;
 	pthread_mutex_lock(&a->mu);
 	a->stop = true;
@@ -390,6 +404,11 @@ static void apply_stop(struct apply *a)
 	for (int i = 0; i < a->nth; i++)
 		pthread_join(a->th[i], NULL);
 	a->nth = 0;
+	a->started = false;
+	ZSTD_freeDCtx(a->dctx);
+	free(a->scratch);
+	a->dctx = NULL;
+	a->scratch = NULL;
 	struct job *lists[2] = { a->head, a->free };
 	for (int l = 0; l < 2; l++)
 		for (struct job *j = lists[l], *n; j; j = n) {
@@ -447,6 +466,31 @@ static void job_put_back(struct apply *a, struct job *j)
 
 static void job_queue(struct apply *a, struct job *j)
 {
+	if (!a->nth && a->inline_left) {
+		a->inline_left--;
+		char msg[200] = "";
+		int rc = a->err;
+		if (!rc && !a->dctx && !(a->dctx = ZSTD_createDCtx()))
+			rc = -ENOMEM;
+		if (!rc)
+			rc = apply_block(a, j, &a->scratch, &a->scap, a->dctx, msg, sizeof(msg));
+		pthread_mutex_lock(&a->mu);
+		if (rc && !a->err) {
+			a->err = rc;
+			snprintf(a->errmsg, sizeof(a->errmsg), "%s", msg[0] ? msg : ckpt_strerror(rc));
+		}
+		j->next = a->free;
+		a->free = j;
+		pthread_mutex_unlock(&a->mu);
+		return;
+	}
+	if (!a->nth)
+		apply_spawn(a);
+	if (!a->nth) {
+		a->inline_left = 1; /* no threads to be had: keep going inline */
+		job_queue(a, j);
+		return;
+	}
 	pthread_mutex_lock(&a->mu);
 	j->next = NULL;
 	if (a->tail)
