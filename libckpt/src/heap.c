@@ -21,6 +21,7 @@
 #include <linux/memfd.h>
 
 #include "engine.h"
+#include "fault.h"
 
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21u << 26)
@@ -68,6 +69,9 @@ int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size)
 int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out)
 {
 	unsigned flags = MFD_CLOEXEC | (hugetlb ? (MFD_HUGETLB | MFD_HUGE_2MB) : 0);
+	int frc = ckpt__fault_hit(CKPT_FAULT_MEMFD);
+	if (frc)
+		return frc;
 	int fd = (int)syscall(SYS_memfd_create, name ? name : "libckpt", flags);
 
 	if (fd < 0)
@@ -133,6 +137,9 @@ static int open_uffd(bool sigbus_mode, int *out)
 
 static int map_fixed(void *base, size_t size, int prot, int flags, int fd)
 {
+	int frc = ckpt__fault_hit(CKPT_FAULT_MMAP);
+	if (frc)
+		return frc;
 	void *p = mmap(base, size, prot, flags | MAP_FIXED_NOREPLACE, fd, 0);
 
 	if (p == MAP_FAILED)

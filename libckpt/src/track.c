@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fault.h"
 
 static void pause_briefly(unsigned *spins)
 {
@@ -53,6 +54,11 @@ int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect)
 	wp.range.start = (uint64_t)(uintptr_t)(h->base + (first << h->page_shift));
 	wp.range.len = (uint64_t)n << h->page_shift;
 	wp.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+	if (protect) {
+		int frc = ckpt__fault_hit(CKPT_FAULT_UFFD_WP);
+		if (frc)
+			return frc;
+	}
 	for (;;) {
 		if (ioctl(h->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
 			return 0;
