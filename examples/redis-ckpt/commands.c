@@ -1941,7 +1941,7 @@ static void cmd_command(client *c)
 			if (cmd)
 				command_reply_info(c, cmd);
 			else
-				add_reply_null_array(c);
+				add_reply_nil(c);
 		}
 	} else if (argis(c, 1, "list") && c->argc == 2) {
 		add_reply_array(c, (long long)command_count());

@@ -455,7 +455,7 @@ static void accept_clients(void)
 
 static void protocol_error(client *c, const char *what)
 {
-	add_reply_errorf(c, "Protocol error: %s", what);
+	add_reply_errorf(c, "ERR Protocol error: %s", what);
 	log_msg('-', "Protocol error (%s) from client: %s", what, c->addr);
 	c->flags |= CF_CLOSE_AFTER_REPLY;
 }
@@ -645,7 +645,7 @@ static int parse_multibulk(client *c)
 		if ((size_t)(cr - start) + 2 > avail)
 			return 0;
 		long long ll;
-		if (!parse_ll(start + 1, (size_t)(cr - start - 1), &ll) || ll > 1024 * 1024) {
+		if (!parse_ll(start + 1, (size_t)(cr - start - 1), &ll) || ll > INT_MAX) {
 			protocol_error(c, "invalid multibulk length");
 			return -1;
 		}
