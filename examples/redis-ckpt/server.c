@@ -30,10 +30,6 @@
 
 #include "server.h"
 
-/* TEMPORARY until restore.c lands in libckpt: weak, so that `make` links. */
-#pragma weak ckpt_restore
-#pragma weak ckpt_restore_opts_init
-
 struct server g_srv;
 long long g_now_ms;
 static FILE *g_log;
@@ -1134,10 +1130,6 @@ static void open_heap(void)
 	struct stat stbuf;
 	if (stat(g_srv.path, &stbuf) == 0) {
 		char err[512] = "";
-		if (!ckpt_restore) {
-			log_msg('#', "Can't restore the image '%s': this libckpt build has no ckpt_restore()", g_srv.path);
-			exit(1);
-		}
 		struct ckpt_restore_opts ro;
 		ckpt_restore_opts_init(&ro);
 		ro.heap = &ho;
