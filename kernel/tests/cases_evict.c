@@ -1,0 +1,358 @@
+/*
+ * cases_evict.c - cases d, e, f, g: the write-protect mark survives the
+ * kernel taking the page away or changing its mapping behind libckpt's
+ * back: swap-out, memory-cgroup reclaim, THP split, migration by
+ * compaction, and an mprotect round trip.  The parent (kt_machine.c) sets
+ * up and restores the machine state these need.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kt.h"
+
+#define WP_FEATURES UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define PM_WP CKPT_PM_UFFD_WP
+#define PM_PRESENT CKPT_PM_PRESENT
+#define PM_SWAP CKPT_PM_SWAP
+
+static int setup_protected(struct kt_region *r, size_t n, size_t align, uint32_t seed, int *uffd)
+{
+	int rc = kt_region_new(r, n, align);
+
+	KT_CHECK(rc == 0, "shmem region of %zu pages: %s", n, strerror(-rc));
+	rc = kt_uffd_or_skip(WP_FEATURES, uffd);
+	if (rc != KT_PASS)
+		return rc;
+	kt_fill(r, seed);
+	rc = kt_register(*uffd, r->base, r->len, UFFDIO_REGISTER_MODE_WP);
+	KT_CHECK(rc == 0, "UFFDIO_REGISTER(WP): %s", strerror(-rc));
+	rc = kt_wp(*uffd, r->base, r->len, 1);
+	KT_CHECK(rc == 0, "UFFDIO_WRITEPROTECT: %s", strerror(-rc));
+	return KT_PASS;
+}
+
+/* KiB of swap in use on dev per /proc/swaps, or -1. */
+static long swap_used_kib(const char *dev)
+{
+	char line[256], name[200];
+	long size, used = -1, u;
+	FILE *f = fopen("/proc/swaps", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%199s %*s %ld %ld", name, &size, &u) == 3 && !strcmp(name, dev))
+			used = u;
+	fclose(f);
+	return used;
+}
+
+/*
+ * d. Swap-out keeps the mark.  With zram swap active, MADV_PAGEOUT of a
+ * write-protected shmem range evicts the pages to swap (mincore: not
+ * resident; /proc/swaps: used grows; pagemap: not present, bit 62, bit 57
+ * set), and every page's next write traps with the contents intact (the
+ * handler reads each page back from swap before the write is let through).
+ * The uffd-wp bit cannot live in the page or the swap slot of a shared
+ * page: only the PTE marker keeps it.
+ */
+int kt_case_d(const struct kt_env *env)
+{
+	enum { N = 4096 }; /* 16 MiB */
+	struct kt_region r;
+	struct kt_handler h;
+	uint8_t *expect = malloc(N);
+	int uffd, rc;
+	long used0, used1;
+	size_t resident, marked;
+
+	KT_CHECK(expect, "out of memory");
+	memset(expect, KT_EXPECT_PATTERN, N);
+	rc = setup_protected(&r, N, 0, 0xd, &uffd);
+	if (rc != KT_PASS)
+		return rc;
+	used0 = swap_used_kib(env->swap_dev);
+	KT_CHECK(madvise(r.base, r.len, MADV_PAGEOUT) == 0, "MADV_PAGEOUT: %s", strerror(errno));
+	used1 = swap_used_kib(env->swap_dev);
+	resident = kt_resident(r.base, N);
+	marked = kt_pagemap_count(r.base, N, PM_WP | PM_SWAP, PM_PRESENT);
+	kt_note("MADV_PAGEOUT: %zu/%d pages evicted (mincore), %zu show not-present + bit 62 + "
+		"bit 57; swap used on %s %ld -> %ld KiB",
+		(size_t)N - resident, N, marked, env->swap_dev, used0, used1);
+	KT_CHECK(resident <= N / 10, "MADV_PAGEOUT evicted only %zu of %d pages", N - resident, N);
+	KT_CHECK(used1 - used0 >= (long)((N - resident) * (kt_ps / 1024)) * 9 / 10,
+		 "swap use grew by %ld KiB only, for %zu evicted pages", used1 - used0, N - resident);
+	KT_CHECK(marked >= N - resident,
+		 "pagemap: %zu evicted pages but only %zu show the mark (not present, 62, 57)",
+		 N - resident, marked);
+	rc = kt_handler_start(&h, uffd, &r, r.base, 0xd, expect);
+	KT_CHECK(rc == 0, "handler thread: %s", strerror(-rc));
+	rc = kt_write_pages(&h, 0, N, 1, "write after swap-out");
+	if (rc != KT_PASS)
+		return rc;
+	kt_handler_stop(&h);
+	return KT_PASS;
+}
+
+/*
+ * e. Eviction by memory pressure keeps the mark.  A process in a memory
+ * cgroup whose limit is below what it uses write-protects a 16 MiB shmem
+ * heap, then writes 64 MiB elsewhere until reclaim has pushed most of the
+ * heap to (zram) swap.  Every heap page, evicted or not, still traps on
+ * its next write and holds its contents.  This is the path a loaded
+ * database meets during a long checkpoint, without any madvise.
+ */
+int kt_case_e(const struct kt_env *env)
+{
+	enum { N = 4096 };                 /* 16 MiB heap */
+	const size_t other = 64ull << 20;  /* written "elsewhere" */
+	struct kt_region r;
+	struct kt_handler h;
+	uint8_t *expect = malloc(N), *buf;
+	char path[320], pid[32];
+	int uffd, rc;
+	size_t resident, marked, absent;
+
+	KT_CHECK(expect, "out of memory");
+	memset(expect, KT_EXPECT_PATTERN, N);
+	snprintf(path, sizeof(path), "%s/cgroup.procs", env->cgroup);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	rc = kt_write_file(path, pid);
+	KT_CHECK(rc == 0, "joining %s: %s", env->cgroup, strerror(-rc));
+
+	rc = setup_protected(&r, N, 0, 0xe, &uffd);
+	if (rc != KT_PASS)
+		return rc;
+	buf = mmap(NULL, other, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	KT_CHECK(buf != MAP_FAILED, "mmap: %s", strerror(errno));
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t off = 0; off < other; off += kt_ps)
+			buf[off] = (uint8_t)(off >> 12) + (uint8_t)pass + 1;
+	resident = kt_resident(r.base, N);
+	absent = kt_pagemap_count(r.base, N, 0, PM_PRESENT);
+	marked = kt_pagemap_count(r.base, N, PM_WP, PM_PRESENT);
+	kt_note("cgroup limit %zu MiB: %zu/%d heap pages evicted (mincore), %zu ptes not present, "
+		"%zu of them marked (bit 57)", env->cg_limit >> 20, (size_t)N - resident, N, absent,
+		marked);
+	KT_CHECK(resident <= N / 2, "memory pressure evicted only %zu of %d heap pages",
+		 N - resident, N);
+	KT_CHECK(marked == absent, "pagemap: %zu heap ptes not present but only %zu marked", absent,
+		 marked);
+	KT_CHECK(kt_pagemap_count(r.base, N, PM_WP, 0) == N,
+		 "pagemap: some present heap pages lost bit 57");
+	rc = kt_handler_start(&h, uffd, &r, r.base, 0xe, expect);
+	KT_CHECK(rc == 0, "handler thread: %s", strerror(-rc));
+	rc = kt_write_pages(&h, 0, N, 1, "write after eviction by memcg pressure");
+	if (rc != KT_PASS)
+		return rc;
+	kt_handler_stop(&h);
+	munmap(buf, other);
+	return KT_PASS;
+}
+
+/* The value in kB of an smaps field for the mapping that contains addr. */
+static long smaps_kb(const void *addr, const char *field)
+{
+	char line[256];
+	unsigned long lo, hi;
+	int in = 0;
+	long v = -1;
+	size_t flen = strlen(field);
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			continue;
+		}
+		if (in && !strncmp(line, field, flen)) {
+			v = strtol(line + flen, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+/*
+ * f. Shmem transparent huge pages: with shmem_enabled=advise and
+ * MADV_HUGEPAGE a 2 MiB shmem range is mapped by one PMD.  Write-protecting
+ * it splits the PMD mapping into 512 ptes, each carrying the mark, so each
+ * 4 KiB page traps on its own: unprotecting one page leaves its neighbours
+ * protected.  libckpt copies out 4 KiB pages; a huge mapping trapping as a
+ * whole would still be correct but a split that dropped marks would not.
+ */
+int kt_case_f(const struct kt_env *env)
+{
+	enum { N = 512 };
+	struct kt_region r;
+	struct kt_handler h;
+	uint8_t expect[N];
+	int uffd, rc;
+	long pmd_before, pmd_after;
+	size_t n;
+
+	(void)env;
+	memset(expect, KT_EXPECT_PATTERN, sizeof(expect));
+	rc = kt_region_new(&r, N, 2u << 20);
+	KT_CHECK(rc == 0, "shmem region: %s", strerror(-rc));
+	KT_CHECK(madvise(r.base, r.len, MADV_HUGEPAGE) == 0, "MADV_HUGEPAGE: %s", strerror(errno));
+	rc = kt_uffd_or_skip(WP_FEATURES, &uffd);
+	if (rc != KT_PASS)
+		return rc;
+	kt_fill(&r, 0xf);
+	pmd_before = smaps_kb(r.base, "ShmemPmdMapped:");
+	KT_CHECK(pmd_before == 2048, "no huge page: ShmemPmdMapped is %ld kB after filling 2 MiB "
+				     "with shmem_enabled=advise + MADV_HUGEPAGE", pmd_before);
+	rc = kt_register(uffd, r.base, r.len, UFFDIO_REGISTER_MODE_WP);
+	KT_CHECK(rc == 0, "UFFDIO_REGISTER(WP): %s", strerror(-rc));
+	rc = kt_wp(uffd, r.base, r.len, 1);
+	KT_CHECK(rc == 0, "UFFDIO_WRITEPROTECT: %s", strerror(-rc));
+	pmd_after = smaps_kb(r.base, "ShmemPmdMapped:");
+	n = kt_pagemap_count(r.base, N, PM_WP, 0);
+	kt_note("ShmemPmdMapped %ld kB -> %ld kB after UFFDIO_WRITEPROTECT; %zu/%d ptes marked "
+		"(bit 57), %zu present", pmd_before, pmd_after, n, N,
+		kt_pagemap_count(r.base, N, PM_PRESENT, 0));
+	KT_CHECK(pmd_after == 0, "the PMD mapping was not split by write-protect (%ld kB)", pmd_after);
+	KT_CHECK(n == N, "pagemap: only %zu of %d ptes carry bit 57 after the split", n, N);
+	rc = kt_handler_start(&h, uffd, &r, r.base, 0xf, expect);
+	KT_CHECK(rc == 0, "handler thread: %s", strerror(-rc));
+	/* odd pages first: each unprotect must leave its even neighbours marked */
+	for (size_t i = 1; i < N; i += 2) {
+		rc = kt_write_pages(&h, i, 1, 1, "write to one 4 KiB page of the huge page");
+		if (rc != KT_PASS)
+			return rc;
+	}
+	n = kt_pagemap_count(r.base, N, PM_WP, 0);
+	KT_CHECK(n == N / 2, "after writing the odd pages %zu pages are still marked, want %d", n,
+		 N / 2);
+	for (size_t i = 0; i < N; i += 2) {
+		rc = kt_write_pages(&h, i, 1, 1, "write to an even 4 KiB page");
+		if (rc != KT_PASS)
+			return rc;
+	}
+	kt_handler_stop(&h);
+	return KT_PASS;
+}
+
+/*
+ * One attempt at getting shmem pages migrated: a fresh protected region
+ * whose pages were allocated interleaved with anonymous pages, the
+ * anonymous pages freed, then compaction.  Returns the number of pages
+ * whose PFN changed (low half / high half), or -1 with kt_fail() set.
+ *
+ * Compaction moves pages from the low end of the used memory into free
+ * pages at its high end until its two scanners meet, so the more holes
+ * the freed anonymous pages leave, the larger the share of shmem pages
+ * below the meeting point (measured here: 1 anon page per shmem page:
+ * 10-30% moved; 15: 40-90%, depending on what else uses memory).
+ */
+enum { G_N = 4096, G_K = 15 };
+
+static int migrate_attempt(struct kt_region *r, int uffd, size_t *moved_lo, size_t *moved_hi)
+{
+	uint64_t *pfn = malloc(G_N * sizeof(uint64_t));
+	uint8_t *anon;
+	int rc;
+
+	*moved_lo = *moved_hi = 0;
+	if (!pfn)
+		return kt_fail("out of memory");
+	rc = kt_region_new(r, G_N, 0);
+	KT_CHECK(rc == 0, "shmem region: %s", strerror(-rc));
+	anon = mmap(NULL, r->len * G_K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	KT_CHECK(anon != MAP_FAILED, "mmap: %s", strerror(errno));
+	/* interleave: each shmem page's physical neighbours are anon pages */
+	for (size_t i = 0; i < G_N; i++) {
+		kt_fill_page(r->base + i * kt_ps, i, 0x9);
+		for (size_t j = 0; j < G_K; j++)
+			anon[(i * G_K + j) * kt_ps] = 1;
+	}
+	rc = kt_register(uffd, r->base, r->len, UFFDIO_REGISTER_MODE_WP);
+	KT_CHECK(rc == 0, "UFFDIO_REGISTER(WP): %s", strerror(-rc));
+	rc = kt_wp(uffd, r->base, r->len, 1);
+	KT_CHECK(rc == 0, "UFFDIO_WRITEPROTECT: %s", strerror(-rc));
+	for (size_t i = 0; i < G_N; i++) {
+		pfn[i] = kt_pagemap(r->base + i * kt_ps) & CKPT_PM_PFN_MASK;
+		KT_CHECK(pfn[i] != 0, "pagemap shows no PFN (needs CAP_SYS_ADMIN)");
+	}
+	munmap(anon, r->len * G_K);
+	rc = kt_write_file("/proc/sys/vm/compact_memory", "1");
+	KT_CHECK(rc == 0, "writing /proc/sys/vm/compact_memory: %s", strerror(-rc));
+	for (size_t i = 0; i < G_N; i++) {
+		uint64_t e = kt_pagemap(r->base + i * kt_ps);
+
+		if ((e & PM_PRESENT) && (e & CKPT_PM_PFN_MASK) != pfn[i])
+			*(i < G_N / 2 ? moved_lo : moved_hi) += 1;
+	}
+	free(pfn);
+	return KT_PASS;
+}
+
+/*
+ * g. Page migration and an mprotect round trip keep the mark.  Shmem pages
+ * are allocated interleaved with anonymous pages, write-protected, the
+ * anonymous pages freed, and /proc/sys/vm/compact_memory moves the shmem
+ * pages (pagemap PFNs change: proved for a good share - at least a
+ * quarter, in both halves - before anything is asserted; a fresh region
+ * is tried up to 4 times).  Then half the range goes through
+ * mprotect(PROT_READ) and mprotect(PROT_READ|PROT_WRITE).  Every page must
+ * still trap with its contents intact.  Before the 6.2 fix "mm/userfaultfd:
+ * enable writenotify while userfaultfd-wp is enabled for a VMA" (also in
+ * later 6.1 stable kernels) both rebuilt the pte from vm_page_prot,
+ * writable, and the write went through unseen.
+ */
+int kt_case_g(const struct kt_env *env)
+{
+	struct kt_region r;
+	struct kt_handler h;
+	uint8_t *expect = malloc(G_N);
+	size_t moved_lo = 0, moved_hi = 0, n;
+	int uffd, rc, attempt;
+
+	(void)env;
+	KT_CHECK(expect, "out of memory");
+	memset(expect, KT_EXPECT_PATTERN, G_N);
+	rc = kt_uffd_or_skip(WP_FEATURES, &uffd);
+	if (rc != KT_PASS)
+		return rc;
+	for (attempt = 1; attempt <= 4; attempt++) {
+		rc = migrate_attempt(&r, uffd, &moved_lo, &moved_hi);
+		if (rc != KT_PASS)
+			return rc;
+		kt_note("attempt %d: compaction moved %zu/%d pages of the first half, %zu/%d of the "
+			"second", attempt, moved_lo, G_N / 2, moved_hi, G_N / 2);
+		if (moved_lo + moved_hi >= G_N / 4 && moved_lo >= G_N / 16 && moved_hi >= G_N / 16)
+			break;
+	}
+	KT_CHECK(attempt <= 4, "compaction did not migrate a good share of the pages in 4 attempts: "
+			       "nothing to test");
+	n = kt_pagemap_count(r.base, G_N, PM_WP, 0);
+	KT_CHECK(n == G_N, "pagemap: %zu pages lost bit 57 in migration", (size_t)G_N - n);
+
+	/* second half: mprotect round trip on top of the migration */
+	KT_CHECK(mprotect(r.base + r.len / 2, r.len / 2, PROT_READ) == 0 &&
+			 mprotect(r.base + r.len / 2, r.len / 2, PROT_READ | PROT_WRITE) == 0,
+		 "mprotect: %s", strerror(errno));
+	n = kt_pagemap_count(r.base, G_N, PM_WP, 0);
+	KT_CHECK(n == G_N, "pagemap: %zu pages lost bit 57 in the mprotect round trip",
+		 (size_t)G_N - n);
+
+	rc = kt_handler_start(&h, uffd, &r, r.base, 0x9, expect);
+	KT_CHECK(rc == 0, "handler thread: %s", strerror(-rc));
+	rc = kt_write_pages(&h, 0, G_N / 2, 1, "write after migration");
+	if (rc != KT_PASS)
+		return rc;
+	rc = kt_write_pages(&h, G_N / 2, G_N / 2, 1, "write after migration + mprotect round trip");
+	if (rc != KT_PASS)
+		return rc;
+	kt_handler_stop(&h);
+	return KT_PASS;
+}
