@@ -58,6 +58,8 @@ static const struct kt_case cases[] = {
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
+static void vset_reason(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static void vset_reason(const char *fmt, va_list ap)
 {
 	vsnprintf(reason_buf, sizeof(reason_buf), fmt, ap);
