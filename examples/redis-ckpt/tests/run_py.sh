@@ -17,5 +17,6 @@ if [ ! -x "$RC_TESTS_DIR/../redis-ckpt" ]; then
 	exit 1
 fi
 rc_run() {
-	python3 "$RC_TESTS_DIR/$1"
+	local t=$1; shift
+	python3 "$RC_TESTS_DIR/$t" "$@"
 }
