@@ -58,18 +58,6 @@
 
 #define PG 4096ul
 
-/* Until libckpt's engine is in the library, the ckpt-* modes link against
- * weak references and report themselves unavailable. */
-#pragma weak ckpt_heap_opts_init
-#pragma weak ckpt_heap_create
-#pragma weak ckpt_heap_destroy
-#pragma weak ckpt_alloc
-#pragma weak ckpt_begin
-#pragma weak ckpt_stats
-#pragma weak ckpt_wait
-#pragma weak ckpt_strerror
-#pragma weak ckpt_err_name
-
 enum pattern { PAT_SEQ, PAT_RAND, PAT_ZIPF };
 static const char *pattern_names[] = { "seq", "rand", "zipf" };
 
@@ -500,9 +488,6 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 		munmap(g_pool, len);
 		munmap(p, len);
 		close(fd);
-	} else if (strncmp(mode, "ckpt-", 5) == 0 && !ckpt_begin) {
-		printf("faultlat mode=%s unavailable: libckpt engine not built\n", mode);
-		r->err = 1;
 	} else if (strncmp(mode, "ckpt-", 5) == 0) {
 		struct ckpt_heap_opts ho;
 		ckpt_heap_opts_init(&ho);
@@ -546,6 +531,12 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 				r->count = run_writes(p, &w, r->lat, &r->window);
 				struct ckpt_stats st = { .struct_size = sizeof(st) };
 				ckpt_stats(h, &st);
+				if (getenv("FAULTLAT_DEBUG"))
+					fprintf(stderr, "faultlat: %s traps=%llu saved=%llu emitted=%llu total=%llu\n",
+						mode, (unsigned long long)st.traps,
+						(unsigned long long)st.pages_saved_by_traps,
+						(unsigned long long)st.pages_emitted,
+						(unsigned long long)st.pages_total);
 				hs_release(&hs);
 				rc = ckpt_wait(h);
 				if (rc != 0)

@@ -33,19 +33,6 @@
 
 #define PG 4096ul
 
-/* Until libckpt's engine is in the library, the ckpt method links against
- * weak references and reports itself unavailable. */
-#pragma weak ckpt_heap_opts_init
-#pragma weak ckpt_heap_create
-#pragma weak ckpt_heap_destroy
-#pragma weak ckpt_alloc
-#pragma weak ckpt_begin_opts_init
-#pragma weak ckpt_begin
-#pragma weak ckpt_poll
-#pragma weak ckpt_stats
-#pragma weak ckpt_wait
-#pragma weak ckpt_strerror
-
 static size_t g_size = 256ul << 20;
 static size_t g_pool = 64ul << 20;
 static const char *g_trace;
@@ -214,10 +201,6 @@ static void *ckpt_sampler(void *arg)
 
 static void run_ckpt(void)
 {
-	if (!ckpt_begin) {
-		printf("memgrowth method=ckpt unavailable: libckpt engine not built\n");
-		return;
-	}
 	struct ckpt_heap_opts ho;
 	ckpt_heap_opts_init(&ho);
 	ho.size = g_size + (64ul << 20);

@@ -34,18 +34,6 @@
 
 #define PG 4096ul
 
-/* Until libckpt's engine is in the library, the ckpt-* methods link
- * against weak references and report themselves unavailable. */
-#pragma weak ckpt_heap_opts_init
-#pragma weak ckpt_heap_create
-#pragma weak ckpt_heap_destroy
-#pragma weak ckpt_alloc
-#pragma weak ckpt_begin
-#pragma weak ckpt_stats
-#pragma weak ckpt_wait
-#pragma weak ckpt_strerror
-#pragma weak ckpt_heap_page_size
-
 static int g_reps = 3;
 static uint64_t g_seed = 1;
 
@@ -164,10 +152,6 @@ static void bench_ckpt(const char *name, size_t size, unsigned flags, int dirty_
 {
 	double ns[16], sp[16];
 	struct ckpt_heap_opts ho;
-	if (!ckpt_begin) {
-		printf("pause method=%s size=%zu unavailable: libckpt engine not built\n", name, size);
-		return;
-	}
 	ckpt_heap_opts_init(&ho);
 	ho.size = size + (64ul << 20);
 	ho.flags = flags;

@@ -22,21 +22,6 @@
 #include "ckpt.h"
 #include "benchutil.h"
 
-/* Until libckpt's engine is in the library, this links against weak
- * references and reports itself unavailable. */
-#pragma weak ckpt_heap_opts_init
-#pragma weak ckpt_heap_create
-#pragma weak ckpt_heap_destroy
-#pragma weak ckpt_alloc
-#pragma weak ckpt_begin_opts_init
-#pragma weak ckpt_begin
-#pragma weak ckpt_wait
-#pragma weak ckpt_strerror
-#pragma weak ckpt_restore
-#pragma weak ckpt_restore_opts_init
-#pragma weak ckpt_root_set
-#pragma weak ckpt_root_get
-
 static size_t g_size = 256ul << 20;
 static const char *g_dir;
 static int g_reps = 3;
@@ -174,10 +159,6 @@ int main(int argc, char **argv)
 	g_size &= ~4095ul;
 	printf("throughput size=%zu dir=%s reps=%d seed=%llu\n", g_size, g_dir, g_reps,
 	       (unsigned long long)g_seed);
-	if (!ckpt_begin) {
-		printf("throughput unavailable: libckpt engine not built\n");
-		return 0;
-	}
 	static const int levels[] = { 0, 1, 3 };
 	for (int comp = 1; comp >= 0; comp--)
 		for (int l = 0; l < 3; l++)
