@@ -428,6 +428,7 @@ static void remove_stale_temps(struct fsink *s)
 		close(dfd);
 		return;
 	}
+	rewinddir(d); /* the dup shares its offset with dirfd's earlier scans */
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
@@ -455,6 +456,7 @@ static void remove_generations(struct fsink *s)
 		close(dfd);
 		return;
 	}
+	rewinddir(d); /* the dup shares its offset with dirfd's earlier scans */
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
