@@ -533,7 +533,11 @@ static bool split_inline(client *c, const char *line, size_t len)
 	size_t o = 0, i = 0;
 	c->argc = 0;
 	while (1) {
-		while (i < len && isspace((unsigned char)line[i]))
+		/* '\0' separates too (below): skip it here as well, or an
+		 * embedded NUL yields an endless run of empty args, each one
+		 * writing a terminator past the end of inlinebuf (found by
+		 * fuzz/fuzz_resp.c, fuzz/regressions/resp/) */
+		while (i < len && (isspace((unsigned char)line[i]) || line[i] == '\0'))
 			i++;
 		if (i >= len)
 			break;
