@@ -47,7 +47,7 @@ BENCHES := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
 REDIS_SRCS := $(wildcard examples/redis-ckpt/*.c)
 REDIS := $(if $(REDIS_SRCS),examples/redis-ckpt/redis-ckpt)
 
-all: lib $(TOOL) kernel $(BENCHES) $(REDIS) $(TESTS)
+all: lib $(TOOL) kernel $(BENCHES) $(REDIS) $(TESTS) $(FI_TESTS)
 
 lib: $(SHLIB) $(STLIB) $(B)/libckpt.pc
 
@@ -87,6 +87,25 @@ $(B)/tests/util/%.o: tests/util/%.c
 $(B)/tests/test_%: tests/test_%.c $(TEST_UTIL_OBJS) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_UTIL_OBJS) $(STLIB) $(LDFLAGS) -lcriterion $(LIBDEPS) -lm
+
+# Fault-injection build (libckpt/src/fault.h): the library again with
+# -DCKPT_FAULT_INJECTION, linked only by tests/fi_test_*.c; the release
+# library has no injection hook.
+FI_STLIB := $(B)/libckpt-fi.a
+LIB_FI_OBJS := $(LIB_SRCS:libckpt/src/%.c=$(B)/obj-fi/%.o)
+FI_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/fi_test_*.c))
+
+$(B)/obj-fi/%.o: libckpt/src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DCKPT_FAULT_INJECTION -fvisibility=hidden -c -o $@ $<
+
+$(FI_STLIB): $(LIB_FI_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/tests/fi_test_%: tests/fi_test_%.c $(TEST_UTIL_OBJS) $(FI_STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DCKPT_FAULT_INJECTION -Itests -o $@ $< $(TEST_UTIL_OBJS) $(FI_STLIB) $(LDFLAGS) -lcriterion $(LIBDEPS) -lm
 
 $(B)/bench/%: bench/%.c $(STLIB)
 	@mkdir -p $(@D)
@@ -142,50 +161,3 @@ clean:
 
 .PHONY: all lib kernel deps test demo asan install uninstall clean
 -include $(wildcard $(B)/*/*.d $(B)/*/*/*.d)
-
-# ---------------------------------------------------------------- fuzzing
-# (issue 7, fuzz/README.md)  make fuzz FUZZ_SECONDS=N runs each libFuzzer
-# harness for N seconds, one after the other; the library is rebuilt with
-# coverage + ASan/UBSan in build-fuzz/.  build/fuzz/replay_* are the same
-# harnesses without libFuzzer: tests/sh/test_fuzz_replay.sh feeds them the
-# committed corpus and regression inputs during `make test`.
-FUZZ_SECONDS ?= 60
-FZ := build-fuzz
-FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_INC := -std=gnu11 -D_GNU_SOURCE -pthread -Ilibckpt/include -Ilibckpt/src -Iexamples/redis-ckpt -Ifuzz
-REDIS_LIB_SRCS := $(filter-out %/server.c,$(REDIS_SRCS))
-
-fuzz-lib:
-	$(MAKE) B=$(FZ) CC=clang CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FZ)/libckpt.a
-
-$(FZ)/fuzz_image: fuzz/fuzz_image.c fuzz/fixup.h fuzz-lib
-	clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_INC) -o $@ $< $(FZ)/libckpt.a $(LIBDEPS)
-
-$(FZ)/fuzz_resp: fuzz/fuzz_resp.c $(REDIS_SRCS) $(wildcard examples/redis-ckpt/*.h) fuzz-lib
-	clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_INC) -o $@ $< $(REDIS_LIB_SRCS) $(FZ)/libckpt.a $(LIBDEPS) -lm
-
-fuzz: $(FZ)/fuzz_image $(FZ)/fuzz_resp
-	fuzz/run.sh $(FUZZ_SECONDS)
-
-# Seeds for the image harness are made by the engine itself (needs uffd).
-$(B)/fuzz/mkseeds: fuzz/mkseeds.c fuzz/fixup.h $(STLIB)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Ifuzz -o $@ $< $(STLIB) $(LDFLAGS) $(LIBDEPS)
-
-fuzz-seeds: $(B)/fuzz/mkseeds
-	$(B)/fuzz/mkseeds fuzz/corpus/image
-
-# Replay builds: the harness code with ASan/UBSan (the library as released).
-$(B)/fuzz/replay_image: fuzz/fuzz_image.c fuzz/replay_main.c fuzz/fixup.h $(STLIB)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -Ifuzz \
-		-o $@ fuzz/fuzz_image.c fuzz/replay_main.c $(STLIB) $(LDFLAGS) $(LIBDEPS)
-
-$(B)/fuzz/replay_resp: fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_SRCS) $(wildcard examples/redis-ckpt/*.h) $(STLIB)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -Ifuzz -Iexamples/redis-ckpt \
-		-o $@ fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_LIB_SRCS) $(STLIB) $(LDFLAGS) $(LIBDEPS) -lm
-
-fuzz-replay: $(B)/fuzz/replay_image $(B)/fuzz/replay_resp
-
-.PHONY: fuzz fuzz-lib fuzz-seeds fuzz-replay

@@ -64,7 +64,7 @@ if [ $only_unit = 0 ] && [ -f kernel/Makefile ]; then
 	run kernel-suite 300 make -s -C kernel check
 fi
 
-for t in "$B"/tests/test_*; do
+for t in "$B"/tests/test_* "$B"/tests/fi_test_*; do
 	[ -x "$t" ] || continue
 	case $t in *.d|*.o) continue ;; esac
 	# --jobs 2: two cores; tests that change machine state take tests/util's lock

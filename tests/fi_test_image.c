@@ -1,0 +1,227 @@
+/*
+ * fi_test_image.c - injected I/O failures while an image is written
+ * (linked with build/libckpt-fi.a, see libckpt/src/fault.h): an EIO from a
+ * write, a failing fsync, rename or io_uring submission is reported by
+ * ckpt_wait(); the previous image at the path is intact, no temp file is
+ * left, the heap is unprotected and writable, and the next checkpoint to a
+ * good destination works.
+ */
+#include "image_util.h"
+#include "fault.h"
+
+#define HEAP (32u << 20)
+
+static ckpt_heap *make_heap(enum ckpt_backend be, unsigned flags)
+{
+	struct ckpt_heap_opts ho;
+	ckpt_heap_opts_init(&ho);
+	ho.size = HEAP;
+	ho.backend = be;
+	ho.flags = flags;
+	ckpt_heap *h = NULL;
+	int rc = ckpt_heap_create(&ho, &h);
+	if (rc == -EPERM || rc == CKPT_E_KERNEL)
+		CKPT_TEST_SKIP("heap needs userfaultfd: %s", ckpt_strerror(rc));
+	CKPT_ASSERT_OK(rc);
+	return h;
+}
+
+static uint8_t *fill(ckpt_heap *h, size_t bytes, uint64_t seed)
+{
+	uint8_t *p = ckpt_alloc(h, bytes);
+	cr_assert(p);
+	uint64_t st = seed;
+	for (size_t i = 0; i + 8 <= bytes; i += 8) {
+		uint64_t v = (i % 4096 < 1024) ? iu_rand(&st) : i;
+		memcpy(p + i, &v, 8);
+	}
+	return p;
+}
+
+/* Every page of the extent can be written, and none carries the uffd-wp
+ * bit any more. */
+static void assert_unprotected_and_writable(ckpt_heap *h)
+{
+	uint8_t *b = ckpt_heap_base(h);
+	size_t used = ckpt_heap_used(h), psz = ckpt_heap_page_size(h);
+	for (size_t off = 0; off < used; off += psz) {
+		uint64_t pm = ckpt_test_pagemap(b + off);
+		cr_assert(!(pm & CKPT_PM_UFFD_WP), "page %zu still write-protected after the failure",
+			  off / psz);
+	}
+	/* writes go through (the first page is the allocator's header: leave it) */
+	for (size_t off = psz; off < used; off += psz)
+		b[off + 100] ^= 0x5a;
+	for (size_t off = psz; off < used; off += psz)
+		b[off + 100] ^= 0x5a;
+}
+
+struct site_case {
+	enum ckpt__fault_site site;
+	int err;
+	unsigned skip;
+	const char *name;
+};
+
+static void fail_one(enum ckpt_backend be, const struct site_case *c)
+{
+	char *dir = iu_tmpdir("fi");
+	char path[300], good[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	snprintf(good, sizeof(good), "%s/good.ckpt", dir);
+	ckpt__fault_reset();
+	ckpt_heap *h = make_heap(be, 0);
+	fill(h, 3u << 20, 1);
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	struct ckpt_begin_opts o = iu_opts(1, 0);
+	CKPT_ASSERT_OK(ckpt_begin(h, &d, &o));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	struct ckpt_image_info before;
+	CKPT_ASSERT_OK(ckpt_image_info(path, &before, NULL, 0));
+	size_t n0 = 0;
+	uint8_t *bytes0 = iu_read_file(path, &n0);
+
+	fill(h, 2u << 20, 2); /* the next image differs */
+	ckpt__fault_arm(c->site, c->err, c->skip, 1);
+	unsigned long hits0 = ckpt__fault_hits(c->site);
+	int rc = ckpt_begin(h, &d, &o);
+	if (rc == 0)
+		rc = ckpt_wait(h);
+	cr_assert(ckpt__fault_hits(c->site) > hits0, "%s: the site was never reached", c->name);
+	cr_assert(rc == c->err, "%s (skip %u): got %s, want %s", c->name, c->skip, ckpt_err_name(rc),
+		  ckpt_err_name(c->err));
+	ckpt__fault_reset();
+
+	/* the previous image is untouched */
+	size_t n1 = 0;
+	uint8_t *bytes1 = iu_read_file(path, &n1);
+	cr_assert(n1 == n0 && memcmp(bytes0, bytes1, n0) == 0, "%s: previous image changed", c->name);
+	free(bytes0);
+	free(bytes1);
+	char err[256] = "";
+	CKPT_ASSERT_OK(ckpt_image_verify(path, CKPT_VERIFY_CHAIN, err, sizeof(err)));
+	cr_assert_eq(iu_count_names(dir, ".tmp."), 0, "%s: temp file left", c->name);
+	if (be != CKPT_BACKEND_FORK)
+		assert_unprotected_and_writable(h);
+
+	/* the next checkpoint to a good destination works */
+	struct ckpt_dest g = { .kind = CKPT_DEST_PATH, .path = good };
+	CKPT_ASSERT_OK(ckpt_begin(h, &g, &o));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	CKPT_ASSERT_OK(ckpt_image_verify(good, 0, err, sizeof(err)));
+	ckpt_heap_destroy(h);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+static const struct site_case cases[] = {
+	{ CKPT_FAULT_WRITE, -EIO, 0, "EIO on the first write (header)" },
+	{ CKPT_FAULT_WRITE, -EIO, 2, "EIO on a block write" },
+	{ CKPT_FAULT_WRITE, -ENOSPC, 1, "ENOSPC on a block write" },
+	{ CKPT_FAULT_FSYNC, -EIO, 0, "EIO from fsync of the image" },
+	{ CKPT_FAULT_RENAME, -EIO, 0, "EIO from rename" },
+	{ CKPT_FAULT_URING_SUBMIT, -ENOMEM, 0, "io_uring set-up failure" },
+	{ CKPT_FAULT_URING_SUBMIT, -EBUSY, 3, "io_uring submission failure" },
+};
+
+Test(fi_image, injected_io_errors_are_reported_and_leave_the_previous_image)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		fail_one(CKPT_TRAP_THREAD, &cases[i]);
+}
+
+Test(fi_image, injected_eio_with_the_fork_backend)
+{
+	fail_one(CKPT_BACKEND_FORK, &cases[1]);
+}
+
+Test(fi_image, injected_eio_in_sigbus_mode)
+{
+	fail_one(CKPT_TRAP_SIGBUS, &cases[1]);
+}
+
+Test(fi_image, failed_incremental_keeps_the_chain_restorable)
+{
+	char *dir = iu_tmpdir("fiinc");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	ckpt__fault_reset();
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, CKPT_HEAP_INCREMENTAL);
+	uint8_t *p = fill(h, 2u << 20, 3);
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	struct ckpt_begin_opts o = iu_opts(0, CKPT_BEGIN_NO_FSYNC);
+	CKPT_ASSERT_OK(ckpt_begin(h, &d, &o));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	p[5000] ^= 1;
+	CKPT_ASSERT_OK(ckpt_begin(h, &d, &o));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	size_t used = ckpt_heap_used(h);
+	uint8_t *snap = malloc(used);
+	memcpy(snap, ckpt_heap_base(h), used);
+	p[900000] ^= 1;
+	ckpt__fault_arm(CKPT_FAULT_WRITE, -EIO, 1, 1);
+	int rc = ckpt_begin(h, &d, &o);
+	if (!rc)
+		rc = ckpt_wait(h);
+	CKPT_ASSERT_ERR(rc, -EIO);
+	ckpt__fault_reset();
+	char err[256] = "";
+	rc = ckpt_image_verify(path, CKPT_VERIFY_CHAIN, err, sizeof(err));
+	cr_assert(rc == 0, "chain after a failed incremental: %s (%s)", ckpt_err_name(rc), err);
+	uint8_t *m;
+	size_t sz = 0;
+	CKPT_ASSERT_OK(iu_load(path, &m, &sz, err, sizeof(err)));
+	cr_assert(memcmp(m, snap, used) == 0, "chain no longer holds the last good checkpoint");
+	munmap(m, sz);
+	/* after a failure the next checkpoint is full and cleans up */
+	CKPT_ASSERT_OK(ckpt_begin(h, &d, &o));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	struct ckpt_image_info ii;
+	CKPT_ASSERT_OK(ckpt_image_info(path, &ii, NULL, 0));
+	cr_assert(!(ii.flags & CKPT_SINK_INCREMENTAL));
+	cr_assert_eq(iu_count_names(dir, "heap.ckpt.g"), 0);
+	cr_assert_eq(iu_count_names(dir, ".tmp."), 0);
+	free(snap);
+	ckpt_heap_destroy(h);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+Test(fi_image, restore_memfd_and_mmap_failures_leak_nothing)
+{
+	char *dir = iu_tmpdir("firs");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	ckpt__fault_reset();
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0);
+	fill(h, 1u << 20, 4);
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	CKPT_ASSERT_OK(ckpt_begin(h, &d, NULL));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	uint64_t base = (uint64_t)(uintptr_t)ckpt_heap_base(h);
+	ckpt_heap_destroy(h);
+	int fds = ckpt_test_count_fds();
+	const enum ckpt__fault_site sites[] = { CKPT_FAULT_MEMFD, CKPT_FAULT_MMAP, CKPT_FAULT_URING_SUBMIT };
+	for (size_t i = 0; i < 3; i++) {
+		for (unsigned skip = 0; skip < 3; skip++) {
+			ckpt__fault_reset();
+			ckpt__fault_arm(sites[i], -ENOMEM, skip, 1);
+			ckpt_heap *r = NULL;
+			int rc = ckpt_restore(path, NULL, &r);
+			ckpt__fault_reset();
+			if (rc == 0) { /* the site was passed fewer than skip+1 times */
+				ckpt_heap_destroy(r);
+				continue;
+			}
+			cr_assert_eq(rc, -ENOMEM, "site %zu skip %u: %s", i, skip, ckpt_err_name(rc));
+			cr_assert_null(r);
+			cr_assert(!iu_range_mapped(base, HEAP), "site %zu: something mapped", i);
+			cr_assert_eq(ckpt_test_count_fds(), fds, "site %zu: fd leaked", i);
+		}
+	}
+	ckpt_heap *r = NULL;
+	CKPT_ASSERT_OK(ckpt_restore(path, NULL, &r));
+	ckpt_heap_destroy(r);
+	iu_rmtree(dir);
+	free(dir);
+}
