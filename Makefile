@@ -161,3 +161,50 @@ clean:
 
 .PHONY: all lib kernel deps test demo asan install uninstall clean
 -include $(wildcard $(B)/*/*.d $(B)/*/*/*.d)
+
+# ---------------------------------------------------------------- fuzzing
+# (issue 7, fuzz/README.md)  make fuzz FUZZ_SECONDS=N runs each libFuzzer
+# harness for N seconds, one after the other; the library is rebuilt with
+# coverage + ASan/UBSan in build-fuzz/.  build/fuzz/replay_* are the same
+# harnesses without libFuzzer: tests/sh/test_fuzz_replay.sh feeds them the
+# committed corpus and regression inputs during `make test`.
+FUZZ_SECONDS ?= 60
+FZ := build-fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_INC := -std=gnu11 -D_GNU_SOURCE -pthread -Ilibckpt/include -Ilibckpt/src -Iexamples/redis-ckpt -Ifuzz
+REDIS_LIB_SRCS := $(filter-out %/server.c,$(REDIS_SRCS))
+
+fuzz-lib:
+	$(MAKE) B=$(FZ) CC=clang CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(FZ)/libckpt.a
+
+$(FZ)/fuzz_image: fuzz/fuzz_image.c fuzz/fixup.h fuzz-lib
+	clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_INC) -o $@ $< $(FZ)/libckpt.a $(LIBDEPS)
+
+$(FZ)/fuzz_resp: fuzz/fuzz_resp.c $(REDIS_SRCS) $(wildcard examples/redis-ckpt/*.h) fuzz-lib
+	clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_INC) -o $@ $< $(REDIS_LIB_SRCS) $(FZ)/libckpt.a $(LIBDEPS) -lm
+
+fuzz: $(FZ)/fuzz_image $(FZ)/fuzz_resp
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+# Seeds for the image harness are made by the engine itself (needs uffd).
+$(B)/fuzz/mkseeds: fuzz/mkseeds.c fuzz/fixup.h $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Ifuzz -o $@ $< $(STLIB) $(LDFLAGS) $(LIBDEPS)
+
+fuzz-seeds: $(B)/fuzz/mkseeds
+	$(B)/fuzz/mkseeds fuzz/corpus/image
+
+# Replay builds: the harness code with ASan/UBSan (the library as released).
+$(B)/fuzz/replay_image: fuzz/fuzz_image.c fuzz/replay_main.c fuzz/fixup.h $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -Ifuzz \
+		-o $@ fuzz/fuzz_image.c fuzz/replay_main.c $(STLIB) $(LDFLAGS) $(LIBDEPS)
+
+$(B)/fuzz/replay_resp: fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_SRCS) $(wildcard examples/redis-ckpt/*.h) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -Ifuzz -Iexamples/redis-ckpt \
+		-o $@ fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_LIB_SRCS) $(STLIB) $(LDFLAGS) $(LIBDEPS) -lm
+
+fuzz-replay: $(B)/fuzz/replay_image $(B)/fuzz/replay_resp
+
+.PHONY: fuzz fuzz-lib fuzz-seeds fuzz-replay
