@@ -12,6 +12,7 @@
 # every case (the 6.1 kernel is expected to fail some: kernel/README.md).
 #   KT_MATRIX_PKG=linux-image-...-unsigned   pick the package (default: newest 6.1 cloud)
 #   KT_QEMU_TIMEOUT=seconds                  bound on the guest run (default 600)
+#   KT_CASES=a,g                             run only these cases (prefixes), on both kernels
 set -euo pipefail
 cd "$(dirname "$0")"
 B=build
@@ -89,14 +90,14 @@ host_log="$B/matrix-host.log"
 guest_log="$B/matrix-$kver.log"
 echo "matrix: suite on this kernel ($(uname -r))"
 host_rc=0
-"$B/kt" >"$host_log" 2>&1 || host_rc=$?
+"$B/kt" ${KT_CASES:+${KT_CASES//,/ }} >"$host_log" 2>&1 || host_rc=$?
 
 echo "matrix: suite on $kver under qemu-system-x86_64 -accel tcg (timeout ${KT_QEMU_TIMEOUT:-600}s)"
 t0=$(date +%s)
 guest_rc=0
 timeout -k 10 "${KT_QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -m 2048 -smp 2 \
 	-kernel "$vmlinuz" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 loglevel=4" \
+	-append "console=ttyS0 panic=-1 loglevel=4${KT_CASES:+ KT_CASES=$KT_CASES}" \
 	-nographic -no-reboot -monitor none </dev/null >"$guest_log" 2>&1 || guest_rc=$?
 echo "matrix: guest finished in $(($(date +%s) - t0)) s (qemu exit $guest_rc)"
 tr -d '\r' <"$guest_log" >"$guest_log.txt" && mv "$guest_log.txt" "$guest_log"

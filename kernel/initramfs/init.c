@@ -82,9 +82,14 @@ int main(void)
 	printf("init: running the suite\n");
 	pid = fork();
 	if (pid == 0) {
-		char *argv[] = { "/kt", NULL };
-		char *envp[] = { "PATH=/", NULL };
+		/* KT_CASES=a,b on the kernel command line selects cases */
+		char *argv[32] = { "/kt" }, *envp[] = { "PATH=/", NULL };
+		char *sel = getenv("KT_CASES");
+		int n = 1;
 
+		for (char *tok = sel ? strtok(sel, ",") : NULL; tok && n < 31; tok = strtok(NULL, ","))
+			argv[n++] = tok;
+		argv[n] = NULL;
 		execve("/kt", argv, envp);
 		printf("init: exec /kt: %s\n", strerror(errno));
 		_exit(127);

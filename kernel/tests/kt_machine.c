@@ -20,7 +20,7 @@
 
 #define LOCK_PATH "/run/lock/libckpt-machine.lock"
 
-enum { R_WRITE, R_SWAPOFF, R_RMDIR };
+enum { R_WRITE, R_SWAPOFF, R_RMDIR, R_ONLINE_MEMORY };
 
 struct restore {
 	int kind;
@@ -77,7 +77,73 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Async-signal-safe: open/write/close/swapoff/rmdir/nanosleep only. */
+/* Memory blocks (/sys/devices/system/memory/memoryN) that were offline
+ * before the suite touched anything: left alone by the restore. */
+#define MAX_MEM_BLOCKS 4096
+static unsigned char mem_offline_before[MAX_MEM_BLOCKS];
+static int mem_blocks;
+
+static size_t fmt_uint(char *out, unsigned v)
+{
+	char tmp[16];
+	size_t n = 0, k = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		out[k++] = tmp[--n];
+	out[k] = '\0';
+	return k;
+}
+
+static void block_state_path(char *out, int i)
+{
+	static const char a[] = "/sys/devices/system/memory/memory", b[] = "/state";
+	size_t n = sizeof(a) - 1;
+
+	memcpy(out, a, n);
+	n += fmt_uint(out + n, (unsigned)i);
+	memcpy(out + n, b, sizeof(b));
+}
+
+static int block_is_offline(int i)
+{
+	char path[96], st[16] = "";
+	int fd;
+
+	block_state_path(path, i);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (read(fd, st, sizeof(st) - 1) < 0)
+		st[0] = '\0';
+	close(fd);
+	return !strncmp(st, "offline", 7);
+}
+
+/* Puts back online every memory block that was online at set-up. */
+static void online_memory(void)
+{
+	for (int i = 0; i < mem_blocks; i++) {
+		char path[96];
+		int fd;
+
+		if (mem_offline_before[i] || block_is_offline(i) != 1)
+			continue;
+		block_state_path(path, i);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (write(fd, "online", 6) < 0) {
+				/* best effort */
+			}
+			close(fd);
+		}
+	}
+}
+
+/* Async-signal-safe: open/read/write/close/swapoff/rmdir/nanosleep only. */
 void kt_restore_all(void)
 {
 	while (depth > 0) {
@@ -96,6 +162,9 @@ void kt_restore_all(void)
 			break;
 		case R_SWAPOFF:
 			swapoff(r->path);
+			break;
+		case R_ONLINE_MEMORY:
+			online_memory();
 			break;
 		case R_RMDIR:
 			/* a just-killed member may take a moment to leave */
@@ -357,9 +426,22 @@ int kt_setup_compaction(struct kt_env *env)
 {
 	/* /proc/sys/vm/compact_memory is a trigger, not a setting: nothing to
 	 * restore; the machine lock keeps it away from other tests that
-	 * measure memory layout. */
+	 * measure memory layout.  Case g may also offline and re-online memory
+	 * blocks (its second way to migrate pages): remember which blocks were
+	 * offline already, and put every other one back online afterwards. */
 	(void)env;
 	if (access("/proc/sys/vm/compact_memory", W_OK) != 0)
 		return kt_skip("kernel without compaction (/proc/sys/vm/compact_memory)");
+	mem_blocks = 0;
+	for (int i = 0; i < MAX_MEM_BLOCKS; i++) {
+		int off = block_is_offline(i);
+
+		if (off < 0)
+			continue; /* holes in the numbering are normal */
+		mem_offline_before[i] = (unsigned char)off;
+		mem_blocks = i + 1;
+	}
+	if (mem_blocks)
+		push(R_ONLINE_MEMORY, "", NULL);
 	return KT_PASS;
 }
