@@ -508,6 +508,16 @@ CKPT_API int ckpt_kernel_probe(struct ckpt_kernel_info *info)
 	t0 = probe_now_ns();
 	rc = run_canary(info);
 	info->canary_ns = probe_now_ns() - t0;
+	/* The canary may have run on a user-mode-only uffd: enough to judge
+	 * the kernel, not enough for libckpt, whose handler must also see the
+	 * kernel's own writes into the heap (read(2) into a protected page
+	 * would fail with EFAULT instead of blocking until the page is saved). */
+	if (rc == 0 && !info->open_syscall && !info->open_dev) {
+		rc = -EPERM;
+		set_reason(info, "only UFFD_USER_MODE_ONLY userfaultfds are allowed here; libckpt "
+				 "needs root, CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or "
+				 "access to /dev/userfaultfd");
+	}
 done:
 	info->verdict = rc;
 	if (rc == 0)

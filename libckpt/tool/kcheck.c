@@ -7,6 +7,7 @@
  * error.  The full conformance suite lives in kernel/ (`make -C kernel
  * check`); this is the fast check a program runs at heap creation.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,6 +94,14 @@ int ckpt_cmd_kcheck(int argc, char **argv)
 		printf("verdict: SAFE - this kernel keeps libckpt's write-protect contract "
 		       "(CKPT_TRAP_THREAD%s)\n", ki.sigbus ? ", CKPT_TRAP_SIGBUS" : "");
 		return 0;
+	}
+	if (rc == -EPERM) {
+		/* the kernel may be fine: this process just may not use it */
+		printf("verdict: NOT USABLE BY THIS PROCESS (%s): %s\n", ckpt_err_name(rc),
+		       ki.reason[0] ? ki.reason : ckpt_strerror(rc));
+		printf("  kernel canary: %s; use CKPT_BACKEND_FORK, or run with the access above\n",
+		       ki.canary_ok ? "passed (on a user-mode-only userfaultfd)" : "not passed");
+		return 1;
 	}
 	printf("verdict: UNSAFE (%s): %s\n", ckpt_err_name(rc), ki.reason[0] ? ki.reason : ckpt_strerror(rc));
 	printf("  use CKPT_BACKEND_FORK on this kernel, or run on Linux 6.2 or later "
