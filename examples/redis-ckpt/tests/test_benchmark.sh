@@ -3,5 +3,5 @@
 # INCR, list, set, hash and zset commands, LRANGE_100..600, MSET) runs
 # against redis-ckpt with zero errors.
 set -u
-. "$(dirname "$0")/run_py.sh"
+. "$(dirname "$0")/lib.bash"
 rc_run bench.py -n 20000

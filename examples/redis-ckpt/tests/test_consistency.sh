@@ -5,7 +5,7 @@
 # SIGKILL and restart from the image every key holds exactly the last value
 # written before the BGSAVE.
 set -u
-. "$(dirname "$0")/run_py.sh"
+. "$(dirname "$0")/lib.bash"
 for mode in thread sigbus fork; do
 	rc_run consistency.py "$mode" || exit 1
 done

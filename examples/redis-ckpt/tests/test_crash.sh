@@ -4,7 +4,7 @@
 # next one; damaged images (flipped byte, truncated, not an image) make the
 # server refuse to start with a message naming the file.
 set -u
-. "$(dirname "$0")/run_py.sh"
+. "$(dirname "$0")/lib.bash"
 for mode in thread sigbus; do
 	rc_run crash.py "$mode" || exit 1
 done

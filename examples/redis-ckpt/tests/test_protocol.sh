@@ -4,5 +4,5 @@
 # malformed RESP (protocol error, client closed, server goes on), maxclients,
 # OOM on a full heap, requirepass, bad options, an interactive redis-cli.
 set -u
-. "$(dirname "$0")/run_py.sh"
+. "$(dirname "$0")/lib.bash"
 rc_run protocol.py
