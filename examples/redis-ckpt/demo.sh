@@ -14,6 +14,7 @@
 # keys to aim for, default 1000000), DEMO_VALUE (value bytes, default 256),
 # DEMO_MODE (thread|sigbus|fork, default thread).
 set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1
 cd "$(dirname "$0")"
 HERE=$(pwd)
 BIN=$HERE/redis-ckpt

@@ -3,6 +3,7 @@
 RC_TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RC_PIDFILE=$(mktemp /tmp/rc-pids.XXXXXX)
 export RC_PIDFILE
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the source tree
 rc_cleanup() {
 	local pid
 	while read -r pid; do
