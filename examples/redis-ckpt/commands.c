@@ -1803,7 +1803,9 @@ static void cmd_shutdown(client *c)
 		return;
 	}
 	log_msg('#', "User requested shutdown...");
-	if (server_prepare_shutdown(save, nosave) != 0) {
+	/* issue 5: SHUTDOWN saves unless NOSAVE, even without save points
+	 * (Redis would skip the save when none are configured) */
+	if (server_prepare_shutdown(save || !nosave, nosave) != 0) {
 		add_reply_error(c, "ERR Errors trying to SHUTDOWN. Check logs.");
 		return;
 	}
