@@ -41,6 +41,10 @@ else
 	R_KEYS=1000000 R_RATE=10000 R_DUR=10 R_SAVE_AT=3
 fi
 
+# overrides for trying things out (the committed results use the defaults)
+FL_PAGES=${BENCH_FL_PAGES:-$FL_PAGES} R_KEYS=${BENCH_REDIS_KEYS:-$R_KEYS} R_DUR=${BENCH_REDIS_DUR:-$R_DUR}
+R_SAVE_AT=${BENCH_REDIS_SAVE_AT:-$R_SAVE_AT} R_RATE=${BENCH_REDIS_RATE:-$R_RATE}
+
 B=build
 stamp=$(date -u +%Y-%m-%d)
 host=$(hostname -s)
@@ -208,7 +212,7 @@ run_redis() {
 	"$B/bench/loadgen" --port "$PORT" --populate "$R_KEYS" --value-size 64 >>"$raw/redis-$name.txt"
 	# plain throughput and latency, nothing being saved: redis-benchmark,
 	# the same command for every server
-	redis-benchmark -p "$PORT" -t set,get -n 200000 -c 50 -r "$R_KEYS" -d 64 -q 2>/dev/null |
+	redis-benchmark -p "$PORT" -t set,get -n 100000 -c 50 -r "$R_KEYS" -d 64 -q 2>/dev/null |
 		tr '\r' '\n' | grep -E '^(SET|GET): [0-9.]+ requests per second' |
 		sed 's/^\(SET\|GET\): \([0-9.]*\) requests per second.*p50=\([0-9.]*\).*/rbench op=\1 rps=\2 p50_ms=\3/' \
 		>>"$raw/redis-$name.txt"
@@ -247,7 +251,7 @@ if want redis && [ $redis = 1 ]; then
 			PORT=$(free_port)
 			run_redis "ckpt-$mode" "$W/rc-$mode/dump.ckpt" "$RC" --port "$PORT" \
 				--bind 127.0.0.1 --dir "$W/rc-$mode" --dbfilename dump.ckpt --save '' \
-				--snapshot-mode "$mode" --heap-size "${R_HEAP:-4g}" || true
+				--snapshot-mode "$mode" --heap-size "${R_HEAP:-4gb}" || true
 			rm -rf "$W/rc-$mode"
 		done
 	else
