@@ -11,7 +11,7 @@
 # Writes DIR/<date>-<host>.md (every figure, each comparison as a ratio to its
 # baseline, the goals of issue 6 marked met/missed) and PNG plots next to it,
 # and prints the summary table.  Raw program output is kept in
-# DIR/<date>-<host>.raw/ .  Every process it starts is stopped on exit;
+# DIR/tmp/<date>-<host>.raw/ (not committed).  Every process it starts is stopped on exit;
 # hugetlb reservations are made and put back by bench/pause itself under the
 # machine lock.
 set -u
@@ -51,7 +51,7 @@ host=$(hostname -s)
 name="$stamp-$host"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-raw="$out/$name.raw"
+raw="$out/tmp/$name.raw"   # raw output: not committed (.gitignore)
 rm -rf "$raw"
 mkdir -p "$raw"
 W=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-bench.XXXXXX")
