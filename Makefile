@@ -208,3 +208,14 @@ $(B)/fuzz/replay_resp: fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_SRCS) $(wildc
 fuzz-replay: $(B)/fuzz/replay_image $(B)/fuzz/replay_resp
 
 .PHONY: fuzz fuzz-lib fuzz-seeds fuzz-replay
+
+# ------------------------------------------------------------------- soak
+# (issue 7) tests/soak.sh drives build/tests/soak/soak_trial; not in make test.
+$(B)/tests/soak/soak_trial: tests/soak/soak_trial.c $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(STLIB) $(LDFLAGS) $(LIBDEPS)
+
+soak: $(B)/tests/soak/soak_trial
+	tests/soak.sh $(SOAK_ARGS)
+
+.PHONY: soak
