@@ -544,10 +544,13 @@ bool parse_ll(const char *p, size_t len, long long *out)
  * escapes and '...' quote.  Returns false on unbalanced quotes. */
 static bool split_inline(client *c, const char *line, size_t len)
 {
-	free(c->inlinebuf);
-	c->inlinebuf = malloc(len + 1);
-	if (!c->inlinebuf)
-		return false;
+	if (c->inlinecap < len + 1) {
+		char *nb = realloc(c->inlinebuf, len + 1);
+		if (!nb)
+			return false;
+		c->inlinebuf = nb;
+		c->inlinecap = len + 1;
+	}
 	char *out = c->inlinebuf;
 	size_t o = 0, i = 0;
 	c->argc = 0;

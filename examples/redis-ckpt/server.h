@@ -43,6 +43,7 @@ typedef struct client {
 	size_t *argoff;      /* offsets into qbuf (the buffer may move) */
 	size_t *arglen;
 	char *inlinebuf;     /* inline args are unquoted into this */
+	size_t inlinecap;
 	char **argv;         /* built just before execution */
 	size_t *argvlen;
 
