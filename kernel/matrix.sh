@@ -11,7 +11,7 @@
 # Exit status: 0 when both tables were produced and this kernel passes
 # every case (the 6.1 kernel is expected to fail some: kernel/README.md).
 #   KT_MATRIX_PKG=linux-image-...-unsigned   pick the package (default: newest 6.1 cloud)
-#   KT_QEMU_TIMEOUT=seconds                  bound on the guest run (default 600)
+#   KT_QEMU_TIMEOUT=seconds                  bound on the guest run (default 1200)
 #   KT_CASES=a,g                             run only these cases (prefixes), on both kernels
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -92,10 +92,10 @@ echo "matrix: suite on this kernel ($(uname -r))"
 host_rc=0
 "$B/kt" ${KT_CASES:+${KT_CASES//,/ }} >"$host_log" 2>&1 || host_rc=$?
 
-echo "matrix: suite on $kver under qemu-system-x86_64 -accel tcg (timeout ${KT_QEMU_TIMEOUT:-600}s)"
+echo "matrix: suite on $kver under qemu-system-x86_64 -accel tcg (timeout ${KT_QEMU_TIMEOUT:-1200}s)"
 t0=$(date +%s)
 guest_rc=0
-timeout -k 10 "${KT_QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -m 2048 -smp 2 \
+timeout -k 10 "${KT_QEMU_TIMEOUT:-1200}" qemu-system-x86_64 -accel tcg -m 2048 -smp 2 \
 	-kernel "$vmlinuz" -initrd "$initrd" \
 	-append "console=ttyS0 panic=-1 loglevel=4${KT_CASES:+ KT_CASES=$KT_CASES}" \
 	-nographic -no-reboot -monitor none </dev/null >"$guest_log" 2>&1 || guest_rc=$?
