@@ -7,6 +7,10 @@
  *
  * Modes (LIST is comma separated, or "all", "raw", "ckpt"):
  *   plain        a write to an ordinary, writable page (the floor of floors)
+ *   wp-unprot    a shmem page write-protected with uffd-wp and unprotected
+ *                again before the write: what a page unprotected by
+ *                fault-around or by the writer costs on its first write
+ *                (the kernel takes a fault to give the pte its write bit back)
  *   wpasync      uffd-wp with UFFD_FEATURE_WP_ASYNC on shmem: the kernel
  *                resolves the fault itself (the floor of any WP scheme)
  *   fork         private anon heap, fork(), the parent writes: kernel COW
@@ -61,7 +65,7 @@
 enum pattern { PAT_SEQ, PAT_RAND, PAT_ZIPF };
 static const char *pattern_names[] = { "seq", "rand", "zipf" };
 
-static const char *all_modes[] = { "plain", "wpasync", "fork", "mprotect", "uffd-sigbus",
+static const char *all_modes[] = { "plain", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus",
 				   "uffd-thread", "uffd-poll", "ckpt-thread", "ckpt-poll",
 				   "ckpt-sigbus" };
 #define NMODES (sizeof(all_modes) / sizeof(all_modes[0]))
@@ -438,6 +442,21 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 		r->traps = atomic_load(&g_pool_used);
 		r->amp = (double)r->traps / (double)w.distinct;
 		munmap(g_pool, len);
+		munmap(p, len);
+		close(fd);
+	} else if (strcmp(mode, "wp-unprot") == 0) {
+		uint8_t *p = map_shmem(len, &fd);
+		touch(p, len);
+		int u = uffd_wp_setup(p, len, UFFD_FEATURE_WP_HUGETLBFS_SHMEM, true);
+		if (u < 0 || uffd_unprotect(u, p, len) != 0) {
+			printf("faultlat mode=%s unavailable: uffd setup: %s\n", mode,
+			       strerror(u < 0 ? -u : errno));
+			r->err = 1;
+		} else {
+			r->count = run_writes(p, &w, r->lat, &r->window);
+		}
+		if (u >= 0)
+			close(u);
 		munmap(p, len);
 		close(fd);
 	} else if (strcmp(mode, "wpasync") == 0 || strcmp(mode, "uffd-sigbus") == 0 ||

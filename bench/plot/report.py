@@ -265,7 +265,7 @@ def main():
     R.p()
     R.p("| mode | p50 | p99 | p99.9 | max | p50 / fork COW |")
     R.p("|---|---|---|---|---|---|")
-    for m in ("plain", "wpasync", "fork", "mprotect", "uffd-sigbus", "uffd-thread", "uffd-poll",
+    for m in ("plain", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus", "uffd-thread", "uffd-poll",
               "ckpt-sigbus", "ckpt-thread", "ckpt-poll"):
         if F(m) is None:
             R.p("| %s | n/a | | | | |" % m)
@@ -282,7 +282,9 @@ def main():
         "`amort` = the whole write loop / distinct pages written (the cost per page over the snapshot "
         "window); `amp` = pages copied aside / distinct pages written (-1: nothing copied by user space). "
         "fork: private anon heap, the child keeps the pages shared. mprotect: PROT_READ + SIGSEGV handler "
-        "that copies the page and mprotect()s it writable. wpasync: UFFD_FEATURE_WP_ASYNC, the kernel "
+        "that copies the page and mprotect()s it writable. wp-unprot: a shmem page uffd-write-protected and "
+        "unprotected again before the write (what a page unprotected by fault-around or the writer costs: "
+        "the kernel takes a fault to give the pte its write bit back). wpasync: UFFD_FEATURE_WP_ASYNC, the kernel "
         "resolves the fault. uffd-*: raw userfaultfd WP on shmem without libckpt. ckpt-*: libckpt through "
         "the public API, into a sink that holds the writer, so every first write traps.")
     R.p()
