@@ -215,4 +215,8 @@ int ckpt__image_load_anon(const char *path, const struct ckpt__load_opts *lo,
 			  struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err,
 			  size_t errsz);
 
+/* ckpt_image_merge() with progress reports (the ckpt tool). */
+int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
+		      const struct ckpt__load_opts *lo, char *err, size_t errsz);
+
 #endif /* CKPT_IMAGE_H */

@@ -1345,14 +1345,18 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 	return rc;
 }
 
-CKPT_API int ckpt_image_merge(const char *out, const char *tip, int zstd_level, char *err,
-			      size_t errsz)
+int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
+		      const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
 {
 	if (!out || !tip || zstd_level < 0 || zstd_level > ZSTD_maxCLevel())
 		return -EINVAL;
 	if (err && errsz)
 		err[0] = 0;
 	struct ckpt__load_opts lo = { .chain = true };
+	if (lo_in) {
+		lo.progress = lo_in->progress;
+		lo.progress_arg = lo_in->progress_arg;
+	}
 	struct ckpt__img_header h;
 	uint8_t *mem = NULL;
 	int rc = ckpt__image_load_anon(tip, &lo, &h, &mem, err, errsz);
@@ -1361,4 +1365,10 @@ CKPT_API int ckpt_image_merge(const char *out, const char *tip, int zstd_level, 
 	rc = write_full(out, &h, mem, zstd_level, err, errsz);
 	munmap(mem, h.heap_size);
 	return rc;
+}
+
+CKPT_API int ckpt_image_merge(const char *out, const char *tip, int zstd_level, char *err,
+			      size_t errsz)
+{
+	return ckpt__image_merge(out, tip, zstd_level, NULL, err, errsz);
 }
