@@ -128,7 +128,7 @@ log "$(tr '\n' ' ' <"$raw/env.txt")"
 if want faultlat; then
 	log "faultlat: $FL_PAGES pages x $FL_REPS reps"
 	mkdir -p "$raw/cdf"
-	"$B/bench/faultlat" --pages "$FL_PAGES" --reps "$FL_REPS" --seed "$seed" --cdf "$raw/cdf" \
+	timeout -k 10 1200 "$B/bench/faultlat" --pages "$FL_PAGES" --reps "$FL_REPS" --seed "$seed" --cdf "$raw/cdf" \
 		>"$raw/faultlat.txt" 2>"$raw/faultlat.err"
 	grep -c '^faultlat mode' "$raw/faultlat.txt" >&2
 fi
@@ -136,19 +136,19 @@ fi
 # ------------------------------------------------------------ 2. pause
 if want pause; then
 	log "pause: $PAUSE_SIZES"
-	"$B/bench/pause" --sizes "$PAUSE_SIZES" --reps 3 --seed "$seed" >"$raw/pause.txt" 2>"$raw/pause.err"
+	timeout -k 10 900 "$B/bench/pause" --sizes "$PAUSE_SIZES" --reps 3 --seed "$seed" >"$raw/pause.txt" 2>"$raw/pause.err"
 fi
 
 # ------------------------------------------------------------ 3. memory
 if want memgrowth; then
 	log "memgrowth: $MG_SIZE"
-	TMPDIR=$W "$B/bench/memgrowth" --size "$MG_SIZE" --trace "$raw" >"$raw/memgrowth.txt" 2>"$raw/memgrowth.err"
+	TMPDIR=$W timeout -k 10 600 "$B/bench/memgrowth" --size "$MG_SIZE" --trace "$raw" >"$raw/memgrowth.txt" 2>"$raw/memgrowth.err"
 fi
 
 # ------------------------------------------------------------ 4. throughput
 if want throughput; then
 	log "throughput: $TP_SIZE (and dd to the same filesystem)"
-	"$B/bench/throughput" --size "$TP_SIZE" --dir "$W" --reps 3 --seed "$seed" \
+	timeout -k 10 900 "$B/bench/throughput" --size "$TP_SIZE" --dir "$W" --reps 3 --seed "$seed" \
 		>"$raw/throughput.txt" 2>"$raw/throughput.err"
 	# dd: the same number of bytes, the same filesystem, made durable the
 	# same way (fsync at the end); median of 3
@@ -167,7 +167,7 @@ fi
 # ------------------------------------------------------------ 5. allocator
 if want alloc && [ -x "$B/bench/allocbench" ]; then
 	log "allocbench"
-	"$B/bench/allocbench" >"$raw/allocbench.txt" 2>&1 || echo "allocbench exit $?" >>"$raw/allocbench.txt"
+	timeout -k 10 600 "$B/bench/allocbench" >"$raw/allocbench.txt" 2>&1 || echo "allocbench exit $?" >>"$raw/allocbench.txt"
 fi
 
 # ------------------------------------------------------------ 6. redis
@@ -209,15 +209,15 @@ run_redis() {
 	start_server "$name" "$@" || return 1
 	# the first start is empty: not the restart figure
 	sed -i 's/^loadgen start /loadgen coldstart /' "$raw/redis-$name.txt"
-	"$B/bench/loadgen" --port "$PORT" --populate "$R_KEYS" --value-size 64 >>"$raw/redis-$name.txt"
+	timeout -k 5 600 "$B/bench/loadgen" --port "$PORT" --populate "$R_KEYS" --value-size 64 >>"$raw/redis-$name.txt"
 	# plain throughput and latency, nothing being saved: redis-benchmark,
 	# the same command for every server
-	redis-benchmark -p "$PORT" -t set,get -n 100000 -c 50 -r "$R_KEYS" -d 64 -q 2>/dev/null |
+	timeout -k 5 300 redis-benchmark -p "$PORT" -t set,get -n 100000 -c 50 -r "$R_KEYS" -d 64 -q 2>/dev/null |
 		tr '\r' '\n' | grep -E '^(SET|GET): [0-9.]+ requests per second' |
 		sed 's/^\(SET\|GET\): \([0-9.]*\) requests per second.*p50=\([0-9.]*\).*/rbench op=\1 rps=\2 p50_ms=\3/' \
 		>>"$raw/redis-$name.txt"
 	# the snapshot under open-loop load
-	"$B/bench/loadgen" --port "$PORT" --rate "$R_RATE" --duration "$R_DUR" --keys "$R_KEYS" \
+	timeout -k 5 300 "$B/bench/loadgen" --port "$PORT" --rate "$R_RATE" --duration "$R_DUR" --keys "$R_KEYS" \
 		--save-at "$R_SAVE_AT" --pid "$SRV_PID" --trace "$raw/redis-$name.trace" \
 		>>"$raw/redis-$name.txt"
 	sleep 0.5
