@@ -4,8 +4,10 @@
  * Most tests run on a "bare" heap: a struct ckpt_heap filled in by hand
  * over an anonymous mapping, formatted with ckpt__alloc_format().  That
  * tests the allocator alone, with no userfaultfd, and lets the tests see
- * which pages the allocator touched (pagemap present bit) and what it asked
- * the engine to discard.  The last tests go through ckpt_heap_create().
+ * which pages the allocator touched (pagemap present bit); the engine's
+ * ckpt__track_discard() does nothing on a heap without an engine.  The last
+ * tests go through ckpt_heap_create(), where freed runs really are given
+ * back.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,48 +18,8 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "util/memsink.h"
 #include "util/testutil.h"
-
-/* ------------------------------------------------------------ discard hook */
-
-/*
- * The engine's ckpt__track_discard() (track.c) decides whether a freed run's
- * pages are given back.  When the engine is not linked into this binary,
- * this weak definition stands in for it on bare heaps and can act out both
- * outcomes the allocator must survive: the pages read as zero afterwards,
- * or they keep arbitrary old contents.
- */
-enum discard_mode { DISCARD_RECORD, DISCARD_ZERO, DISCARD_GARBAGE };
-static enum discard_mode discard_mode;
-static pthread_mutex_t discard_mu = PTHREAD_MUTEX_INITIALIZER;
-static size_t discard_calls, discard_pages, discard_last_first, discard_last_n;
-
-static void test_discard(ckpt_heap *h, size_t first_page, size_t npages)
-{
-	pthread_mutex_lock(&discard_mu);
-	discard_calls++;
-	discard_pages += npages;
-	discard_last_first = first_page;
-	discard_last_n = npages;
-	pthread_mutex_unlock(&discard_mu);
-	cr_assert(first_page + npages <= ckpt__alloc_extent_pages(h),
-		  "discard of pages [%zu, %zu) past the extent %zu", first_page,
-		  first_page + npages, ckpt__alloc_extent_pages(h));
-	uint8_t *p = h->base + (first_page << h->page_shift);
-	size_t len = npages << h->page_shift;
-	if (discard_mode == DISCARD_ZERO)
-		cr_assert(madvise(p, len, MADV_DONTNEED) == 0);
-	else if (discard_mode == DISCARD_GARBAGE)
-		memset(p, 0xa5, len);
-}
-void ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
-	__attribute__((weak, alias("test_discard")));
-
-/* True when this binary uses the stand-in above (not the engine's). */
-static bool discard_is_ours(void)
-{
-	return (void *)ckpt__track_discard == (void *)test_discard;
-}
 
 /* -------------------------------------------------------------- bare heaps */
 
@@ -266,7 +228,6 @@ Test(alloc, random_ops_match_reference_model)
 {
 	ckpt_heap *h = bare_heap(256u << 20, 4096);
 	struct model m = {.h = h, .rng = ckpt_test_seed("random_ops_match_reference_model")};
-	discard_mode = discard_is_ours() ? DISCARD_GARBAGE : DISCARD_RECORD;
 	for (int op = 0; op < 60000; op++) {
 		bool ok = model_step(&m, 3000, 2u << 20);
 		cr_assert(ok, "op %d: heap full with %zu live blocks (256 MiB heap)", op, m.n);
@@ -367,7 +328,6 @@ Test(alloc, reopen_of_copied_heap_keeps_live_state)
 	size_t size = 64u << 20;
 	ckpt_heap *h = bare_heap(size, 4096);
 	struct model m = {.h = h, .rng = ckpt_test_seed("reopen_of_copied_heap")};
-	discard_mode = DISCARD_RECORD;
 	for (int op = 0; op < 20000; op++)
 		cr_assert(model_step(&m, 1500, 1u << 20));
 	CKPT_ASSERT_OK(ckpt_root_set(h, m.b[0].p));
@@ -560,43 +520,8 @@ Test(alloc, calloc_of_fresh_memory_touches_no_pages)
 	bare_destroy(h);
 }
 
-/* Freeing a run of at least 64 KiB offers its whole pages to the engine;
- * whatever the pages then hold (zero or old bytes), calloc returns zeroes
- * and the allocator's state is intact. */
-Test(alloc, large_free_offers_pages_to_engine_and_survives_either_outcome)
-{
-	if (!discard_is_ours())
-		cr_skip_test("the engine's ckpt__track_discard is linked in: covered by the heap tests");
-	ckpt_heap *h = bare_heap(32u << 20, 4096);
-	uint8_t *big = ckpt_alloc(h, 1u << 20);
-	uint8_t *small = ckpt_alloc(h, 32u << 10);
-	cr_assert(small && big);
-	memset(big, 0x5c, 1u << 20);
-	discard_mode = DISCARD_RECORD;
-	discard_calls = 0;
-	ckpt_free(h, small);
-	cr_assert_eq(discard_calls, 0, "a 32 KiB block is not worth discarding");
-	for (int mode = DISCARD_ZERO; mode <= DISCARD_GARBAGE; mode++) {
-		discard_mode = mode;
-		discard_calls = 0;
-		ckpt_free(h, big);
-		cr_assert_eq(discard_calls, 1);
-		cr_assert_eq(discard_last_first, (size_t)(big - h->base) >> 12);
-		cr_assert_eq(discard_last_n, 256);
-		uint8_t *again = ckpt_calloc(h, 1, 1u << 20);
-		cr_assert_eq(again, big, "lowest fitting run reused");
-		for (size_t i = 0; i < (1u << 20); i++)
-			cr_assert_eq(again[i], 0, "mode %d: calloc byte %zu is 0x%02x", mode, i,
-				     again[i]);
-		memset(again, 0x5c, 1u << 20);
-	}
-	discard_mode = DISCARD_RECORD;
-	bare_destroy(h);
-}
-
-/* With 2 MiB heap pages the extent counts whole 2 MiB pages and only whole
- * 2 MiB pages inside a freed run are discarded. */
-Test(alloc, hugepage_heap_counts_extent_and_discards_in_2mib_pages)
+/* With 2 MiB heap pages the extent counts whole 2 MiB pages. */
+Test(alloc, hugepage_heap_counts_extent_in_2mib_pages)
 {
 	ckpt_heap *h = bare_heap(64u << 20, 2u << 20);
 	cr_assert_eq(extent_bytes(h), 2u << 20, "metadata rounds up to one 2 MiB page");
@@ -605,16 +530,6 @@ Test(alloc, hugepage_heap_counts_extent_and_discards_in_2mib_pages)
 	size_t ext = extent_bytes(h);
 	cr_assert_eq(ext % (2u << 20), 0);
 	cr_assert_geq(h->base + ext, p + (5u << 20));
-	if (discard_is_ours()) {
-		discard_mode = DISCARD_RECORD;
-		discard_calls = 0;
-		ckpt_free(h, p);
-		cr_assert_eq(discard_calls, 1);
-		size_t first = discard_last_first << 21, end = (discard_last_first + discard_last_n) << 21;
-		cr_assert(first >= (size_t)(p - h->base) && end <= (size_t)(p - h->base) + (5u << 20),
-			  "discarded [%zu, %zu) outside the freed block", first, end);
-		cr_assert_geq(discard_last_n, 1);
-	}
 	bare_destroy(h);
 }
 
@@ -638,7 +553,6 @@ Test(alloc, four_threads_alloc_and_free_without_overlap)
 {
 	ckpt_heap *h = bare_heap(256u << 20, 4096);
 	uint64_t seed = ckpt_test_seed("four_threads");
-	discard_mode = DISCARD_RECORD;
 	struct thr t[4];
 	pthread_t tid[4];
 	pthread_barrier_t bar;
@@ -664,4 +578,159 @@ Test(alloc, four_threads_alloc_and_free_without_overlap)
 	free(all.b);
 	pthread_barrier_destroy(&bar);
 	bare_destroy(h);
+}
+
+/* ------------------------------------------------- through ckpt_heap_create */
+
+static ckpt_heap *real_heap(size_t size)
+{
+	struct ckpt_heap_opts o;
+	ckpt_heap *h = NULL;
+	ckpt_heap_opts_init(&o);
+	o.size = size;
+	o.name = "test_alloc";
+	int rc = ckpt_heap_create(&o, &h);
+	if (rc == CKPT_E_KERNEL || rc == -EPERM)
+		CKPT_TEST_SKIP("ckpt_heap_create: %s", ckpt_strerror(rc));
+	CKPT_ASSERT_OK(rc);
+	return h;
+}
+
+/* The model on a real heap: freed large runs really are given back by the
+ * engine (MADV_REMOVE, the pages then read as zero). */
+Test(alloc_heap, random_ops_on_a_created_heap_match_reference_model)
+{
+	ckpt_heap *h = real_heap(256u << 20);
+	struct model m = {.h = h, .rng = ckpt_test_seed("random_ops_on_a_created_heap")};
+	cr_assert_eq(ckpt_heap_used(h), extent_bytes(h));
+	for (int op = 0; op < 50000; op++) {
+		cr_assert(model_step(&m, 2000, 1u << 20), "op %d: heap full", op);
+		if (op % 10000 == 9999)
+			model_check_all(&m, "periodic check");
+	}
+	model_check_all(&m, "end");
+	cr_assert_eq(ckpt_heap_used(h), extent_bytes(h));
+	check_zero_past_extent(h);
+	free(m.b);
+	ckpt_heap_destroy(h);
+}
+
+/*
+ * A checkpoint taken while the allocator keeps working holds a consistent
+ * allocator: the image, mapped at the heap's address and opened, has
+ * exactly the blocks that were live at ckpt_begin(), with their contents,
+ * and allocates on without overlapping them.
+ */
+Test(alloc_heap, checkpoint_taken_while_allocating_reopens_with_state_at_begin)
+{
+	size_t size = 64u << 20;
+	ckpt_heap *h = real_heap(size);
+	size_t psz = ckpt_heap_page_size(h);
+	uint8_t *base = ckpt_heap_base(h);
+	struct model m = {.h = h, .rng = ckpt_test_seed("checkpoint_taken_while_allocating")};
+	for (int op = 0; op < 10000; op++)
+		cr_assert(model_step(&m, 1000, 512u << 10));
+	CKPT_ASSERT_OK(ckpt_root_set(h, m.b[0].p));
+
+	struct memsink ms;
+	cr_assert(memsink_init(&ms, size, psz) == 0);
+	ms.delay_us = 20; /* stretch the checkpoint so the allocator races it */
+	struct ckpt_dest dest = {.kind = CKPT_DEST_SINK, .sink = &ms.sink};
+	struct model at_begin = m;
+	at_begin.b = malloc(m.n * sizeof(*m.b));
+	memcpy(at_begin.b, m.b, m.n * sizeof(*m.b));
+	at_begin.cap = m.n;
+	size_t ext_at_begin = ckpt_heap_used(h);
+	CKPT_ASSERT_OK(ckpt_begin(h, &dest, NULL));
+	int ops = 0;
+	while (ckpt_poll(h, NULL, NULL) == 1 || ops < 5000) {
+		cr_assert(model_step(&m, 1000, 512u << 10));
+		ops++;
+	}
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	cr_log_info("%d allocator operations ran during the checkpoint", ops);
+	cr_assert_eq(ms.info.npages * psz, ext_at_begin, "image extent vs ckpt_heap_used at begin");
+	ckpt_heap_destroy(h);
+	free(m.b);
+
+	/* the image at the heap's address, as a restore would map it */
+	ckpt_heap *r = calloc(1, sizeof(*r));
+	void *p = mmap(base, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	cr_assert(p == base, "mmap at the heap's base: %s", strerror(errno));
+	memcpy(base, ms.image, ext_at_begin);
+	r->base = base;
+	r->size = size;
+	r->page_size = psz;
+	r->page_shift = (unsigned)__builtin_ctzll(psz);
+	r->npages = size / psz;
+	r->memfd = r->uffd = -1;
+	pthread_mutex_init(&r->alloc_lock, NULL);
+	CKPT_ASSERT_OK(ckpt__alloc_open(r));
+	cr_assert_eq(extent_bytes(r), ext_at_begin);
+	cr_assert_eq(ckpt_root_get(r), (void *)at_begin.b[0].p);
+	at_begin.h = r;
+	at_begin.last_extent = ext_at_begin;
+	model_check_all(&at_begin, "image at begin");
+	for (int op = 0; op < 10000; op++)
+		cr_assert(model_step(&at_begin, 1000, 512u << 10));
+	model_check_all(&at_begin, "image, allocating on");
+	free(at_begin.b);
+	memsink_fini(&ms);
+	bare_destroy(r);
+}
+
+static size_t present_pages(const uint8_t *p, size_t len)
+{
+	size_t n = 0;
+	for (size_t off = 0; off < len; off += 4096)
+		if (ckpt_test_pagemap(p + off) & (1ull << 63))
+			n++;
+	return n;
+}
+
+/*
+ * Freeing a run of at least 64 KiB gives its pages back (the engine punches
+ * them out of the memfd: no longer mapped), a smaller one keeps them.  While
+ * a checkpoint runs the engine keeps them instead, with their old bytes.
+ * Either way calloc of the same memory returns zeroes.
+ */
+Test(alloc_heap, large_free_gives_pages_back_and_calloc_zeroes_either_way)
+{
+	size_t mib = 1u << 20;
+	ckpt_heap *h = real_heap(64u << 20);
+	if (ckpt_heap_page_size(h) != 4096)
+		CKPT_TEST_SKIP("needs 4 KiB pages");
+	uint8_t *big = ckpt_alloc(h, mib), *small = ckpt_alloc(h, 32u << 10);
+	cr_assert(big && small);
+	memset(big, 0x5c, mib);
+	memset(small, 0x5c, 32u << 10);
+	ckpt_free(h, small);
+	cr_assert_eq(present_pages(small, 32u << 10), 8, "a 32 KiB run is kept mapped");
+	ckpt_free(h, big);
+	cr_assert_eq(present_pages(big, mib), 0, "a freed 1 MiB run is given back");
+	uint8_t *again = ckpt_calloc(h, 1, mib);
+	cr_assert_eq(again, big, "the lowest fitting run is reused");
+	for (size_t i = 0; i < mib; i++)
+		cr_assert_eq(again[i], 0);
+	memset(again, 0x5c, mib);
+
+	struct memsink ms;
+	cr_assert(memsink_init(&ms, ckpt_heap_size(h), 4096) == 0);
+	ms.delay_us = 200; /* keep the checkpoint running through the frees */
+	struct ckpt_dest dest = {.kind = CKPT_DEST_SINK, .sink = &ms.sink};
+	CKPT_ASSERT_OK(ckpt_begin(h, &dest, NULL));
+	ckpt_free(h, again);
+	int running = ckpt_poll(h, NULL, NULL) == 1;
+	uint8_t *third = ckpt_calloc(h, 1, mib);
+	cr_assert_eq(third, big);
+	for (size_t i = 0; i < mib; i++)
+		cr_assert_eq(third[i], 0, "byte %zu of a calloc'd block reused during a checkpoint", i);
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	cr_assert(running, "the checkpoint ended before the free: nothing tested");
+	for (size_t i = 0; i < mib; i += 4096)
+		cr_assert_eq(ms.image[(size_t)(big - (uint8_t *)ckpt_heap_base(h)) + i], 0x5c,
+			     "the image holds the block as it was at ckpt_begin");
+	memsink_fini(&ms);
+	ckpt_heap_destroy(h);
 }

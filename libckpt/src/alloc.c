@@ -478,7 +478,12 @@ static void block_of(const struct actx *a, const void *ptr, struct block *b)
 		return;
 	rel -= SPAN_HDR;
 	uint32_t size = cls[s->cls].size;
-	uint64_t idx = rel / size;
+	/* rel / size by a multiply: exact while rel * size < 2^32 (rel is
+	 * below a span's 72 KiB, size at most 16 KiB), and a division costs
+	 * as much as the rest of ckpt_free. */
+	if (rel >= ((uint64_t)cls[s->cls].gran << GSHIFT))
+		return;
+	uint64_t idx = (rel * (((uint64_t)1 << 32) / size + 1)) >> 32;
 	if (idx * size != rel || idx >= s->nslots)
 		return;
 	if (s->free[idx >> 6] & (1ull << (idx & 63)))
