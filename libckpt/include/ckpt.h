@@ -168,7 +168,11 @@ struct ckpt_heap_opts {
 	void *log_arg;
 };
 
+/* (overridable at build time only for sanitizer builds whose shadow layout
+ * excludes this range: make tsan) */
+#ifndef CKPT_DEFAULT_BASE
 #define CKPT_DEFAULT_BASE ((void *)0x5a0000000000ull) /* high, rarely used range */
+#endif
 #define CKPT_DEFAULT_POOL_BYTES (64ull << 20)
 #define CKPT_DEFAULT_FAULT_AROUND 16
 

@@ -483,7 +483,20 @@ CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct
 
 	/* The destination is opened before the pause: creating files is slow
 	 * and may fail, and neither should stop the database. */
-	memset(&e->st, 0, sizeof(e->st));
+	/* Field by field, atomically: with CKPT_HEAP_INCREMENTAL the fault
+	 * path counts traps between checkpoints too, so it may be adding to
+	 * these counters right now (a plain memset raced with it: make tsan). */
+	{
+		_Static_assert(sizeof(struct ckpt__stats) == (7 + CKPT_HIST_BUCKETS) * sizeof(uint64_t),
+			       "a counter added to struct ckpt__stats must be reset here too");
+		_Atomic uint64_t *c[] = { &e->st.traps, &e->st.saved_by_traps, &e->st.fault_around,
+					  &e->st.pool_waits, &e->st.emitted, &e->st.zero,
+					  &e->st.bytes_written };
+		for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+			atomic_store(c[i], 0);
+		for (size_t i = 0; i < CKPT_HIST_BUCKETS; i++)
+			atomic_store(&e->st.hist[i], 0);
+	}
 	if (dest->kind == CKPT_DEST_SINK) {
 		e->sink = *dest->sink;
 	} else {
