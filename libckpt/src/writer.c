@@ -420,7 +420,7 @@ static void remove_stale_temps(struct fsink *s)
 	char prefix[NAME_MAX + 8];
 	snprintf(prefix, sizeof(prefix), ".%s.tmp.", s->name);
 	size_t plen = strlen(prefix);
-	int dfd = dup(s->dirfd);
+	int dfd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0); /* CLOEXEC: another thread may fork+exec meanwhile */
 	if (dfd < 0)
 		return;
 	DIR *d = fdopendir(dfd);
@@ -448,7 +448,7 @@ static void remove_generations(struct fsink *s)
 	char prefix[NAME_MAX + 8];
 	snprintf(prefix, sizeof(prefix), "%s.g", s->name);
 	size_t plen = strlen(prefix);
-	int dfd = dup(s->dirfd);
+	int dfd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0); /* CLOEXEC: another thread may fork+exec meanwhile */
 	if (dfd < 0)
 		return;
 	DIR *d = fdopendir(dfd);
