@@ -299,6 +299,18 @@ Test(alloc, failed_realloc_leaves_block_untouched)
 	cr_assert_geq(ckpt_usable_size(h, p), 100);
 	for (int i = 0; i < 100; i++)
 		cr_assert_eq(p[i], 7);
+	uint8_t *big = ckpt_alloc(h, 64u << 10);
+	cr_assert(big);
+	memset(big, 9, 64u << 10);
+	for (size_t huge = SIZE_MAX; huge > (1u << 20); huge >>= 7) {
+		errno = 0;
+		cr_assert_null(ckpt_realloc(h, big, huge), "realloc to %zu bytes", huge);
+		cr_assert_eq(errno, ENOMEM);
+		cr_assert_null(ckpt_realloc(h, p, huge));
+	}
+	cr_assert_eq(ckpt_usable_size(h, big), 64u << 10);
+	for (size_t i = 0; i < (64u << 10); i++)
+		cr_assert_eq(big[i], 9);
 	cr_assert_null(ckpt_realloc(h, p, 0), "realloc(p, 0) frees like glibc");
 	cr_assert_eq(ckpt_usable_size(h, p), 0, "block freed by realloc(p, 0)");
 	bare_destroy(h);

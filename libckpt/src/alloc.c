@@ -702,6 +702,11 @@ CKPT_API void *ckpt_realloc(ckpt_heap *heap, void *ptr, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
+	if (size > heap->size) {
+		unlock(heap);
+		errno = ENOMEM;
+		return NULL;
+	}
 	if (b.kind == 1 && size <= b.usable && (size > b.usable / 2 || b.c == 0)) {
 		unlock(heap);
 		return ptr;
@@ -716,10 +721,12 @@ CKPT_API void *ckpt_realloc(ckpt_heap *heap, void *ptr, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	/* The copy runs under the lock: ptr's block must not be handed out
-	 * again before it is copied, and the application may not use ptr
-	 * concurrently anyway. */
+	/* Copy without the lock (a large block could hold other threads up for
+	 * milliseconds): both blocks stay allocated meanwhile, and b stays
+	 * valid because only the caller may free or resize ptr. */
+	unlock(heap);
 	memcpy(q, ptr, size < b.usable ? size : b.usable);
+	lock(heap);
 	block_free(&a, &b);
 	unlock(heap);
 	return q;
