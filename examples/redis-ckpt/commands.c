@@ -1991,8 +1991,8 @@ char *info_text(const char *section)
 		if (!have)
 			memset(&st, 0, sizeof(st));
 		uint64_t done = 0, total = 0;
-		if (g_srv.ckpt_running)
-			ckpt_poll(g_heap, &done, &total);
+		if (g_srv.ckpt_running || g_srv.have_stats)
+			ckpt_poll(g_heap, &done, &total); /* after the end: the last one's */
 		P("# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:%lld\r\n"
 		  "rdb_bgsave_in_progress:%d\r\nrdb_last_save_time:%ld\r\nrdb_last_bgsave_status:%s\r\n"
 		  "rdb_last_bgsave_time_sec:%lld\r\nrdb_current_bgsave_time_sec:%lld\r\n"

@@ -5,7 +5,7 @@
 #  1. start redis-ckpt on a free port in a temp dir
 #  2. load a few hundred MB with redis-benchmark, plus 1000 sample keys
 #  3. BGSAVE while redis-benchmark keeps writing; right after BGSAVE's reply
-#     a second writer overwrites the loaded keys and the samples; show progress
+#     the samples and loaded keys are overwritten; show progress
 #  4. restart the server from the image (mapped back, not parsed)
 #  5. check DBSIZE and values against what was written before the BGSAVE
 #  6. print a summary; everything started here is stopped on every exit path
@@ -76,38 +76,41 @@ redis-benchmark -p "$PORT" -q -n 1000000000 -r 1000000 -P 16 -c 4 SET 'hot:__ran
 W1_PID=$!
 sleep 1
 cmds0=$(cli INFO stats | tr -d '\r' | sed -n 's/^total_commands_processed://p')
-reply=$(cli BGSAVE)
 t_bg=$(now)
-# writer 2 starts right after the reply: overwrites loaded keys with shorter
-# values, and every sample key; none of this may reach the image
-redis-benchmark -p "$PORT" -q -t set -n 1000000000 -r "$KEYS" -d 64 -P 16 -c 4 >/dev/null 2>&1 &
+# BGSAVE, and at once (same client) every sample key and as many loaded keys
+# as the checkpoint's duration allows are overwritten with other values: none
+# of this may reach the image.
+python3 "$HERE/demo_check.py" "$PORT" bgsave-and-write after 1000 "$KEYS" >"$TMP/writes.txt" 2>&1 &
 W2_PID=$!
-python3 "$HERE/demo_check.py" "$PORT" samples-write after 1000
-during=$(info rdb_bgsave_in_progress)
-echo "   BGSAVE: $reply"
-if [ "$during" = 1 ]; then
-	echo "   the 1000 sample keys were overwritten while the checkpoint was running"
-else
-	echo "   (the checkpoint finished before the sample keys were overwritten)"
-fi
-while [ "$(info rdb_bgsave_in_progress)" = 1 ]; do
-	done_b=$(info ckpt_progress_done_bytes) total_b=$(info ckpt_progress_total_bytes)
+while ! grep -q "^BGSAVE" "$TMP/writes.txt" 2>/dev/null; do
+	kill -0 "$W2_PID" 2>/dev/null || break
+	sleep 0.02
+done
+# one INFO per line of progress: its fields are from the same instant
+field() { sed -n "s/^$1://p" <<<"$snap"; }
+while :; do
+	snap=$(cli INFO persistence | tr -d '\r')
+	[ "$(field rdb_bgsave_in_progress)" = 1 ] || break
+	done_b=$(field ckpt_progress_done_bytes) total_b=$(field ckpt_progress_total_bytes)
 	pct=0
 	[ "${total_b:-0}" -gt 0 ] && pct=$((done_b * 100 / total_b))
-	printf "   progress %3d%%  %5d / %5d MB   traps %-7s pool peak %s MB\n" "$pct" $((done_b / 1048576)) \
-		$((total_b / 1048576)) "$(info ckpt_traps)" $(( $(info ckpt_pool_peak_bytes) / 1048576 ))
-	sleep 0.3
+	printf "   progress %3d%%  %5d / %5d MB   traps %-7s pool peak %s KB\n" "$pct" $((done_b / 1048576)) \
+		$((total_b / 1048576)) "$(field ckpt_traps)" $(( $(field ckpt_pool_peak_bytes) / 1024 ))
+	sleep 0.1
 done
 ckpt_ms=$(ms_since "$t_bg")
+wait "$W2_PID" || { cat "$TMP/writes.txt"; echo "demo: the BGSAVE client failed"; exit 1; }
+W2_PID=""
+sed 's/^/   /' "$TMP/writes.txt"
 cmds1=$(cli INFO stats | tr -d '\r' | sed -n 's/^total_commands_processed://p')
-kill "$W1_PID" "$W2_PID" 2>/dev/null || true
-wait "$W1_PID" "$W2_PID" 2>/dev/null || true
-W1_PID="" W2_PID=""
+kill "$W1_PID" 2>/dev/null || true
+wait "$W1_PID" 2>/dev/null || true
+W1_PID=""
 status=$(info rdb_last_bgsave_status)
 if [ "$status" != ok ]; then
 	echo "demo: BGSAVE failed ($(info ckpt_last_error)):"; tail -n 20 "$TMP/server.log"; exit 1
 fi
-pause_us=$(info ckpt_pause_us) traps=$(info ckpt_traps) pool=$(info ckpt_pool_peak_bytes)
+pause_us=$(info ckpt_pause_us) traps=$(info ckpt_traps) pool=$(info ckpt_pool_peak_bytes) pool_waits=$(info ckpt_pool_waits)
 written=$(info ckpt_bytes_written) dur_us=$(info ckpt_duration_us) keys_at=$(info ckpt_keys_at_begin)
 image_bytes=$(stat -c %s "$TMP/dump.ckpt")
 echo "   done: pause ${pause_us} us, ${traps} traps, image $((image_bytes / 1048576)) MB in $((dur_us / 1000)) ms"
@@ -148,7 +151,7 @@ cat <<EOF
  dataset         : $keys_at keys at BGSAVE (loaded key:*, sample:*, hot:*), heap $((used / 1048576)) MB
  snapshot mode   : $MODE (libckpt userfaultfd write-protect; no fork)
  pause           : $pause_us us  (INFO latest_fork_usec)
- traps           : $traps writes trapped, pool peak $((pool / 1048576)) MB
+ traps           : $traps writes trapped, pool peak $((pool / 1024)) KB, $pool_waits traps waited for a pool slot
  image           : $((image_bytes / 1048576)) MB, written in $dur_s s = $rate MB/s
  client writes   : $((cmds1 - cmds0)) commands served during the checkpoint window, ~$wrate/s
  restore         : $((restore_us / 1000)) ms to map the image back ($up_ms ms until PING answered)
