@@ -210,16 +210,24 @@ CKPT_API size_t ckpt_heap_used(const ckpt_heap *heap);
 /* All allocator metadata lives inside the heap, so a restored heap is usable
  * at once.  All functions are thread-safe, none async-signal-safe. */
 
-/*! ckpt_alloc() : @return a 16-byte aligned block of at least @size bytes,
- *  or NULL when the heap is full (nothing is damaged; errno = ENOMEM). */
+/*! ckpt_alloc() : @return a 16-byte aligned block of at least @size bytes
+ *  (@size 0 gives a 16-byte block), or NULL when the heap is full (nothing
+ *  is damaged; errno = ENOMEM). */
 CKPT_API void *ckpt_alloc(ckpt_heap *heap, size_t size);
+/*! ckpt_calloc() : as ckpt_alloc() for @n * @size zeroed bytes; NULL with
+ *  errno = ENOMEM also when the product overflows. */
 CKPT_API void *ckpt_calloc(ckpt_heap *heap, size_t n, size_t size);
-/*! ckpt_realloc() : like realloc(3): NULL @ptr allocates; on failure NULL is
- *  returned and @ptr is untouched. */
+/*! ckpt_realloc() : like realloc(3): NULL @ptr allocates; @size 0 frees
+ *  @ptr and returns NULL; on failure NULL is returned and @ptr is untouched
+ *  (errno = ENOMEM, or EINVAL when @ptr is not a live block of @heap).
+ *  Resizes in place when it can (large blocks grow into free neighbours). */
 CKPT_API void *ckpt_realloc(ckpt_heap *heap, void *ptr, size_t size);
-/*! ckpt_free() : @ptr may be NULL. */
+/*! ckpt_free() : @ptr may be NULL.  A pointer that is not a live block of
+ *  @heap (foreign, interior, already freed) is ignored without damage; a
+ *  block freed and handed out again cannot be told from a live one. */
 CKPT_API void ckpt_free(ckpt_heap *heap, void *ptr);
-/*! ckpt_usable_size() : @return the usable size of the block at @ptr. */
+/*! ckpt_usable_size() : @return the usable size of the block at @ptr, or 0
+ *  when @ptr is not a live block of @heap. */
 CKPT_API size_t ckpt_usable_size(ckpt_heap *heap, const void *ptr);
 /*! ckpt_root_set() / ckpt_root_get() : the one pointer an application keeps
  *  in the heap to find its data again after restore.  @ptr must be NULL or
