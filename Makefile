@@ -207,6 +207,9 @@ $(B)/fuzz/replay_resp: fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_SRCS) $(wildc
 
 fuzz-replay: $(B)/fuzz/replay_image $(B)/fuzz/replay_resp
 
+# built by `make` (and so by `make test`) so that the replay test only runs
+all: fuzz-replay
+
 .PHONY: fuzz fuzz-lib fuzz-seeds fuzz-replay
 
 # ------------------------------------------------------------------- soak
@@ -214,6 +217,9 @@ fuzz-replay: $(B)/fuzz/replay_image $(B)/fuzz/replay_resp
 $(B)/tests/soak/soak_trial: tests/soak/soak_trial.c $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(STLIB) $(LDFLAGS) $(LIBDEPS)
+
+# built by `make` too, so that it cannot silently rot
+all: $(B)/tests/soak/soak_trial
 
 soak: $(B)/tests/soak/soak_trial
 	tests/soak.sh $(SOAK_ARGS)
