@@ -202,8 +202,18 @@ static bool model_step(struct model *m, size_t max_live, size_t max_large)
 	return true;
 }
 
+/* The allocator's own invariants (runs tile the heap, bitmap and tree
+ * match the free runs, span counts and class lists agree). */
+static void check_invariants(ckpt_heap *h, const char *when)
+{
+	char why[200] = "";
+	int rc = ckpt__alloc_check(h, why, sizeof(why));
+	cr_assert(rc == 0, "%s: allocator state broken: %s (%s)", when, why, ckpt_err_name(rc));
+}
+
 static void model_check_all(struct model *m, const char *when)
 {
+	check_invariants(m->h, when);
 	for (size_t i = 0; i < m->n; i++) {
 		check_fill(&m->b[i], when);
 		size_t us = ckpt_usable_size(m->h, m->b[i].p);
@@ -240,6 +250,7 @@ Test(alloc, random_ops_match_reference_model)
 		ckpt_free(h, m.b[m.n - 1].p);
 		m.n--;
 	}
+	check_invariants(h, "everything freed");
 	free(m.b);
 	bare_destroy(h);
 }
@@ -745,4 +756,38 @@ Test(alloc_heap, large_free_gives_pages_back_and_calloc_zeroes_either_way)
 			     "the image holds the block as it was at ckpt_begin");
 	memsink_fini(&ms);
 	ckpt_heap_destroy(h);
+}
+
+/* The deep check notices damaged metadata (so the tests above that rely on
+ * it would notice an allocator bug that leaves the same damage). */
+Test(alloc, deep_check_detects_damaged_metadata)
+{
+	ckpt_heap *h = bare_heap(16u << 20, 4096);
+	uint8_t *s1 = ckpt_alloc(h, 40), *s2 = ckpt_alloc(h, 40);
+	uint8_t *big = ckpt_alloc(h, 100u << 10), *big2 = ckpt_alloc(h, 100u << 10);
+	cr_assert(s1 && s2 && big && big2);
+	ckpt_free(h, big);
+	check_invariants(h, "before damage");
+	uint8_t *base = h->base;
+	uint32_t *map = (uint32_t *)(void *)(base + 4096);
+	size_t gs = (size_t)(s1 - base) >> 12, gb = (size_t)(big - base) >> 12;
+	char why[200];
+
+	uint64_t *word = (uint64_t *)(void *)(base + (gs << 12) + 32); /* span free bits */
+	*word ^= 1ull << 63;
+	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
+	cr_log_info("flipped span bit: %s", why);
+	*word ^= 1ull << 63;
+
+	uint32_t saved = map[gb];
+	map[gb] = 0; /* a free run's head entry lost */
+	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
+	cr_log_info("lost run head: %s", why);
+	map[gb] = saved;
+
+	map[gb + 3] = saved; /* a stale head inside a free run */
+	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
+	map[gb + 3] = 0;
+	check_invariants(h, "after repair");
+	bare_destroy(h);
 }

@@ -40,6 +40,8 @@
  * live block (that is what makes double frees and wild pointers harmless).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -835,4 +837,192 @@ int ckpt__alloc_open(ckpt_heap *h)
 			return CKPT_E_CORRUPT;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------ deep check */
+
+__attribute__((format(printf, 3, 4)))
+static int check_fail(char *why, size_t why_len, const char *fmt, ...)
+{
+	if (why && why_len) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, why_len, fmt, ap);
+		va_end(ap);
+	}
+	return CKPT_E_CORRUPT;
+}
+
+/*
+ * Walks every run and span below top and checks every invariant the
+ * allocator relies on: runs tile [data_start, top) exactly, head and tail
+ * entries agree, interiors are zero, no two free runs touch, the heads
+ * bitmap and the max-tree match the free runs, span headers match the map,
+ * their bitmaps match their counts, and the class lists hold exactly the
+ * spans with free slots.  O(top) time: for tests and offline checks, not
+ * for every restore.
+ */
+int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
+{
+	struct actx a;
+	int rc = ckpt__alloc_open(h);
+	if (rc)
+		return check_fail(why, why_len, "header check failed");
+	lock(h);
+	ctx_init(&a, h);
+	const struct alloc_hdr *hd = a.hd;
+	uint64_t g = hd->data_start, nfree_runs = 0, nspans_partial = 0;
+	bool prev_free = false;
+	rc = 0;
+	while (g < hd->top) {
+		uint32_t e = a.map[g];
+		uint64_t len;
+		switch (ETAG(e)) {
+		case T_FREE_HEAD:
+		case T_LARGE_HEAD: {
+			bool fr = ETAG(e) == T_FREE_HEAD;
+			len = EVAL(e);
+			if (len == 0 || g + len > hd->top) {
+				rc = check_fail(why, why_len, "granule %llu: run of %llu past top %llu",
+						(unsigned long long)g, (unsigned long long)len,
+						(unsigned long long)hd->top);
+				goto out;
+			}
+			if (len > 1 && a.map[g + len - 1] != ENT(fr ? T_FREE_TAIL : T_LARGE_TAIL, len)) {
+				rc = check_fail(why, why_len, "granule %llu: run tail entry 0x%x",
+						(unsigned long long)g, a.map[g + len - 1]);
+				goto out;
+			}
+			for (uint64_t i = 1; i + 1 < len; i++)
+				if (a.map[g + i]) {
+					rc = check_fail(why, why_len, "granule %llu: interior entry 0x%x",
+							(unsigned long long)(g + i), a.map[g + i]);
+					goto out;
+				}
+			bool bit = a.heads[g >> 6] & (1ull << (g & 63));
+			if (bit != fr) {
+				rc = check_fail(why, why_len, "granule %llu: heads bit %d for a %s run",
+						(unsigned long long)g, bit, fr ? "free" : "used");
+				goto out;
+			}
+			if (fr && prev_free) {
+				rc = check_fail(why, why_len, "granule %llu: two free runs touch",
+						(unsigned long long)g);
+				goto out;
+			}
+			prev_free = fr;
+			nfree_runs += fr;
+			break;
+		}
+		case T_SPAN: {
+			const struct span *sp = span_at(&a, g);
+			unsigned c = sp->cls;
+			if (EVAL(e) != 0 || sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS ||
+			    sp->nslots != cls[c].slots || sp->nfree > sp->nslots) {
+				rc = check_fail(why, why_len, "granule %llu: bad span header",
+						(unsigned long long)g);
+				goto out;
+			}
+			len = cls[c].gran;
+			if (g + len > hd->top) {
+				rc = check_fail(why, why_len, "granule %llu: span past top",
+						(unsigned long long)g);
+				goto out;
+			}
+			for (uint64_t i = 0; i < len; i++)
+				if (a.map[g + i] != ENT(T_SPAN, i)) {
+					rc = check_fail(why, why_len, "granule %llu: span entry 0x%x",
+							(unsigned long long)(g + i), a.map[g + i]);
+					goto out;
+				}
+			unsigned bits = 0;
+			for (unsigned w = 0; w < 8; w++) {
+				uint64_t word = sp->free[w];
+				uint64_t valid = sp->nslots >= w * 64 + 64 ? ~0ull
+						 : sp->nslots > w * 64 ? (1ull << (sp->nslots - w * 64)) - 1
+						 : 0;
+				if (word & ~valid) {
+					rc = check_fail(why, why_len,
+							"granule %llu: free bit past the last slot",
+							(unsigned long long)g);
+					goto out;
+				}
+				if (w < sp->hint && word) {
+					rc = check_fail(why, why_len, "granule %llu: free slot below hint",
+							(unsigned long long)g);
+					goto out;
+				}
+				bits += (unsigned)__builtin_popcountll(word);
+			}
+			if (bits != sp->nfree) {
+				rc = check_fail(why, why_len, "granule %llu: %u free bits, nfree %u",
+						(unsigned long long)g, bits, sp->nfree);
+				goto out;
+			}
+			if (a.heads[g >> 6] & (1ull << (g & 63))) {
+				rc = check_fail(why, why_len, "granule %llu: heads bit on a span",
+						(unsigned long long)g);
+				goto out;
+			}
+			nspans_partial += sp->nfree > 0;
+			prev_free = false;
+			break;
+		}
+		default:
+			rc = check_fail(why, why_len, "granule %llu: entry 0x%x where a run starts",
+					(unsigned long long)g, e);
+			goto out;
+		}
+		g += len;
+	}
+	for (g = hd->top; g < hd->ngran; g++)
+		if (a.map[g]) {
+			rc = check_fail(why, why_len, "granule %llu at or past top has entry 0x%x",
+					(unsigned long long)g, a.map[g]);
+			goto out;
+		}
+	uint64_t heads = 0;
+	for (uint64_t l = 0; l < (hd->ngran + 63) / 64; l++)
+		heads += (uint64_t)__builtin_popcountll(a.heads[l]);
+	if (heads != nfree_runs) {
+		rc = check_fail(why, why_len, "%llu heads bits, %llu free runs",
+				(unsigned long long)heads, (unsigned long long)nfree_runs);
+		goto out;
+	}
+	for (uint64_t i = a.p - 1 + a.p; i >= 1; i--) {
+		uint32_t want;
+		if (i >= a.p) {
+			uint64_t leaf = i - a.p;
+			want = leaf < (hd->ngran + 63) / 64 ? leaf_compute(&a, leaf) : 0;
+		} else {
+			uint32_t l = a.tree[2 * i], r = a.tree[2 * i + 1];
+			want = l > r ? l : r;
+		}
+		if (a.tree[i] != want) {
+			rc = check_fail(why, why_len, "tree node %llu is %u, want %u",
+					(unsigned long long)i, a.tree[i], want);
+			goto out;
+		}
+	}
+	uint64_t listed = 0;
+	for (unsigned c = 0; c < NCLASS; c++) {
+		uint64_t prev = 0;
+		for (uint64_t sg = hd->partial[c]; sg; sg = span_at(&a, sg)->next) {
+			const struct span *sp;
+			if (sg < hd->data_start || sg >= hd->top || a.map[sg] != ENT(T_SPAN, 0) ||
+			    (sp = span_at(&a, sg))->cls != c || sp->nfree == 0 || sp->prev != prev ||
+			    ++listed > nspans_partial) {
+				rc = check_fail(why, why_len, "class %u: bad partial list at granule %llu",
+						c, (unsigned long long)sg);
+				goto out;
+			}
+			prev = sg;
+		}
+	}
+	if (listed != nspans_partial)
+		rc = check_fail(why, why_len, "%llu spans with free slots, %llu listed",
+				(unsigned long long)nspans_partial, (unsigned long long)listed);
+out:
+	unlock(h);
+	return rc;
 }

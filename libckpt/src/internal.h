@@ -59,6 +59,9 @@ uint64_t ckpt__realtime_ns(void); /* CLOCK_REALTIME */
 int ckpt__alloc_format(ckpt_heap *h); /* fresh, all-zero heap */
 int ckpt__alloc_open(ckpt_heap *h);   /* restored heap: validate the header */
 size_t ckpt__alloc_extent_pages(ckpt_heap *h); /* caller holds alloc_lock */
+/* Walks all allocator state and checks every invariant (O(extent); tests,
+ * offline checks).  0 or CKPT_E_CORRUPT with a reason in @why. */
+int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len);
 
 /* Large runs freed by the allocator: the engine decides whether their
  * memory can be given back now (MADV_REMOVE) and records the pages as dirty.
