@@ -46,6 +46,11 @@
  *    supported: they change pages without a write fault.
  *  - The heap's address range is fixed: ckpt_restore() needs the same range
  *    free in the restoring process.
+ *  - Only memory handed out by the allocator is checkpointed: the image
+ *    covers the allocator's extent (ckpt_heap_used()); heap memory the
+ *    application writes without allocating it is not saved.
+ *  - The sink callbacks must not write into the heap (they run on the
+ *    writer thread, which the fault path may be waiting for).
  */
 #ifndef CKPT_H
 #define CKPT_H
@@ -161,7 +166,8 @@ struct ckpt_heap_opts {
 	unsigned flags;       /* CKPT_HEAP_* */
 	enum ckpt_backend backend;
 	size_t pool_bytes;    /* cap on memory holding pages copied aside (default 64 MiB) */
-	unsigned fault_around;/* pages saved per trap, power of two, 1 = off (default CKPT_DEFAULT_FAULT_AROUND) */
+	unsigned fault_around;/* pages saved per trap, power of two, 1 = off (default CKPT_DEFAULT_FAULT_AROUND;
+			       * always 1 with CKPT_HEAP_HUGETLB) */
 	unsigned full_every;  /* with CKPT_HEAP_INCREMENTAL: force a full image every N checkpoints (0 = never) */
 	const char *name;     /* memfd name, for /proc/PID/maps (default "libckpt") */
 	void (*log)(void *arg, int level, const char *msg); /* optional */

@@ -204,6 +204,10 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 		return -EINVAL;
 
 	bool huge = (o.flags & CKPT_HEAP_HUGETLB) != 0;
+	/* A trap on a 2 MiB page already copies 2 MiB: saving neighbours too
+	 * would multiply the fault's latency for no gain in trap count. */
+	if (huge)
+		o.fault_around = 1;
 	size_t psz = huge ? HUGE_PAGE_SIZE : (size_t)sysconf(_SC_PAGESIZE);
 	uint64_t base = memfd >= 0 ? base_in : (uint64_t)(uintptr_t)(o.base ? o.base : CKPT_DEFAULT_BASE);
 	uint64_t size = memfd >= 0 ? size_in : (o.size ? o.size : DEFAULT_SIZE);
