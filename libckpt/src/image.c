@@ -164,6 +164,9 @@ int ckpt__blk_header_check(const struct ckpt__blk_header *b, uint64_t seq, uint3
 	if (raw > CKPT__MAX_BLOCK_RAW && b->data_pages > 1)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu holds %u pages (too many)", s, b->data_pages);
+	if (!(b->flags & CKPT__BLK_ZSTD) && b->raw_hash != 0)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				     "corrupt: stored block %llu carries a raw hash", s);
 	if (!(b->flags & CKPT__BLK_ZSTD) && b->data_len != raw)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu stores %u bytes for %u pages", s, b->data_len,

@@ -18,7 +18,11 @@
  * tells a truncated file (it runs out of bytes) from a corrupt one (a
  * checksum or structural check fails on bytes that are all present).
  *
- * Checksums are XXH3-64 (seed 0).  The writer never seeks: the trailer is
+ * Checksums are XXH3-64 (seed 0).  The footer's whole-file digest is the
+ * XXH3-64 of the header, every block header and the whole trailer, in file
+ * order: each block header carries the hash of its payload, so the digest
+ * covers every byte before the footer without hashing the pages twice.
+ * The writer never seeks: the trailer is
  * written after the last block and the footer last, so a pipe receives the
  * same bytes as a file.
  */
@@ -95,7 +99,7 @@ struct ckpt__blk_header {
 	uint64_t seq;        /* 0, 1, 2 ... in file order */
 	uint64_t first_page; /* lowest page index of the block's runs (informational) */
 	uint64_t payload_hash; /* XXH3-64 of data followed by the run records */
-	uint64_t raw_hash;   /* XXH3-64 of the decompressed page data */
+	uint64_t raw_hash;   /* zstd: XXH3-64 of the decompressed page data; stored: 0 */
 	uint64_t checksum;   /* XXH3-64 of the 56 bytes before it */
 };
 
@@ -130,7 +134,7 @@ struct ckpt__footer {
 	uint64_t trailer_offset;
 	uint64_t trailer_size;  /* header + entries + 8-byte checksum */
 	uint64_t file_size;     /* including this footer */
-	uint64_t file_hash;     /* XXH3-64 of bytes [0, file_size - 64) */
+	uint64_t file_hash;     /* XXH3-64 of header + block headers + trailer (see above) */
 	uint8_t id[16];         /* the header's image id, again */
 	uint64_t checksum;      /* XXH3-64 of the 48 bytes before it and the magic */
 	char magic[8];          /* CKPT__IMG_FOOTER_MAGIC */

@@ -63,8 +63,7 @@ struct rd {
 	unsigned head;
 	uint64_t consumed;
 	uint64_t start_off;
-	XXH3_state_t *fh;
-	bool hashing;
+	XXH3_state_t *fh; /* whole-file digest (image.h): the caller feeds it the structures */
 	int err;
 	/* progress */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
@@ -150,7 +149,6 @@ static int rd_open(struct rd *r, int fd)
 	struct stat st;
 	memset(r, 0, sizeof(*r));
 	r->fd = fd;
-	r->hashing = true;
 	if (fstat(fd, &st) != 0)
 		return -errno;
 	r->fh = XXH3_createState();
@@ -219,8 +217,6 @@ static int rd_get(struct rd *r, void *dst, size_t n, size_t *got)
 		}
 		size_t k = c->have - c->pos < n ? c->have - c->pos : n;
 		memcpy(out, c->mem + c->pos, k);
-		if (r->hashing)
-			XXH3_64bits_update(r->fh, out, k);
 		c->pos += k;
 		out += k;
 		n -= k;
@@ -292,7 +288,8 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 					     b->data_pages);
 		raw = *scratch;
 	}
-	if (ckpt__hash(raw, raw_len) != b->raw_hash)
+	/* stored pages were covered by the payload hash on the reader thread */
+	if ((b->flags & CKPT__BLK_ZSTD) && ckpt__hash(raw, raw_len) != b->raw_hash)
 		return ckpt__img_err(msg, msz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu page contents checksum mismatch", seq);
 	if (!a->mem)
@@ -306,6 +303,10 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 		size_t off = (size_t)r->first_page * a->page_size;
 		size_t len = (size_t)r->npages * a->page_size;
 		if (r->kind == CKPT__RUN_DATA) {
+			/* one call instead of a page fault per page of a
+			 * fresh memfd (best effort: memcpy faults otherwise) */
+			if (len >= (64u << 10))
+				madvise(a->mem + off, len, MADV_POPULATE_WRITE);
 			memcpy(a->mem + off, raw + k, len);
 			k += len;
 		} else if (a->zero_runs) {
@@ -539,6 +540,7 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 	if (hdr_out)
 		*hdr_out = h;
 	a->page_size = h.page_size;
+	XXH3_64bits_update(r->fh, &h, sizeof(h));
 
 	uint64_t seq = 0;
 	struct ckpt__trl_header th;
@@ -557,6 +559,7 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 					   (unsigned long long)seq);
 			goto out;
 		}
+		XXH3_64bits_update(r->fh, &u, sizeof(u));
 		if (u.b.magic == CKPT__TRL_MAGIC) {
 			th = u.t;
 			break;
@@ -680,6 +683,7 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
 			goto out;
 		}
+		XXH3_64bits_update(r->fh, e, elen);
 		XXH3_state_t st;
 		XXH3_64bits_reset(&st);
 		XXH3_64bits_update(&st, &th, sizeof(th));
@@ -701,7 +705,6 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 		uint64_t fhash = XXH3_64bits_digest(r->fh);
 		uint64_t foff = r->consumed;
 		struct ckpt__footer f;
-		r->hashing = false;
 		rc = rd_get(r, &f, sizeof(f), &got);
 		if (rc)
 			goto ioerr;

@@ -87,7 +87,7 @@ struct fsink {
 	struct wbuf bufs[WR_BUFS];
 	struct wbuf *stage;  /* bytes being gathered for one write (header, trailer, O_DIRECT chunks) */
 	uint64_t off;        /* stream bytes handed to the output so far */
-	XXH3_state_t *fh;    /* whole-file hash of every byte before the footer */
+	XXH3_state_t *fh;    /* whole-file digest: header, block headers, trailer (image.h) */
 
 	/* block assembly */
 	struct ckpt__img_header hdr;
@@ -337,21 +337,21 @@ static int close_block(struct fsink *s)
 		.first_page = UINT64_MAX,
 	};
 	size_t data_len = raw_len;
+	/* A stored block's pages are covered by the payload hash; raw_hash
+	 * (0 for stored blocks) checks what a zstd frame decompresses to. */
 	if (s->zstd_level > 0 && raw_len) {
-		bh.raw_hash = ckpt__hash(s->raw, raw_len);
 		/* Only keep the frame if it is smaller than the pages. */
 		size_t z = ZSTD_compressCCtx(s->cctx, data, raw_len - 1, s->raw, raw_len,
 					     s->zstd_level);
 		if (!ZSTD_isError(z)) {
 			bh.flags = CKPT__BLK_ZSTD;
+			bh.raw_hash = ckpt__hash(s->raw, raw_len);
 			data_len = z;
 		} else if (ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall) {
 			memcpy(data, s->raw, raw_len);
 		} else {
 			return set_err(s, -ENOMEM);
 		}
-	} else {
-		bh.raw_hash = ckpt__hash(data, raw_len);
 	}
 	bh.data_len = (uint32_t)data_len;
 	for (uint32_t i = 0; i < s->nruns; i++)
@@ -389,12 +389,14 @@ static int close_block(struct fsink *s)
 	s->total_runs += s->nruns;
 	s->nruns = s->data_pages = s->zero_pages = 0;
 
+	/* the whole-file digest takes the block header only: it carries the
+	 * payload's hash */
+	XXH3_64bits_update(s->fh, &bh, sizeof(bh));
 	if (s->direct)
-		return out_put(s, out, total, false);
+		return out_put(s, out, total, true);
 	struct wbuf *b = s->blk;
 	s->blk = NULL;
 	b->len = total;
-	XXH3_64bits_update(s->fh, b->mem, total);
 	return out_submit(s, b);
 }
 
