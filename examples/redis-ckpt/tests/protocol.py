@@ -220,6 +220,9 @@ def test_maxclients():
     time.sleep(0.2)
     c = Conn(srv.port)
     check(c.call("PING") == b"+PONG\r\n", "a client after one left")
+    for x in conns[1:] + [c]:
+        x.close()  # or stop()'s SHUTDOWN connection would be refused
+    time.sleep(0.2)
     srv.stop()
     print("ok: maxclients")
 
