@@ -149,7 +149,7 @@ cat <<EOF
 
 ==================== redis-ckpt demo summary ====================
  dataset         : $keys_at keys at BGSAVE (loaded key:*, sample:*, hot:*), heap $((used / 1048576)) MB
- snapshot mode   : $MODE (libckpt userfaultfd write-protect; no fork)
+ snapshot mode   : $MODE ($( [ "$MODE" = fork ] && echo "libckpt's fork() backend, for comparison" || echo "libckpt userfaultfd write-protect, no fork()"))
  pause           : $pause_us us  (INFO latest_fork_usec)
  traps           : $traps writes trapped, pool peak $((pool / 1024)) KB, $pool_waits traps waited for a pool slot
  image           : $((image_bytes / 1048576)) MB, written in $dur_s s = $rate MB/s
