@@ -35,7 +35,8 @@ bool hstr_set(hstr **sp, const char *p, size_t len)
 	hstr *s = *sp;
 	/* Overwriting in place touches one block instead of two and keeps the
 	 * allocator out of the hot SET path. */
-	if (s && ckpt_usable_size(g_heap, s) >= sizeof(hstr) + len + 1) {
+	size_t need = sizeof(hstr) + len + 1, have = s ? ckpt_usable_size(g_heap, s) : 0;
+	if (s && have >= need && have <= 2 * need + 64) { /* ...but do not pin a big block */
 		s->len = (uint32_t)len;
 		memmove(s->buf, p, len);
 		s->buf[len] = 0;
