@@ -206,6 +206,49 @@ def test_bad_input(ck, rs):
     print("ok: %d malformed inputs: Redis's protocol error, that client closed, server goes on" % len(BAD_INPUTS))
 
 
+def test_scan_and_expiry(ck):
+    """SCAN visits every key (cursor kept across a growing table: incremental
+    rehash), MATCH/TYPE filter; KEYS and RANDOMKEY agree; keys with a TTL
+    disappear without being touched (periodic expiry)."""
+    c = Conn(ck.port)
+    c.call("FLUSHALL")
+    n = 3000
+    c.send_raw(b"".join(encode("SET", "sc:%d" % i, "v") for i in range(n)) + encode("RPUSH", "sc:list", "x"))
+    for _ in range(n + 1):
+        c.read_reply()
+    seen, cursor, rounds = set(), b"0", 0
+    while True:
+        cursor, keys = parse(c.call("SCAN", cursor, "COUNT", "7"))
+        seen.update(keys)
+        rounds += 1
+        if rounds == 5:  # grow the table in the middle of the scan
+            c.send_raw(b"".join(encode("SET", "grow:%d" % i, "v") for i in range(5000)))
+            for _ in range(5000):
+                c.read_reply()
+        if cursor == b"0":
+            break
+    want = {b"sc:%d" % i for i in range(n)} | {b"sc:list"}
+    check(want <= seen, "SCAN missed %d keys present all along" % len(want - seen))
+    _, lists = parse(c.call("SCAN", "0", "COUNT", "100000", "TYPE", "list"))
+    check(lists == [b"sc:list"], "SCAN TYPE list: %r" % lists[:5])
+    _, m = parse(c.call("SCAN", "0", "MATCH", "sc:1?", "COUNT", "100000"))
+    check(sorted(m) == sorted(b"sc:1%d" % i for i in range(10)), "SCAN MATCH: %r" % m)
+    check(len(parse(c.call("KEYS", "*"))) == n + 1 + 5000, "KEYS *")
+    check(parse(c.call("EXISTS", parse(c.call("RANDOMKEY")))) == 1, "RANDOMKEY gives an existing key")
+    c.call("FLUSHALL")
+    c.send_raw(b"".join(encode("SET", "ttl:%d" % i, "v", "PX", "100") for i in range(500)))
+    for _ in range(500):
+        c.read_reply()
+    c.call("SET", "stays", "v")
+    end = time.time() + 10
+    while time.time() < end and parse(c.call("DBSIZE")) > 1:
+        time.sleep(0.1)
+    check(parse(c.call("DBSIZE")) == 1, "500 expired keys not removed by the periodic cycle")
+    c.call("FLUSHALL")
+    c.close()
+    print("ok: SCAN across a rehash, MATCH/TYPE, KEYS, RANDOMKEY; periodic expiry of 500 untouched keys")
+
+
 def test_maxclients():
     srv = Server(args=["--save", "", "--maxclients", "3", "--heap-size", "64mb"])
     time.sleep(0.3)  # let the server see the readiness probe's connection go
@@ -332,6 +375,7 @@ def main():
     test_inline(ck, rs)
     test_bad_input(ck, rs)
     test_pipelining(ck)
+    test_scan_and_expiry(ck)
     test_redis_cli(ck)
     rs.stop()
     ck.stop()
