@@ -74,10 +74,12 @@
 #define SPAN_MAGIC 0x5350414eu /* "SPAN", xor'ed with the span's granule */
 
 /*
- * 16-byte steps up to 128, then four classes per doubling.  Span sizes were
- * chosen so that at most 1/16 of a span is lost to rounding (see the table
- * generator in the commit that introduced it): the smallest span of at
- * least 8 slots with that waste, capped at 512 slots (the span bitmap).
+ * 16-byte steps up to 128, then four classes per doubling.  Span sizes are
+ * the smallest number of granules k for which slots = min(512, (k * 4096 -
+ * SPAN_HDR) / size) loses at most 1/16 of the span to rounding and holds at
+ * least 8 slots (or k >= 16); 512 is the span bitmap's capacity.  The
+ * slot counts follow from that formula; changing any of it changes the
+ * in-heap format (A_VERSION).
  */
 static const struct {
 	uint16_t size;
