@@ -130,6 +130,8 @@ static void checkpoint_round(struct world *w, struct memsink *ms, int round, uns
 	free(ref);
 }
 
+static unsigned full_every; /* for the incremental variants */
+
 static void consistency(enum ckpt_backend be, unsigned fa, unsigned heap_flags, int rounds, const char *name)
 {
 	struct ckpt_heap_opts o;
@@ -142,6 +144,7 @@ static void consistency(enum ckpt_backend be, unsigned fa, unsigned heap_flags, 
 	o.backend = be;
 	o.fault_around = fa;
 	o.flags = heap_flags;
+	o.full_every = full_every;
 	if (heap_flags & CKPT_HEAP_HUGETLB)
 		o.size = 32u << 20;
 	world_start(&w, &o, name);
@@ -160,7 +163,11 @@ static void consistency(enum ckpt_backend be, unsigned fa, unsigned heap_flags, 
 	cr_assert(writes > 1000, "writers barely ran (%llu writes)", (unsigned long long)writes);
 	if (be != CKPT_BACKEND_FORK)
 		cr_assert(traps > 0, "no write ever trapped in %d rounds: the test did not race", rounds);
-	if (heap_flags & CKPT_HEAP_INCREMENTAL)
+	if ((heap_flags & CKPT_HEAP_INCREMENTAL) && full_every)
+		cr_assert(incrementals == (uint64_t)(rounds - (rounds + (int)full_every - 1) / (int)full_every),
+			  "full_every %u: %llu of %d checkpoints incremental", full_every,
+			  (unsigned long long)incrementals, rounds);
+	if ((heap_flags & CKPT_HEAP_INCREMENTAL) && !full_every)
 		cr_assert(incrementals >= (uint64_t)rounds - 1, "only %llu of %d checkpoints were incremental",
 			  (unsigned long long)incrementals, rounds);
 }
@@ -200,6 +207,15 @@ Test(consistency, fork_backend_image_equals_heap_at_begin)
 Test(consistency, incremental_chain_thread_mode)
 {
 	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_INCREMENTAL, 8, "incr_thread");
+}
+
+/* Every third image full: a full checkpoint of an incremental heap
+ * protects only the pages written since the last one (the rest are still
+ * protected), and must still be exact. */
+Test(consistency, incremental_with_periodic_full_images)
+{
+	full_every = 3;
+	consistency(CKPT_TRAP_THREAD, 4, CKPT_HEAP_INCREMENTAL, 9, "incr_full_every_3");
 }
 
 Test(consistency, incremental_chain_sigbus_mode_fault_around)

@@ -223,6 +223,8 @@ static void *writer_main(void *arg)
 		e->writer_job = false;
 		pthread_mutex_unlock(&e->lock);
 
+		if (h->backend != CKPT_BACKEND_FORK)
+			ckpt__pool_warm(&e->pool, e->to_emit);
 		int rc = e->sink.begin ? e->sink.begin(e->sink.arg, &e->info) : 0;
 		if (rc == 0)
 			rc = h->backend == CKPT_BACKEND_FORK ? ckpt__fork_stream(h) : stream_pages(h, e);
@@ -559,7 +561,23 @@ CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct
 		uint64_t to_emit = 0;
 		ckpt__gate_close(e);
 		atomic_store(&e->pool.peak, atomic_load(&e->pool.in_use));
-		if (!incremental) {
+		bool known = e->tracking_valid && e->keep_protected;
+		uint64_t nprot = 0;
+		if (!incremental && known) {
+			/* A full image of an incremental heap: its clean pages
+			 * are write-protected already (I3), so only the pages
+			 * written since the last checkpoint need protecting; the
+			 * pause stays proportional to the dirty set.  Pass one
+			 * marks those, pass two (after protecting) the rest. */
+			for (size_t q = 0; q < ext; q++) {
+				if (q >= e->prot_extent ||
+				    (atomic_load_explicit(&e->pg[q], memory_order_relaxed) & PG_UNPROT)) {
+					atomic_store_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
+					nprot++;
+				}
+			}
+			to_emit = ext;
+		} else if (!incremental) {
 			for (size_t q = 0; q < ext; q++)
 				atomic_store_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
 			to_emit = ext;
@@ -577,7 +595,14 @@ CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct
 		size_t old_lim = atomic_load(&e->prot_limit);
 		atomic_store(&e->prot_limit, ext > old_lim ? ext : old_lim);
 		atomic_store(&e->active, 1);
-		rc = incremental ? protect_dirty(h, e, ext, to_emit) : protect_full(h, ext);
+		if (incremental)
+			rc = protect_dirty(h, e, ext, to_emit);
+		else if (known) {
+			rc = protect_dirty(h, e, ext, nprot);
+			for (size_t q = 0; q < ext && rc == 0; q++)
+				atomic_store_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
+		} else
+			rc = protect_full(h, ext);
 		if (rc) {
 			/* UFFDIO_WRITEPROTECT can fail part-way (ENOMEM, or
 			 * ENOENT after protecting part of the range): the state

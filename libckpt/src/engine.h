@@ -59,16 +59,25 @@ void ckpt__queue_fini(struct ckpt__queue *q);
 bool ckpt__queue_push(struct ckpt__queue *q, uint32_t v);
 bool ckpt__queue_pop(struct ckpt__queue *q, uint32_t *v);
 
+/* A lock-free LIFO stack of 32-bit indexes (Treiber), with a tag in the
+ * head word against ABA.  LIFO so that the slot freed last (still in cache,
+ * already faulted in) is the next one used. */
+struct ckpt__stack {
+	_Atomic uint64_t head; /* low 32 bits: index + 1 (0: empty); high: tag */
+	_Atomic uint32_t *next;
+};
+
 /* The pool of pages copied aside by the fault path: nslots page-sized
- * slots, a queue of free slots and a queue of filled ones (slot index; the
- * page index is in slot_page[]).  Slots are MAP_NORESERVE anonymous memory,
- * given back with MADV_DONTNEED after each checkpoint. */
+ * slots, a stack of free slots and a queue of filled ones (slot index; the
+ * page index is in slot_page[]).  Slots are MAP_NORESERVE anonymous memory:
+ * the writer faults in what a checkpoint may need when it starts (so traps
+ * do not take a page fault on their slot) and gives it back afterwards. */
 struct ckpt__pool {
 	uint8_t *mem;
 	size_t slot_size;
 	uint32_t nslots;
 	uint64_t *slot_page;
-	struct ckpt__queue free_q;
+	struct ckpt__stack free_s;
 	struct ckpt__queue ready_q;
 	_Atomic uint32_t in_use;
 	_Atomic uint32_t peak;
@@ -77,6 +86,7 @@ struct ckpt__pool {
 int ckpt__pool_init(struct ckpt__pool *p, size_t bytes, size_t slot_size);
 void ckpt__pool_fini(struct ckpt__pool *p);
 void ckpt__pool_trim(struct ckpt__pool *p); /* between checkpoints */
+void ckpt__pool_warm(struct ckpt__pool *p, uint64_t max_pages); /* writer, at start */
 bool ckpt__pool_get(struct ckpt__pool *p, uint32_t *slot);
 void ckpt__pool_put(struct ckpt__pool *p, uint32_t slot);
 static inline uint8_t *ckpt__pool_slot(struct ckpt__pool *p, uint32_t slot)

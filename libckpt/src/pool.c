@@ -4,8 +4,8 @@
  *
  * The fault path runs in a SIGBUS handler in CKPT_TRAP_SIGBUS mode, so
  * everything it touches here is lock-free and allocation-free: a slot is
- * taken from free_q, filled, and pushed to ready_q; the writer pops ready_q,
- * hands the page to the sink and pushes the slot back to free_q.  The pool
+ * popped from free_s, filled, and pushed to ready_q; the writer pops ready_q,
+ * hands the page to the sink and pushes the slot back onto free_s.  The pool
  * never holds more than nslots pages: that is the memory cap.
  */
 #include <errno.h>
@@ -86,6 +86,33 @@ bool ckpt__queue_pop(struct ckpt__queue *q, uint32_t *v)
 	}
 }
 
+static void stack_push(struct ckpt__stack *s, uint32_t i)
+{
+	uint64_t old = atomic_load_explicit(&s->head, memory_order_relaxed), nw;
+	do {
+		atomic_store_explicit(&s->next[i], (uint32_t)old, memory_order_relaxed);
+		nw = (((old >> 32) + 1) << 32) | (uint64_t)(i + 1);
+	} while (!atomic_compare_exchange_weak_explicit(&s->head, &old, nw, memory_order_release,
+							memory_order_relaxed));
+}
+
+static bool stack_pop(struct ckpt__stack *s, uint32_t *i)
+{
+	uint64_t old = atomic_load_explicit(&s->head, memory_order_acquire), nw;
+	do {
+		uint32_t top = (uint32_t)old;
+		if (top == 0)
+			return false;
+		/* next[] of a slot another thread just popped may be stale:
+		 * the tag makes the CAS fail in that case */
+		uint32_t nxt = atomic_load_explicit(&s->next[top - 1], memory_order_relaxed);
+		nw = (((old >> 32) + 1) << 32) | nxt;
+	} while (!atomic_compare_exchange_weak_explicit(&s->head, &old, nw, memory_order_acquire,
+							memory_order_acquire));
+	*i = (uint32_t)old - 1;
+	return true;
+}
+
 int ckpt__pool_init(struct ckpt__pool *p, size_t bytes, size_t slot_size)
 {
 	int rc;
@@ -106,14 +133,17 @@ int ckpt__pool_init(struct ckpt__pool *p, size_t bytes, size_t slot_size)
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = ckpt__queue_init(&p->free_q, p->nslots);
-	if (rc)
+	p->free_s.next = calloc(p->nslots, sizeof(*p->free_s.next));
+	if (!p->free_s.next) {
+		rc = -ENOMEM;
 		goto fail;
+	}
+	atomic_init(&p->free_s.head, 0);
 	rc = ckpt__queue_init(&p->ready_q, p->nslots);
 	if (rc)
 		goto fail;
-	for (uint32_t i = 0; i < p->nslots; i++)
-		ckpt__queue_push(&p->free_q, i);
+	for (uint32_t i = p->nslots; i-- > 0;)
+		stack_push(&p->free_s, i); /* slot 0 on top */
 	return 0;
 fail:
 	ckpt__pool_fini(p);
@@ -127,7 +157,8 @@ void ckpt__pool_fini(struct ckpt__pool *p)
 	p->mem = NULL;
 	free(p->slot_page);
 	p->slot_page = NULL;
-	ckpt__queue_fini(&p->free_q);
+	free((void *)p->free_s.next);
+	p->free_s.next = NULL;
 	ckpt__queue_fini(&p->ready_q);
 }
 
@@ -138,9 +169,24 @@ void ckpt__pool_trim(struct ckpt__pool *p)
 	madvise(p->mem, (size_t)p->nslots * p->slot_size, MADV_DONTNEED);
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+void ckpt__pool_warm(struct ckpt__pool *p, uint64_t max_pages)
+{
+	/* A trap that copies into a never-touched slot first takes an
+	 * anonymous page fault (about as long as the trap itself).  Fault in
+	 * the slots this checkpoint can use, lowest first (the stack hands
+	 * them out in that order), off the fault path. */
+	uint64_t n = max_pages < p->nslots ? max_pages : p->nslots;
+	if (n)
+		madvise(p->mem, (size_t)n * p->slot_size, MADV_POPULATE_WRITE);
+}
+
 bool ckpt__pool_get(struct ckpt__pool *p, uint32_t *slot)
 {
-	if (!ckpt__queue_pop(&p->free_q, slot))
+	if (!stack_pop(&p->free_s, slot))
 		return false;
 	uint32_t n = atomic_fetch_add(&p->in_use, 1) + 1;
 	uint32_t pk = atomic_load_explicit(&p->peak, memory_order_relaxed);
@@ -152,5 +198,5 @@ bool ckpt__pool_get(struct ckpt__pool *p, uint32_t *slot)
 void ckpt__pool_put(struct ckpt__pool *p, uint32_t slot)
 {
 	atomic_fetch_sub(&p->in_use, 1);
-	ckpt__queue_push(&p->free_q, slot);
+	stack_push(&p->free_s, slot);
 }
