@@ -233,13 +233,21 @@ static void check_zero_past_extent(ckpt_heap *h)
 			cr_assert_fail("heap offset %zu, past the extent %zu, is not zero", off, ext);
 }
 
+/* CKPT_SOAK=N multiplies the randomized tests' operation counts (soak runs). */
+static int soak(void)
+{
+	const char *e = getenv("CKPT_SOAK");
+	int n = e ? atoi(e) : 1;
+	return n >= 1 ? n : 1;
+}
+
 /* ------------------------------------------------------------------ tests */
 
 Test(alloc, random_ops_match_reference_model)
 {
 	ckpt_heap *h = bare_heap(256u << 20, 4096);
 	struct model m = {.h = h, .rng = ckpt_test_seed("random_ops_match_reference_model")};
-	for (int op = 0; op < 60000; op++) {
+	for (int op = 0; op < 60000 * soak(); op++) {
 		bool ok = model_step(&m, 3000, 2u << 20);
 		cr_assert(ok, "op %d: heap full with %zu live blocks (256 MiB heap)", op, m.n);
 		if (op % 5000 == 4999)
@@ -568,7 +576,7 @@ static void *thread_body(void *arg)
 {
 	struct thr *t = arg;
 	pthread_barrier_wait(t->bar);
-	for (int op = 0; op < 20000; op++)
+	for (int op = 0; op < 20000 * soak(); op++)
 		cr_assert(model_step(&t->m, 400, 128u << 10));
 	return NULL;
 }
@@ -627,7 +635,7 @@ Test(alloc_heap, random_ops_on_a_created_heap_match_reference_model)
 	ckpt_heap *h = real_heap(256u << 20);
 	struct model m = {.h = h, .rng = ckpt_test_seed("random_ops_on_a_created_heap")};
 	cr_assert_eq(ckpt_heap_used(h), extent_bytes(h));
-	for (int op = 0; op < 50000; op++) {
+	for (int op = 0; op < 50000 * soak(); op++) {
 		cr_assert(model_step(&m, 2000, 1u << 20), "op %d: heap full", op);
 		if (op % 10000 == 9999)
 			model_check_all(&m, "periodic check");
