@@ -515,21 +515,24 @@ static int load(double rate, double duration, int nconns, long nkeys, double set
 		printf("loadgen snapshot start_ms=%.1f end_ms=%.1f duration_ms=%.1f status=%s\n",
 		       (double)win_start / 1e6, (double)win_end / 1e6,
 		       win_end >= 0 ? (double)(win_end - win_start) / 1e6 : -1.0, save_status);
-	/* throughput per 50 ms bucket */
-	size_t nb = (size_t)(elapsed * 20) + 2;
-	uint32_t *bc = calloc(nb, sizeof(*bc));
+	/* throughput per 250 ms bucket (the dip: the worst bucket touching the
+	 * window against the median bucket outside it; at 50 ms any stall
+	 * would read as a 100% dip) */
+	size_t nb = (size_t)(elapsed * 20) + 2; /* 50 ms buckets, for the trace too */
+	size_t nb4 = (size_t)(elapsed * 4) + 2;
+	uint32_t *bc = calloc(nb4, sizeof(*bc));
 	for (size_t i = 0; i < ns; i++) {
-		size_t b = smp[i].t_ms10 / 500;
-		if (b < nb)
+		size_t b = smp[i].t_ms10 / 2500;
+		if (b < nb4)
 			bc[b]++;
 	}
 	double min_in = -1;
-	double *ob = malloc(nb * sizeof(double));
+	double *ob = malloc(nb4 * sizeof(double));
 	size_t nob = 0;
-	size_t last_b = (size_t)(duration * 20); /* buckets past it are the drain */
-	for (size_t b = 1; b < nb && b < last_b; b++) {
-		double r = bc[b] * 20.0;
-		uint64_t bs = b * 500, be = bs + 500;
+	size_t last_b = (size_t)(duration * 4); /* buckets past it are the drain */
+	for (size_t b = 1; b < nb4 && b < last_b; b++) {
+		double r = bc[b] * 4.0;
+		uint64_t bs = b * 2500, be = bs + 2500;
 		if (win_start >= 0 && be >= ws && bs <= we) {
 			if (min_in < 0 || r < min_in)
 				min_in = r;

@@ -35,15 +35,16 @@ want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
 if [ $full = 1 ]; then
 	FL_PAGES=32768 FL_REPS=5 PAUSE_SIZES=256m,1g,4g MG_SIZE=1g TP_SIZE=1g
-	R_KEYS=4000000 R_RATE=10000 R_DUR=20 R_SAVE_AT=4
+	R_KEYS=4000000 R_RATE=10000 R_DUR=20 R_SAVE_AT=4 R_REPS=3
 else
 	FL_PAGES=8192 FL_REPS=5 PAUSE_SIZES=256m,1g MG_SIZE=256m TP_SIZE=256m
-	R_KEYS=1000000 R_RATE=10000 R_DUR=10 R_SAVE_AT=3
+	R_KEYS=1000000 R_RATE=10000 R_DUR=8 R_SAVE_AT=2 R_REPS=3
 fi
 
 # overrides for trying things out (the committed results use the defaults)
 FL_PAGES=${BENCH_FL_PAGES:-$FL_PAGES} R_KEYS=${BENCH_REDIS_KEYS:-$R_KEYS} R_DUR=${BENCH_REDIS_DUR:-$R_DUR}
 R_SAVE_AT=${BENCH_REDIS_SAVE_AT:-$R_SAVE_AT} R_RATE=${BENCH_REDIS_RATE:-$R_RATE}
+R_REPS=${BENCH_REDIS_REPS:-$R_REPS}
 
 B=build
 stamp=$(date -u +%Y-%m-%d)
@@ -114,7 +115,7 @@ fi
 	echo "mode=$([ $full = 1 ] && echo full || echo quick)"
 	echo "thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 	echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "faultlat_pages=$FL_PAGES faultlat_reps=$FL_REPS pause_sizes=$PAUSE_SIZES memgrowth_size=$MG_SIZE throughput_size=$TP_SIZE redis_keys=$R_KEYS redis_rate=$R_RATE"
+	echo "faultlat_pages=$FL_PAGES faultlat_reps=$FL_REPS pause_sizes=$PAUSE_SIZES memgrowth_size=$MG_SIZE throughput_size=$TP_SIZE redis_keys=$R_KEYS redis_rate=$R_RATE redis_reps=$R_REPS"
 } >"$raw/env.txt"
 if [ -x "$B/ckpt" ]; then
 	"$B/ckpt" kcheck >"$raw/kcheck.txt" 2>&1
@@ -216,11 +217,16 @@ run_redis() {
 		tr '\r' '\n' | grep -E '^(SET|GET): [0-9.]+ requests per second' |
 		sed 's/^\(SET\|GET\): \([0-9.]*\) requests per second.*p50=\([0-9.]*\).*/rbench op=\1 rps=\2 p50_ms=\3/' \
 		>>"$raw/redis-$name.txt"
-	# the snapshot under open-loop load
-	timeout -k 5 300 "$B/bench/loadgen" --port "$PORT" --rate "$R_RATE" --duration "$R_DUR" --keys "$R_KEYS" \
-		--save-at "$R_SAVE_AT" --pid "$SRV_PID" --trace "$raw/redis-$name.trace" \
-		>>"$raw/redis-$name.txt"
-	sleep 0.5
+	# the snapshot under open-loop load, R_REPS times (the report takes
+	# medians: one snapshot on a shared VM is one sample of its neighbours);
+	# the first repetition's trace is plotted
+	local k
+	for k in $(seq "$R_REPS"); do
+		timeout -k 5 300 "$B/bench/loadgen" --port "$PORT" --rate "$R_RATE" --duration "$R_DUR" \
+			--keys "$R_KEYS" --save-at "$R_SAVE_AT" --pid "$SRV_PID" \
+			--trace "$raw/redis-$name.trace$([ "$k" = 1 ] || echo ".$k")" >>"$raw/redis-$name.txt"
+		sleep 1
+	done
 	if [ -f "$image" ]; then
 		echo "loadgen image bytes=$(stat -c %s "$image")" >>"$raw/redis-$name.txt"
 	fi
@@ -251,7 +257,7 @@ if want redis && [ $redis = 1 ]; then
 			PORT=$(free_port)
 			run_redis "ckpt-$mode" "$W/rc-$mode/dump.ckpt" "$RC" --port "$PORT" \
 				--bind 127.0.0.1 --dir "$W/rc-$mode" --dbfilename dump.ckpt --save '' \
-				--snapshot-mode "$mode" --heap-size "${R_HEAP:-4gb}" || true
+				--snapshot-mode "$mode" --incremental no --heap-size "${R_HEAP:-4gb}" || true
 			rm -rf "$W/rc-$mode"
 		done
 	else
