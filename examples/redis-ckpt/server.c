@@ -790,6 +790,14 @@ static void process_input(client *c)
 static void client_read(client *c)
 {
 	size_t want = 16384;
+	if (c->flags & CF_CLOSE_AFTER_REPLY) {
+		/* a protocol error is being answered: drain, do not buffer */
+		char sink[16384];
+		ssize_t n = read(c->fd, sink, sizeof(sink));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			client_close_async(c);
+		return;
+	}
 	if (c->reqtype == 1 && c->bulklen >= PROTO_MBULK_BIG_ARG) {
 		size_t rem = c->qpos + (size_t)c->bulklen + 2 - c->qlen;
 		if (rem > 0 && rem < want)
