@@ -91,7 +91,7 @@ class Report:
             else:
                 # by how much: the factor to the target
                 f = (limit / value) if higher_is_better else (value / limit)
-                verdict = "**missed** (%.1fx off)" % f
+                verdict = "**missed** (%.2fx off)" % f
         self.goals.append((text, fmt(value) if value is not None else "n/a",
                            ("<= " if not higher_is_better else ">= ") + fmt(limit),
                            verdict, detail))
