@@ -248,3 +248,11 @@ tsan:
 		--kill-pct 0 --cancel-pct 20 --seed 1
 
 .PHONY: tsan
+
+# The same tree with clang: everything must build warning-free with both
+# compilers (run by .ci/run after `make test`).
+clang-check:
+	$(MAKE) B=build-clang CC=clang build-clang/libckpt.a build-clang/libckpt.so.$(VERSION) \
+		build-clang/ckpt $(TESTS:$(B)/%=build-clang/%) $(BENCHES:$(B)/%=build-clang/%)
+
+.PHONY: clang-check

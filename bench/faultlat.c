@@ -176,8 +176,8 @@ static size_t run_writes(uint8_t *base, const struct workload *w, uint64_t *lat,
 	uint64_t w0 = bench_tsc();
 	for (size_t i = 0; i < w->nwrites; i++) {
 		/* vary the offset so that no two writes hit the same line */
-		volatile uint64_t *p = (volatile uint64_t *)(base + (size_t)w->idx[i] * PG +
-							     ((i * 64) & (PG - 1)));
+		volatile uint64_t *p = (volatile uint64_t *)(void *)(base + (size_t)w->idx[i] * PG +
+								     ((i * 64) & (PG - 1)));
 		uint64_t t0 = bench_tsc();
 		*p = i + 1;
 		uint64_t t1 = bench_tsc();
