@@ -150,6 +150,11 @@ static void consistency(enum ckpt_backend be, unsigned fa, unsigned heap_flags, 
 	world_start(&w, &o, name);
 	cr_assert(memsink_init(&ms, ckpt_heap_size(w.h), w.psz) == 0);
 	ms.delay_us = 30; /* stretch the checkpoint so the writers race it */
+	/* soak mode: CKPT_SOAK_ROUNDS=N multiplies the rounds (tests/soak.sh
+	 * has the long randomized version) */
+	const char *soak = getenv("CKPT_SOAK_ROUNDS");
+	if (soak && atoi(soak) > 1)
+		rounds *= atoi(soak);
 	for (int r = 0; r < rounds; r++) {
 		checkpoint_round(&w, &ms, r, 0);
 		struct ckpt_stats st = {.struct_size = sizeof(st)};
