@@ -1108,7 +1108,15 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 		return rc;
 	}
 	ckpt_heap *heap = NULL;
-	rc = ckpt__heap_adopt(memfd, h->base, h->heap_size, h->page_size, o->heap, &heap);
+	const struct ckpt_heap_opts *hopts = o->heap;
+	struct ckpt_heap_opts auto_opts;
+	if (!hopts && huge) {
+		/* no options given: the image's page size decides */
+		ckpt_heap_opts_init(&auto_opts);
+		auto_opts.flags |= CKPT_HEAP_HUGETLB;
+		hopts = &auto_opts;
+	}
+	rc = ckpt__heap_adopt(memfd, h->base, h->heap_size, h->page_size, hopts, &heap);
 	if (rc) {
 		close(memfd);
 		if (rc == -EEXIST)
