@@ -1189,6 +1189,12 @@ static void open_heap(void)
 		log_msg('*', "DB loaded from checkpoint image %s: %.3f ms, %llu keys, %zu bytes heap",
 			g_srv.path, g_srv.restore_ns / 1e6, (unsigned long long)g_srv.restored_keys,
 			ckpt_heap_used(g_heap));
+		if (ckpt_heap_size(g_heap) != g_srv.heap_size) {
+			/* the image fixes the heap's address range */
+			log_msg('#', "The heap size comes from the image: %zu bytes (--heap-size %zu ignored)",
+				ckpt_heap_size(g_heap), g_srv.heap_size);
+			g_srv.heap_size = ckpt_heap_size(g_heap);
+		}
 		g_srv.lastsave = stbuf.st_mtime;
 		return;
 	} else if (errno != ENOENT) {
