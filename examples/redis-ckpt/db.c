@@ -172,11 +172,14 @@ dent *dict_find(dict *d, const char *key, size_t klen)
 	return NULL;
 }
 
+bool g_dict_resize_ok = true;
+
 dent *dict_add_raw(dict *d, const char *key, size_t klen)
 {
 	if (dict_rehashing(d))
 		dict_rehash_steps(d, 1);
-	else if (d->used[0] >= d->size[0])
+	else if (d->used[0] >= d->size[0] &&
+		 (g_dict_resize_ok || d->used[0] >= d->size[0] * DICT_FORCE_RESIZE_RATIO || !d->table[0]))
 		dict_resize(d, d->used[0] * 2);
 	if (!d->table[0])
 		return NULL; /* could not even allocate the first table */
@@ -224,7 +227,7 @@ dent *dict_unlink(dict *d, const char *key, size_t klen)
 void dict_maybe_shrink(dict *d)
 {
 	uint64_t used = dict_size(d);
-	if (!dict_rehashing(d) && d->size[0] > 4 && used * 10 < d->size[0])
+	if (g_dict_resize_ok && !dict_rehashing(d) && d->size[0] > 4 && used * 10 < d->size[0])
 		dict_resize(d, used ? used : 4);
 }
 

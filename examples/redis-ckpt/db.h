@@ -57,6 +57,13 @@ typedef struct dict {
 	int64_t rehashidx; /* -1: not rehashing */
 } dict;
 
+/* While a checkpoint runs, every page written for the first time costs a
+ * trap (a copy of the page), so, like Redis while a fork child lives, tables
+ * are not resized unless chains get long (load factor 5): a resize rewrites
+ * the whole table.  Process state, not keyspace state. */
+extern bool g_dict_resize_ok;
+#define DICT_FORCE_RESIZE_RATIO 5
+
 dict *dict_new(void);
 void dict_free(dict *d, void (*free_val)(dent *e));
 uint64_t dict_size(const dict *d);

@@ -899,6 +899,7 @@ int persist_begin(bool background)
 		return rc;
 	}
 	g_srv.ckpt_running = true;
+	g_dict_resize_ok = false;
 	g_srv.ckpt_is_bg = background;
 	g_srv.dirty_at_begin = g_srv.dirty;
 	g_srv.keys_at_begin = dict_size(g_ks->db);
@@ -914,6 +915,7 @@ int persist_finish(void)
 {
 	int rc = ckpt_wait(g_heap);
 	g_srv.ckpt_running = false;
+	g_dict_resize_ok = true;
 	record_stats();
 	g_srv.last_duration_sec = (long long)(time(NULL) - g_srv.ckpt_start);
 	g_srv.last_status = rc;
@@ -1254,7 +1256,10 @@ static void event_loop(void)
 			g_now_ms = now;
 			persist_cron();
 			active_expire_cycle(1000);
-			dict_rehash_ms(g_ks->db, 1);
+			/* active rehash would touch (and trap on) page after page
+			 * of both tables while a checkpoint runs: wait for its end */
+			if (!g_srv.ckpt_running)
+				dict_rehash_ms(g_ks->db, 1);
 			next_cron = now + 10;
 		}
 	}
