@@ -61,6 +61,18 @@ static size_t extent_bytes(ckpt_heap *h)
 	return n << h->page_shift;
 }
 
+/*
+ * CHECK: an assertion for loops and hot helpers.  Criterion reports every
+ * passing cr_assert to its runner under --full-stats (tests/run.sh uses
+ * it), which for millions of per-byte checks takes minutes; CHECK only
+ * involves criterion when it fails.
+ */
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond))                                                   \
+			cr_assert_fail("CHECK(" #cond ") failed: " __VA_ARGS__); \
+	} while (0)
+
 /* ------------------------------------------------------- the reference model */
 
 struct blk {
@@ -103,15 +115,15 @@ static void check_fill(const struct blk *b, const char *when)
 static void check_new_block(struct model *m, void *p, size_t size)
 {
 	ckpt_heap *h = m->h;
-	cr_assert(p, "allocation of %zu bytes failed: %s", size, strerror(errno));
-	cr_assert(((uintptr_t)p & 15) == 0, "%p not 16-byte aligned", p);
-	cr_assert(ckpt__in_heap(h, p), "%p outside the heap", p);
+	CHECK(p, "allocation of %zu bytes failed: %s", size, strerror(errno));
+	CHECK(((uintptr_t)p & 15) == 0, "%p not 16-byte aligned", p);
+	CHECK(ckpt__in_heap(h, p), "%p outside the heap", p);
 	size_t us = ckpt_usable_size(h, p);
-	cr_assert(us >= size, "usable_size %zu < requested %zu", us, size);
+	CHECK(us >= size, "usable_size %zu < requested %zu", us, size);
 	size_t ext = extent_bytes(h);
-	cr_assert(ext >= m->last_extent, "extent shrank from %zu to %zu", m->last_extent, ext);
+	CHECK(ext >= m->last_extent, "extent shrank from %zu to %zu", m->last_extent, ext);
 	m->last_extent = ext;
-	cr_assert((uint8_t *)p + us <= h->base + ext,
+	CHECK((uint8_t *)p + us <= h->base + ext,
 		  "block [%p, +%zu) not covered by the extent (%zu bytes)", p, us, ext);
 }
 
@@ -124,12 +136,12 @@ static int cmp_blk(const void *a, const void *b)
 static void check_no_overlap(struct model *m)
 {
 	struct blk *s = malloc((m->n + 1) * sizeof(*s));
-	cr_assert(s);
+	CHECK(s);
 	memcpy(s, m->b, m->n * sizeof(*s));
 	qsort(s, m->n, sizeof(*s), cmp_blk);
 	for (size_t i = 0; i + 1 < m->n; i++) {
 		size_t us = ckpt_usable_size(m->h, s[i].p);
-		cr_assert(s[i].p + us <= s[i + 1].p, "blocks %p (+%zu) and %p overlap",
+		CHECK(s[i].p + us <= s[i + 1].p, "blocks %p (+%zu) and %p overlap",
 			  (void *)s[i].p, us, (void *)s[i + 1].p);
 	}
 	free(s);
@@ -140,7 +152,7 @@ static void model_add(struct model *m, uint8_t *p, size_t size)
 	if (m->n == m->cap) {
 		m->cap = m->cap ? 2 * m->cap : 1024;
 		m->b = realloc(m->b, m->cap * sizeof(*m->b));
-		cr_assert(m->b);
+		CHECK(m->b);
 	}
 	uint8_t f = (uint8_t)(ckpt_test_rand(&m->rng) | 1); /* never 0: calloc'd bytes */
 	memset(p, f, size);
@@ -173,7 +185,7 @@ static bool model_step(struct model *m, size_t max_live, size_t max_large)
 		check_fill(&old, "before realloc");
 		uint8_t *q = ckpt_realloc(h, old.p, size);
 		if (!q) {
-			cr_assert(errno == ENOMEM, "realloc failed with errno %d", errno);
+			CHECK(errno == ENOMEM, "realloc failed with errno %d", errno);
 			check_fill(&old, "after failed realloc");
 			return false;
 		}
@@ -190,12 +202,12 @@ static bool model_step(struct model *m, size_t max_live, size_t max_large)
 		p = ckpt_calloc(h, 1, size);
 		if (p)
 			for (size_t k = 0; k < size; k++)
-				cr_assert(p[k] == 0, "calloc'd byte %zu of %zu is 0x%02x", k, size, p[k]);
+				CHECK(p[k] == 0, "calloc'd byte %zu of %zu is 0x%02x", k, size, p[k]);
 	} else {
 		p = ckpt_alloc(h, size);
 	}
 	if (!p) {
-		cr_assert(errno == ENOMEM, "alloc failed with errno %d", errno);
+		CHECK(errno == ENOMEM, "alloc failed with errno %d", errno);
 		return false;
 	}
 	check_new_block(m, p, size);
@@ -209,7 +221,7 @@ static void check_invariants(ckpt_heap *h, const char *when)
 {
 	char why[200] = "";
 	int rc = ckpt__alloc_check(h, why, sizeof(why));
-	cr_assert(rc == 0, "%s: allocator state broken: %s (%s)", when, why, ckpt_err_name(rc));
+	CHECK(rc == 0, "%s: allocator state broken: %s (%s)", when, why, ckpt_err_name(rc));
 }
 
 static void model_check_all(struct model *m, const char *when)
@@ -218,7 +230,7 @@ static void model_check_all(struct model *m, const char *when)
 	for (size_t i = 0; i < m->n; i++) {
 		check_fill(&m->b[i], when);
 		size_t us = ckpt_usable_size(m->h, m->b[i].p);
-		cr_assert(us >= m->b[i].size, "%s: usable_size %zu < %zu", when, us, m->b[i].size);
+		CHECK(us >= m->b[i].size, "%s: usable_size %zu < %zu", when, us, m->b[i].size);
 	}
 	check_no_overlap(m);
 }
@@ -249,7 +261,7 @@ Test(alloc, random_ops_match_reference_model)
 	struct model m = {.h = h, .rng = ckpt_test_seed("random_ops_match_reference_model")};
 	for (int op = 0; op < 60000 * soak(); op++) {
 		bool ok = model_step(&m, 3000, 2u << 20);
-		cr_assert(ok, "op %d: heap full with %zu live blocks (256 MiB heap)", op, m.n);
+		CHECK(ok, "op %d: heap full with %zu live blocks (256 MiB heap)", op, m.n);
 		if (op % 5000 == 4999)
 			model_check_all(&m, "periodic check");
 	}
@@ -318,7 +330,7 @@ Test(alloc, failed_realloc_leaves_block_untouched)
 	cr_assert_eq(errno, ENOMEM);
 	cr_assert_geq(ckpt_usable_size(h, p), 100);
 	for (int i = 0; i < 100; i++)
-		cr_assert_eq(p[i], 7);
+		CHECK(p[i] == 7, "byte %d", i);
 	uint8_t *big = ckpt_alloc(h, 64u << 10);
 	cr_assert(big);
 	memset(big, 9, 64u << 10);
@@ -330,7 +342,7 @@ Test(alloc, failed_realloc_leaves_block_untouched)
 	}
 	cr_assert_eq(ckpt_usable_size(h, big), 64u << 10);
 	for (size_t i = 0; i < (64u << 10); i++)
-		cr_assert_eq(big[i], 9);
+		CHECK(big[i] == 9, "byte %zu", i);
 	cr_assert_null(ckpt_realloc(h, p, 0), "realloc(p, 0) frees like glibc");
 	cr_assert_eq(ckpt_usable_size(h, p), 0, "block freed by realloc(p, 0)");
 	bare_destroy(h);
@@ -361,7 +373,7 @@ Test(alloc, reopen_of_copied_heap_keeps_live_state)
 	ckpt_heap *h = bare_heap(size, 4096);
 	struct model m = {.h = h, .rng = ckpt_test_seed("reopen_of_copied_heap")};
 	for (int op = 0; op < 20000; op++)
-		cr_assert(model_step(&m, 1500, 1u << 20));
+		CHECK(model_step(&m, 1500, 1u << 20), "op %d: heap full", op);
 	CKPT_ASSERT_OK(ckpt_root_set(h, m.b[0].p));
 	size_t ext = extent_bytes(h);
 	uint8_t *copy = malloc(ext);
@@ -379,7 +391,7 @@ Test(alloc, reopen_of_copied_heap_keeps_live_state)
 	cr_assert_eq(ckpt_root_get(h), (void *)m.b[0].p);
 	model_check_all(&m, "after reopen");
 	for (int op = 0; op < 20000; op++)
-		cr_assert(model_step(&m, 1500, 1u << 20));
+		CHECK(model_step(&m, 1500, 1u << 20), "op %d: heap full", op);
 	model_check_all(&m, "after more ops");
 	free(m.b);
 	bare_destroy(h);
@@ -478,7 +490,7 @@ Test(alloc, reuse_after_free_does_not_grow_extent)
 		uint64_t rng = seed;
 		for (int i = 0; i < N; i++) {
 			p[i] = ckpt_alloc(h, rand_size(&rng, 1u << 20));
-			cr_assert(p[i]);
+			CHECK(p[i], "allocation %d", i);
 		}
 		size_t ext = extent_bytes(h);
 		static size_t first_ext;
@@ -509,7 +521,7 @@ Test(alloc, realloc_grows_and_shrinks_large_blocks_in_place)
 	cr_assert_eq(b, a, "growth at top moved the block");
 	cr_assert_geq(ckpt_usable_size(h, b), 1u << 20);
 	for (size_t i = 0; i < (100u << 10); i++)
-		cr_assert_eq(b[i], 1);
+		CHECK(b[i] == 1, "byte %zu", i);
 	/* blocked by a neighbour: shrink, put a block after it, grow into the
 	 * freed gap up to the neighbour in place, past it by moving */
 	b = ckpt_realloc(h, b, 200u << 10);
@@ -525,7 +537,7 @@ Test(alloc, realloc_grows_and_shrinks_large_blocks_in_place)
 	uint8_t *e = ckpt_realloc(h, d, gap + 4096);
 	cr_assert_neq(e, d, "growth over a live neighbour must move");
 	for (size_t i = 0; i < (100u << 10); i++)
-		cr_assert_eq(e[i], 1);
+		CHECK(e[i] == 1, "byte %zu", i);
 	/* small blocks: shrinking a little stays in place */
 	uint8_t *s = ckpt_alloc(h, 200);
 	cr_assert_eq(ckpt_realloc(h, s, 180), s);
@@ -548,7 +560,7 @@ Test(alloc, calloc_of_fresh_memory_touches_no_pages)
 			touched++;
 	cr_assert_leq(touched, 1, "calloc of fresh memory touched %zu pages", touched);
 	for (size_t off = 0; off < (8u << 20); off += 4096)
-		cr_assert_eq(p[off], 0);
+		CHECK(p[off] == 0, "offset %zu", off);
 	bare_destroy(h);
 }
 
@@ -577,7 +589,7 @@ static void *thread_body(void *arg)
 	struct thr *t = arg;
 	pthread_barrier_wait(t->bar);
 	for (int op = 0; op < 20000 * soak(); op++)
-		cr_assert(model_step(&t->m, 400, 128u << 10));
+		CHECK(model_step(&t->m, 400, 128u << 10), "op %d: heap full", op);
 	return NULL;
 }
 
@@ -636,7 +648,7 @@ Test(alloc_heap, random_ops_on_a_created_heap_match_reference_model)
 	struct model m = {.h = h, .rng = ckpt_test_seed("random_ops_on_a_created_heap")};
 	cr_assert_eq(ckpt_heap_used(h), extent_bytes(h));
 	for (int op = 0; op < 50000 * soak(); op++) {
-		cr_assert(model_step(&m, 2000, 1u << 20), "op %d: heap full", op);
+		CHECK(model_step(&m, 2000, 1u << 20), "op %d: heap full", op);
 		if (op % 10000 == 9999)
 			model_check_all(&m, "periodic check");
 	}
@@ -661,7 +673,7 @@ Test(alloc_heap, checkpoint_taken_while_allocating_reopens_with_state_at_begin)
 	uint8_t *base = ckpt_heap_base(h);
 	struct model m = {.h = h, .rng = ckpt_test_seed("checkpoint_taken_while_allocating")};
 	for (int op = 0; op < 10000; op++)
-		cr_assert(model_step(&m, 1000, 512u << 10));
+		CHECK(model_step(&m, 1000, 512u << 10), "op %d: heap full", op);
 	CKPT_ASSERT_OK(ckpt_root_set(h, m.b[0].p));
 
 	struct memsink ms;
@@ -676,7 +688,7 @@ Test(alloc_heap, checkpoint_taken_while_allocating_reopens_with_state_at_begin)
 	CKPT_ASSERT_OK(ckpt_begin(h, &dest, NULL));
 	int ops = 0;
 	while (ckpt_poll(h, NULL, NULL) == 1 || ops < 5000) {
-		cr_assert(model_step(&m, 1000, 512u << 10));
+		CHECK(model_step(&m, 1000, 512u << 10), "op %d: heap full", ops);
 		ops++;
 	}
 	CKPT_ASSERT_OK(ckpt_wait(h));
@@ -705,7 +717,7 @@ Test(alloc_heap, checkpoint_taken_while_allocating_reopens_with_state_at_begin)
 	at_begin.last_extent = ext_at_begin;
 	model_check_all(&at_begin, "image at begin");
 	for (int op = 0; op < 10000; op++)
-		cr_assert(model_step(&at_begin, 1000, 512u << 10));
+		CHECK(model_step(&at_begin, 1000, 512u << 10), "op %d: heap full", op);
 	model_check_all(&at_begin, "image, allocating on");
 	free(at_begin.b);
 	memsink_fini(&ms);
@@ -744,7 +756,7 @@ Test(alloc_heap, large_free_gives_pages_back_and_calloc_zeroes_either_way)
 	uint8_t *again = ckpt_calloc(h, 1, mib);
 	cr_assert_eq(again, big, "the lowest fitting run is reused");
 	for (size_t i = 0; i < mib; i++)
-		cr_assert_eq(again[i], 0);
+		CHECK(again[i] == 0, "byte %zu", i);
 	memset(again, 0x5c, mib);
 
 	struct memsink ms;
@@ -757,11 +769,11 @@ Test(alloc_heap, large_free_gives_pages_back_and_calloc_zeroes_either_way)
 	uint8_t *third = ckpt_calloc(h, 1, mib);
 	cr_assert_eq(third, big);
 	for (size_t i = 0; i < mib; i++)
-		cr_assert_eq(third[i], 0, "byte %zu of a calloc'd block reused during a checkpoint", i);
+		CHECK(third[i] == 0, "byte %zu of a calloc'd block reused during a checkpoint", i);
 	CKPT_ASSERT_OK(ckpt_wait(h));
 	cr_assert(running, "the checkpoint ended before the free: nothing tested");
 	for (size_t i = 0; i < mib; i += 4096)
-		cr_assert_eq(ms.image[(size_t)(big - (uint8_t *)ckpt_heap_base(h)) + i], 0x5c,
+		CHECK(ms.image[(size_t)(big - (uint8_t *)ckpt_heap_base(h)) + i] == 0x5c,
 			     "the image holds the block as it was at ckpt_begin");
 	memsink_fini(&ms);
 	ckpt_heap_destroy(h);
@@ -861,7 +873,7 @@ Test(alloc, operations_write_only_a_few_metadata_pages)
 	ckpt_heap *h = bare_heap(128u << 20, 4096);
 	struct model m = {.h = h, .rng = ckpt_test_seed("operations_write_few_pages")};
 	for (int op = 0; op < 5000; op++)
-		cr_assert(model_step(&m, 800, 256u << 10));
+		CHECK(model_step(&m, 800, 256u << 10), "op %d: heap full", op);
 	uint8_t *big = ckpt_alloc(h, 1u << 20);
 	uint8_t *small = ckpt_alloc(h, 100);
 	cr_assert(big && small);
@@ -900,7 +912,7 @@ Test(alloc, operations_write_only_a_few_metadata_pages)
 	for (int i = 0; i < K; i++) {
 		sz[i] = rand_size(&rng, 256u << 10);
 		p[i] = ckpt_alloc(h, sz[i]);
-		cr_assert(p[i]);
+		CHECK(p[i], "allocation %d", i);
 	}
 	for (int i = 0; i < K; i += 2)
 		ckpt_free(h, p[i]);
@@ -998,7 +1010,7 @@ Test(alloc_heap, hugetlb_heap_allocates_and_gives_back_whole_huge_pages, .fini =
 
 	struct model m = {.h = h, .rng = ckpt_test_seed("hugetlb_heap")};
 	for (int op = 0; op < 5000; op++)
-		cr_assert(model_step(&m, 300, 64u << 10));
+		CHECK(model_step(&m, 300, 64u << 10), "op %d: heap full", op);
 	model_check_all(&m, "hugetlb heap");
 	cr_assert_eq(ckpt_heap_used(h) % (2u << 20), 0);
 
@@ -1018,7 +1030,7 @@ Test(alloc_heap, hugetlb_heap_allocates_and_gives_back_whole_huge_pages, .fini =
 	uint8_t *again = ckpt_calloc(h, 1, 7u << 20);
 	cr_assert_eq(again, big);
 	for (size_t i = 0; i < (7u << 20); i += 4096)
-		cr_assert_eq(again[i], 0);
+		CHECK(again[i] == 0, "offset %zu", i);
 	model_check_all(&m, "after giving pages back");
 	free(m.b);
 	ckpt_heap_destroy(h);
