@@ -891,7 +891,11 @@ int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_o
 		}
 		s->fd = dest->fd;
 		off_t pos = lseek(dest->fd, 0, SEEK_CUR);
-		s->seekable = pos >= 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
+		int fl = fcntl(dest->fd, F_GETFL);
+		/* O_APPEND ignores write offsets: several writes in flight
+		 * could land out of order, so it is written like a pipe */
+		s->seekable = pos >= 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) &&
+			      fl >= 0 && !(fl & O_APPEND);
 		s->regular = S_ISREG(st.st_mode);
 		s->start_off = s->seekable ? (uint64_t)pos : 0;
 	} else {
