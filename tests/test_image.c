@@ -5,6 +5,7 @@
  * distinct errors of ckpt_restore().
  */
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 
 #include "image_util.h"
@@ -508,6 +509,37 @@ Test(image, append_mode_fd_gets_the_blocks_in_order)
 	cr_assert(la == lb && memcmp(fa, fb, la) == 0, "O_APPEND fd got different bytes");
 	free(fa);
 	free(fb);
+	munmap(mem, np * PSZ);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+Test(image, stale_temp_files_go_and_held_ones_stay)
+{
+	/* a crash leaves .NAME.tmp.*: the next checkpoint to NAME removes
+	 * the ones no writer holds (flock), whatever the pid in the name */
+	char *dir = iu_tmpdir("stale");
+	char path[300], stale[300], held[300], other[300];
+	snprintf(path, sizeof(path), "%s/img", dir);
+	snprintf(stale, sizeof(stale), "%s/.img.tmp.%d.0badf00d", dir, (int)getpid());
+	snprintf(held, sizeof(held), "%s/.img.tmp.1.00c0ffee", dir);
+	snprintf(other, sizeof(other), "%s/.other.tmp.1.12345678", dir);
+	cr_assert_eq(iu_write_file(stale, "x", 1), 0);
+	cr_assert_eq(iu_write_file(held, "y", 1), 0);
+	cr_assert_eq(iu_write_file(other, "z", 1), 0);
+	int hfd = open(held, O_RDONLY | O_CLOEXEC);
+	cr_assert(hfd >= 0 && flock(hfd, LOCK_EX) == 0);
+	uint64_t np = 10;
+	uint8_t *mem = anon(np * PSZ);
+	iu_fill(mem, np, PSZ, 1);
+	struct ckpt_sink_info in = iu_info(BASE, 64ull << 20, PSZ, np, 9);
+	struct ckpt_begin_opts o = iu_opts(0, CKPT_BEGIN_NO_FSYNC);
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	CKPT_ASSERT_OK(iu_write(&d, &o, &in, mem, NULL, 0, 1));
+	cr_assert(access(stale, F_OK) != 0, "unheld temp file not removed");
+	cr_assert(access(held, F_OK) == 0, "a temp file being written was removed");
+	cr_assert(access(other, F_OK) == 0, "another destination's temp file was removed");
+	close(hfd);
 	munmap(mem, np * PSZ);
 	iu_rmtree(dir);
 	free(dir);

@@ -16,8 +16,9 @@
  * Publish (CKPT_DEST_PATH): the image is written to a temp file
  * ".NAME.tmp.PID.RANDOM" (0600, O_CLOEXEC) in the destination's directory,
  * fsync'ed, renamed over NAME, and the directory fsync'ed.  A crash at any
- * point leaves NAME as it was (old image) or the complete new one; the
- * temp files of dead processes are removed by the next checkpoint to NAME.
+ * point leaves NAME as it was (old image) or the complete new one.  The
+ * writer holds an flock on its temp file; temp files nobody holds (their
+ * writer died) are removed by the next checkpoint to NAME.
  *
  * Incremental chains: the image currently at NAME (checked to carry the id
  * the engine names as parent) is hard-linked to "NAME.gGGGGGG" (its
@@ -29,10 +30,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -435,11 +436,17 @@ static void remove_stale_temps(struct fsink *s)
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
 			continue;
-		long pid = strtol(de->d_name + plen, NULL, 10);
-		/* a live process other than us may be writing it */
-		if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+		/* Its writer holds an flock on it for as long as it lives
+		 * (released by the kernel when the process dies, however it
+		 * dies): a temp file nobody holds is a crash's leftover.  A
+		 * pid test would be fooled by pid reuse (a restarted
+		 * container's database is pid 1 again). */
+		int fd = openat(s->dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		if (fd < 0)
 			continue;
-		unlinkat(s->dirfd, de->d_name, 0);
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			unlinkat(s->dirfd, de->d_name, 0);
+		close(fd);
 	}
 	closedir(d);
 }
@@ -560,6 +567,13 @@ static int open_temp(struct fsink *s, bool want_direct)
 			if (errno == EEXIST)
 				continue;
 			return -errno;
+		}
+		/* held until the fd is closed: "being written" (remove_stale_temps) */
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			int e = errno;
+			close(fd);
+			unlinkat(s->dirfd, s->tmpname, 0);
+			return -e;
 		}
 		s->fd = fd;
 		s->direct = want_direct;
