@@ -31,6 +31,8 @@ for name in $names; do
 	bin=$FZ/fuzz_$name
 	[ -x "$bin" ] || { echo "$bin missing: make $bin"; exit 2; }
 	work=$FZ/corpus-$name art=$FZ/artifacts-$name
+	# findings of earlier runs were copied to fuzz/regressions already
+	rm -rf "$art.old" && [ -d "$art" ] && mv "$art" "$art.old"
 	mkdir -p "$work" "$art/"
 	cp -n fuzz/corpus/"$name"/* "$work"/ 2>/dev/null
 	cp -n fuzz/regressions/"$name"/* "$work"/ 2>/dev/null
