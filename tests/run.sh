@@ -68,7 +68,7 @@ for t in "$B"/tests/test_* "$B"/tests/fi_test_*; do
 	[ -x "$t" ] || continue
 	case $t in *.d|*.o) continue ;; esac
 	# --jobs 2: two cores; tests that change machine state take tests/util's lock
-	run "unit/$(basename "$t")" 300 "$t" --jobs 2 --full-stats
+	run "unit/$(basename "$t")" 300 "$t" --jobs 2
 done
 
 if [ $only_unit = 0 ]; then

@@ -80,7 +80,8 @@ static void pool_cap(enum ckpt_backend be)
 		uint8_t now = d[p * 4096 + 17];
 		uint8_t before = ref[(size_t)(d - (uint8_t *)ckpt_heap_base(h)) + p * 4096 + 17];
 		unsigned want = (unsigned)(before ^ 0xffu) & 0xffu;
-		cr_assert((unsigned)now == want, "page %zu: the write during the checkpoint was lost", p);
+		if ((unsigned)now != want)
+			cr_assert_fail("page %zu: the write during the checkpoint was lost", p);
 	}
 	free(ref);
 	memsink_fini(&ms);
