@@ -12,7 +12,7 @@
  *     failure came after the atomic rename, the complete new image);
  *   - the heap ends unprotected (pagemap bit 57 clear on every page of the
  *     extent), every page can be written, and the next checkpoint succeeds,
- *     holds exactly the heap, and is a full image;
+ *     holds exactly the heap, is a full image, and is mode 0600;
  *   - no fd and no thread more than before;
  *  restore of that image, and heap creation:
  *   - the injected error comes back, *out is NULL, nothing is mapped at the
@@ -204,6 +204,11 @@ static void clean_checkpoint(struct walk *W, bool must_be_full, const char *what
 	if (must_be_full)
 		cr_assert(!st.incremental, "%s: the checkpoint after a failure is incremental", what);
 	assert_image_exact(W, what);
+	/* images are private to their owner, whatever the umask */
+	struct stat sb;
+	cr_assert(stat(W->path, &sb) == 0);
+	cr_assert((sb.st_mode & 07777) == 0600, "%s: image mode %o, want 0600", what,
+		  (unsigned)(sb.st_mode & 07777));
 	free(W->good);
 	W->good = read_file(W->path, &W->good_len);
 	cr_assert(W->good);
@@ -223,6 +228,7 @@ static void walk_setup(struct walk *W, enum ckpt_backend be, unsigned flags)
 	ho.flags = flags;
 	ho.pool_bytes = 16 * 4096; /* small: traps wait for the writer sometimes */
 	ho.fault_around = 4;
+	umask(0); /* the image must still come out 0600 */
 	ckpt__fault_reset();
 	int rc = ckpt_heap_create(&ho, &W->h);
 	if (rc == -EPERM || rc == CKPT_E_KERNEL)
