@@ -176,12 +176,27 @@ void keyspace_init_fresh(void)
 	ks->seed = ((uint64_t)random() << 32) ^ (uint64_t)random() ^ (uint64_t)mstime();
 	g_ks = ks; /* hash_key() reads the seed */
 	ks->db = dict_new();
-	if (!ks->db) {
+	ks->expires = dict_new();
+	if (!ks->db || !ks->expires) {
+		hfree(ks->db);
+		hfree(ks->expires);
 		hfree(ks);
 		g_ks = NULL;
 		return;
 	}
 	ckpt_root_set(g_heap, ks);
+}
+
+/* The expires set: idempotent add (false only when the heap is full) and
+ * remove. */
+static bool expires_add(const char *key, size_t klen)
+{
+	return dict_find(g_ks->expires, key, klen) || dict_add_raw(g_ks->expires, key, klen);
+}
+
+static void expires_del(const char *key, size_t klen)
+{
+	hfree(dict_unlink(g_ks->expires, key, klen));
 }
 
 void delete_entry(dent *e)
@@ -190,7 +205,7 @@ void delete_entry(dent *e)
 	if (!u)
 		return;
 	if (u->expire != -1)
-		g_ks->nexpires--;
+		expires_del(u->key, u->klen);
 	free_value(u->type, u->v.p);
 	hfree(u);
 }
@@ -244,13 +259,18 @@ static dent *db_add(const char *key, size_t klen, uint32_t type, void *val)
 	return e;
 }
 
-static void set_expire(dent *e, long long when)
+/* Sets or clears (-1) a key's TTL.  false when the heap is full (nothing
+ * changed); clearing never fails. */
+static bool set_expire(dent *e, long long when)
 {
-	if (e->expire == -1 && when != -1)
-		g_ks->nexpires++;
-	else if (e->expire != -1 && when == -1)
-		g_ks->nexpires--;
+	if (e->expire == -1 && when != -1) {
+		if (!expires_add(e->key, e->klen))
+			return false;
+	} else if (e->expire != -1 && when == -1) {
+		expires_del(e->key, e->klen);
+	}
 	e->expire = when;
+	return true;
 }
 
 static void *new_container(uint32_t type)
@@ -301,51 +321,38 @@ static void delete_if_empty(dent *e)
 		delete_entry(e);
 }
 
-struct expire_collect {
-	char **keys;
-	size_t *lens;
-	int n, cap;
-};
-
-static void collect_expired(void *arg, dent *e)
-{
-	struct expire_collect *ec = arg;
-	if (!expired(e) || ec->n == ec->cap)
-		return;
-	ec->keys[ec->n] = malloc(e->klen);
-	if (!ec->keys[ec->n])
-		return;
-	memcpy(ec->keys[ec->n], e->key, e->klen);
-	ec->lens[ec->n] = e->klen;
-	ec->n++;
-}
-
-/* Periodic expiry: walks the keyspace a few buckets at a time with a SCAN
- * cursor (rehash-safe), deleting expired keys, within @budget_us.  Lazy
- * expiry in lookup_key() catches the rest. */
+/* Periodic expiry, as Redis's active expire cycle: sample 20 keys of the
+ * expires set, delete the expired ones, and go on while more than a quarter
+ * of a sample had expired and the time budget lasts.  Lazy expiry in
+ * lookup_key() catches the rest. */
 void active_expire_cycle(int budget_us)
 {
-	static uint64_t cursor;
-	if (g_ks->nexpires == 0)
+	if (dict_size(g_ks->expires) == 0)
 		return;
-	long long deadline = mstime() * 1000 + budget_us;
-	char *keys[64];
-	size_t lens[64];
-	struct expire_collect ec = { keys, lens, 0, 64 };
-	for (int round = 0; round < 100; round++) {
-		ec.n = 0;
-		for (int b = 0; b < 16 && ec.n < 48; b++)
-			cursor = dict_scan(g_ks->db, cursor, collect_expired, &ec);
-		for (int i = 0; i < ec.n; i++) {
-			if (delete_key(keys[i], lens[i]))
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	long long deadline = (long long)tv.tv_sec * 1000000 + tv.tv_usec + budget_us;
+	int sampled, found;
+	do {
+		sampled = found = 0;
+		for (int i = 0; i < 20 && dict_size(g_ks->expires); i++) {
+			dent *x = dict_random(g_ks->expires);
+			dent *e = dict_find(g_ks->db, x->key, x->klen);
+			if (!e || e->expire == -1) {
+				expires_del(x->key, x->klen); /* cannot happen: keep the set exact */
+				continue;
+			}
+			sampled++;
+			if (expired(e)) {
+				delete_entry(e);
+				found++;
+				g_srv.stat_expired++;
 				g_srv.dirty++;
-			free(keys[i]);
+			}
 		}
-		struct timeval tv;
 		gettimeofday(&tv, NULL);
-		if ((long long)tv.tv_sec * 1000000 + tv.tv_usec >= deadline || g_ks->nexpires == 0)
-			break;
-	}
+	} while (found > sampled / 4 && sampled && (long long)tv.tv_sec * 1000000 + tv.tv_usec < deadline);
+	dict_maybe_shrink(g_ks->expires);
 }
 
 static void free_main_val(dent *e)
@@ -439,14 +446,27 @@ static void set_generic(client *c, int flags, long long when, int keyi, int vali
 		free(old);
 		return;
 	}
+	/* with a TTL, the expires set gets the name first: past this point
+	 * nothing can fail halfway (the value set, its TTL not) */
+	bool added = false;
+	if (when != -1) {
+		added = !dict_find(g_ks->expires, ARG(keyi), ALEN(keyi));
+		if (added && !expires_add(ARG(keyi), ALEN(keyi))) {
+			free(old);
+			add_reply_oom(c);
+			return;
+		}
+	}
 	dent *ne;
-	if (!set_string(ARG(keyi), ALEN(keyi), ARG(vali), ALEN(vali), flags & SET_KEEPTTL, &ne)) {
+	if (!set_string(ARG(keyi), ALEN(keyi), ARG(vali), ALEN(vali), (flags & SET_KEEPTTL) || when != -1, &ne)) {
+		if (added)
+			expires_del(ARG(keyi), ALEN(keyi));
 		free(old);
 		add_reply_oom(c);
 		return;
 	}
 	if (when != -1)
-		set_expire(ne, when);
+		set_expire(ne, when); /* the name is in the set: cannot fail */
 	g_srv.dirty++;
 	if (!(flags & SET_GET))
 		add_reply_ok(c);
@@ -728,8 +748,9 @@ static void expire_generic(client *c, long long base, bool seconds, const char *
 	}
 	if (when <= g_now_ms) {
 		delete_entry(e);
-	} else {
-		set_expire(e, when);
+	} else if (!set_expire(e, when)) {
+		add_reply_oom(c);
+		return;
 	}
 	g_srv.dirty++;
 	add_reply_int(c, 1);
@@ -948,21 +969,36 @@ static void cmd_rename(client *c)
 		add_reply_ok(c);
 		return;
 	}
-	dent *d = lookup_key(ARG(2), ALEN(2));
-	if (d) {
-		free_value(d->type, d->v.p);
-		set_expire(d, -1);
-	} else {
-		d = dict_add_raw(g_ks->db, ARG(2), ALEN(2));
-		if (!d) {
+	dent *d = lookup_key(ARG(2), ALEN(2)); /* (drops an expired one first) */
+	bool ttl = e->expire != -1;
+	bool added = false;
+	if (ttl) {
+		added = !dict_find(g_ks->expires, ARG(2), ALEN(2));
+		if (added && !expires_add(ARG(2), ALEN(2))) {
 			add_reply_oom(c);
 			return;
 		}
 	}
+	if (d) {
+		free_value(d->type, d->v.p);
+		if (d->expire != -1 && !ttl)
+			expires_del(ARG(2), ALEN(2));
+	} else {
+		d = dict_add_raw(g_ks->db, ARG(2), ALEN(2));
+		if (!d) {
+			if (added)
+				expires_del(ARG(2), ALEN(2));
+			add_reply_oom(c);
+			return;
+		}
+	}
+	/* the new name's expires record is right now; drop the old name's */
 	d->type = e->type;
 	d->v = e->v;
-	d->expire = e->expire; /* moves with the value: nexpires unchanged */
+	d->expire = e->expire;
 	dent *u = dict_unlink(g_ks->db, ARG(1), ALEN(1));
+	if (ttl)
+		expires_del(ARG(1), ALEN(1));
 	hfree(u);
 	g_srv.dirty++;
 	add_reply_ok(c);
@@ -981,8 +1017,9 @@ static void cmd_flushall(client *c)
 	}
 	uint64_t n = dict_size(g_ks->db);
 	dict_free(g_ks->db, free_main_val);
+	dict_free(g_ks->expires, NULL);
 	g_ks->db = dict_new(); /* cannot fail: we just freed everything */
-	g_ks->nexpires = 0;
+	g_ks->expires = dict_new();
 	g_srv.dirty += (long long)n + 1;
 	add_reply_ok(c);
 }
@@ -2026,7 +2063,7 @@ char *info_text(const char *section)
 		P("# Keyspace\r\n");
 		if (dict_size(g_ks->db))
 			P("db0:keys=%llu,expires=%llu,avg_ttl=0\r\n", (unsigned long long)dict_size(g_ks->db),
-			  (unsigned long long)g_ks->nexpires);
+			  (unsigned long long)dict_size(g_ks->expires));
 	}
 #undef P
 #undef SEC

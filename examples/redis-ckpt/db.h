@@ -138,14 +138,15 @@ uint64_t zset_rank(zset *z, dent *e);
 zsknode *zset_by_rank(zset *z, uint64_t rank);
 
 /* ------------------------------------------------------------ keyspace */
-#define KS_MAGIC 0x52434b50544b5331ull /* "RCKPTKS1" */
+#define KS_MAGIC 0x52434b50544b5332ull /* "RCKPTKS2" */
 
 typedef struct keyspace {
 	uint64_t magic;
 	uint64_t seed; /* hash seed: part of the saved data, tables depend on it */
 	dict *db;
-	uint64_t nexpires;
-	uint64_t expire_cursor;
+	/* the names of the keys that have a TTL (the TTL itself is in the db
+	 * entry): what the periodic expiry samples, as Redis's expires dict */
+	dict *expires;
 } keyspace;
 
 extern keyspace *g_ks;

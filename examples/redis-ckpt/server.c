@@ -1181,7 +1181,7 @@ static void open_heap(void)
 			exit(1);
 		}
 		g_ks = ckpt_root_get(g_heap);
-		if (!g_ks || g_ks->magic != KS_MAGIC || !g_ks->db) {
+		if (!g_ks || g_ks->magic != KS_MAGIC || !g_ks->db || !g_ks->expires) {
 			log_msg('#', "Can't restore the image '%s': it is a libckpt image but holds "
 				"no redis-ckpt keyspace (root pointer %p). Refusing to start.",
 				g_srv.path, (void *)g_ks);
@@ -1256,6 +1256,7 @@ static void event_loop(void)
 			g_now_ms = now;
 			persist_cron();
 			active_expire_cycle(1000);
+			dict_maybe_shrink(g_ks->db);
 			/* active rehash would touch (and trap on) page after page
 			 * of both tables while a checkpoint runs: wait for its end */
 			if (!g_srv.ckpt_running)

@@ -240,6 +240,24 @@ def test_scan_and_expiry(ck):
     for _ in range(500):
         c.read_reply()
     c.call("SET", "stays", "v")
+    # the expires set follows SET/EXPIRE/PERSIST/RENAME/DEL exactly
+    for i in range(10):
+        c.call("SET", "e:%d" % i, "v", "EX", "1000")
+    c.call("PERSIST", "e:0")
+    c.call("SET", "e:1", "w")               # SET drops the TTL
+    c.call("SET", "e:2", "w", "KEEPTTL")    # ...unless KEEPTTL
+    c.call("RENAME", "e:3", "r:3")          # moves with the key
+    c.call("RENAME", "e:4", "e:5")          # overwrites a key with a TTL
+    c.call("RENAME", "stays", "e:6")        # a key without TTL over one with
+    c.call("DEL", "e:7")
+    c.call("EXPIRE", "e:8", "-1")           # deletes
+    c.call("SET", "stays", "v")
+    check(parse(c.call("TTL", "e:5")) > 900 and parse(c.call("TTL", "r:3")) > 900, "TTL moved by RENAME")
+    check(parse(c.call("TTL", "e:6")) == -1, "RENAME of a key without TTL")
+    ks = parse(c.call("INFO", "keyspace")).decode()
+    check(",expires=504," in ks, "expires count after SET/EXPIRE/PERSIST/RENAME/DEL: %r" % ks)
+    for k in ("e:0", "e:1", "e:2", "r:3", "e:5", "e:6", "e:9"):
+        c.call("DEL", k)
     end = time.time() + 10
     while time.time() < end and parse(c.call("DBSIZE")) > 1:
         time.sleep(0.1)
