@@ -241,8 +241,9 @@ struct job {
 
 struct apply {
 	/* target */
-	uint8_t *mem;       /* NULL: verify only */
+	uint8_t *mem;       /* NULL (and !pwrite): verify only */
 	int memfd;          /* >= 0: zero runs punch holes in it; else MADV_DONTNEED on mem */
+	bool pwrite;        /* pages go to memfd with pwrite(2), not through mem */
 	uint32_t page_size;
 	bool zero_runs;     /* an incremental: zero runs must clear pages */
 
@@ -292,7 +293,7 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 	if ((b->flags & CKPT__BLK_ZSTD) && ckpt__hash(raw, raw_len) != b->raw_hash)
 		return ckpt__img_err(msg, msz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu page contents checksum mismatch", seq);
-	if (!a->mem)
+	if (!a->mem && !a->pwrite)
 		return 0;
 	/* The run records were checked on the reader thread (inside the
 	 * extent, counts matching); runs from one image never overlap. */
@@ -302,7 +303,22 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 		memcpy(&run, runs + i * sizeof(run), sizeof(run));
 		size_t off = (size_t)r->first_page * a->page_size;
 		size_t len = (size_t)r->npages * a->page_size;
-		if (r->kind == CKPT__RUN_DATA) {
+		if (r->kind == CKPT__RUN_DATA && a->pwrite) {
+			/* shmem allocates the pages as it copies, without
+			 * clearing them first and without a fault per page */
+			size_t done = 0;
+			while (done < len) {
+				ssize_t w = pwrite(a->memfd, raw + k + done, len - done, (off_t)(off + done));
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0)
+					return ckpt__img_err(msg, msz, w < 0 ? -errno : -EIO,
+							     "filling the heap's memory: %s",
+							     strerror(w < 0 ? errno : EIO));
+				done += (size_t)w;
+			}
+			k += len;
+		} else if (r->kind == CKPT__RUN_DATA) {
 			/* one call instead of a page fault per page of a
 			 * fresh memfd (best effort: memcpy faults otherwise) */
 			if (len >= (64u << 10))
@@ -314,6 +330,9 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 			int rc = a->memfd >= 0 ? fallocate(a->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 							   (off_t)off, (off_t)len)
 					       : madvise(a->mem + off, len, MADV_DONTNEED);
+			if (rc != 0 && !a->mem)
+				return ckpt__img_err(msg, msz, -errno, "clearing zeroed pages: %s",
+						     strerror(errno));
 			if (rc != 0)
 				memset(a->mem + off, 0, len);
 		}
@@ -1088,21 +1107,29 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 	rc = ckpt__memfd_create(name, h->heap_size, huge, &memfd);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
-	struct apply a = { .memfd = memfd, .page_size = h->page_size };
-	rc = ckpt__fault_hit(CKPT_FAULT_MMAP);
-	void *m = rc ? MAP_FAILED
-		     : mmap(NULL, h->heap_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd, 0);
-	if (m == MAP_FAILED) {
-		rc = rc ? rc : -errno;
-		close(memfd);
-		return ckpt__img_err(err, errsz, rc, "cannot map the new heap's memory: %s", strerror(-rc));
+	/* The memfd is filled before it is mapped anywhere the application
+	 * could see: with pwrite(2), or through a private window for hugetlbfs
+	 * (which has no write(2)). */
+	struct apply a = { .memfd = memfd, .page_size = h->page_size, .pwrite = !huge };
+	void *m = MAP_FAILED;
+	if (huge) {
+		rc = ckpt__fault_hit(CKPT_FAULT_MMAP);
+		m = rc ? MAP_FAILED
+		       : mmap(NULL, h->heap_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd, 0);
+		if (m == MAP_FAILED) {
+			rc = rc ? rc : -errno;
+			close(memfd);
+			return ckpt__img_err(err, errsz, rc, "cannot map the new heap's memory: %s",
+					     strerror(-rc));
+		}
+		a.mem = m;
 	}
-	a.mem = m;
 	rc = apply_start(&a);
 	if (!rc)
 		rc = fill(fill_arg, &a);
 	apply_stop(&a);
-	munmap(m, h->heap_size);
+	if (m != MAP_FAILED)
+		munmap(m, h->heap_size);
 	if (rc) {
 		close(memfd);
 		return rc;
