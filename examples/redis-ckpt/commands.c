@@ -2163,6 +2163,9 @@ struct command g_commands[] = {
 	{ "time", cmd_time, 1, CMD_FAST, 0, 0, 0 },
 	{ "auth", cmd_auth, -2, CMD_NOAUTH | CMD_FAST, 0, 0, 0 },
 	{ "quit", cmd_quit, -1, CMD_NOAUTH | CMD_FAST, 0, 0, 0 },
+	{ "multi", cmd_multi, 1, CMD_FAST, 0, 0, 0 },
+	{ "exec", cmd_exec, 1, 0, 0, 0, 0 },
+	{ "discard", cmd_discard, 1, CMD_FAST, 0, 0, 0 },
 };
 #undef W
 #undef R

@@ -281,8 +281,109 @@ void add_reply_oom(client *c)
 
 /* ------------------------------------------------------------- clients */
 
+static void multi_reset(client *c)
+{
+	for (int i = 0; i < c->nqueued; i++) {
+		for (int j = 0; j < c->queue[i].argc; j++)
+			free(c->queue[i].argv[j]);
+		free(c->queue[i].argv);
+		free(c->queue[i].argvlen);
+	}
+	free(c->queue);
+	c->queue = NULL;
+	c->nqueued = c->queuecap = 0;
+	c->in_multi = c->multi_failed = false;
+}
+
+static bool multi_queue(client *c)
+{
+	if (c->nqueued == c->queuecap) {
+		int cap = c->queuecap ? c->queuecap * 2 : 8;
+		struct queued_cmd *q = realloc(c->queue, (size_t)cap * sizeof(*q));
+		if (!q)
+			return false;
+		c->queue = q;
+		c->queuecap = cap;
+	}
+	struct queued_cmd *q = &c->queue[c->nqueued];
+	q->argv = calloc((size_t)c->argc, sizeof(char *));
+	q->argvlen = calloc((size_t)c->argc, sizeof(size_t));
+	q->argc = 0;
+	c->nqueued++; /* multi_reset() frees what was copied so far */
+	if (!q->argv || !q->argvlen)
+		return false;
+	for (int i = 0; i < c->argc; i++) {
+		q->argv[i] = malloc(c->argvlen[i] + 1);
+		if (!q->argv[i])
+			return false;
+		memcpy(q->argv[i], c->argv[i], c->argvlen[i] + 1);
+		q->argvlen[i] = c->argvlen[i];
+		q->argc++;
+	}
+	return true;
+}
+
+void cmd_multi(client *c)
+{
+	if (c->in_multi) {
+		add_reply_error(c, "ERR MULTI calls can not be nested");
+		return;
+	}
+	c->in_multi = true;
+	add_reply_ok(c);
+}
+
+void cmd_discard(client *c)
+{
+	if (!c->in_multi) {
+		add_reply_error(c, "ERR DISCARD without MULTI");
+		return;
+	}
+	multi_reset(c);
+	add_reply_ok(c);
+}
+
+/* The queued commands run back to back: no other client, and no
+ * checkpoint (ckpt_begin() runs between commands of this loop only if a
+ * queued BGSAVE asks for it), can see the transaction half done. */
+void cmd_exec(client *c)
+{
+	if (!c->in_multi) {
+		add_reply_error(c, "ERR EXEC without MULTI");
+		return;
+	}
+	if (c->multi_failed) {
+		multi_reset(c);
+		add_reply_error(c, "EXECABORT Transaction discarded because of previous errors.");
+		return;
+	}
+	int argc = c->argc;
+	char **argv = c->argv;
+	size_t *argvlen = c->argvlen;
+	int n = c->nqueued;
+	struct queued_cmd *queue = c->queue;
+	c->queue = NULL;
+	c->nqueued = c->queuecap = 0;
+	c->in_multi = false;
+	add_reply_array(c, n);
+	for (int i = 0; i < n; i++) {
+		c->argc = queue[i].argc;
+		c->argv = queue[i].argv;
+		c->argvlen = queue[i].argvlen;
+		command_lookup(c->argv[0], c->argvlen[0])->proc(c);
+		g_srv.stat_commands++;
+	}
+	c->argc = argc;
+	c->argv = argv;
+	c->argvlen = argvlen;
+	c->queue = queue;
+	c->nqueued = n;
+	multi_reset(c);
+}
+
 static void client_free_now(client *c)
 {
+	multi_reset(c);
 	if (c->fd >= 0) {
 		epoll_ctl(g_srv.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -856,16 +957,30 @@ static void call_command(client *c)
 			off += (size_t)snprintf(buf + off, sizeof(buf) - off, "'%.*s' ",
 						(int)(c->argvlen[i] < 128 ? c->argvlen[i] : 128), c->argv[i]);
 		add_reply_error(c, buf);
+		if (c->in_multi)
+			c->multi_failed = true;
 		return;
 	}
 	if ((cmd->arity > 0 && c->argc != cmd->arity) || (c->argc < -cmd->arity)) {
 		char name[64];
 		lowercase(name, cmd->name, strlen(cmd->name));
 		add_reply_errorf(c, "ERR wrong number of arguments for '%s' command", name);
+		if (c->in_multi)
+			c->multi_failed = true;
 		return;
 	}
 	if (!(c->flags & CF_AUTHED) && !(cmd->flags & CMD_NOAUTH)) {
 		add_reply_error(c, "NOAUTH Authentication required.");
+		return;
+	}
+	if (c->in_multi && cmd->proc != cmd_exec && cmd->proc != cmd_discard && cmd->proc != cmd_multi &&
+	    strcasecmp(cmd->name, "quit") != 0) {
+		if (!multi_queue(c)) {
+			c->multi_failed = true;
+			add_reply_error(c, "ERR out of memory queueing the command");
+			return;
+		}
+		add_reply_status(c, "QUEUED");
 		return;
 	}
 	g_srv.stat_commands++;

@@ -51,6 +51,16 @@ typedef struct client {
 	char *obuf;
 	size_t olen, ocap, opos;
 
+	/* MULTI: queued commands, each argv copied (the query buffer moves) */
+	bool in_multi;
+	bool multi_failed; /* a command could not be queued: EXEC aborts */
+	int nqueued, queuecap;
+	struct queued_cmd {
+		int argc;
+		char **argv;
+		size_t *argvlen;
+	} *queue;
+
 	struct client *prev, *next;
 	struct client *next_pending;
 	struct client *next_close;
@@ -93,6 +103,10 @@ struct command {
 };
 
 extern struct command g_commands[];
+/* MULTI / EXEC / DISCARD live in server.c: they wrap command dispatch */
+void cmd_multi(client *c);
+void cmd_exec(client *c);
+void cmd_discard(client *c);
 void commands_init(void);
 struct command *command_lookup(const char *name, size_t len);
 void command_reply_info(client *c, struct command *cmd);

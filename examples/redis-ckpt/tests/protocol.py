@@ -83,6 +83,12 @@ SCRIPT = [
     ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", "myname"], ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", "bad name"],
     ["NOSUCHCOMMAND", "a", "b"], ["nosuchcommand"], ["get", "s4"], ["GeT", "s4"], ["AUTH", "x"],
     ["COMMAND", "INFO", "nosuch"],
+    # transactions
+    ["MULTI"], ["SET", "tx", "1"], ["INCR", "tx"], ["GET", "tx"], ["EXEC"], ["GET", "tx"],
+    ["MULTI"], ["MULTI"], ["SET", "tx", "9"], ["EXEC"], ["GET", "tx"],
+    ["MULTI"], ["SET", "tx"], ["NOSUCH"], ["SET", "tx", "3"], ["EXEC"], ["GET", "tx"],
+    ["EXEC"], ["DISCARD"], ["MULTI"], ["SET", "tx", "2"], ["DISCARD"], ["GET", "tx"],
+    ["MULTI"], ["LPUSH", "s1", "x"], ["SET", "tx", "5"], ["EXEC"], ["GET", "tx"], ["MULTI"], ["EXEC"],
     # keyspace-wide
     ("sort", ["KEYS", "s*"]), ("sort", ["KEYS", "?[0-9]"]), ["KEYS", "nomatch*"], ["DBSIZE"], ["FLUSHDB"], ["DBSIZE"],
     ["RANDOMKEY"], ["SET", "only", "1"], ["RANDOMKEY"], ["FLUSHALL"], ["KEYS", "*"],
