@@ -225,6 +225,11 @@ run_redis() {
 		timeout -k 5 300 "$B/bench/loadgen" --port "$PORT" --rate "$R_RATE" --duration "$R_DUR" \
 			--keys "$R_KEYS" --save-at "$R_SAVE_AT" --pid "$SRV_PID" \
 			--trace "$raw/redis-$name.trace$([ "$k" = 1 ] || echo ".$k")" >>"$raw/redis-$name.txt"
+		# the server's own account of the snapshot: fork pause, or
+		# libckpt's pause / traps / pool figures
+		echo "loadgen srvinfo $(redis-cli -p "$PORT" info 2>/dev/null | tr -d '\r' |
+			grep -E '^(latest_fork_usec|ckpt_[a-z_]+):[0-9]+$' | tr ':' '=' | tr '\n' ' ')" \
+			>>"$raw/redis-$name.txt"
 		sleep 1
 	done
 	if [ -f "$image" ]; then

@@ -433,6 +433,21 @@ def main():
             fmt_ratio(ratio(RV(nm, "rb_SET", "rps"), RV(base, "rb_SET", "rps"))),
             fmt_ratio(ratio(RV(nm, "rb_GET", "rps"), RV(base, "rb_GET", "rps")))))
     R.p()
+    R.p("The servers' own account of the snapshot (INFO; medians): the pause at its start "
+        "(`latest_fork_usec` for redis-server, `ckpt_pause_us` for redis-ckpt) and libckpt's fault-path figures.")
+    R.p()
+    R.p("| server | pause | traps | pages saved by traps | pool peak | traps that waited for the pool |")
+    R.p("|---|---|---|---|---|---|")
+    for nm in sorted(redis, key=lambda k: (k != base, k)):
+        si = redis[nm].get("srvinfo", {})
+        pause = si.get("ckpt_pause_us", si.get("latest_fork_usec"))
+        R.p("| %s | %s | %s | %s | %s | %s |" % (
+            nm, fmt_ns(pause * 1e3) if isinstance(pause, float) else "n/a",
+            "%.0f" % si["ckpt_traps"] if "ckpt_traps" in si else "-",
+            "%.0f" % si["ckpt_pages_saved_by_traps"] if "ckpt_pages_saved_by_traps" in si else "-",
+            fmt_bytes(si["ckpt_pool_peak_bytes"]) if "ckpt_pool_peak_bytes" in si else "-",
+            "%.0f" % si["ckpt_pool_waits"] if "ckpt_pool_waits" in si else "-"))
+    R.p()
     for nm in sorted(redis, key=lambda k: (k != base, k)):
         R.p("![Redis latency over time, %s](%s-redis-%s.png)" % (nm, a.name, nm))
     R.p()
