@@ -16,16 +16,20 @@
  *   populate -> UFFDIO_WRITEPROTECT -> MADV_DONTNEED (the pte becomes a PTE
  *   marker) -> read (the read fault rebuilds a present pte from the marker,
  *   which must carry the uffd-wp bit) -> mprotect(R) -> mprotect(RW) ->
- *   a user-mode write from a helper thread must raise a WP fault on the
- *   userfaultfd, and the page must still hold what it held.
+ *   a write must hit the mark, and the page must still hold what it held;
+ *   after unprotecting, the same write must land.
+ * The write is a kernel-mode write refused with EFAULT on a SIGBUS-mode
+ * userfaultfd (canary_kernel_write(), every kernel since 4.14), or else a
+ * user-mode write from a helper thread that parks in the WP fault
+ * (canary_thread_write()).
  * The read between the zap and the mprotect round trip matters: mprotect
  * leaves a non-present marker alone, so without the read the round trip
  * would never meet a present write-protected pte and the 6.1 bug would go
  * unseen.
  *
  * No process-global state is touched: no signal handler, no fork.  The
- * helper thread runs with every signal blocked so the caller's handlers
- * never run on it.
+ * helper thread, when there is one, runs with every signal blocked so the
+ * caller's handlers never run on it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -264,89 +268,83 @@ static int wp_range(int uffd, void *addr, size_t len, int protect)
 }
 
 /*
- * Runs the canary.  Returns 0 when it passed, CKPT_E_KERNEL when the kernel
- * let the write through or lost the content, -errno when the canary could
- * not be set up (reason says which step).
+ * The write, way 1 (used whenever UFFD_FEATURE_SIGBUS is offered, i.e. on
+ * every kernel since 4.14): a kernel-mode write into the page, read(2) of
+ * one byte from a pipe.  On a SIGBUS-mode (or user-mode-only) userfaultfd
+ * the kernel cannot deliver a signal for its own write, so a write that
+ * hits the mark fails with EFAULT and stores nothing; a write that lands
+ * means the mark was lost.  It takes the same fault path as a user write
+ * (do_wp_page -> handle_userfault), needs no thread, no signal handler and
+ * no child, and cannot deadlock under tools that serialise threads
+ * (valgrind would hang way 2: the parked writer holds its big lock).
  */
-static int run_canary(struct ckpt_kernel_info *info)
+static int canary_kernel_write(struct ckpt_kernel_info *info, int uffd, volatile uint8_t *page,
+			       size_t ps)
 {
-	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-	int uffd = -1, memfd = -1, rc = 0, thread_up = 0;
-	void *map = MAP_FAILED;
-	struct canary c = { .done_fd = -1 };
+	int p[2], rc;
+	uint8_t b = CANARY_NEW;
+	ssize_t r;
+
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		set_reason(info, "canary: pipe: %s", strerror(errno));
+		return -errno;
+	}
+	if (write(p[1], &b, 1) != 1) {
+		rc = -errno;
+		set_reason(info, "canary: pipe write: %s", strerror(errno));
+		goto out;
+	}
+	r = read(p[0], (uint8_t *)(uintptr_t)page + CANARY_OFF, 1);
+	if (r == 1) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "write-protect lost: a write to a protected shmem page after "
+				 "MADV_DONTNEED + mprotect round trip did not trap (needs 6.2+)");
+		goto out;
+	}
+	if (r != -1 || errno != EFAULT) {
+		rc = r < 0 ? -errno : -EIO;
+		set_reason(info, "canary: write into the protected page: %s",
+			   r < 0 ? strerror(errno) : "unexpected result");
+		goto out;
+	}
+	if (!page_is_seed(page, ps, ps)) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: page content changed while write-protected");
+		goto out;
+	}
+	/* the refusal came from the mark: without it the same write lands */
+	rc = wp_range(uffd, (void *)(uintptr_t)page, ps, 0);
+	if (rc < 0) {
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT (unprotect): %s", strerror(-rc));
+		goto out;
+	}
+	if (read(p[0], (uint8_t *)(uintptr_t)page + CANARY_OFF, 1) != 1 ||
+	    page[CANARY_OFF] != CANARY_NEW || !page_is_seed(page, ps, CANARY_OFF)) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: after unprotect the write did not land intact");
+		goto out;
+	}
+	rc = 0;
+out:
+	close(p[0]);
+	close(p[1]);
+	return rc;
+}
+
+/*
+ * The write, way 2 (kernels without UFFD_FEATURE_SIGBUS): a user-mode
+ * write from a helper thread, which must park in a WP fault that this
+ * thread reads from the userfaultfd, with the page unchanged meanwhile;
+ * unprotecting releases it and the byte lands.
+ */
+static int canary_thread_write(struct ckpt_kernel_info *info, int uffd, volatile uint8_t *page,
+			       size_t ps)
+{
+	struct canary c = { .page = page, .done_fd = -1 };
+	int rc = 0, thread_up = 0, faulted = 0;
 	pthread_t th;
 	sigset_t all, old;
-	struct uffdio_api api;
-	struct uffdio_register reg;
 	struct uffd_msg msg;
-	int faulted = 0;
-
-	uffd = uffd_open_any(info);
-	if (uffd < 0) {
-		set_reason(info, "canary: cannot open userfaultfd: %s", strerror(-uffd));
-		return uffd;
-	}
-	memset(&api, 0, sizeof(api));
-	api.api = UFFD_API;
-	api.features = info->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
-	if (ioctl(uffd, UFFDIO_API, &api) < 0) {
-		rc = -errno;
-		set_reason(info, "canary: UFFDIO_API: %s", strerror(errno));
-		goto out;
-	}
-
-	memfd = (int)syscall(SYS_memfd_create, "ckpt-probe", MFD_CLOEXEC);
-	if (memfd < 0 || ftruncate(memfd, (off_t)ps) < 0) {
-		rc = -errno;
-		set_reason(info, "canary: memfd: %s", strerror(errno));
-		goto out;
-	}
-	map = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-	if (map == MAP_FAILED) {
-		rc = -errno;
-		set_reason(info, "canary: mmap: %s", strerror(errno));
-		goto out;
-	}
-	c.page = map;
-	for (size_t i = 0; i < ps; i++)
-		c.page[i] = (uint8_t)(CANARY_SEED ^ (i & 0xff));
-
-	memset(&reg, 0, sizeof(reg));
-	reg.range.start = (uint64_t)(uintptr_t)map;
-	reg.range.len = ps;
-	reg.mode = UFFDIO_REGISTER_MODE_WP;
-	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
-		rc = errno == EINVAL ? CKPT_E_KERNEL : -errno;
-		set_reason(info, "canary: UFFDIO_REGISTER (WP) on shmem refused: %s", strerror(errno));
-		goto out;
-	}
-	if (!(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT))) {
-		rc = CKPT_E_KERNEL;
-		set_reason(info, "canary: UFFDIO_WRITEPROTECT not available on a shmem range");
-		goto out;
-	}
-	rc = wp_range(uffd, map, ps, 1);
-	if (rc < 0) {
-		set_reason(info, "canary: UFFDIO_WRITEPROTECT: %s", strerror(-rc));
-		goto out;
-	}
-	/* zap: the mark now lives only in a PTE marker */
-	if (madvise(map, ps, MADV_DONTNEED) < 0) {
-		rc = -errno;
-		set_reason(info, "canary: madvise(MADV_DONTNEED): %s", strerror(errno));
-		goto out;
-	}
-	/* read fault: rebuilds a present pte from the marker (see top) */
-	if (!page_is_seed(c.page, ps, ps)) {
-		rc = CKPT_E_KERNEL;
-		set_reason(info, "canary: page content changed by MADV_DONTNEED on shmem");
-		goto out;
-	}
-	if (mprotect(map, ps, PROT_READ) < 0 || mprotect(map, ps, PROT_READ | PROT_WRITE) < 0) {
-		rc = -errno;
-		set_reason(info, "canary: mprotect: %s", strerror(errno));
-		goto out;
-	}
 
 	c.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c.done_fd < 0) {
@@ -409,45 +407,134 @@ static int run_canary(struct ckpt_kernel_info *info)
 	}
 	if (msg.event != UFFD_EVENT_PAGEFAULT ||
 	    !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) ||
-	    (msg.arg.pagefault.address & ~(uint64_t)(ps - 1)) != (uint64_t)(uintptr_t)map) {
+	    (msg.arg.pagefault.address & ~(uint64_t)(ps - 1)) != (uint64_t)(uintptr_t)page) {
 		rc = CKPT_E_KERNEL;
 		set_reason(info, "canary: unexpected userfaultfd message (event %u, flags %#llx)",
 			   msg.event, (unsigned long long)msg.arg.pagefault.flags);
 		goto out;
 	}
 	/* the writer is parked in the fault: nothing may have landed yet */
-	if (!page_is_seed(c.page, ps, ps)) {
+	if (!page_is_seed(page, ps, ps)) {
 		rc = CKPT_E_KERNEL;
 		set_reason(info, "canary: page content changed while write-protected");
 		goto out;
 	}
-	rc = wp_range(uffd, map, ps, 0); /* also wakes the writer */
+	rc = wp_range(uffd, (void *)(uintptr_t)page, ps, 0); /* also wakes the writer */
 	if (rc < 0) {
 		set_reason(info, "canary: UFFDIO_WRITEPROTECT (unprotect): %s", strerror(-rc));
 		goto out;
 	}
 	pthread_join(th, NULL);
 	thread_up = 0;
-	if (c.page[CANARY_OFF] != CANARY_NEW || !page_is_seed(c.page, ps, CANARY_OFF)) {
+	if (page[CANARY_OFF] != CANARY_NEW || !page_is_seed(page, ps, CANARY_OFF)) {
 		rc = CKPT_E_KERNEL;
 		set_reason(info, "canary: after unprotect the write did not land intact");
 		goto out;
 	}
-	info->canary_ok = 1;
 	rc = 0;
 out:
 	if (thread_up) {
-		/* Unblock a writer parked in the fault: unprotecting wakes it,
-		 * and closing the userfaultfd releases any fault still waiting. */
-		if (uffd >= 0)
-			wp_range(uffd, map, ps, 0);
-		if (uffd >= 0)
-			close(uffd);
-		uffd = -1;
+		/* Unblock a writer parked in the fault: unprotecting wakes it.
+		 * (The caller closes the userfaultfd, which would too.) */
+		wp_range(uffd, (void *)(uintptr_t)page, ps, 0);
 		pthread_join(th, NULL);
 	}
 	if (c.done_fd >= 0)
 		close(c.done_fd);
+	return rc;
+}
+
+/*
+ * Runs the canary.  Returns 0 when it passed, CKPT_E_KERNEL when the kernel
+ * let the write through or lost the content, -errno when the canary could
+ * not be set up (reason says which step).
+ */
+static int run_canary(struct ckpt_kernel_info *info)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	int uffd = -1, memfd = -1, rc = 0;
+	void *map = MAP_FAILED;
+	volatile uint8_t *page;
+	struct uffdio_api api;
+	struct uffdio_register reg;
+	uint64_t features;
+
+	uffd = uffd_open_any(info);
+	if (uffd < 0) {
+		set_reason(info, "canary: cannot open userfaultfd: %s", strerror(-uffd));
+		return uffd;
+	}
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	/* UFFDIO_API overwrites api.features with everything offered:
+	 * keep what was asked for */
+	features = info->uffd_features & (UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_SIGBUS);
+	api.features = features;
+	if (ioctl(uffd, UFFDIO_API, &api) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: UFFDIO_API: %s", strerror(errno));
+		goto out;
+	}
+
+	memfd = (int)syscall(SYS_memfd_create, "ckpt-probe", MFD_CLOEXEC);
+	if (memfd < 0 || ftruncate(memfd, (off_t)ps) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: memfd: %s", strerror(errno));
+		goto out;
+	}
+	map = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (map == MAP_FAILED) {
+		rc = -errno;
+		set_reason(info, "canary: mmap: %s", strerror(errno));
+		goto out;
+	}
+	page = map;
+	for (size_t i = 0; i < ps; i++)
+		page[i] = (uint8_t)(CANARY_SEED ^ (i & 0xff));
+
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uint64_t)(uintptr_t)map;
+	reg.range.len = ps;
+	reg.mode = UFFDIO_REGISTER_MODE_WP;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+		rc = errno == EINVAL ? CKPT_E_KERNEL : -errno;
+		set_reason(info, "canary: UFFDIO_REGISTER (WP) on shmem refused: %s", strerror(errno));
+		goto out;
+	}
+	if (!(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT))) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT not available on a shmem range");
+		goto out;
+	}
+	rc = wp_range(uffd, map, ps, 1);
+	if (rc < 0) {
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT: %s", strerror(-rc));
+		goto out;
+	}
+	/* zap: the mark now lives only in a PTE marker */
+	if (madvise(map, ps, MADV_DONTNEED) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: madvise(MADV_DONTNEED): %s", strerror(errno));
+		goto out;
+	}
+	/* read fault: rebuilds a present pte from the marker (see top) */
+	if (!page_is_seed(page, ps, ps)) {
+		rc = CKPT_E_KERNEL;
+		set_reason(info, "canary: page content changed by MADV_DONTNEED on shmem");
+		goto out;
+	}
+	if (mprotect(map, ps, PROT_READ) < 0 || mprotect(map, ps, PROT_READ | PROT_WRITE) < 0) {
+		rc = -errno;
+		set_reason(info, "canary: mprotect: %s", strerror(errno));
+		goto out;
+	}
+	if (features & UFFD_FEATURE_SIGBUS)
+		rc = canary_kernel_write(info, uffd, page, ps);
+	else
+		rc = canary_thread_write(info, uffd, page, ps);
+	if (rc == 0)
+		info->canary_ok = 1;
+out:
 	if (map != MAP_FAILED)
 		munmap(map, ps);
 	if (memfd >= 0)

@@ -84,9 +84,9 @@ int ckpt_cmd_kcheck(int argc, char **argv)
 			printf("hugetlb 2 MiB free    unknown\n");
 		if (ki.canary_ns)
 			printf("live canary           %s (%.3f ms): WP shmem page, MADV_DONTNEED, "
-			       "mprotect round trip, write %s\n",
+			       "read, mprotect round trip, write %s\n",
 			       ki.canary_ok ? "pass" : "FAIL", (double)ki.canary_ns / 1e6,
-			       ki.canary_ok ? "trapped, content intact" : "not caught");
+			       ki.canary_ok ? "hit the mark, content intact" : "not caught");
 		else
 			printf("live canary           not run\n");
 	}
