@@ -12,7 +12,7 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-BINARY = os.path.join(ROOT, "examples", "redis-ckpt", "redis-ckpt")
+BINARY = os.environ.get("RC_BINARY") or os.path.join(ROOT, "examples", "redis-ckpt", "redis-ckpt")
 
 _procs = []
 _tmpdirs = []
