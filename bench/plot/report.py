@@ -428,10 +428,19 @@ def main():
             ("%.0f%%" % (100 * d["throughput"]["dip"])) if "throughput" in d else "n/a",
             fmt_bytes(d["memory"]["extra_kb"] * 1024) if "memory" in d else "n/a",
             fmt_bytes(d["image"]["bytes"]) if "image" in d else "n/a",
-            ("%.0f ms" % d["start"]["ms"]) if "start" in d else "n/a",
+            ("%.0f ms (%s keys)" % (d["start"]["ms"], "%.0f" % d["dbsize"]["n"] if "dbsize" in d else "?"))
+            if "start" in d else ("**failed**" if "image" in d else "n/a"),
             RV(nm, "rb_SET", "rps"), RV(nm, "rb_GET", "rps"),
             fmt_ratio(ratio(RV(nm, "rb_SET", "rps"), RV(base, "rb_SET", "rps"))),
             fmt_ratio(ratio(RV(nm, "rb_GET", "rps"), RV(base, "rb_GET", "rps")))))
+    for nm in sorted(redis):
+        d = redis[nm]
+        logp = os.path.join(raw, "redis-%s.log" % nm)
+        if "start" not in d and "image" in d and os.path.exists(logp):
+            errs = [l.strip() for l in open(logp, errors="replace")
+                    if re.search(r"Can't|Refusing|error|Error|FATAL", l)]
+            R.p()
+            R.p("Restart of %s from its image failed; the server said: `%s`" % (nm, errs[-1] if errs else "nothing"))
     R.p()
     R.p("The servers' own account of the snapshot (INFO; medians): the pause at its start "
         "(`latest_fork_usec` for redis-server, `ckpt_pause_us` for redis-ckpt) and libckpt's fault-path figures.")
