@@ -164,6 +164,8 @@ static int rd_open(struct rd *r, int fd)
 		return 0;
 	r->uring = true;
 	r->size = (uint64_t)st.st_size;
+	/* one pass front to back: a larger kernel readahead window */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	off_t pos = lseek(fd, 0, SEEK_CUR); /* an fd is read from where it stands */
 	r->next_off = pos > 0 ? (uint64_t)pos : 0;
 	r->start_off = r->next_off;
