@@ -219,6 +219,15 @@ int ckpt__image_load_anon(const char *path, const struct ckpt__load_opts *lo,
 			  struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err,
 			  size_t errsz);
 
+/* Like ckpt__image_load_anon() for a chain given as files, oldest (the full
+ * image) first: each must amend the one before it (id, generation,
+ * geometry), whatever its recorded parent name; CKPT_E_PARENT otherwise. */
+int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt__load_opts *lo,
+			  struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err,
+			  size_t errsz);
+int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, int zstd_level,
+			   const struct ckpt__load_opts *lo, char *err, size_t errsz);
+
 /* ckpt_image_merge() with progress reports (the ckpt tool). */
 int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
 		      const struct ckpt__load_opts *lo, char *err, size_t errsz);

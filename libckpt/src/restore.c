@@ -988,15 +988,13 @@ static int apply_chain(struct link *l, size_t n, const struct ckpt__load_opts *l
 	return 0;
 }
 
-int ckpt__image_load_anon(const char *path, const struct ckpt__load_opts *lo,
-			  struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err, size_t errsz)
+/* Applies the resolved chain @l (tip first) to fresh anonymous memory;
+ * frees @l. */
+static int load_links(struct link *l, size_t n, const struct ckpt__load_opts *lo,
+		      struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err, size_t errsz)
 {
-	struct link *l;
-	size_t n;
 	struct apply a = { .memfd = -1 };
-	int rc = load_chain(path, lo, &a, &l, &n, err, errsz);
-	if (rc)
-		return rc;
+	int rc;
 	if (!lo || !lo->verify_only) {
 		void *m = mmap(NULL, l[0].h.heap_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -1025,6 +1023,62 @@ int ckpt__image_load_anon(const char *path, const struct ckpt__load_opts *lo,
 	}
 	chain_free(l, n);
 	return rc;
+}
+
+int ckpt__image_load_anon(const char *path, const struct ckpt__load_opts *lo,
+			  struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err, size_t errsz)
+{
+	struct link *l;
+	size_t n;
+	int rc = load_chain(path, lo, NULL, &l, &n, err, errsz);
+	if (rc)
+		return rc;
+	return load_links(l, n, lo, hdr_out, mem_out, err, errsz);
+}
+
+int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt__load_opts *lo,
+			  struct ckpt__img_header *hdr_out, uint8_t **mem_out, char *err, size_t errsz)
+{
+	if (!paths || n == 0 || n > CKPT__MAX_CHAIN)
+		return -EINVAL;
+	struct link *l = calloc(n, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	int rc = 0;
+	/* l[0] is the tip: the last path */
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct link *k = &l[n - 1 - i];
+		if (!(k->path = strdup(paths[i]))) {
+			rc = -ENOMEM;
+			break;
+		}
+		char msg[200];
+		rc = read_header_path(paths[i], &k->h, msg, sizeof(msg));
+		if (rc) {
+			ckpt__img_err(err, errsz, rc, "%s", msg);
+			break;
+		}
+		bool inc = (k->h.flags & CKPT__IMG_INCREMENTAL) != 0;
+		if (i == 0 && inc) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+					   "%s is incremental: the first file must be a full image", paths[i]);
+		} else if (i > 0 && !inc) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+					   "%s is a full image: only the first file may be", paths[i]);
+		} else if (i > 0) {
+			const struct ckpt__img_header *p = &l[n - i].h; /* the previous path */
+			if (memcmp(k->h.parent_id, p->id, 16) != 0 ||
+			    k->h.parent_generation != p->generation || k->h.base != p->base ||
+			    k->h.heap_size != p->heap_size || k->h.page_size != p->page_size)
+				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+						   "%s was not made from %s", paths[i], paths[i - 1]);
+		}
+	}
+	if (rc) {
+		chain_free(l, n);
+		return rc;
+	}
+	return load_links(l, n, lo, hdr_out, mem_out, err, errsz);
 }
 
 /* ------------------------------------------------------------ public */
@@ -1400,6 +1454,28 @@ int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
 	struct ckpt__img_header h;
 	uint8_t *mem = NULL;
 	int rc = ckpt__image_load_anon(tip, &lo, &h, &mem, err, errsz);
+	if (rc)
+		return rc;
+	rc = write_full(out, &h, mem, zstd_level, err, errsz);
+	munmap(mem, h.heap_size);
+	return rc;
+}
+
+int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, int zstd_level,
+			   const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
+{
+	if (!out || zstd_level < 0 || zstd_level > ZSTD_maxCLevel())
+		return -EINVAL;
+	if (err && errsz)
+		err[0] = 0;
+	struct ckpt__load_opts lo = { .chain = true };
+	if (lo_in) {
+		lo.progress = lo_in->progress;
+		lo.progress_arg = lo_in->progress_arg;
+	}
+	struct ckpt__img_header h;
+	uint8_t *mem = NULL;
+	int rc = ckpt__image_load_list(paths, n, &lo, &h, &mem, err, errsz);
 	if (rc)
 		return rc;
 	rc = write_full(out, &h, mem, zstd_level, err, errsz);

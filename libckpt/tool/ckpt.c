@@ -28,8 +28,9 @@ static void usage(FILE *f)
 		"usage: %s COMMAND [ARGS]\n"
 		"  info FILE              header, counts and chain of an image\n"
 		"  verify [-n] FILE       check everything (with -n: not the parents); exit 0 ok, 1 bad\n"
-		"  merge [-l LEVEL] OUT FILE\n"
-		"                         fold the chain ending at FILE into one full image OUT\n"
+		"  merge [-l LEVEL] OUT FILE...\n"
+		"                         fold the chain ending at FILE (or the chain FILE...,\n"
+		"                         full image first) into one full image OUT\n"
 		"  diff A B               list the pages that differ; exit 0 same, 1 different\n"
 		"  kcheck                 is this kernel safe for libckpt?\n"
 		"  --version, --help\n",
@@ -232,17 +233,22 @@ static int cmd_merge(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (argc - optind != 2) {
-		/* the tip names its parents: one FILE is the whole chain */
+	if (argc - optind < 2) {
 		usage(stderr);
 		return 2;
 	}
-	const char *out = argv[optind], *tip = argv[optind + 1];
+	/* one FILE: the tip, which names its parents; several: the chain
+	 * itself, full image first (files that were moved or renamed) */
+	const char *out = argv[optind];
+	int nfiles = argc - optind - 1;
 	char err[300] = "";
 	struct progress p;
 	progress_init(&p, "merging");
 	struct ckpt__load_opts lo = { .progress = progress_cb, .progress_arg = &p };
-	int rc = ckpt__image_merge(out, tip, level, &lo, err, sizeof(err));
+	int rc = nfiles == 1
+			 ? ckpt__image_merge(out, argv[optind + 1], level, &lo, err, sizeof(err))
+			 : ckpt__image_merge_list(out, (const char *const *)(argv + optind + 1),
+						  (size_t)nfiles, level, &lo, err, sizeof(err));
 	progress_end(&p);
 	if (rc) {
 		fprintf(stderr, "%s merge: %s: %s\n", prog, ckpt_err_name(rc), err[0] ? err : ckpt_strerror(rc));

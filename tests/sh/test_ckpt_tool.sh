@@ -109,6 +109,15 @@ out=$("$CKPT" diff "$T/full.ckpt" "$T/chain.ckpt")
 echo "$out" | grep -Eq '^[56] of [0-9]+ pages differ' || fail "diff full chain: want 5 pages (6 if unaligned): $out"
 echo "$out" | grep -Eq '^pages [0-9]+-[0-9]+ ' || fail "diff: no page range listed: $out"
 
+# merge of a chain given file by file (renamed copies), full image first
+cp "$T/chain.ckpt.g000002" "$T/a"; cp "$T/chain.ckpt.g000003" "$T/b"; cp "$T/chain.ckpt" "$T/c"
+"$CKPT" merge "$T/merged2.ckpt" "$T/a" "$T/b" "$T/c" 2>"$T/m.err" || fail "merge list exit $?: $(cat "$T/m.err")"
+out=$("$CKPT" diff "$T/merged2.ckpt" "$T/merged.ckpt") || fail "merge list differs: $out"
+"$CKPT" merge "$T/merged3.ckpt" "$T/a" "$T/c" 2>"$T/m.err"
+[ $? = 2 ] || fail "merge of a chain with a missing link: exit not 2"
+grep -q CKPT_E_PARENT "$T/m.err" || fail "merge with a missing link: $(cat "$T/m.err")"
+[ -e "$T/merged3.ckpt" ] && fail "a failed merge left its output"
+
 # kcheck gives a verdict (0 safe, 1 unsafe), never a usage error
 "$CKPT" kcheck >/dev/null 2>&1
 rc=$?
