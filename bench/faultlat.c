@@ -28,6 +28,11 @@
  * until the measurement is over, so the writer never unprotects a page ahead
  * of the application and every first write takes the trap path.
  *
+ * --live POOL: the ckpt-* modes instead checkpoint to a real image file in
+ * $TMPDIR (no fsync) with the writer running and the pool capped at POOL:
+ * what an application sees when its writes outrun the writer (traps wait
+ * for pool slots: pool_waits).  Mode names get a "-live" suffix.
+ *
  * Patterns: seq (each page once, in order), rand (N uniform writes over N
  * pages), zipf (N writes, zipfian s=0.99 over the pages, hot pages scattered).
  *
@@ -76,6 +81,7 @@ static size_t g_pages = 8192;
 static int g_reps = 3;
 static uint64_t g_seed = 1;
 static const char *g_cdf_dir;
+static size_t g_live_pool; /* --live: ckpt-* modes write a real image with this pool cap */
 static double g_ns_per_tick;
 
 /* ------------------------------------------------------------ workload */
@@ -401,6 +407,7 @@ struct rep_result {
 	size_t distinct;
 	double amp;     /* -1: not applicable */
 	uint64_t traps;
+	uint64_t pool_waits;
 	int err;        /* nonzero: the mode cannot run here; message printed */
 };
 
@@ -528,6 +535,8 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 		ckpt_heap_opts_init(&ho);
 		ho.size = len * 2 + (72ul << 20);
 		ho.pool_bytes = len * 2 + (16ul << 20); /* never wait for the pool */
+		if (g_live_pool)
+			ho.pool_bytes = g_live_pool;
 		ho.fault_around = fa;
 		ho.name = "faultlat";
 		if (strcmp(mode, "ckpt-sigbus") == 0)
@@ -562,7 +571,21 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 			struct ckpt_sink sink = { .begin = hs_begin, .pages = hs_pages,
 						  .end = hs_end, .arg = &hs };
 			struct ckpt_dest dest = { .kind = CKPT_DEST_SINK, .sink = &sink };
-			rc = ckpt_begin(h, &dest, NULL);
+			struct ckpt_begin_opts bo;
+			char img[512];
+			ckpt_begin_opts_init(&bo);
+			if (g_live_pool) {
+				/* --live: a real image in $TMPDIR (no fsync), the
+				 * writer running: traps meet a bounded pool that
+				 * only the writer drains */
+				const char *td = getenv("TMPDIR");
+				snprintf(img, sizeof(img), "%s/faultlat.%d.img", td && *td ? td : "/tmp",
+					 (int)getpid());
+				dest = (struct ckpt_dest){ .kind = CKPT_DEST_PATH, .path = img };
+				bo.flags |= CKPT_BEGIN_NO_FSYNC;
+				hs.released = true;
+			}
+			rc = ckpt_begin(h, &dest, &bo);
 			if (rc != 0) {
 				printf("faultlat mode=%s unavailable: ckpt_begin: %s\n", mode,
 				       ckpt_strerror(rc));
@@ -582,7 +605,10 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 				if (rc != 0)
 					fprintf(stderr, "faultlat: ckpt_wait: %s\n", ckpt_strerror(rc));
 				r->traps = st.traps;
+				r->pool_waits = st.pool_waits;
 				r->amp = (double)st.pages_saved_by_traps / (double)w.distinct;
+				if (g_live_pool)
+					unlink(img);
 			}
 			ckpt_heap_destroy(h);
 		}
@@ -601,7 +627,8 @@ static void write_cdf(const char *mode, const char *pat, unsigned fa, uint64_t *
 	if (!g_cdf_dir || n == 0)
 		return;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/faultlat-%s-%s-fa%u.cdf", g_cdf_dir, mode, pat, fa);
+	snprintf(path, sizeof(path), "%s/faultlat-%s%s-%s-fa%u.cdf", g_cdf_dir, mode,
+		 g_live_pool ? "-live" : "", pat, fa);
 	FILE *f = fopen(path, "we");
 	if (!f) {
 		fprintf(stderr, "faultlat: %s: %s\n", path, strerror(errno));
@@ -619,7 +646,7 @@ static void write_cdf(const char *mode, const char *pat, unsigned fa, uint64_t *
 
 static void run_config(const char *mode, enum pattern pat, unsigned fa)
 {
-	double p50[16], p90[16], p99[16], p999[16], mx[16], am[16], ac[16], amp[16], tr[16];
+	double p50[16], p90[16], p99[16], p999[16], mx[16], am[16], ac[16], amp[16], tr[16], pw[16];
 	int reps = g_reps > 16 ? 16 : g_reps;
 	size_t count = 0;
 	uint64_t *all = NULL;
@@ -643,19 +670,20 @@ static void run_config(const char *mode, enum pattern pat, unsigned fa)
 		ac[k] = (double)r.cpu_ns / (double)r.distinct;
 		amp[k] = r.amp;
 		tr[k] = (double)r.traps;
+		pw[k] = (double)r.pool_waits;
 		count = r.count;
 		all = realloc(all, (nall + r.count) * sizeof(*all));
 		memcpy(all + nall, r.lat, r.count * sizeof(*all));
 		nall += r.count;
 		free(r.lat);
 	}
-	printf("faultlat mode=%s pattern=%s fa=%u count=%zu p50=%.0f p90=%.0f p99=%.0f "
-	       "p999=%.0f max=%.0f amort=%.0f amort_cpu=%.0f amp=%.3f traps=%.0f reps=%d\n",
-	       mode, pattern_names[pat], fa, count, bench_median(p50, reps),
+	printf("faultlat mode=%s%s pattern=%s fa=%u count=%zu p50=%.0f p90=%.0f p99=%.0f "
+	       "p999=%.0f max=%.0f amort=%.0f amort_cpu=%.0f amp=%.3f traps=%.0f pool_waits=%.0f reps=%d\n",
+	       mode, g_live_pool ? "-live" : "", pattern_names[pat], fa, count, bench_median(p50, reps),
 	       bench_median(p90, reps), bench_median(p99, reps), bench_median(p999, reps),
 	       bench_median(mx, reps), bench_median(am, reps), bench_median(ac, reps),
 	       bench_median(amp, reps),
-	       bench_median(tr, reps), reps);
+	       bench_median(tr, reps), bench_median(pw, reps), reps);
 	fflush(stdout);
 	write_cdf(mode, pattern_names[pat], fa, all, nall);
 	free(all);
@@ -681,7 +709,8 @@ static bool in_list(const char *list, const char *name)
 static void usage(void)
 {
 	fprintf(stderr, "usage: faultlat [--mode all|raw|ckpt|M,...] [--pattern all|seq,rand,zipf]\n"
-			"                [--fa 1,4,16,64] [--pages N] [--reps R] [--seed S] [--cdf DIR]\n");
+			"                [--fa 1,4,16,64] [--pages N] [--reps R] [--seed S] [--cdf DIR]\n"
+			"                [--live POOL_BYTES]\n");
 	exit(2);
 }
 
@@ -692,10 +721,11 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, 0, 'm' },  { "pattern", required_argument, 0, 'p' },
 		{ "fa", required_argument, 0, 'f' },    { "pages", required_argument, 0, 'n' },
 		{ "reps", required_argument, 0, 'r' },  { "seed", required_argument, 0, 's' },
-		{ "cdf", required_argument, 0, 'c' },   { 0, 0, 0, 0 },
+		{ "cdf", required_argument, 0, 'c' },   { "live", required_argument, 0, 'L' },
+		{ 0, 0, 0, 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "m:p:f:n:r:s:c:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:p:f:n:r:s:c:L:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'm': modes = optarg; break;
 		case 'p': patterns = optarg; break;
@@ -704,6 +734,7 @@ int main(int argc, char **argv)
 		case 'r': g_reps = atoi(optarg); break;
 		case 's': g_seed = strtoull(optarg, NULL, 0); break;
 		case 'c': g_cdf_dir = optarg; break;
+		case 'L': g_live_pool = bench_parse_size(optarg); break;
 		default: usage();
 		}
 	}

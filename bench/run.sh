@@ -132,6 +132,12 @@ if want faultlat; then
 	timeout -k 10 1200 "$B/bench/faultlat" --pages "$FL_PAGES" --reps "$FL_REPS" --seed "$seed" --cdf "$raw/cdf" \
 		>"$raw/faultlat.txt" 2>"$raw/faultlat.err"
 	grep -c '^faultlat mode' "$raw/faultlat.txt" >&2
+	# the same trap paths with the writer running into a real image and the
+	# default 64 MiB pool, on a heap bigger than the pool: pool waits
+	log "faultlat --live: $((FL_PAGES * 8)) pages, pool 64 MiB"
+	TMPDIR=$W timeout -k 10 900 "$B/bench/faultlat" --live 64m --pages $((FL_PAGES * 8)) --reps 3 \
+		--mode ckpt-sigbus,ckpt-thread --pattern seq,rand --seed "$seed" \
+		>"$raw/faultlat-live.txt" 2>"$raw/faultlat-live.err"
 fi
 
 # ------------------------------------------------------------ 2. pause

@@ -332,6 +332,22 @@ def main():
                 cells.append("n/a" if ac is None else "%s / %.2f" % (fmt_ns(ac), am))
             R.p("| %s | %s | %s |" % (m, pat, " | ".join(cells)))
     R.p()
+    live = [r for r in parse(os.path.join(raw, "faultlat-live.txt")) if "mode" in r and "p50" in r]
+    if live:
+        seqc = [r["count"] for r in live if r["pattern"] == "seq"]
+        R.p("With the writer running (`faultlat --live`): the checkpoint goes to a real image file (page "
+            "cache, no fsync) with the pool capped at the default 64 MiB, heap %s; traps that find the pool "
+            "full wait for the writer to drain it (`pool waits`). `amp` here counts only pages the fault path "
+            "copied; pages the writer reached first cost no copy." % (fmt_bytes(seqc[0] * 4096) if seqc else "?"))
+        R.p()
+        R.p("| mode | pattern | fa | p50 | p99 | p99.9 | max | amort (wall) | amort (CPU) | amp | traps | pool waits |")
+        R.p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in live:
+            R.p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %.2f | %.0f | %.0f |" % (
+                r["mode"], r["pattern"], r["fa"], fmt_ns(r["p50"]), fmt_ns(r["p99"]), fmt_ns(r["p999"]),
+                fmt_ns(r["max"]), fmt_ns(r["amort"]), fmt_ns(r.get("amort_cpu")), r["amp"], r["traps"],
+                r.get("pool_waits", -1)))
+        R.p()
     R.p("![latency CDF, sequential](%s-faultlat-seq.png)" % a.name)
     R.p("![latency CDF, random](%s-faultlat-rand.png)" % a.name)
     R.p("![latency CDF, zipf](%s-faultlat-zipf.png)" % a.name)
