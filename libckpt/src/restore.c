@@ -8,8 +8,9 @@
  * value in it, and hands each verified block to worker threads that
  * decompress it and copy its pages into the target memory.  The target is
  * never visible to the application before the whole image (and chain) has
- * passed: ckpt_restore() fills a memfd through a private mapping and only
- * maps it at the heap's base once everything checked out.
+ * passed: ckpt_restore() fills a memfd with pwrite(2) (hugetlbfs: through a
+ * private mapping) and only maps it at the heap's base once everything
+ * checked out.
  *
  * An incremental chain is resolved from the tip (headers only, each link's
  * id and geometry checked) and then applied oldest first; blocks within one
