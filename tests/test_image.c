@@ -544,3 +544,26 @@ Test(image, stale_temp_files_go_and_held_ones_stay)
 	iu_rmtree(dir);
 	free(dir);
 }
+
+Test(image, digest_helper_matches_the_writer)
+{
+	char *dir = iu_tmpdir("digest");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/img", dir);
+	uint64_t np = 700;
+	uint8_t *mem = anon(np * PSZ);
+	iu_fill(mem, np, PSZ, 4);
+	struct ckpt_sink_info in = iu_info(BASE, 64ull << 20, PSZ, np, 6);
+	struct ckpt_begin_opts o = iu_opts(1, CKPT_BEGIN_NO_FSYNC);
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	CKPT_ASSERT_OK(iu_write(&d, &o, &in, mem, NULL, 0, 2));
+	size_t n = 0;
+	uint8_t *b = iu_read_file(path, &n);
+	struct ckpt__footer f;
+	memcpy(&f, b + n - sizeof(f), sizeof(f));
+	cr_assert_eq(ckpt__img_digest(b, n - sizeof(f)), f.file_hash);
+	free(b);
+	munmap(mem, np * PSZ);
+	iu_rmtree(dir);
+	free(dir);
+}

@@ -241,3 +241,29 @@ void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_imag
 	memcpy(info->parent_name, h->parent_name, sizeof(info->parent_name));
 	info->parent_name[sizeof(info->parent_name) - 1] = 0;
 }
+
+uint64_t ckpt__img_digest(const void *img, size_t len)
+{
+	const uint8_t *p = img;
+	XXH3_state_t st;
+	XXH3_64bits_reset(&st);
+	size_t off = CKPT__IMG_HEADER_SIZE;
+	if (len < off)
+		return XXH3_64bits_digest(&st);
+	XXH3_64bits_update(&st, p, off);
+	while (len - off >= sizeof(struct ckpt__blk_header)) {
+		struct ckpt__blk_header b;
+		memcpy(&b, p + off, sizeof(b));
+		if (b.magic == CKPT__TRL_MAGIC) {
+			/* the whole trailer: everything up to the footer */
+			XXH3_64bits_update(&st, p + off, len - off);
+			break;
+		}
+		XXH3_64bits_update(&st, &b, sizeof(b));
+		uint64_t plen = (uint64_t)b.data_len + (uint64_t)b.nruns * sizeof(struct ckpt__run);
+		if (b.magic != CKPT__BLK_MAGIC || plen > len - off - sizeof(b))
+			break;
+		off += sizeof(b) + (size_t)plen;
+	}
+	return XXH3_64bits_digest(&st);
+}

@@ -149,6 +149,12 @@ _Static_assert(sizeof(struct ckpt__footer) == 64, "footer size");
 
 uint64_t ckpt__hash(const void *p, size_t n);
 
+/* The whole-file digest (footer.file_hash) of the @len bytes before the
+ * footer of a well-formed image: header, block headers, trailer.  For tools
+ * that re-seal edited images (fuzz/fixup.h); stops at the first malformed
+ * block. */
+uint64_t ckpt__img_digest(const void *img, size_t len);
+
 /* Sealing: fills the checksum field of a structure about to be written. */
 void ckpt__img_header_seal(struct ckpt__img_header *h);
 void ckpt__blk_header_seal(struct ckpt__blk_header *b);
