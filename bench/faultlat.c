@@ -7,6 +7,9 @@
  *
  * Modes (LIST is comma separated, or "all", "raw", "ckpt"):
  *   plain        a write to an ordinary, writable page (the floor of floors)
+ *   copy4k       not a write: a 4 KiB memcpy of the page (from a populated
+ *                shmem mapping into a pre-faulted pool), the floor of any
+ *                copy-before-write scheme, fork's COW included
  *   wp-unprot    a shmem page write-protected with uffd-wp and unprotected
  *                again before the write: what a page unprotected by
  *                fault-around or by the writer costs on its first write
@@ -72,7 +75,7 @@
 enum pattern { PAT_SEQ, PAT_RAND, PAT_ZIPF };
 static const char *pattern_names[] = { "seq", "rand", "zipf" };
 
-static const char *all_modes[] = { "plain", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus",
+static const char *all_modes[] = { "plain", "copy4k", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus",
 				   "uffd-thread", "uffd-poll", "ckpt-thread", "ckpt-poll",
 				   "ckpt-sigbus" };
 #define NMODES (sizeof(all_modes) / sizeof(all_modes[0]))
@@ -464,6 +467,24 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 		signal(SIGSEGV, SIG_DFL);
 		r->traps = atomic_load(&g_pool_used);
 		r->amp = (double)r->traps / (double)w.distinct;
+		munmap(g_pool, len);
+		munmap(p, len);
+		close(fd);
+	} else if (strcmp(mode, "copy4k") == 0) {
+		uint8_t *p = map_shmem(len, &fd);
+		touch(p, len);
+		pool_alloc(len);
+		uint64_t c0 = process_cpu_ns(), w0 = bench_tsc();
+		for (size_t i = 0; i < w.nwrites; i++) {
+			if (!w.first[i])
+				continue;
+			uint64_t t0 = bench_tsc();
+			memcpy(g_pool + r->count * PG, p + (size_t)w.idx[i] * PG, PG);
+			uint64_t t1 = bench_tsc();
+			r->lat[r->count++] = t1 - t0;
+		}
+		r->window = bench_tsc() - w0;
+		g_cpu_ns = process_cpu_ns() - c0;
 		munmap(g_pool, len);
 		munmap(p, len);
 		close(fd);
