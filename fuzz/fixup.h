@@ -51,7 +51,7 @@ static inline uint64_t fz_raw_hash(const struct ckpt__blk_header *b, const uint8
 {
 	uint64_t raw_len = (uint64_t)b->data_pages * page_size;
 	if (!(b->flags & CKPT__BLK_ZSTD))
-		return ckpt__hash(data, b->data_len);
+		return 0; /* stored blocks carry no raw hash (image.h) */
 	if (raw_len == 0 || raw_len > (4u << 20)) /* keep the harness fast */
 		return old;
 	void *buf = malloc(raw_len);
@@ -158,7 +158,7 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 		memcpy(f.id, h.id, sizeof(f.id));
 		memcpy(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic));
 	}
-	f.file_hash = ckpt__hash(img, foff);
+	f.file_hash = ckpt__img_digest(img, foff); /* header + block headers + trailer (image.h) */
 	ckpt__footer_seal(&f);
 	memcpy(img + foff, &f, sizeof(f));
 	return len;
