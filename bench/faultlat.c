@@ -10,6 +10,9 @@
  *   copy4k       not a write: a 4 KiB memcpy of the page (from a populated
  *                shmem mapping into a pre-faulted pool), the floor of any
  *                copy-before-write scheme, fork's COW included
+ *   copy4k-alias the same copy from a second, never-touched read-only
+ *                mapping of the memfd (libckpt's writer alias): the first
+ *                read of each page there takes a minor fault
  *   wp-unprot    a shmem page write-protected with uffd-wp and unprotected
  *                again before the write: what a page unprotected by
  *                fault-around or by the writer costs on its first write
@@ -75,7 +78,7 @@
 enum pattern { PAT_SEQ, PAT_RAND, PAT_ZIPF };
 static const char *pattern_names[] = { "seq", "rand", "zipf" };
 
-static const char *all_modes[] = { "plain", "copy4k", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus",
+static const char *all_modes[] = { "plain", "copy4k", "copy4k-alias", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus",
 				   "uffd-thread", "uffd-poll", "ckpt-thread", "ckpt-poll",
 				   "ckpt-sigbus" };
 #define NMODES (sizeof(all_modes) / sizeof(all_modes[0]))
@@ -470,9 +473,17 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 		munmap(g_pool, len);
 		munmap(p, len);
 		close(fd);
-	} else if (strcmp(mode, "copy4k") == 0) {
-		uint8_t *p = map_shmem(len, &fd);
-		touch(p, len);
+	} else if (strcmp(mode, "copy4k") == 0 || strcmp(mode, "copy4k-alias") == 0) {
+		uint8_t *heap = map_shmem(len, &fd);
+		touch(heap, len);
+		uint8_t *p = heap;
+		if (strcmp(mode, "copy4k-alias") == 0) {
+			p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+			if (p == MAP_FAILED) {
+				perror("faultlat: alias mmap");
+				exit(1);
+			}
+		}
 		pool_alloc(len);
 		uint64_t c0 = process_cpu_ns(), w0 = bench_tsc();
 		for (size_t i = 0; i < w.nwrites; i++) {
@@ -486,7 +497,9 @@ static void run_rep(const char *mode, enum pattern pat, unsigned fa, uint64_t se
 		r->window = bench_tsc() - w0;
 		g_cpu_ns = process_cpu_ns() - c0;
 		munmap(g_pool, len);
-		munmap(p, len);
+		if (p != heap)
+			munmap(p, len);
+		munmap(heap, len);
 		close(fd);
 	} else if (strcmp(mode, "wp-unprot") == 0) {
 		uint8_t *p = map_shmem(len, &fd);

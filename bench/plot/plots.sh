@@ -14,7 +14,7 @@ gnuplot -e "set terminal pngcairo" 2>/dev/null </dev/null || term="png size 1000
 # plot_cdf PATTERN: every mode with a CDF file for PATTERN at fa1
 plot_cdf() {
 	local pat=$1 files=() f m plots=""
-	for m in plain copy4k wp-unprot wpasync fork mprotect uffd-sigbus uffd-thread uffd-poll ckpt-sigbus ckpt-thread ckpt-poll; do
+	for m in plain copy4k copy4k-alias wp-unprot wpasync fork mprotect uffd-sigbus uffd-thread uffd-poll ckpt-sigbus ckpt-thread ckpt-poll; do
 		f="$raw/cdf/faultlat-$m-$pat-fa1.cdf"
 		[ -s "$f" ] && plots="$plots${plots:+, }'$f' using 1:2 with lines lw 2 title '$m'"
 	done

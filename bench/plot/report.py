@@ -283,7 +283,7 @@ def main():
     R.p()
     R.p("| mode | p50 | p99 | p99.9 | max | p50 / fork COW |")
     R.p("|---|---|---|---|---|---|")
-    for m in ("plain", "copy4k", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus", "uffd-thread", "uffd-poll",
+    for m in ("plain", "copy4k", "copy4k-alias", "wp-unprot", "wpasync", "fork", "mprotect", "uffd-sigbus", "uffd-thread", "uffd-poll",
               "ckpt-sigbus", "ckpt-thread", "ckpt-poll"):
         if F(m) is None:
             R.p("| %s | n/a | | | | |" % m)
@@ -302,7 +302,8 @@ def main():
         "(immune to run-queue waits on a loaded machine, which dominate the wall figure's mean here); `amp` = pages copied aside / distinct pages written (-1: nothing copied by user space). "
         "fork: private anon heap, the child keeps the pages shared. mprotect: PROT_READ + SIGSEGV handler "
         "that copies the page and mprotect()s it writable. copy4k: not a write, a 4 KiB memcpy of the page into a "
-        "pre-faulted pool (the floor of any copy-before-write scheme, fork's COW included). wp-unprot: a shmem page uffd-write-protected and "
+        "pre-faulted pool (the floor of any copy-before-write scheme, fork's COW included); copy4k-alias: the same "
+        "copy from a never-touched second mapping of the memfd, as libckpt's alias is (minor faults). wp-unprot: a shmem page uffd-write-protected and "
         "unprotected again before the write (what a page unprotected by fault-around or the writer costs: "
         "the kernel takes a fault to give the pte its write bit back). wpasync: UFFD_FEATURE_WP_ASYNC, the kernel "
         "resolves the fault. uffd-*: raw userfaultfd WP on shmem without libckpt. ckpt-*: libckpt through "

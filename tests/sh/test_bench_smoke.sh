@@ -31,7 +31,7 @@ timeout -k 5 240 "$B/bench/faultlat" --pages 64 --reps 1 --pattern seq,zipf --fa
 	--cdf "$T" >"$T/faultlat.txt" 2>"$T/faultlat.err"
 rc=$?
 [ $rc = 0 ] || fail "faultlat exit $rc: $(tail -n 3 "$T/faultlat.txt" "$T/faultlat.err")"
-for m in plain copy4k wp-unprot wpasync fork mprotect uffd-sigbus uffd-thread uffd-poll ckpt-thread ckpt-poll ckpt-sigbus; do
+for m in plain copy4k copy4k-alias wp-unprot wpasync fork mprotect uffd-sigbus uffd-thread uffd-poll ckpt-thread ckpt-poll ckpt-sigbus; do
 	line=$(grep -E "^faultlat mode=$m pattern=seq fa=1 " "$T/faultlat.txt")
 	if [ -z "$line" ]; then
 		fail "faultlat: no seq line for $m: $(grep "mode=$m" "$T/faultlat.txt" | head -n 1)"
