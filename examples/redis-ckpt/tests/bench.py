@@ -46,7 +46,7 @@ def cpu_ns(pid):
         return int(f.read().split()[0])
 
 
-def compare_with_redis(ck, n, rounds=2):
+def compare_with_redis(ck, n, rounds=3):
     """Per test: best req/s of `rounds` alternating runs, and the server's
     CPU time per request (/proc/PID/schedstat), which a busy machine
     disturbs much less than req/s."""
