@@ -76,6 +76,8 @@ static void ckpt_log_cb(void *arg, int level, const char *msg)
 
 /* ------------------------------------------------------------- replies */
 
+static void client_close_async(client *c);
+
 static void reply_reserve(client *c, size_t n)
 {
 	if (c->olen + n <= c->ocap)
@@ -91,7 +93,7 @@ static void reply_reserve(client *c, size_t n)
 	char *nb = realloc(c->obuf, cap);
 	if (!nb) {
 		log_msg('#', "out of process memory for a reply, closing client %s", c->addr);
-		c->flags |= CF_CLOSE_ASAP;
+		client_close_async(c);
 		return;
 	}
 	c->obuf = nb;
