@@ -109,7 +109,10 @@ static bool save_to_slot(ckpt_heap *h, struct ckpt__engine *e, size_t q, uint32_
 	uint8_t expect = PG_PENDING;
 	if (!atomic_compare_exchange_strong(&e->pg[q], &expect, PG_CLAIMED))
 		return false;
-	memcpy(ckpt__pool_slot(&e->pool, slot), h->alias + (q << h->page_shift), h->page_size);
+	/* Read the pre-image through the heap mapping itself: a write-protected
+	 * pte is readable, and the faulting page is mapped there already,
+	 * whereas its alias pte is often not (a minor fault per trap). */
+	memcpy(ckpt__pool_slot(&e->pool, slot), h->base + (q << h->page_shift), h->page_size);
 	e->pool.slot_page[slot] = q;
 	ckpt__queue_push(&e->pool.ready_q, slot);
 	atomic_store_explicit(&e->pg[q], PG_IDLE, memory_order_release);
