@@ -4,6 +4,8 @@
  * the fork backend while the application keeps writing, incremental chains
  * with random writes between checkpoints, broken chains, merge.
  */
+#include <sys/wait.h>
+
 #include "image_util.h"
 
 #define HEAP (32u << 20)
@@ -352,6 +354,53 @@ Test(image_engine, stream_to_a_pipe_is_always_full)
 	assert_image_is(path, snap, used, "fd image");
 	free(snap);
 	ckpt_heap_destroy(h);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+Test(image_engine, restore_fd_refuses_an_incremental_and_a_cut_stream)
+{
+	char *dir = short_chain();
+	char path[300], g1[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	snprintf(g1, sizeof(g1), "%s/heap.ckpt.g000001", dir);
+	int fds = ckpt_test_count_fds();
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	ckpt_heap *r = NULL;
+	CKPT_ASSERT_ERR(ckpt_restore_fd(fd, NULL, &r), CKPT_E_PARENT);
+	close(fd);
+	/* the full image, cut short, through a pipe */
+	size_t n = 0;
+	uint8_t *b = iu_read_file(g1, &n);
+	int p[2];
+	cr_assert(pipe2(p, O_CLOEXEC) == 0);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		size_t want = n - 100, done = 0;
+		while (done < want) {
+			ssize_t k = write(p[1], b + done, want - done);
+			if (k <= 0)
+				_exit(1);
+			done += (size_t)k;
+		}
+		_exit(0);
+	}
+	close(p[1]);
+	CKPT_ASSERT_ERR(ckpt_restore_fd(p[0], NULL, &r), CKPT_E_TRUNCATED);
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	cr_assert_null(r);
+	cr_assert_eq(ckpt_test_count_fds(), fds);
+	cr_assert(!iu_range_mapped((uint64_t)(uintptr_t)CKPT_DEFAULT_BASE, HEAP));
+	/* and whole, it restores */
+	fd = open(g1, O_RDONLY | O_CLOEXEC);
+	CKPT_ASSERT_OK(ckpt_restore_fd(fd, NULL, &r));
+	close(fd);
+	ckpt_heap_destroy(r);
+	free(b);
 	iu_rmtree(dir);
 	free(dir);
 }
