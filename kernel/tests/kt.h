@@ -5,8 +5,10 @@
  * this machine and in the qemu initramfs of `make -C kernel matrix`.  Each
  * case pins one kernel behaviour libckpt relies on (kernel/README.md) and
  * runs in a forked child process: a case that hangs, crashes or leaks
- * cannot disturb the next one, and the parent alone changes and restores
- * machine state (zram swap, sysfs knobs, memory cgroups) around it.
+ * cannot disturb the next one.  The parent sets up machine state (zram
+ * swap, sysfs knobs, memory cgroups) and restores it after the case; a
+ * case changes machine state itself only where its setup has already
+ * registered the undo with the parent (case g's memory blocks).
  *
  * A case function runs in that child and returns KT_PASS, or the value of
  * kt_fail() / kt_skip(), which record the reason.  kt_note() adds an

@@ -3,7 +3,8 @@
  *
  * Rule: before changing anything, push the action that undoes it.  The
  * actions are plain data run with raw syscalls only, so kt_restore_all() is
- * safe to call from a signal handler.  Nothing here runs in a case's child.
+ * safe to call from a signal handler.  The undo list lives in the parent:
+ * nothing here runs in a case's child.
  */
 #include <errno.h>
 #include <fcntl.h>
