@@ -403,9 +403,10 @@ static int migrate_by_offline(struct kt_region *rs, uint64_t **pfns, int nr, siz
  * moves pages only up to where its two scanners meet, which depends on
  * everything else in memory (on a busy machine it can move almost none of
  * ours), so fresh regions are added until enough have moved (at most 6,
- * within 30 s); failing that, the memory blocks holding the pages are
- * offlined and onlined again (memory hot-remove migrates through the same
- * migrate_pages() path; the 6.1 guest of the matrix needs this).  Then the
+ * within 30 s); when two compactions in a row move (almost) nothing, or
+ * at the end, the memory blocks holding the pages are offlined and
+ * onlined again once (memory hot-remove migrates through the same
+ * migrate_pages() path; the 6.1 guest of the matrix often needs this).  Then the
  * second half of every region goes through mprotect(PROT_READ) and
  * mprotect(PROT_READ|PROT_WRITE).  Every page, moved or not, must still
  * trap with its contents intact.  Before the 6.2 fix "mm/userfaultfd:
@@ -420,7 +421,7 @@ int kt_case_g(const struct kt_env *env)
 	uint8_t *expect = malloc(G_N);
 	size_t moved_lo = 0, moved_hi = 0, n;
 	uint64_t t0 = kt_now_ns();
-	int uffd, rc, nr = 0;
+	int uffd, rc, nr = 0, stalled = 0, offlined = 0;
 
 	(void)env;
 	KT_CHECK(expect, "out of memory");
@@ -430,7 +431,7 @@ int kt_case_g(const struct kt_env *env)
 		return rc;
 	while (nr < G_MAX_REGIONS && !good_share(moved_lo, moved_hi) &&
 	       (nr < 2 || kt_now_ns() - t0 < 30ull * 1000000000ull)) {
-		size_t lo, hi;
+		size_t lo, hi, before = moved_lo + moved_hi;
 
 		pfns[nr] = malloc(G_N * sizeof(uint64_t));
 		KT_CHECK(pfns[nr], "out of memory");
@@ -447,8 +448,17 @@ int kt_case_g(const struct kt_env *env)
 		}
 		kt_note("region %d: compaction has moved %zu + %zu pages of %d regions of %d", nr,
 			moved_lo, moved_hi, nr, G_N);
+		stalled = moved_lo + moved_hi - before < G_N / 64 ? stalled + 1 : 0;
+		/* two fruitless compactions in a row: try the other way now
+		 * (once); if that cannot offline anything, go on compacting */
+		if (stalled >= 2 && !offlined && !good_share(moved_lo, moved_hi)) {
+			offlined = 1;
+			rc = migrate_by_offline(rs, pfns, nr, &moved_lo, &moved_hi);
+			if (rc != KT_PASS)
+				return rc;
+		}
 	}
-	if (!good_share(moved_lo, moved_hi)) {
+	if (!good_share(moved_lo, moved_hi) && !offlined) {
 		rc = migrate_by_offline(rs, pfns, nr, &moved_lo, &moved_hi);
 		if (rc != KT_PASS)
 			return rc;
