@@ -1,6 +1,6 @@
 """persistence.py - the persistence commands and rules behave as Redis's:
 --save rules trigger a checkpoint by themselves; SHUTDOWN saves and
-SHUTDOWN NOSAVE does not; SAVE blocks and LASTSAVE moves; BGSAVE during a
+SHUTDOWN NOSAVE does not, SIGTERM saves when save points are set; SAVE blocks and LASTSAVE moves; BGSAVE during a
 BGSAVE is refused; INFO persistence carries Redis's fields and the ckpt_*
 ones; every data type survives a restart; keys that expired while the server
 was down are gone after restore (dropped lazily), others keep their TTL."""
@@ -82,6 +82,19 @@ def main():
     check(info["ckpt_restored_keys"] == "9", "ckpt_restored_keys %s" % info["ckpt_restored_keys"])
     srv3.stop()
     print("ok: SHUTDOWN saves, NOSAVE does not; all types, TTLs and lazy expiry across restarts")
+
+    # SIGTERM with save points configured: a final checkpoint, as Redis
+    srv4 = Server(args=["--save", "3600 1"], dir=srv.dir)
+    c = srv4.conn()
+    check(c.call("SET", "by-sigterm", "1") == b"+OK\r\n", "SET")
+    c.close()
+    srv4.proc.terminate()
+    check(srv4.proc.wait(timeout=60) == 0, "exit status after SIGTERM")
+    srv5 = Server(args=["--save", ""], dir=srv.dir)
+    c = srv5.conn()
+    check(parse(c.call("GET", "by-sigterm")) == b"1", "SIGTERM did not save")
+    srv5.stop()
+    print("ok: SIGTERM saves when save points are configured")
     print("PASS persistence")
 
 
