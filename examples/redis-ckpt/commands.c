@@ -1641,28 +1641,112 @@ static void cmd_zrank(client *c)
 	add_reply_int(c, (long long)zset_rank(e->v.p, m) - 1);
 }
 
+/* A score bound of ZRANGE BYSCORE: "1.5", "(1.5" (exclusive), "-inf", "+inf". */
+struct zbound {
+	double v;
+	bool excl;
+};
+
+static bool parse_zbound(const char *p, size_t len, struct zbound *b)
+{
+	b->excl = len && p[0] == '(';
+	if (b->excl) {
+		p++;
+		len--;
+	}
+	return parse_double(p, len, &b->v);
+}
+
+static bool above_min(double s, const struct zbound *min)
+{
+	return min->excl ? s > min->v : s >= min->v;
+}
+
+static bool below_max(double s, const struct zbound *max)
+{
+	return max->excl ? s < max->v : s <= max->v;
+}
+
+static void zrange_byscore(client *c, zset *z, struct zbound min, struct zbound max, bool rev,
+			   long long offset, long long count, bool withscores)
+{
+	zsknode *x = z->header;
+	/* forward: the last node below the range, then its successor; reverse:
+	 * the last node within max */
+	for (int i = z->level - 1; i >= 0; i--)
+		while (x->level[i].forward &&
+		       (rev ? below_max(x->level[i].forward->score, &max) : !above_min(x->level[i].forward->score, &min)))
+			x = x->level[i].forward;
+	if (!rev)
+		x = x->level[0].forward;
+	else if (x == z->header)
+		x = NULL;
+	while (x && offset-- > 0)
+		x = rev ? x->backward : x->level[0].forward;
+	size_t off = add_reply_deferred(c);
+	long long n = 0;
+	while (x && count != 0 && (rev ? above_min(x->score, &min) : below_max(x->score, &max))) {
+		add_reply_bulk(c, x->ele->key, x->ele->klen);
+		if (withscores)
+			add_reply_double(c, x->score);
+		n++;
+		count--;
+		x = rev ? x->backward : x->level[0].forward;
+	}
+	set_deferred_array(c, off, withscores ? n * 2 : n);
+}
+
+/* ZRANGE key start stop [BYSCORE] [REV] [LIMIT offset count] [WITHSCORES];
+ * ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count] */
 static void cmd_zrange(client *c)
 {
-	long long start, end;
-	bool withscores = false, rev = false;
+	long long start, end, offset = 0, count = -1;
+	bool withscores = false, rev = false, byscore = argis(c, 0, "zrangebyscore"), limit = false;
 	for (int i = 4; i < c->argc; i++) {
-		if (argis(c, i, "withscores"))
+		if (argis(c, i, "withscores")) {
 			withscores = true;
-		else if (argis(c, i, "rev"))
+		} else if (argis(c, i, "rev") && !argis(c, 0, "zrangebyscore")) {
 			rev = true;
-		else {
-			/* BYSCORE / BYLEX / LIMIT are not implemented */
+		} else if (argis(c, i, "byscore") && !argis(c, 0, "zrangebyscore")) {
+			byscore = true;
+		} else if (argis(c, i, "limit") && i + 2 < c->argc) {
+			if (!get_ll(c, i + 1, &offset, NULL) || !get_ll(c, i + 2, &count, NULL))
+				return;
+			limit = true;
+			i += 2;
+		} else {
+			/* BYLEX is not implemented */
 			add_reply_error(c, SYNTAX);
 			return;
 		}
 	}
-	if (!get_ll(c, 2, &start, NULL) || !get_ll(c, 3, &end, NULL))
+	if (limit && !byscore) {
+		add_reply_error(c, "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
 		return;
+	}
+	struct zbound min, max;
+	if (byscore) {
+		/* with REV the first bound is the maximum */
+		int imin = rev ? 3 : 2, imax = rev ? 2 : 3;
+		if (!parse_zbound(ARG(imin), ALEN(imin), &min) || !parse_zbound(ARG(imax), ALEN(imax), &max)) {
+			add_reply_error(c, "ERR min or max is not a float");
+			return;
+		}
+	} else if (!get_ll(c, 2, &start, NULL) || !get_ll(c, 3, &end, NULL)) {
+		return;
+	}
 	bool wrong;
 	dent *e = lookup_typed(c, 1, T_ZSET, &wrong);
 	if (wrong)
 		return;
 	zset *z = e ? e->v.p : NULL;
+	if (byscore) {
+		if (!z || offset < 0)
+			add_reply_array(c, 0);
+		else
+			zrange_byscore(c, z, min, max, rev, offset, count, withscores);
+		return;
+	}
 	if (!z || !range_norm(&start, &end, (long long)z->length)) {
 		add_reply_array(c, 0);
 		return;
@@ -2146,6 +2230,7 @@ struct command g_commands[] = {
 	{ "zrem", cmd_zrem, -3, CMD_WRITE | CMD_FAST, 1, 1, 1 },
 	{ "zscore", cmd_zscore, 3, R | CMD_FAST, 1, 1, 1 },
 	{ "zrange", cmd_zrange, -4, R, 1, 1, 1 },
+	{ "zrangebyscore", cmd_zrange, -4, R, 1, 1, 1 },
 	{ "zcard", cmd_zcard, 2, R | CMD_FAST, 1, 1, 1 },
 	{ "zpopmin", cmd_zpopmin, -2, CMD_WRITE | CMD_FAST, 1, 1, 1 },
 	{ "zrank", cmd_zrank, 3, R | CMD_FAST, 1, 1, 1 },
