@@ -130,7 +130,7 @@ demo: deps
 
 asan:
 	$(MAKE) B=build-asan CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-		build-asan/libckpt.a $(TESTS:$(B)/%=build-asan/%)
+		build-asan/libckpt.a $(TESTS:$(B)/%=build-asan/%) $(FI_TESTS:$(B)/%=build-asan/%)
 	CKPT_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp tests/run.sh --unit
 
 install: lib $(TOOL)
