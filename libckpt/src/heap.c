@@ -266,15 +266,31 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 		h->base = (uint8_t *)(uintptr_t)base;
 		if (memfd >= 0) {
 			/* restore: copy the pages in (the memfd stays the
-			 * caller's on failure, and is closed on success) */
-			size_t off = 0;
-			while (off < size) {
-				ssize_t n = pread(memfd, h->base + off, size - off, (off_t)off);
-				if (n <= 0) {
-					rc = n < 0 ? -errno : -EIO;
+			 * caller's on failure, and is closed on success).  Only
+			 * the data regions: the holes are the untouched rest of
+			 * the reservation, and reading them would populate the
+			 * whole heap with zero pages. */
+			off_t off = 0;
+			while ((uint64_t)off < size) {
+				off_t d = lseek(memfd, off, SEEK_DATA);
+				if (d < 0) {
+					if (errno == ENXIO)
+						break; /* only holes are left */
+					rc = -errno;
 					goto fail;
 				}
-				off += (size_t)n;
+				off_t e = lseek(memfd, d, SEEK_HOLE);
+				if (e < 0 || (uint64_t)e > size)
+					e = (off_t)size;
+				while (d < e) {
+					ssize_t n = pread(memfd, h->base + d, (size_t)(e - d), d);
+					if (n <= 0) {
+						rc = n < 0 ? -errno : -EIO;
+						goto fail;
+					}
+					d += n;
+				}
+				off = e;
 			}
 		}
 	} else {
