@@ -15,7 +15,7 @@
 #   KT_CASES=a,g                             run only these cases (prefixes), on both kernels
 set -euo pipefail
 cd "$(dirname "$0")"
-B=build
+B=${B:-build}
 CACHE=.cache
 mkdir -p "$B" "$CACHE"
 
