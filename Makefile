@@ -141,7 +141,10 @@ install: lib $(TOOL)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libckpt.so
 	install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 libckpt/include/ckpt.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 0644 $(B)/libckpt.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	# generated here, not copied from $(B): PREFIX may differ from the build's
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' libckpt/libckpt.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libckpt.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/libckpt.pc
 	install -m 0755 $(TOOL) $(DESTDIR)$(BINDIR)/
 	for f in $(wildcard man/*.1); do install -m 0644 $$f $(DESTDIR)$(MANDIR)/man1/; done
 	for f in $(wildcard man/*.3); do install -m 0644 $$f $(DESTDIR)$(MANDIR)/man3/; done
