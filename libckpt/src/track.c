@@ -119,6 +119,28 @@ static bool save_to_slot(ckpt_heap *h, struct ckpt__engine *e, size_t q, uint32_
 	return true;
 }
 
+/* Fault-around on neighbour q: save its pre-image if it is still PENDING
+ * and a slot is free (never waiting: neighbours are a bonus).  Returns true
+ * if q is now IDLE, i.e. safe to unprotect (I2). */
+static bool neighbour_safe(ckpt_heap *h, struct ckpt__engine *e, size_t q)
+{
+	uint32_t slot;
+	uint8_t s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
+
+	if ((s & PG_STATE) == PG_PENDING) {
+		if (!ckpt__pool_get(&e->pool, &slot))
+			return false;
+		if (save_to_slot(h, e, q, slot)) {
+			atomic_fetch_add_explicit(&e->st.saved_by_traps, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&e->st.fault_around, 1, memory_order_relaxed);
+		} else {
+			ckpt__pool_put(&e->pool, slot);
+		}
+		s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
+	}
+	return (s & PG_STATE) == PG_IDLE;
+}
+
 /*
  * ckpt__trap() : a write hit protected page @page.  Make sure the pre-image
  * of every page we unprotect is safe, then unprotect.  With fault-around,
@@ -176,45 +198,10 @@ int ckpt__trap(ckpt_heap *h, size_t page, bool wait_allowed)
 	 * window is unprotected as the longest run of safe pages around page. */
 	size_t run_lo = page, run_hi = page + 1;
 	if (fa > 1) {
-		for (size_t q = page + 1; q < hi; q++) {
-			uint8_t s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
-			if ((s & PG_STATE) == PG_PENDING) {
-				if (!ckpt__pool_get(&e->pool, &slot))
-					break;
-				if (save_to_slot(h, e, q, slot)) {
-					atomic_fetch_add_explicit(&e->st.saved_by_traps, 1,
-								  memory_order_relaxed);
-					atomic_fetch_add_explicit(&e->st.fault_around, 1,
-								  memory_order_relaxed);
-				} else {
-					ckpt__pool_put(&e->pool, slot);
-					s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
-				}
-				s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
-			}
-			if ((s & PG_STATE) != PG_IDLE)
-				break;
-			run_hi = q + 1;
-		}
-		for (size_t q = page; q-- > lo;) {
-			uint8_t s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
-			if ((s & PG_STATE) == PG_PENDING) {
-				if (!ckpt__pool_get(&e->pool, &slot))
-					break;
-				if (save_to_slot(h, e, q, slot)) {
-					atomic_fetch_add_explicit(&e->st.saved_by_traps, 1,
-								  memory_order_relaxed);
-					atomic_fetch_add_explicit(&e->st.fault_around, 1,
-								  memory_order_relaxed);
-				} else {
-					ckpt__pool_put(&e->pool, slot);
-				}
-				s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
-			}
-			if ((s & PG_STATE) != PG_IDLE)
-				break;
-			run_lo = q;
-		}
+		while (run_hi < hi && neighbour_safe(h, e, run_hi))
+			run_hi++;
+		while (run_lo > lo && neighbour_safe(h, e, run_lo - 1))
+			run_lo--;
 		/* Past prot_limit nothing is protected: no need to widen. */
 		size_t lim = atomic_load(&e->prot_limit);
 		if (run_hi > lim && lim > page)
