@@ -943,60 +943,17 @@ Test(alloc, operations_write_only_a_few_metadata_pages)
 
 /* ------------------------------------------------------------ hugetlb heap */
 
-static int huge_lock = -1;
-static long huge_before = -1;
-
-static long read_proc_long(const char *path, const char *key)
-{
-	FILE *f = fopen(path, "r");
-	char line[256];
-	long n = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!key) {
-			n = strtol(line, NULL, 10);
-			break;
-		}
-		if (!strncmp(line, key, strlen(key))) {
-			n = strtol(line + strlen(key), NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return n;
-}
-
-static bool write_nr_hugepages(long n)
-{
-	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "w");
-	if (!f)
-		return false;
-	bool ok = fprintf(f, "%ld\n", n) > 0;
-	return fclose(f) == 0 && ok;
-}
-
-static void huge_fini(void)
-{
-	if (huge_before >= 0)
-		write_nr_hugepages(huge_before);
-	ckpt_test_machine_unlock(huge_lock);
-}
-
 /*
  * On a hugetlb heap (2 MiB pages) the allocator works the same, its extent
  * counts 2 MiB pages, and freeing a large block gives back exactly the
  * whole 2 MiB pages inside it (HugePages_Free rises by that many).
  * Reserves huge pages under the machine lock and restores the count.
  */
-Test(alloc_heap, hugetlb_heap_allocates_and_gives_back_whole_huge_pages, .fini = huge_fini,
+Test(alloc_heap, hugetlb_heap_allocates_and_gives_back_whole_huge_pages, .fini = ckpt_test_hugetlb_release,
      .timeout = 120)
 {
 	CKPT_TEST_NEED_ROOT("hugetlb reservation");
-	huge_lock = ckpt_test_machine_lock();
-	huge_before = read_proc_long("/proc/sys/vm/nr_hugepages", NULL);
-	if (huge_before < 0 || !write_nr_hugepages(huge_before + 24) ||
-	    read_proc_long("/proc/sys/vm/nr_hugepages", NULL) < huge_before + 24)
+	if (!ckpt_test_hugetlb_reserve(24))
 		CKPT_TEST_SKIP("cannot reserve 24 hugetlb pages");
 	struct ckpt_heap_opts o;
 	ckpt_heap *h;
@@ -1021,9 +978,9 @@ Test(alloc_heap, hugetlb_heap_allocates_and_gives_back_whole_huge_pages, .fini =
 	memset(big, 0x77, 7u << 20);
 	size_t off = (size_t)(big - (uint8_t *)ckpt_heap_base(h));
 	size_t first = (off + (2u << 20) - 1) >> 21, end = (off + (7u << 20)) >> 21;
-	long free_before = read_proc_long("/proc/meminfo", "HugePages_Free:");
+	long free_before = ckpt_test_read_long("/proc/meminfo", "HugePages_Free:");
 	ckpt_free(h, big);
-	long free_after = read_proc_long("/proc/meminfo", "HugePages_Free:");
+	long free_after = ckpt_test_read_long("/proc/meminfo", "HugePages_Free:");
 	cr_assert_eq(free_after - free_before, (long)(end - first),
 		     "freeing 7 MiB gave back %ld huge pages, want the %zu whole ones inside it",
 		     free_after - free_before, end - first);

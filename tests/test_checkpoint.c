@@ -235,43 +235,10 @@ Test(consistency, incremental_chain_sigbus_mode_fault_around)
  * the machine lock and puts it back in the fini, which criterion runs after
  * a failed assertion too.
  */
-static int huge_lock = -1;
-static long huge_before = -1;
-
-static long read_nr_hugepages(void)
-{
-	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r");
-	long n = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &n) != 1)
-			n = -1;
-		fclose(f);
-	}
-	return n;
-}
-
-static bool write_nr_hugepages(long n)
-{
-	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "w");
-	if (!f)
-		return false;
-	bool ok = fprintf(f, "%ld\n", n) > 0;
-	return fclose(f) == 0 && ok;
-}
-
-static void huge_fini(void)
-{
-	if (huge_before >= 0)
-		write_nr_hugepages(huge_before);
-	ckpt_test_machine_unlock(huge_lock);
-}
-
-Test(consistency, hugetlb_heap_image_equals_heap_at_begin, .fini = huge_fini, .timeout = 120)
+Test(consistency, hugetlb_heap_image_equals_heap_at_begin, .fini = ckpt_test_hugetlb_release, .timeout = 120)
 {
 	CKPT_TEST_NEED_ROOT("hugetlb reservation");
-	huge_lock = ckpt_test_machine_lock();
-	huge_before = read_nr_hugepages();
-	if (huge_before < 0 || !write_nr_hugepages(huge_before + 24) || read_nr_hugepages() < huge_before + 24)
+	if (!ckpt_test_hugetlb_reserve(24))
 		CKPT_TEST_SKIP("cannot reserve 24 hugetlb pages");
 	consistency(CKPT_TRAP_SIGBUS, 1, CKPT_HEAP_HUGETLB, 6, "hugetlb_sigbus");
 	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_HUGETLB, 6, "hugetlb_thread");

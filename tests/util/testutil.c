@@ -99,3 +99,56 @@ int ckpt_test_count_threads(void)
 {
 	return count_dir("/proc/self/task");
 }
+
+long ckpt_test_read_long(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	long n = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!key) {
+			n = strtol(line, NULL, 10);
+			break;
+		}
+		if (!strncmp(line, key, strlen(key))) {
+			n = strtol(line + strlen(key), NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+static const char nr_hugepages[] = "/proc/sys/vm/nr_hugepages";
+static int huge_lock = -1;
+static long huge_before = -1;
+
+static bool write_nr_hugepages(long n)
+{
+	FILE *f = fopen(nr_hugepages, "w");
+	if (!f)
+		return false;
+	bool ok = fprintf(f, "%ld\n", n) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+bool ckpt_test_hugetlb_reserve(long n)
+{
+	huge_lock = ckpt_test_machine_lock();
+	huge_before = ckpt_test_read_long(nr_hugepages, NULL);
+	if (huge_before < 0)
+		return false;
+	return write_nr_hugepages(huge_before + n) &&
+	       ckpt_test_read_long(nr_hugepages, NULL) >= huge_before + n;
+}
+
+void ckpt_test_hugetlb_release(void)
+{
+	if (huge_before >= 0)
+		write_nr_hugepages(huge_before);
+	huge_before = -1;
+	ckpt_test_machine_unlock(huge_lock);
+	huge_lock = -1;
+}

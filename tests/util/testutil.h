@@ -57,6 +57,20 @@ bool ckpt_test_strict(void);
 int ckpt_test_machine_lock(void);          /* returns the lock fd, blocks */
 void ckpt_test_machine_unlock(int fd);
 
+/*
+ * hugetlb reservation for tests that need 2 MiB pages: takes the machine
+ * lock, raises vm.nr_hugepages by @n and returns true if the pages are
+ * there.  ckpt_test_hugetlb_release() (call it from the test's .fini, which
+ * criterion runs after a failed assertion too) puts the old count back and
+ * drops the lock.  One reservation per test process.
+ */
+bool ckpt_test_hugetlb_reserve(long n);
+void ckpt_test_hugetlb_release(void);
+
+/* A number from a /proc or /sys file: the first one, or the one after @key
+ * on the line that starts with it (e.g. "HugePages_Free:").  -1 on error. */
+long ckpt_test_read_long(const char *path, const char *key);
+
 /* /proc/self/pagemap entry of the page holding @addr (0 on error). */
 uint64_t ckpt_test_pagemap(const void *addr);
 
