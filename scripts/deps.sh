@@ -19,7 +19,9 @@ need_cmd clang clang
 need_cmd redis-server redis-server
 need_cmd redis-cli redis-tools
 need_cmd redis-benchmark redis-tools
-python3 -c 'import redis' >/dev/null 2>&1 || missing+=(python3-redis)
+# Debian's python3-redis installs into Debian's python3, which may not be the
+# first python3 on PATH (pyenv): ask dpkg, not an interpreter.
+dpkg -s python3-redis >/dev/null 2>&1 || missing+=(python3-redis)
 need_cmd gnuplot gnuplot-nox
 need_cmd qemu-system-x86_64 qemu-system-x86
 need_cmd cpio cpio
