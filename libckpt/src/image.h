@@ -59,7 +59,8 @@
 #define CKPT__RUN_ZERO 1u /* npages all-zero pages, nothing stored */
 
 /* limits a reader enforces before trusting a value */
-#define CKPT__MAX_PAGE_SIZE (1u << 30)
+#define CKPT__MAX_PAGE_SIZE (2u << 20) /* heaps use 4 KiB or 2 MiB pages; larger would let a forged
+					    * one-page block demand that much memory */
 #define CKPT__MAX_BLOCK_RAW (64u << 20)   /* page bytes in one block */
 #define CKPT__MAX_BLOCK_RUNS (1u << 16)
 #define CKPT__MAX_CHAIN 4096              /* images in an incremental chain */
