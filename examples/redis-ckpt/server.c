@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -496,6 +497,41 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 	return true;
 }
 
+/* Out of fds: say so at most once a second, not once per pending
+ * connection (an accept loop on EMFILE can write thousands of lines). */
+static void log_accept_error(int err)
+{
+	static long long last_ms;
+	long long now = mstime();
+	if (now - last_ms >= 1000) {
+		last_ms = now;
+		log_msg('#', "accept: %s", strerror(err));
+	}
+}
+
+/* As Redis does: raise the fd limit for maxclients (+32 for the server's
+ * own fds), and if the hard limit does not allow it, lower maxclients. */
+static void adjust_open_files_limit(void)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)g_srv.maxclients + 32;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < want) {
+		struct rlimit nl = rl;
+		nl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+			rl = nl;
+	}
+	if (rl.rlim_cur < want) {
+		int maxc = rl.rlim_cur > 32 ? (int)(rl.rlim_cur - 32) : 1;
+		log_msg('#', "You requested maxclients of %d requiring at least %llu max file descriptors; "
+			"the limit is %llu, so maxclients is now %d.", g_srv.maxclients,
+			(unsigned long long)want, (unsigned long long)rl.rlim_cur, maxc);
+		g_srv.maxclients = maxc;
+	}
+}
+
 static void accept_clients(void)
 {
 	for (int i = 0; i < 1000; i++) {
@@ -504,7 +540,7 @@ static void accept_clients(void)
 		int fd = accept4(g_srv.lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR)
-				log_msg('#', "accept: %s", strerror(errno));
+				log_accept_error(errno);
 			return;
 		}
 		g_srv.stat_conns++;
@@ -1424,6 +1460,7 @@ int main(int argc, char **argv)
 			exit(1);
 		}
 	}
+	adjust_open_files_limit();
 	snprintf(g_srv.path, sizeof(g_srv.path), "%s/%s", g_srv.dir, g_srv.dbfilename);
 	struct stat sd;
 	if (stat(g_srv.dir, &sd) != 0 || !S_ISDIR(sd.st_mode)) {
