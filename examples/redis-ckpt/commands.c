@@ -1834,6 +1834,17 @@ static void cmd_quit(client *c)
 	c->flags |= CF_CLOSE_AFTER_REPLY;
 }
 
+/* Password check whose time does not depend on where the first differing
+ * byte is (nor, beyond the length, on the contents). */
+static bool secret_equal(const char *given, size_t glen, const char *secret)
+{
+	size_t slen = strlen(secret);
+	unsigned char diff = (unsigned char)(glen != slen);
+	for (size_t i = 0; i < glen; i++)
+		diff |= (unsigned char)(given[i] ^ secret[i % (slen ? slen : 1)]);
+	return diff == 0;
+}
+
 static void cmd_auth(client *c)
 {
 	if (c->argc > 3) {
@@ -1847,7 +1858,7 @@ static void cmd_auth(client *c)
 	}
 	const char *pass = ARG(c->argc - 1);
 	bool user_ok = c->argc == 2 || argis(c, 1, "default");
-	if (user_ok && strlen(g_srv.requirepass) == ALEN(c->argc - 1) && strcmp(pass, g_srv.requirepass) == 0) {
+	if (user_ok && secret_equal(pass, ALEN(c->argc - 1), g_srv.requirepass)) {
 		c->flags |= CF_AUTHED;
 		add_reply_ok(c);
 	} else {

@@ -806,7 +806,10 @@ static int parse_multibulk(client *c)
 		if ((size_t)(cr - start) + 2 > avail)
 			return 0;
 		long long ll;
-		if (!parse_ll(start + 1, (size_t)(cr - start - 1), &ll) || ll > INT_MAX) {
+		/* An unauthenticated client gets at most 10 arguments (Redis's
+		 * limit): it must not make the server allocate for it. */
+		if (!parse_ll(start + 1, (size_t)(cr - start - 1), &ll) || ll > INT_MAX ||
+		    (!(c->flags & CF_AUTHED) && ll > 10)) {
 			protocol_error(c, "invalid multibulk length");
 			return -1;
 		}
@@ -843,7 +846,7 @@ static int parse_multibulk(client *c)
 			}
 			long long ll;
 			if (!parse_ll(start + 1, (size_t)(cr - start - 1), &ll) || ll < 0 ||
-			    ll > PROTO_MAX_BULK_LEN) {
+			    ll > PROTO_MAX_BULK_LEN || (!(c->flags & CF_AUTHED) && ll > 16384)) {
 				protocol_error(c, "invalid bulk length");
 				return -1;
 			}
