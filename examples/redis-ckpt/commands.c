@@ -1236,18 +1236,21 @@ static void cmd_hmget(client *c)
 	}
 }
 
-static void cmd_hdel(client *c)
+/* HDEL and SREM: unlink the named members of the hash or set at argv[1]
+ * (a hash member also owns a value), drop the key when it empties. */
+static void remove_members(client *c, uint32_t type, bool has_values)
 {
 	bool wrong;
-	dent *e = lookup_typed(c, 1, T_HASH, &wrong);
+	dent *e = lookup_typed(c, 1, type, &wrong);
 	if (wrong)
 		return;
 	long long n = 0;
 	for (int i = 2; e && i < c->argc; i++) {
-		dent *f = dict_unlink(e->v.p, ARG(i), ALEN(i));
-		if (f) {
-			free_hval(f);
-			hfree(f);
+		dent *m = dict_unlink(e->v.p, ARG(i), ALEN(i));
+		if (m) {
+			if (has_values)
+				free_hval(m);
+			hfree(m);
 			n++;
 			g_srv.dirty++;
 		}
@@ -1257,6 +1260,11 @@ static void cmd_hdel(client *c)
 		delete_if_empty(e);
 	}
 	add_reply_int(c, n);
+}
+
+static void cmd_hdel(client *c)
+{
+	remove_members(c, T_HASH, true);
 }
 
 struct hgetall_ctx {
@@ -1378,24 +1386,7 @@ static void cmd_sadd(client *c)
 
 static void cmd_srem(client *c)
 {
-	bool wrong;
-	dent *e = lookup_typed(c, 1, T_SET, &wrong);
-	if (wrong)
-		return;
-	long long n = 0;
-	for (int i = 2; e && i < c->argc; i++) {
-		dent *m = dict_unlink(e->v.p, ARG(i), ALEN(i));
-		if (m) {
-			hfree(m);
-			n++;
-			g_srv.dirty++;
-		}
-	}
-	if (e) {
-		dict_maybe_shrink(e->v.p);
-		delete_if_empty(e);
-	}
-	add_reply_int(c, n);
+	remove_members(c, T_SET, false);
 }
 
 static void cmd_smembers(client *c)
