@@ -69,32 +69,6 @@ struct walk {
 	unsigned fired, tolerated;
 };
 
-/* Threads of this process, io_uring's kernel workers (iou-wrk-*, iou-sqp-*)
- * not counted: the kernel starts and reaps them on its own schedule. */
-static int count_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	int n = 0;
-	struct dirent *de;
-	if (!d)
-		return -1;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char p[300], comm[32] = "";
-		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", de->d_name);
-		FILE *f = fopen(p, "re");
-		if (f) {
-			if (!fgets(comm, sizeof(comm), f))
-				comm[0] = 0;
-			fclose(f);
-		}
-		if (strncmp(comm, "iou-", 4) != 0)
-			n++;
-	}
-	closedir(d);
-	return n;
-}
 
 static uint8_t *read_file(const char *path, size_t *len)
 {
@@ -247,7 +221,7 @@ static void walk_setup(struct walk *W, enum ckpt_backend be, unsigned flags)
 	clean_checkpoint(W, false, "first checkpoint");
 	/* the writer thread now exists; this is the steady state */
 	W->fds = ckpt_test_count_fds();
-	W->threads = count_threads();
+	W->threads = ckpt_test_count_threads();
 }
 
 static void walk_teardown(struct walk *W)
@@ -294,7 +268,7 @@ static void after_failure(struct walk *W, int rc, const char *what)
 	memset(extra, 0x77, 3 * 4096);
 	ckpt_free(W->h, extra);
 
-	int fds = ckpt_test_count_fds(), th = count_threads();
+	int fds = ckpt_test_count_fds(), th = ckpt_test_count_threads();
 	cr_assert(fds == W->fds, "%s: %d fds open, %d before", what, fds, W->fds);
 	cr_assert(th == W->threads, "%s: %d threads, %d before", what, th, W->threads);
 }
@@ -400,7 +374,7 @@ Test(fault_walk, restore_every_failure_reported_nothing_mapped_no_leak)
 	size_t used = W.used;
 	ckpt_heap_destroy(W.h);
 	W.h = NULL;
-	int fds0 = ckpt_test_count_fds(), th0 = count_threads();
+	int fds0 = ckpt_test_count_fds(), th0 = ckpt_test_count_threads();
 
 	static const enum ckpt__fault_site sites[] = {
 		CKPT_FAULT_URING_SUBMIT, CKPT_FAULT_MEMFD, CKPT_FAULT_MMAP, CKPT_FAULT_WRITE,
@@ -444,7 +418,7 @@ Test(fault_walk, restore_every_failure_reported_nothing_mapped_no_leak)
 				cr_assert(!mapped_at(BASE), "restore, %s call #%u fails: memory left at the base",
 					  site_name[s], n + 1);
 			}
-			int fds = ckpt_test_count_fds(), th = count_threads();
+			int fds = ckpt_test_count_fds(), th = ckpt_test_count_threads();
 			cr_assert(fds == fds0, "restore, %s call #%u: %d fds, %d before", site_name[s], n + 1, fds,
 				  fds0);
 			cr_assert(th == th0, "restore, %s call #%u: %d threads, %d before", site_name[s], n + 1,
@@ -481,7 +455,7 @@ Test(fault_walk, heap_create_failure_reported_nothing_mapped_no_leak)
 			CKPT_TEST_SKIP("heap needs userfaultfd: %s", ckpt_strerror(rc));
 		CKPT_ASSERT_OK(rc);
 		ckpt_heap_destroy(h);
-		int fds0 = ckpt_test_count_fds(), th0 = count_threads();
+		int fds0 = ckpt_test_count_fds(), th0 = ckpt_test_count_threads();
 		for (size_t si = 0; si < 2; si++) {
 			enum ckpt__fault_site s = sites[si];
 			ckpt__fault_reset();
@@ -506,7 +480,7 @@ Test(fault_walk, heap_create_failure_reported_nothing_mapped_no_leak)
 					  site_name[s], n + 1);
 				cr_assert_eq(ckpt_test_count_fds(), fds0, "create, %s call #%u: fd leak",
 					     site_name[s], n + 1);
-				cr_assert_eq(count_threads(), th0, "create, %s call #%u: thread leak",
+				cr_assert_eq(ckpt_test_count_threads(), th0, "create, %s call #%u: thread leak",
 					     site_name[s], n + 1);
 			}
 		}

@@ -22,30 +22,6 @@
 
 #define BASE ((void *)0x5f0000000000ull)
 
-static int count_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	int n = 0;
-	struct dirent *de;
-	if (!d)
-		return -1;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char p[300], comm[32] = "";
-		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", de->d_name);
-		FILE *f = fopen(p, "re");
-		if (f) {
-			if (!fgets(comm, sizeof(comm), f))
-				comm[0] = 0;
-			fclose(f);
-		}
-		if (strncmp(comm, "iou-", 4) != 0)
-			n++;
-	}
-	closedir(d);
-	return n;
-}
 
 static void one_cycle(enum ckpt_backend be, unsigned flags, const char *dir, int k)
 {
@@ -124,10 +100,10 @@ static void cycles(enum ckpt_backend be, unsigned flags)
 	/* one cycle first: once-per-process state (the kernel probe, the
 	 * SIGBUS handler) is not a leak */
 	one_cycle(be, flags, dir, 1);
-	int fds0 = ckpt_test_count_fds(), th0 = count_threads();
+	int fds0 = ckpt_test_count_fds(), th0 = ckpt_test_count_threads();
 	for (int k = 2; k < 14; k++) {
 		one_cycle(be, flags, dir, k);
-		int fds = ckpt_test_count_fds(), th = count_threads();
+		int fds = ckpt_test_count_fds(), th = ckpt_test_count_threads();
 		cr_assert(fds == fds0, "cycle %d: %d fds open, %d before", k, fds, fds0);
 		cr_assert(th == th0, "cycle %d: %d threads, %d before", k, th, th0);
 		/* the fork backend's children are all reaped */

@@ -95,9 +95,31 @@ int ckpt_test_count_fds(void)
 	return count_dir("/proc/self/fd") - 1; /* the DIR's own fd */
 }
 
+/* Threads of this process, io_uring's kernel workers (iou-wrk-*, iou-sqp-*)
+ * not counted: the kernel starts and reaps them on its own schedule. */
 int ckpt_test_count_threads(void)
 {
-	return count_dir("/proc/self/task");
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	struct dirent *de;
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[300], comm[32] = "";
+		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", de->d_name);
+		FILE *f = fopen(p, "re");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = 0;
+			fclose(f);
+		}
+		if (strncmp(comm, "iou-", 4) != 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }
 
 long ckpt_test_read_long(const char *path, const char *key)
