@@ -132,7 +132,11 @@ static bool neighbour_safe(ckpt_heap *h, struct ckpt__engine *e, size_t q)
 	uint8_t s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
 
 	if ((s & PG_STATE) == PG_PENDING) {
-		if (!ckpt__pool_get(&e->pool, &slot))
+		/* Neighbours are speculative: once the pool is half full, keep
+		 * its slots for pages that are actually being written (a trap
+		 * that finds the pool empty stalls its thread). */
+		if (atomic_load_explicit(&e->pool.in_use, memory_order_relaxed) >= e->pool.nslots / 2 ||
+		    !ckpt__pool_get(&e->pool, &slot))
 			return false;
 		if (save_to_slot(h, e, q, slot)) {
 			atomic_fetch_add_explicit(&e->st.saved_by_traps, 1, memory_order_relaxed);
