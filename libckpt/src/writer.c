@@ -418,20 +418,29 @@ static int add_run(struct fsink *s, uint64_t page, uint32_t kind)
 
 /* ------------------------------------------------------ path handling */
 
+/* A fresh scan of the destination directory (closedir() when done). */
+static DIR *scan_dir(struct fsink *s)
+{
+	int dfd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0); /* CLOEXEC: another thread may fork+exec meanwhile */
+	if (dfd < 0)
+		return NULL;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return NULL;
+	}
+	rewinddir(d); /* the dup shares its offset with dirfd's earlier scans */
+	return d;
+}
+
 static void remove_stale_temps(struct fsink *s)
 {
 	char prefix[NAME_MAX + 8];
 	snprintf(prefix, sizeof(prefix), ".%s.tmp.", s->name);
 	size_t plen = strlen(prefix);
-	int dfd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0); /* CLOEXEC: another thread may fork+exec meanwhile */
-	if (dfd < 0)
+	DIR *d = scan_dir(s);
+	if (!d)
 		return;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
-	rewinddir(d); /* the dup shares its offset with dirfd's earlier scans */
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
@@ -457,15 +466,9 @@ static void remove_generations(struct fsink *s)
 	char prefix[NAME_MAX + 8];
 	snprintf(prefix, sizeof(prefix), "%s.g", s->name);
 	size_t plen = strlen(prefix);
-	int dfd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0); /* CLOEXEC: another thread may fork+exec meanwhile */
-	if (dfd < 0)
+	DIR *d = scan_dir(s);
+	if (!d)
 		return;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
-	rewinddir(d); /* the dup shares its offset with dirfd's earlier scans */
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
