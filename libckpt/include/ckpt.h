@@ -172,6 +172,8 @@ struct ckpt_heap_opts {
 	const char *name;     /* memfd name, for /proc/PID/maps (default "libckpt") */
 	void (*log)(void *arg, int level, const char *msg); /* optional */
 	void *log_arg;
+	int writer_nice;      /* the writer thread's nice value, 0..19 (default CKPT_DEFAULT_WRITER_NICE):
+			       * its work is background work, the application's comes first */
 };
 
 /* (overridable at build time only for sanitizer builds whose shadow layout
@@ -181,6 +183,7 @@ struct ckpt_heap_opts {
 #endif
 #define CKPT_DEFAULT_POOL_BYTES (64ull << 20)
 #define CKPT_DEFAULT_FAULT_AROUND 16
+#define CKPT_DEFAULT_WRITER_NICE 10
 
 /*! ckpt_heap_opts_init() : fills @opts with defaults (1 GiB, default base,
  *  CKPT_TRAP_THREAD, 64 MiB pool). */
@@ -300,15 +303,73 @@ struct ckpt_begin_opts {
 /*! ckpt_begin_opts_init() : defaults: stored pages, fsync on. */
 CKPT_API void ckpt_begin_opts_init(struct ckpt_begin_opts *opts);
 
-/*! ckpt_begin() : takes a checkpoint of @heap into @dest.
- *  The instant this returns 0 is the checkpoint: the image will hold the
- *  heap as it was then.  The caller guarantees that no thread is in the
- *  middle of an update during the call.  Pages are written in the
- *  background; see ckpt_poll(), ckpt_wait().
- *  @opts may be NULL.
- *  @return 0, or -EBUSY (a checkpoint is running), -EINVAL, -ENOMEM, the
- *  error of a failed write-protect (the heap is then left unprotected), or
- *  the error of opening the destination / the sink's begin().
+/*
+ * Two ways to take a checkpoint:
+ *
+ *  - ckpt_prepare() + ckpt_cut(), for servers: ckpt_prepare() returns at
+ *    once; a background thread opens the destination, warms the pool and
+ *    write-protects the heap in passes while the application keeps writing
+ *    (a page written after its pass is only re-opened, never copied: there
+ *    is no checkpoint yet).  When few pages are left open the checkpoint is
+ *    ready: ckpt_ready() returns 1 and ckpt_event_fd() becomes readable.
+ *    The application then calls ckpt_cut() at a quiescent moment (an event
+ *    loop between two commands, a database under its write lock): the cut
+ *    protects the few pages left, and its duration is the only pause; it
+ *    does not grow with the heap.
+ *  - ckpt_begin(), the one call: it prepares without passes and cuts at
+ *    once, protecting the whole heap in its pause (~10 ms per GiB).
+ */
+
+/*! ckpt_prepare() : starts preparing a checkpoint of @heap into @dest and
+ *  returns at once.  @opts may be NULL.  @generation: out (may be NULL), the
+ *  generation the checkpoint's image will have (for ckpt_wait_gen()).
+ *  Until ckpt_cut(), nothing is copied and the heap's contents are not
+ *  fixed; the checkpoint's instant is the cut.  A preparation that fails
+ *  (e.g. the destination cannot be created) ends the checkpoint: ckpt_ready()
+ *  then returns -ENOENT and ckpt_wait() the error.
+ *  @return 0, or -EBUSY (a checkpoint is being prepared or runs), -EINVAL,
+ *  -EBADF, -ENOMEM, CKPT_E_FAILED (the heap takes no more checkpoints), or
+ *  the error of opening the destination.
+ *  Thread-safe against allocator calls and heap writes. */
+CKPT_API int ckpt_prepare(ckpt_heap *heap, const struct ckpt_dest *dest,
+			  const struct ckpt_begin_opts *opts, uint64_t *generation);
+
+/*! ckpt_ready() : @return 1 when the prepared checkpoint is ready to cut,
+ *  0 while it is still being prepared, -ENOENT when there is nothing to cut
+ *  (none prepared, already cut, or its preparation failed or was cancelled:
+ *  ckpt_wait() gives its result).  Thread-safe. */
+CKPT_API int ckpt_ready(ckpt_heap *heap);
+
+/*! ckpt_event_fd() : @return an fd (eventfd, non-blocking, close-on-exec,
+ *  owned by the heap: do not close it) that becomes readable when a
+ *  prepared checkpoint is ready to cut and when a checkpoint ends (read 8
+ *  bytes to clear it), for poll/epoll; then ask ckpt_ready() / ckpt_poll().
+ *  Thread-safe. */
+CKPT_API int ckpt_event_fd(ckpt_heap *heap);
+
+/*! ckpt_cut() : the checkpoint's instant.  Protects the pages the
+ *  preparation left open and returns; the image will hold the heap as it
+ *  was at that moment.  The caller guarantees that no thread is in the
+ *  middle of an update during the call (it is the pause).  Called before
+ *  the checkpoint is ready, it waits for the destination to be set up and
+ *  protects whatever is left (a longer pause).  Pages are then written in
+ *  the background; see ckpt_poll(), ckpt_wait().
+ *  @return 0, -ENOENT (nothing prepared, or its preparation failed:
+ *  ckpt_wait() gives that error), or the error of a failed write-protect
+ *  (the heap is then left unprotected and the checkpoint fails).
+ *  Thread-safe; asynchronous signals are blocked on the calling thread for
+ *  its duration. */
+CKPT_API int ckpt_cut(ckpt_heap *heap);
+
+/*! ckpt_begin() : takes a checkpoint of @heap into @dest in one call:
+ *  prepares it (without protection passes: this thread waits for the
+ *  destination to be set up) and cuts it.  The instant this returns 0 is
+ *  the checkpoint.  The caller guarantees that no thread is in the middle
+ *  of an update during the call.  @opts may be NULL.
+ *  @return 0, or -EBUSY (a checkpoint is being prepared or runs), -EINVAL,
+ *  -ENOMEM, CKPT_E_FAILED, the error of a failed write-protect (the heap is
+ *  then left unprotected), or the error of opening the destination / the
+ *  sink's begin().
  *  Thread-safe against allocator calls and heap writes. */
 CKPT_API int ckpt_begin(ckpt_heap *heap, const struct ckpt_dest *dest,
 			const struct ckpt_begin_opts *opts);
@@ -319,21 +380,31 @@ CKPT_API int ckpt_begin(ckpt_heap *heap, const struct ckpt_dest *dest,
  *  without blocking), -ENOENT when no checkpoint was started. Thread-safe. */
 CKPT_API int ckpt_poll(ckpt_heap *heap, uint64_t *done, uint64_t *total);
 
-/*! ckpt_wait() : waits for the running checkpoint to finish.
+/*! ckpt_wait() : waits for the latest checkpoint to finish.
  *  @return its result: 0 (image complete and durable), CKPT_E_CANCELED, or
- *  the first error (e.g. -ENOSPC, -EIO).  On error the heap is unprotected
- *  and fully usable, the previous image is intact, and the next checkpoint
- *  is full.  -ENOENT when no checkpoint was started.  Thread-safe. */
+ *  the first error (e.g. -ENOSPC, -EIO, CKPT_E_FAILED).  On error the heap
+ *  is unprotected and fully usable, the previous image is intact, and the
+ *  next checkpoint is full.  -ENOENT when no checkpoint was started;
+ *  -EAGAIN when it is prepared and ready but not cut (it would wait for a
+ *  ckpt_cut() forever).  Thread-safe. */
 CKPT_API int ckpt_wait(ckpt_heap *heap);
 
-/*! ckpt_cancel() : stops the running checkpoint; ckpt_wait() then returns
- *  CKPT_E_CANCELED.  @return 0, or -ENOENT when none runs.  Thread-safe. */
+/*! ckpt_wait_gen() : as ckpt_wait() for the checkpoint of @generation (from
+ *  ckpt_prepare()), never another one's result.  @return its result,
+ *  -EAGAIN as for ckpt_wait(), -ENOENT when no such generation was started,
+ *  -ESTALE when it ended too long ago to be remembered (the last 8 are). */
+CKPT_API int ckpt_wait_gen(ckpt_heap *heap, uint64_t generation);
+
+/*! ckpt_cancel() : stops the running or prepared checkpoint (the heap is
+ *  left unprotected); ckpt_wait() then returns CKPT_E_CANCELED.
+ *  @return 0, or -ENOENT when none runs.  Thread-safe. */
 CKPT_API int ckpt_cancel(ckpt_heap *heap);
 
 /*! ckpt_prepare_write() : saves and unprotects the pages under
  *  [@ptr, @ptr + @len) so that a syscall may write there (needed in
- *  CKPT_TRAP_SIGBUS mode, harmless otherwise).  The range stays writable
- *  until the next ckpt_begin().
+ *  CKPT_TRAP_SIGBUS mode, harmless otherwise).  When it returns 0 every
+ *  page of the range is writable, and it stays so until the next
+ *  ckpt_cut() or ckpt_begin() (a preparation's passes leave it open).
  *  @return 0, -EINVAL (range outside the heap), or -ENOMEM (pool full and the
  *  writer failed).  Thread-safe; async-signal-safe. */
 CKPT_API int ckpt_prepare_write(ckpt_heap *heap, void *ptr, size_t len);
@@ -347,7 +418,7 @@ struct ckpt_stats {
 	int incremental;           /* 1 if this checkpoint was incremental */
 	enum ckpt_backend backend;
 	uint64_t generation;
-	uint64_t pause_ns;         /* time the heap was stopped in ckpt_begin() */
+	uint64_t pause_ns;         /* the cut's duration: ckpt_cut() / ckpt_begin()'s pause */
 	uint64_t duration_ns;      /* ckpt_begin() to the end of the stream */
 	uint64_t pages_total;      /* pages the checkpoint covers */
 	uint64_t pages_emitted;    /* pages handed to the sink so far */
@@ -360,6 +431,15 @@ struct ckpt_stats {
 	uint64_t bytes_written;    /* bytes written to the destination */
 	/* trap latency, handler side: bucket i counts traps taking [2^i, 2^(i+1)) ns */
 	uint64_t trap_hist[CKPT_HIST_BUCKETS];
+	/* preparation (ckpt_prepare); pause_ns above is the cut's */
+	uint64_t prepare_ns;       /* ckpt_prepare() to ready to cut */
+	uint64_t prep_passes;      /* protection passes before ready */
+	uint64_t cut_pages;        /* pages the cut had to protect */
+	uint64_t prep_traps;       /* write faults during preparation (re-opened, not copied) */
+	uint64_t prep_trap_hist[CKPT_HIST_BUCKETS]; /* their latency, as trap_hist */
+	uint64_t prep_trap_p50_ns; /* from prep_trap_hist: its bucket's upper bound */
+	uint64_t prep_trap_p99_ns;
+	int cut;                   /* 1 once the checkpoint was cut */
 };
 
 /*! ckpt_stats() : statistics of the running or last checkpoint.

@@ -1,26 +1,36 @@
 /*
- * checkpoint.c - ckpt_begin() and the writer thread.
+ * checkpoint.c - a checkpoint's life: ckpt_prepare() / ckpt_cut() (and the
+ * one-call ckpt_begin()), the writer thread that runs the preparation and
+ * then streams the pages, and poll / wait / cancel / stats.
  *
- * ckpt_begin() closes the gate (the fault path waits), marks the pages of
- * the checkpoint PENDING, write-protects them, opens the gate and returns:
- * that instant is the checkpoint.  The writer thread then streams every
- * PENDING page to the sink: pages copied aside by the fault path first
- * (they hold pool slots), the rest in address order from the read-only
- * alias mapping.  docs/design.md has the protocol; engine.h the invariants.
+ * Preparation (writer thread, the application keeps writing): the sink's
+ * set-up, the pool's warm-up, marking the checkpoint's pages PENDING, and
+ * write-protection in passes (protect.c) until few pages are left open.  The
+ * cut (the caller's thread, the only pause) protects that remainder and
+ * flips the phase to PH_RUNNING: from then on a trap copies a pre-image
+ * aside.  The writer then streams every PENDING page to the sink: pages the
+ * fault path copied aside first (they hold pool slots), the rest in address
+ * order from the read-only alias mapping.  docs/design.md has the protocol;
+ * engine.h the invariants.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
 
 #define WRITER_BATCH_PAGES 64 /* 256 KiB with 4 KiB pages */
-#define PARALLEL_WP_BYTES (128ull << 20)
+#define PASSES_MAX 16         /* protection passes before ready, at most */
+#define CUT_TARGET_PAGES 64   /* ready once this few pages are left open */
+#define READY_PASS_MS 2       /* while ready, a pass this often keeps the remainder small */
 
 bool ckpt__page_is_zero(const void *p, size_t len)
 {
@@ -78,8 +88,12 @@ static int scan_batch(ckpt_heap *h, struct ckpt__engine *e, size_t lo, size_t hi
 	bool any = false;
 
 	for (size_t i = 0; i < n; i++) {
-		uint8_t expect = PG_PENDING;
-		claimed[i] = atomic_compare_exchange_strong(&e->pg[lo + i], &expect, PG_CLAIMED);
+		uint8_t expect = atomic_load_explicit(&e->pg[lo + i], memory_order_relaxed);
+		claimed[i] = false;
+		while ((expect & PG_STATE) == PG_PENDING &&
+		       !(claimed[i] = atomic_compare_exchange_weak(&e->pg[lo + i], &expect,
+								  (uint8_t)((expect & ~PG_STATE) | PG_CLAIMED))))
+			;
 		if (claimed[i]) {
 			memcpy(e->wbuf + (i << h->page_shift), h->alias + ((lo + i) << h->page_shift),
 			       h->page_size);
@@ -90,7 +104,10 @@ static int scan_batch(ckpt_heap *h, struct ckpt__engine *e, size_t lo, size_t hi
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (claimed[i])
-			atomic_store_explicit(&e->pg[lo + i], PG_IDLE, memory_order_release);
+			atomic_store_explicit(&e->pg[lo + i],
+					      (uint8_t)(atomic_load_explicit(&e->pg[lo + i], memory_order_relaxed) &
+							~PG_STATE),
+					      memory_order_release);
 	for (size_t i = 0; i < n;) {
 		if (!claimed[i]) {
 			i++;
@@ -121,7 +138,7 @@ static int stream_pages(ckpt_heap *h, struct ckpt__engine *e)
 
 	while (atomic_load(&e->st.emitted) < e->to_emit) {
 		if (atomic_load(&e->cancel))
-			return CKPT_E_CANCELED;
+			return atomic_load(&e->failed) ? CKPT_E_FAILED : CKPT_E_CANCELED;
 		rc = drain_pool(h, e);
 		if (rc)
 			return rc;
@@ -141,9 +158,10 @@ static int stream_pages(ckpt_heap *h, struct ckpt__engine *e)
 	return drain_pool(h, e);
 }
 
-/* After a failed or cancelled checkpoint the protection state is whatever
- * the failure left: unprotect everything that may be protected and forget
- * the incremental lineage (the next checkpoint is full). */
+/* After a failed or cancelled checkpoint (or preparation) the protection
+ * state is whatever the failure left: unprotect everything that may be
+ * protected and forget the incremental lineage (the next checkpoint is
+ * full).  Passes have stopped: the writer ran them, and it is the caller. */
 static void abort_protection(ckpt_heap *h, struct ckpt__engine *e)
 {
 	uint32_t slot;
@@ -154,19 +172,35 @@ static void abort_protection(ckpt_heap *h, struct ckpt__engine *e)
 		atomic_store(&e->pg[q], PG_IDLE | PG_UNPROT);
 	if (lim) {
 		int rc = ckpt__wp_range(h, 0, lim, false);
-		if (rc)
-			ckpt__log(h, CKPT_LOG_ERROR, "unprotecting the heap failed: %s",
+		if (rc) {
+			/* Nothing can be known about the heap's protection any
+			 * more: a later checkpoint could miss writes. */
+			atomic_store(&e->failed, 1);
+			ckpt__log(h, CKPT_LOG_ERROR,
+				  "unprotecting the heap failed: %s; the heap takes no more checkpoints",
 				  ckpt_strerror(rc));
+		}
 	}
 	while (ckpt__queue_pop(&e->pool.ready_q, &slot))
 		ckpt__pool_put(&e->pool, slot);
 	atomic_store(&e->prot_limit, 0);
+	atomic_store(&e->phase, PH_IDLE);
 	atomic_store(&e->active, 0);
 	ckpt__gate_open(e);
 }
 
+static void notify(struct ckpt__engine *e)
+{
+	uint64_t one = 1;
+	if (e->event_fd >= 0 && write(e->event_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd write fails only on counter overflow */
+	}
+}
+
 static void finish(ckpt_heap *h, struct ckpt__engine *e, int rc)
 {
+	bool was_cut = atomic_load(&e->phase) == PH_RUNNING;
+
 	if (rc == 0)
 		rc = e->sink.end(e->sink.arg, 0);
 	else
@@ -174,12 +208,14 @@ static void finish(ckpt_heap *h, struct ckpt__engine *e, int rc)
 
 	if (h->backend == CKPT_BACKEND_FORK) {
 		ckpt__fork_kill(h);
+		atomic_store(&e->phase, PH_IDLE);
 		atomic_store(&e->active, 0);
 	} else if (rc != 0) {
 		abort_protection(h, e);
 	} else {
 		if (!e->keep_protected)
 			atomic_store(&e->prot_limit, 0); /* everything was unprotected */
+		atomic_store(&e->phase, PH_IDLE);
 		atomic_store(&e->active, 0);
 	}
 	ckpt__pool_trim(&e->pool);
@@ -198,22 +234,145 @@ static void finish(ckpt_heap *h, struct ckpt__engine *e, int rc)
 		e->last_path = NULL;
 		e->last_sink = NULL;
 	}
-	e->duration_ns = ckpt__now_ns() - e->t_begin;
+	e->duration_ns = ckpt__now_ns() - (was_cut ? e->t_begin : e->t_prepare);
 	e->result = rc;
+	e->past[e->info.generation % 8].gen = e->info.generation;
+	e->past[e->info.generation % 8].result = rc;
 	e->running = false;
+	e->cut_done = false;
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
+	notify(e);
+}
+
+/* Marks the checkpoint's pages PENDING: all of [0, n) for a full one, the
+ * pages written since the last checkpoint (PG_UNPROT) for an incremental.
+ * Traps mark what is written meanwhile (ckpt__mark_open); npending counts
+ * each page once, whoever marks it. */
+static void mark_pending(struct ckpt__engine *e, size_t n, bool incremental)
+{
+	for (size_t q = 0; q < n; q++) {
+		if (incremental && !(atomic_load_explicit(&e->pg[q], memory_order_relaxed) & PG_UNPROT))
+			continue;
+		uint8_t old = atomic_fetch_or_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
+		if ((old & PG_STATE) == PG_IDLE)
+			atomic_fetch_add_explicit(&e->npending, 1, memory_order_relaxed);
+	}
+}
+
+/* The start of preparation, under the gate: the phase changes, pages the
+ * heap grew into since the last checkpoint count as open (they never were
+ * protected), and every chunk may hold open pages. */
+static void enter_preparation(ckpt_heap *h, struct ckpt__engine *e)
+{
+	pthread_mutex_lock(&h->alloc_lock);
+	size_t ext = ckpt__alloc_extent_pages(h);
+	pthread_mutex_unlock(&h->alloc_lock);
+
+	ckpt__gate_close(e);
+	size_t lim = atomic_load(&e->prot_limit);
+	for (size_t q = lim; q < ext; q++)
+		atomic_store_explicit(&e->pg[q], PG_UNPROT, memory_order_relaxed);
+	if (ext > lim)
+		atomic_store(&e->prot_limit, ext);
+	e->prep_npages = ext;
+	atomic_store(&e->npending, 0);
+	ckpt__groups_fill(e, ext);
+	atomic_store(&e->prot_stop, 0);
+	atomic_store(&e->active, 1);
+	atomic_store(&e->phase, PH_PREPARING);
+	ckpt__gate_open(e);
+}
+
+/* Protection passes until the pages left open stop shrinking (the
+ * application dirties them as fast as a pass protects them) or are few. */
+static int converge(ckpt_heap *h, struct ckpt__engine *e)
+{
+	uint64_t left = 0, prev = UINT64_MAX;
+	int rc = ckpt__protect_pass(h, true, e->prep_npages, &left);
+	e->prep_passes = 1;
+	while (rc == 0 && left > CUT_TARGET_PAGES && left * 2 < prev && e->prep_passes < PASSES_MAX &&
+	       !atomic_load(&e->prot_stop) && !atomic_load(&e->cancel)) {
+		prev = left;
+		left = 0;
+		rc = ckpt__protect_pass(h, false, e->prep_npages, &left);
+		e->prep_passes++;
+	}
+	return rc;
+}
+
+/*
+ * The preparation, on the writer thread: set-up, marking, passes; then
+ * ready, and passes every READY_PASS_MS until the cut.  Returns 0 once the
+ * cut happened, or the error / CKPT_E_CANCELED that ends the checkpoint.
+ */
+static int prepare(ckpt_heap *h, struct ckpt__engine *e)
+{
+	int rc = 0;
+
+	if (e->prepared_sink)
+		rc = ckpt__file_sink_prepare(&e->sink, &e->info);
+	if (rc == 0 && h->backend != CKPT_BACKEND_FORK) {
+		ckpt__pool_warm(&e->pool, h->npages);
+		enter_preparation(h, e);
+		mark_pending(e, e->prep_npages, e->incremental_run);
+		if (e->converge)
+			rc = converge(h, e);
+	}
+	pthread_mutex_lock(&e->lock);
+	e->setup_done = true;
+	if (rc == 0 && !atomic_load(&e->cancel)) {
+		if (h->backend != CKPT_BACKEND_FORK)
+			atomic_store(&e->phase, PH_READY);
+		e->prepare_ns = ckpt__now_ns() - e->t_prepare;
+		e->ready = true;
+		pthread_cond_broadcast(&e->cond);
+		pthread_mutex_unlock(&e->lock);
+		notify(e);
+		pthread_mutex_lock(&e->lock);
+	}
+	while (rc == 0 && !e->cut_done && !atomic_load(&e->cancel)) {
+		if (!e->converge || h->backend == CKPT_BACKEND_FORK) {
+			pthread_cond_wait(&e->cond, &e->lock);
+			continue;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += READY_PASS_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+		if (e->cut_done || e->cut_requested)
+			continue;
+		pthread_mutex_unlock(&e->lock);
+		uint64_t left;
+		rc = ckpt__protect_pass(h, false, e->prep_npages, &left);
+		pthread_mutex_lock(&e->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (rc == 0 && atomic_load(&e->cancel))
+		rc = atomic_load(&e->failed) ? CKPT_E_FAILED : CKPT_E_CANCELED;
+	return rc;
+}
+
+/* The writer runs at a lower CPU priority than the application: its work
+ * is background work, and on a loaded machine it otherwise takes the CPU
+ * the application's requests need (issue 10's measurements).  It cannot
+ * starve: a trap that waits for a pool slot sleeps, which frees the CPU. */
+static void lower_priority(ckpt_heap *h)
+{
+	if (h->opts.writer_nice > 0)
+		(void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), h->opts.writer_nice);
 }
 
 static void *writer_main(void *arg)
 {
 	ckpt_heap *h = arg;
 	struct ckpt__engine *e = h->eng;
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-
+	lower_priority(h);
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
 		while (!e->writer_job && !e->writer_exit)
@@ -223,13 +382,13 @@ static void *writer_main(void *arg)
 		e->writer_job = false;
 		pthread_mutex_unlock(&e->lock);
 
-		if (h->backend != CKPT_BACKEND_FORK)
-			ckpt__pool_warm(&e->pool, e->to_emit);
-		int rc = e->sink.begin ? e->sink.begin(e->sink.arg, &e->info) : 0;
+		int rc = prepare(h, e);
+		if (rc == 0 && e->sink.begin)
+			rc = e->sink.begin(e->sink.arg, &e->info);
 		if (rc == 0)
 			rc = h->backend == CKPT_BACKEND_FORK ? ckpt__fork_stream(h) : stream_pages(h, e);
 		if (rc == 0 && atomic_load(&e->cancel))
-			rc = CKPT_E_CANCELED;
+			rc = atomic_load(&e->failed) ? CKPT_E_FAILED : CKPT_E_CANCELED;
 		finish(h, e, rc);
 
 		pthread_mutex_lock(&e->lock);
@@ -252,6 +411,9 @@ int ckpt__engine_init(ckpt_heap *h)
 	pthread_cond_init(&e->cond, NULL);
 	e->fault_around = h->opts.fault_around;
 	e->keep_protected = (h->flags & CKPT_HEAP_INCREMENTAL) != 0;
+	e->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->event_fd < 0)
+		return -errno;
 	e->pg = mmap(NULL, h->npages, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (e->pg == MAP_FAILED) {
@@ -265,6 +427,9 @@ int ckpt__engine_init(ckpt_heap *h)
 		e->wbuf = NULL;
 		return -ENOMEM;
 	}
+	rc = ckpt__protect_init(h);
+	if (rc)
+		return rc;
 	if (h->backend == CKPT_BACKEND_FORK)
 		return 0;
 	rc = ckpt__pool_init(&e->pool, h->opts.pool_bytes, h->page_size);
@@ -284,8 +449,10 @@ void ckpt__engine_fini(ckpt_heap *h)
 	pthread_mutex_lock(&e->lock);
 	if (e->running) {
 		atomic_store(&e->cancel, 1);
-		if (h->backend == CKPT_BACKEND_FORK && e->child > 0)
-			kill(e->child, SIGKILL);
+		atomic_store(&e->prot_stop, 1);
+		if (h->backend == CKPT_BACKEND_FORK)
+			ckpt__fork_signal(h);
+		pthread_cond_broadcast(&e->cond);
 		while (e->running)
 			pthread_cond_wait(&e->cond, &e->lock);
 	}
@@ -307,6 +474,9 @@ void ckpt__engine_fini(ckpt_heap *h)
 		munmap((void *)e->pg, h->npages);
 	if (e->wbuf)
 		munmap(e->wbuf, e->wbuf_pages * h->page_size);
+	ckpt__protect_fini(h);
+	if (e->event_fd >= 0)
+		close(e->event_fd);
 	free(e->last_path);
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->lock);
@@ -332,96 +502,6 @@ CKPT_API void ckpt_begin_opts_init(struct ckpt_begin_opts *o)
 	o->struct_size = sizeof(*o);
 }
 
-struct wp_part {
-	ckpt_heap *h;
-	size_t first, n;
-	int rc;
-};
-
-static void *wp_part_main(void *arg)
-{
-	struct wp_part *p = arg;
-	p->rc = ckpt__wp_range(p->h, p->first, p->n, true);
-	return NULL;
-}
-
-/* Write-protect [0, n) for a full checkpoint.  Large ranges are split in
- * two and protected in parallel: UFFDIO_WRITEPROTECT takes mmap_lock for
- * reading only, so disjoint ranges proceed at once. */
-static int protect_full(ckpt_heap *h, size_t n)
-{
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n == 0)
-		return 0;
-	if (ncpu < 2 || ((uint64_t)n << h->page_shift) < PARALLEL_WP_BYTES)
-		return ckpt__wp_range(h, 0, n, true);
-	struct wp_part part = {h, n / 2, n - n / 2, 0};
-	pthread_t t;
-	if (pthread_create(&t, NULL, wp_part_main, &part) != 0)
-		return ckpt__wp_range(h, 0, n, true);
-	int rc = ckpt__wp_range(h, 0, n / 2, true);
-	pthread_join(t, NULL);
-	return rc ? rc : part.rc;
-}
-
-/* Protect the dirty set of an incremental checkpoint, pages [lo, hi): runs
- * of PENDING pages, merged across short gaps (the clean pages in a gap are
- * protected already, and one ioctl costs about as much as protecting a few
- * dozen pages: ~2.5 us vs ~70 ns a page here). */
-static int protect_runs(ckpt_heap *h, struct ckpt__engine *e, size_t lo_lim, size_t hi_lim)
-{
-	const size_t max_gap = 32;
-	size_t q = lo_lim;
-	while (q < hi_lim) {
-		if ((atomic_load_explicit(&e->pg[q], memory_order_relaxed) & PG_STATE) != PG_PENDING) {
-			q++;
-			continue;
-		}
-		size_t lo = q, hi = q + 1, gap = 0;
-		for (size_t r = q + 1; r < hi_lim && gap <= max_gap; r++) {
-			if ((atomic_load_explicit(&e->pg[r], memory_order_relaxed) & PG_STATE) == PG_PENDING) {
-				hi = r + 1;
-				gap = 0;
-			} else {
-				gap++;
-			}
-		}
-		int rc = ckpt__wp_range(h, lo, hi - lo, true);
-		if (rc)
-			return rc;
-		q = hi;
-	}
-	return 0;
-}
-
-struct runs_part {
-	ckpt_heap *h;
-	size_t lo, hi;
-	int rc;
-};
-
-static void *runs_part_main(void *arg)
-{
-	struct runs_part *p = arg;
-	p->rc = protect_runs(p->h, p->h->eng, p->lo, p->hi);
-	return NULL;
-}
-
-/* Many scattered runs cost one ioctl each: split them over two cores like
- * a full protect (mmap_lock is only read-held by UFFDIO_WRITEPROTECT). */
-static int protect_dirty(ckpt_heap *h, struct ckpt__engine *e, size_t n, uint64_t to_emit)
-{
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || to_emit < 1024)
-		return protect_runs(h, e, 0, n);
-	struct runs_part part = {h, n / 2, n, 0};
-	pthread_t t;
-	if (pthread_create(&t, NULL, runs_part_main, &part) != 0)
-		return protect_runs(h, e, 0, n);
-	int rc = protect_runs(h, e, 0, n / 2);
-	pthread_join(t, NULL);
-	return rc ? rc : part.rc;
-}
-
 static bool same_dest(const struct ckpt__engine *e, const struct ckpt_dest *d)
 {
 	if (d->kind == CKPT_DEST_PATH)
@@ -431,91 +511,56 @@ static bool same_dest(const struct ckpt__engine *e, const struct ckpt_dest *d)
 	return false; /* an fd stream always gets a full image */
 }
 
-CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts_in)
+static int check_args(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts_in,
+		      struct ckpt_begin_opts *opts)
 {
-	struct ckpt_begin_opts opts;
-	struct ckpt__engine *e;
-	int rc;
-
-	if (!h || !dest)
-		return -EINVAL;
-	ckpt_begin_opts_init(&opts);
+	ckpt_begin_opts_init(opts);
 	if (opts_in) {
-		if (opts_in->struct_size == 0 || opts_in->struct_size > sizeof(opts))
+		if (opts_in->struct_size == 0 || opts_in->struct_size > sizeof(*opts))
 			return -EINVAL;
-		memcpy(&opts, opts_in, opts_in->struct_size);
+		memcpy(opts, opts_in, opts_in->struct_size);
 	}
-	if (opts.zstd_level < 0 || opts.zstd_level > 22)
+	if (opts->zstd_level < 0 || opts->zstd_level > 22)
 		return -EINVAL;
 	switch (dest->kind) {
 	case CKPT_DEST_PATH:
-		if (!dest->path || !*dest->path)
-			return -EINVAL;
-		break;
+		return dest->path && *dest->path ? 0 : -EINVAL;
 	case CKPT_DEST_FD:
-		if (dest->fd < 0)
-			return -EBADF;
-		break;
+		return dest->fd < 0 ? -EBADF : 0;
 	case CKPT_DEST_SINK:
-		if (!dest->sink || !dest->sink->pages || !dest->sink->end)
-			return -EINVAL;
-		break;
+		return dest->sink && dest->sink->pages && dest->sink->end ? 0 : -EINVAL;
 	default:
 		return -EINVAL;
 	}
-	e = h->eng;
+}
 
-	pthread_mutex_lock(&e->lock);
-	if (e->running) {
-		pthread_mutex_unlock(&e->lock);
-		return -EBUSY;
+/* Field by field, atomically: with CKPT_HEAP_INCREMENTAL the fault path
+ * counts traps between checkpoints too, so it may be adding to these
+ * counters right now (a plain memset raced with it: make tsan). */
+static void reset_stats(struct ckpt__engine *e)
+{
+	_Static_assert(sizeof(struct ckpt__stats) == (8 + 2 * CKPT_HIST_BUCKETS) * sizeof(uint64_t),
+		       "a counter added to struct ckpt__stats must be reset here too");
+	_Atomic uint64_t *c[] = {&e->st.prep_traps, &e->st.traps, &e->st.saved_by_traps,
+				 &e->st.fault_around, &e->st.pool_waits, &e->st.emitted,
+				 &e->st.zero, &e->st.bytes_written};
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		atomic_store(c[i], 0);
+	for (size_t i = 0; i < CKPT_HIST_BUCKETS; i++) {
+		atomic_store(&e->st.hist[i], 0);
+		atomic_store(&e->st.prep_hist[i], 0);
 	}
-	if (!e->writer_up) {
-		rc = pthread_create(&e->writer, NULL, writer_main, h);
-		if (rc) {
-			pthread_mutex_unlock(&e->lock);
-			return -rc;
-		}
-		e->writer_up = true;
-	}
+}
 
-	bool incremental = e->tracking_valid && e->keep_protected && !(opts.flags & CKPT_BEGIN_FULL) &&
-			   !(h->opts.full_every && e->since_full + 1 >= h->opts.full_every) &&
-			   same_dest(e, dest);
-
-	/* The destination is opened before the pause: creating files is slow
-	 * and may fail, and neither should stop the database. */
-	/* Field by field, atomically: with CKPT_HEAP_INCREMENTAL the fault
-	 * path counts traps between checkpoints too, so it may be adding to
-	 * these counters right now (a plain memset raced with it: make tsan). */
-	{
-		_Static_assert(sizeof(struct ckpt__stats) == (7 + CKPT_HIST_BUCKETS) * sizeof(uint64_t),
-			       "a counter added to struct ckpt__stats must be reset here too");
-		_Atomic uint64_t *c[] = { &e->st.traps, &e->st.saved_by_traps, &e->st.fault_around,
-					  &e->st.pool_waits, &e->st.emitted, &e->st.zero,
-					  &e->st.bytes_written };
-		for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
-			atomic_store(c[i], 0);
-		for (size_t i = 0; i < CKPT_HIST_BUCKETS; i++)
-			atomic_store(&e->st.hist[i], 0);
-	}
-	if (dest->kind == CKPT_DEST_SINK) {
-		e->sink = *dest->sink;
-	} else {
-		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, &e->sink);
-		if (rc) {
-			pthread_mutex_unlock(&e->lock);
-			return rc;
-		}
-	}
+/* Remember the destination, for the next checkpoint's "same destination?"
+ * (an incremental needs its parent there).  Called with e->lock held. */
+static int remember_dest(struct ckpt__engine *e, const struct ckpt_dest *dest)
+{
 	if (dest->kind == CKPT_DEST_PATH) {
 		if (!e->last_path || strcmp(e->last_path, dest->path) != 0) {
 			char *p = strdup(dest->path);
-			if (!p) {
-				e->sink.end(e->sink.arg, -ENOMEM);
-				pthread_mutex_unlock(&e->lock);
+			if (!p)
 				return -ENOMEM;
-			}
 			free(e->last_path);
 			e->last_path = p;
 		}
@@ -525,14 +570,18 @@ CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct
 		e->last_path = NULL;
 		e->last_sink = dest->kind == CKPT_DEST_SINK ? dest->sink : NULL;
 	}
+	return 0;
+}
 
+/* The identity of the coming image; npages, pages_to_emit, created_ns and
+ * root are filled in at the cut. */
+static void fill_info(ckpt_heap *h, struct ckpt__engine *e, bool incremental)
+{
 	memset(&e->info, 0, sizeof(e->info));
 	e->info.base = (uint64_t)(uintptr_t)h->base;
 	e->info.heap_size = h->size;
 	e->info.page_size = (uint32_t)h->page_size;
 	e->info.generation = e->generation + 1;
-	e->info.created_ns = ckpt__realtime_ns();
-	e->info.root = (uint64_t)(uintptr_t)ckpt_root_get(h);
 	if (getrandom(e->info.id, sizeof(e->info.id), 0) != (ssize_t)sizeof(e->info.id)) {
 		uint64_t t = ckpt__now_ns() ^ (uint64_t)getpid();
 		memcpy(e->info.id, &t, 8);
@@ -542,93 +591,234 @@ CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct
 		e->info.flags |= CKPT_SINK_INCREMENTAL;
 		memcpy(e->info.parent_id, e->last_id, 16);
 	}
-	e->incremental_run = incremental;
-	atomic_store(&e->cancel, 0);
+}
 
-	/* The pause: no allocator call and no fault handling may run while
-	 * page states and protection change. */
+static int start_writer(ckpt_heap *h, struct ckpt__engine *e)
+{
+	if (e->writer_up)
+		return 0;
+	/* created with every signal blocked: the application's handlers
+	 * never run on it */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&e->writer, NULL, writer_main, h);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc)
+		return -rc;
+	e->writer_up = true;
+	return 0;
+}
+
+/* ckpt_prepare() and ckpt_begin(): everything but the cut. */
+static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts_in,
+			  bool converge, uint64_t *gen)
+{
+	struct ckpt_begin_opts opts;
+	struct ckpt__engine *e;
+	int rc;
+
+	if (!h || !dest)
+		return -EINVAL;
+	rc = check_args(dest, opts_in, &opts);
+	if (rc)
+		return rc;
+	e = h->eng;
+	pthread_mutex_lock(&e->lock);
+	if (atomic_load(&e->failed)) {
+		pthread_mutex_unlock(&e->lock);
+		return CKPT_E_FAILED;
+	}
+	if (e->running) {
+		pthread_mutex_unlock(&e->lock);
+		return -EBUSY;
+	}
+	rc = start_writer(h, e);
+	if (rc) {
+		pthread_mutex_unlock(&e->lock);
+		return rc;
+	}
+	bool incremental = e->tracking_valid && e->keep_protected && !(opts.flags & CKPT_BEGIN_FULL) &&
+			   !(h->opts.full_every && e->since_full + 1 >= h->opts.full_every) &&
+			   same_dest(e, dest);
+	reset_stats(e);
+	if (dest->kind == CKPT_DEST_SINK) {
+		e->sink = *dest->sink;
+		e->prepared_sink = false;
+	} else {
+		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, &e->sink);
+		if (rc) {
+			pthread_mutex_unlock(&e->lock);
+			return rc;
+		}
+		e->prepared_sink = true;
+	}
+	rc = remember_dest(e, dest);
+	if (rc) {
+		e->sink.end(e->sink.arg, rc);
+		pthread_mutex_unlock(&e->lock);
+		return rc;
+	}
+	fill_info(h, e, incremental);
+	e->incremental_run = incremental;
+	e->converge = converge;
+	atomic_store(&e->cancel, 0);
+	e->t_prepare = ckpt__now_ns();
+	e->prepare_ns = e->pause_ns = e->duration_ns = 0;
+	e->prep_passes = e->cut_pages = 0;
+	e->setup_done = e->ready = e->cut_done = e->cut_requested = false;
+	e->started = true;
+	e->running = true;
+	e->result = 0;
+	e->writer_job = true;
+	if (gen)
+		*gen = e->info.generation;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+CKPT_API int ckpt_prepare(ckpt_heap *h, const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
+			  uint64_t *generation)
+{
+	return prepare_common(h, dest, opts, true, generation);
+}
+
+/* Pages the heap grew into during preparation were never protected: the
+ * checkpoint includes them, and the cut protects them with the rest. */
+static void mark_grown(struct ckpt__engine *e, size_t from, size_t ext)
+{
+	for (size_t q = from; q < ext; q++) {
+		uint8_t old = atomic_fetch_or_explicit(&e->pg[q], PG_PENDING | PG_UNPROT, memory_order_relaxed);
+		if ((old & PG_STATE) == PG_IDLE)
+			atomic_fetch_add_explicit(&e->npending, 1, memory_order_relaxed);
+		if (q == from || (q & (GROUP_PAGES - 1)) == 0)
+			ckpt__groups_set(e, q);
+	}
+	if (ext > atomic_load(&e->prot_limit))
+		atomic_store(&e->prot_limit, ext);
+}
+
+/* The pause itself, with the gate closed and the allocator quiescent. */
+static int cut_locked(ckpt_heap *h, struct ckpt__engine *e, size_t ext)
+{
+	int rc;
+
+	if (h->backend == CKPT_BACKEND_FORK) {
+		e->to_emit = ext;
+		e->info.pages_to_emit = ext;
+		return ckpt__fork_start(h);
+	}
+	ckpt__gate_close(e);
+	atomic_store(&e->pool.peak, atomic_load(&e->pool.in_use));
+	mark_grown(e, e->prep_npages, ext);
+	rc = ckpt__protect_remainder(h, ext, &e->cut_pages);
+	if (rc) {
+		/* UFFDIO_WRITEPROTECT can fail part-way (ENOMEM, or ENOENT
+		 * after protecting part of the range): the state is unknown,
+		 * so unprotect the whole heap. */
+		ckpt__gate_open(e);
+		abort_protection(h, e);
+		return rc;
+	}
+	e->to_emit = atomic_load(&e->npending);
+	e->info.pages_to_emit = e->to_emit;
+	atomic_store(&e->phase, PH_RUNNING);
+	ckpt__gate_open(e);
+	return 0;
+}
+
+CKPT_API int ckpt_cut(ckpt_heap *h)
+{
+	struct ckpt__engine *e;
+	int rc;
+
+	if (!h)
+		return -EINVAL;
+	e = h->eng;
+	pthread_mutex_lock(&e->lock);
+	if (!e->running || e->cut_done || e->cut_requested) {
+		pthread_mutex_unlock(&e->lock);
+		return -ENOENT;
+	}
+	/* The set-up (the destination) must exist before the instant. */
+	while (!e->setup_done && e->running)
+		pthread_cond_wait(&e->cond, &e->lock);
+	if (!e->running || !e->ready) {
+		pthread_mutex_unlock(&e->lock);
+		return -ENOENT; /* the preparation failed: ckpt_wait() says why */
+	}
+	e->cut_requested = true;
+	/* Passes stop before the pause: the cut must not overlap one. */
+	atomic_store(&e->prot_stop, 1);
+	unsigned spins = 0;
+	while (atomic_load(&e->prot_busy))
+		ckpt__pause(&spins);
+
+	/* A signal handler that wrote the heap on this thread now would trap
+	 * into a gate this thread has closed: keep them out for the pause. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	e->info.root = (uint64_t)(uintptr_t)ckpt_root_get(h); /* takes the allocator lock */
 	pthread_mutex_lock(&h->alloc_lock);
 	e->t_begin = ckpt__now_ns();
 	size_t ext = ckpt__alloc_extent_pages(h);
 	e->ck_npages = ext;
 	e->info.npages = ext;
-
-	if (h->backend == CKPT_BACKEND_FORK) {
-		e->to_emit = ext;
+	if (!e->incremental_run)
 		e->info.pages_to_emit = ext;
-		rc = ckpt__fork_start(h);
-	} else {
-		uint64_t to_emit = 0;
-		ckpt__gate_close(e);
-		atomic_store(&e->pool.peak, atomic_load(&e->pool.in_use));
-		bool known = e->tracking_valid && e->keep_protected;
-		uint64_t nprot = 0;
-		if (!incremental && known) {
-			/* A full image of an incremental heap: its clean pages
-			 * are write-protected already (I3), so only the pages
-			 * written since the last checkpoint need protecting; the
-			 * pause stays proportional to the dirty set.  Pass one
-			 * marks those, pass two (after protecting) the rest. */
-			for (size_t q = 0; q < ext; q++) {
-				if (q >= e->prot_extent ||
-				    (atomic_load_explicit(&e->pg[q], memory_order_relaxed) & PG_UNPROT)) {
-					atomic_store_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
-					nprot++;
-				}
-			}
-			to_emit = ext;
-		} else if (!incremental) {
-			for (size_t q = 0; q < ext; q++)
-				atomic_store_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
-			to_emit = ext;
-		} else {
-			for (size_t q = 0; q < ext; q++) {
-				if (q >= e->prot_extent ||
-				    (atomic_load_explicit(&e->pg[q], memory_order_relaxed) & PG_UNPROT)) {
-					atomic_store_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
-					to_emit++;
-				}
-			}
-		}
-		e->to_emit = to_emit;
-		e->info.pages_to_emit = to_emit;
-		size_t old_lim = atomic_load(&e->prot_limit);
-		atomic_store(&e->prot_limit, ext > old_lim ? ext : old_lim);
-		atomic_store(&e->active, 1);
-		if (incremental)
-			rc = protect_dirty(h, e, ext, to_emit);
-		else if (known) {
-			rc = protect_dirty(h, e, ext, nprot);
-			for (size_t q = 0; q < ext && rc == 0; q++)
-				atomic_store_explicit(&e->pg[q], PG_PENDING, memory_order_relaxed);
-		} else
-			rc = protect_full(h, ext);
-		if (rc) {
-			/* UFFDIO_WRITEPROTECT can fail part-way (ENOMEM, or
-			 * ENOENT after protecting part of the range): the state
-			 * is unknown, so unprotect the whole heap. */
-			ckpt__gate_open(e);
-			abort_protection(h, e);
-		} else {
-			ckpt__gate_open(e);
-		}
-	}
+	e->info.created_ns = ckpt__realtime_ns();
+	rc = cut_locked(h, e, ext);
 	e->pause_ns = ckpt__now_ns() - e->t_begin;
 	pthread_mutex_unlock(&h->alloc_lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (rc) {
-		e->sink.end(e->sink.arg, rc);
+		atomic_store(&e->cancel, 1);
 		e->tracking_valid = false;
-		pthread_mutex_unlock(&e->lock);
-		return rc;
+	} else {
+		e->cut_done = true;
 	}
-	e->started = true;
-	e->running = true;
-	e->result = 0;
-	e->writer_job = true;
 	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts)
+{
+	uint64_t gen;
+	int rc = prepare_common(h, dest, opts, false, &gen);
+	if (rc)
+		return rc;
+	rc = ckpt_cut(h);
+	if (rc) {
+		/* the preparation's or the cut's error: reap the checkpoint */
+		int wrc = ckpt_wait_gen(h, gen);
+		return wrc ? wrc : rc;
+	}
 	return 0;
+}
+
+CKPT_API int ckpt_ready(ckpt_heap *h)
+{
+	struct ckpt__engine *e;
+	int rc;
+
+	if (!h)
+		return -EINVAL;
+	e = h->eng;
+	pthread_mutex_lock(&e->lock);
+	rc = !e->running || e->cut_done || e->cut_requested ? -ENOENT : e->ready ? 1 : 0;
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+CKPT_API int ckpt_event_fd(ckpt_heap *h)
+{
+	if (!h)
+		return -EINVAL;
+	return h->eng->event_fd;
 }
 
 CKPT_API int ckpt_poll(ckpt_heap *h, uint64_t *done, uint64_t *total)
@@ -647,10 +837,24 @@ CKPT_API int ckpt_poll(ckpt_heap *h, uint64_t *done, uint64_t *total)
 	if (done)
 		*done = atomic_load(&e->st.emitted) * h->page_size;
 	if (total)
-		*total = e->to_emit * h->page_size;
+		*total = e->cut_done || !e->running ? e->to_emit * h->page_size : 0;
 	rc = e->running ? 1 : 0;
 	pthread_mutex_unlock(&e->lock);
 	return rc;
+}
+
+/* Waits for generation @gen to finish; e->lock held.  A checkpoint that is
+ * prepared but not cut would wait for a cut that this thread must make. */
+static int wait_locked(struct ckpt__engine *e, uint64_t gen)
+{
+	while (e->running && e->info.generation == gen) {
+		if (!e->cut_done && !e->cut_requested && e->setup_done && e->ready)
+			return -EAGAIN;
+		pthread_cond_wait(&e->cond, &e->lock);
+	}
+	if (e->past[gen % 8].gen == gen)
+		return e->past[gen % 8].result;
+	return gen > e->info.generation ? -ENOENT : -ESTALE;
 }
 
 CKPT_API int ckpt_wait(ckpt_heap *h)
@@ -662,13 +866,21 @@ CKPT_API int ckpt_wait(ckpt_heap *h)
 		return -EINVAL;
 	e = h->eng;
 	pthread_mutex_lock(&e->lock);
-	if (!e->started) {
-		pthread_mutex_unlock(&e->lock);
-		return -ENOENT;
-	}
-	while (e->running)
-		pthread_cond_wait(&e->cond, &e->lock);
-	rc = e->result;
+	rc = e->started ? wait_locked(e, e->info.generation) : -ENOENT;
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+CKPT_API int ckpt_wait_gen(ckpt_heap *h, uint64_t gen)
+{
+	struct ckpt__engine *e;
+	int rc;
+
+	if (!h || gen == 0)
+		return -EINVAL;
+	e = h->eng;
+	pthread_mutex_lock(&e->lock);
+	rc = e->started ? wait_locked(e, gen) : -ENOENT;
 	pthread_mutex_unlock(&e->lock);
 	return rc;
 }
@@ -686,10 +898,28 @@ CKPT_API int ckpt_cancel(ckpt_heap *h)
 		return -ENOENT;
 	}
 	atomic_store(&e->cancel, 1);
-	if (h->backend == CKPT_BACKEND_FORK && e->child > 0)
-		kill(e->child, SIGKILL);
+	if (h->backend == CKPT_BACKEND_FORK)
+		ckpt__fork_signal(h);
+	pthread_cond_broadcast(&e->cond);
 	pthread_mutex_unlock(&e->lock);
 	return 0;
+}
+
+/* p-th percentile (0..100) of a log2 histogram, as its bucket's upper
+ * bound in ns; 0 when empty. */
+static uint64_t hist_pct(const uint64_t *hist, unsigned p)
+{
+	uint64_t n = 0, acc = 0;
+	for (int i = 0; i < CKPT_HIST_BUCKETS; i++)
+		n += hist[i];
+	if (!n)
+		return 0;
+	for (int i = 0; i < CKPT_HIST_BUCKETS; i++) {
+		acc += hist[i];
+		if (acc * 100 >= n * p)
+			return 2ull << i;
+	}
+	return 2ull << (CKPT_HIST_BUCKETS - 1);
 }
 
 CKPT_API int ckpt_stats(ckpt_heap *h, struct ckpt_stats *out)
@@ -709,8 +939,13 @@ CKPT_API int ckpt_stats(ckpt_heap *h, struct ckpt_stats *out)
 	st.backend = h->backend;
 	st.generation = e->info.generation;
 	st.pause_ns = e->pause_ns;
-	st.duration_ns = e->running ? ckpt__now_ns() - e->t_begin : e->duration_ns;
-	st.pages_total = e->to_emit;
+	st.duration_ns = e->running ? ckpt__now_ns() - (e->cut_done ? e->t_begin : e->t_prepare)
+				    : e->duration_ns;
+	st.pages_total = e->cut_done || !e->running ? e->to_emit : 0;
+	st.prepare_ns = e->prepare_ns;
+	st.prep_passes = e->prep_passes;
+	st.cut_pages = e->cut_pages;
+	st.cut = e->cut_done || (!e->running && e->result == 0 && e->started);
 	pthread_mutex_unlock(&e->lock);
 	st.pages_emitted = atomic_load(&e->st.emitted);
 	st.pages_zero = atomic_load(&e->st.zero);
@@ -720,8 +955,13 @@ CKPT_API int ckpt_stats(ckpt_heap *h, struct ckpt_stats *out)
 	st.pool_peak_bytes = (uint64_t)atomic_load(&e->pool.peak) * h->page_size;
 	st.pool_waits = atomic_load(&e->st.pool_waits);
 	st.bytes_written = atomic_load(&e->st.bytes_written);
-	for (int i = 0; i < CKPT_HIST_BUCKETS; i++)
+	st.prep_traps = atomic_load(&e->st.prep_traps);
+	for (int i = 0; i < CKPT_HIST_BUCKETS; i++) {
 		st.trap_hist[i] = atomic_load(&e->st.hist[i]);
+		st.prep_trap_hist[i] = atomic_load(&e->st.prep_hist[i]);
+	}
+	st.prep_trap_p50_ns = hist_pct(st.prep_trap_hist, 50);
+	st.prep_trap_p99_ns = hist_pct(st.prep_trap_hist, 99);
 	size_t n = out->struct_size < sizeof(st) ? out->struct_size : sizeof(st);
 	memcpy(out, &st, n);
 	out->struct_size = n;

@@ -18,27 +18,54 @@
  * Per-page state, one byte per heap page, changed only with atomics.
  *
  *   bits 0-1  PG_IDLE     not part of the running checkpoint, or already saved
- *             PG_PENDING  in the running checkpoint, pre-image not saved yet;
- *                         the page is write-protected
+ *             PG_PENDING  part of the prepared / running checkpoint, pre-image
+ *                         not saved yet
  *             PG_CLAIMED  a writer or a trap owns it and is copying it
- *   bit 2     PG_UNPROT   the page has been unprotected since it was last
- *                         write-protected (it may have been written): an
- *                         incremental checkpoint must include it
+ *   bit 2     PG_UNPROT   the page may be unprotected (it may have been
+ *                         written since it was last write-protected): an
+ *                         incremental checkpoint must include it, and the cut
+ *                         must protect it
+ *   bit 3     PG_TRAPPED  preparation only: a trap (or ckpt_prepare_write)
+ *                         unprotected the page since a protection pass last
+ *                         looked at it; the pass must then keep PG_UNPROT
+ *   bit 4     PG_PINNED   ckpt_prepare_write() opened the page for a syscall:
+ *                         preparation's passes leave it unprotected, only the
+ *                         cut protects it again
  *
- * Invariants:
+ * Invariants (docs/design.md, "The page protocol"):
  *  I1 A page is emitted exactly once per checkpoint: only the thread that
- *     moves it PENDING -> CLAIMED (CAS) copies and emits it.
- *  I2 A page is never unprotected while PENDING or CLAIMED: whoever
- *     unprotects a page first sees it IDLE, which is stored (release) only
- *     after its pre-image is safe (in the writer's buffer or a pool slot).
+ *     moves it PENDING -> CLAIMED (CAS) copies and emits it, and that only
+ *     after the cut.
+ *  I2 After the cut, a page is never unprotected while PENDING or CLAIMED:
+ *     whoever unprotects a page first sees it IDLE, which is stored
+ *     (release) only after its pre-image is safe (in the writer's buffer or
+ *     a pool slot).  Before the cut nothing is copied: a trap only marks.
  *  I3 Pages [0, prot_limit) without PG_UNPROT are write-protected; pages at
- *     or past prot_limit never were.
+ *     or past prot_limit never were.  PG_UNPROT on a protected page is
+ *     allowed (it costs a redundant protect), never the reverse: whoever
+ *     unprotects sets PG_UNPROT first, and a protection pass clears it only
+ *     with a CAS that fails if PG_TRAPPED was set after its protect.
  */
 #define PG_IDLE 0u
 #define PG_PENDING 1u
 #define PG_CLAIMED 2u
 #define PG_STATE 3u
 #define PG_UNPROT 4u
+#define PG_TRAPPED 8u
+#define PG_PINNED 16u
+
+/* Pages per bit of the "may hold PG_UNPROT pages" group map that lets the
+ * cut find the remainder without reading every page's state. */
+#define GROUP_SHIFT 6
+#define GROUP_PAGES (1u << GROUP_SHIFT)
+
+/* Life of a checkpoint (e->phase). */
+enum ckpt__phase {
+	PH_IDLE = 0,      /* none; with CKPT_HEAP_INCREMENTAL traps still mark dirty pages */
+	PH_PREPARING = 1, /* set-up and protection passes on the writer thread */
+	PH_READY = 2,     /* ready to cut; passes keep the remainder small */
+	PH_RUNNING = 3,   /* cut: PENDING pages are copied by traps and streamed */
+};
 
 /* A bounded multi-producer multi-consumer queue of 32-bit values (Dmitry
  * Vyukov's design): lock-free, no allocation, so usable from a SIGBUS
@@ -97,6 +124,8 @@ static inline uint8_t *ckpt__pool_slot(struct ckpt__pool *p, uint32_t slot)
 /* Statistics of the running / last checkpoint, updated from the fault path
  * (async-signal-safe atomics) and the writer. */
 struct ckpt__stats {
+	_Atomic uint64_t prep_traps;
+	_Atomic uint64_t prep_hist[CKPT_HIST_BUCKETS];
 	_Atomic uint64_t traps;
 	_Atomic uint64_t saved_by_traps;
 	_Atomic uint64_t fault_around;
@@ -123,8 +152,34 @@ struct ckpt__engine {
 	_Atomic int inflight;
 
 	/* the running checkpoint */
-	_Atomic int active;         /* pages may be PENDING */
+	_Atomic int phase;          /* enum ckpt__phase; changed with the gate closed */
+	_Atomic int active;         /* phase != PH_IDLE: pages may be PENDING, discards wait */
 	_Atomic int cancel;
+	_Atomic uint64_t npending;  /* pages marked PENDING for this checkpoint */
+	_Atomic uint64_t *groups;   /* one bit per GROUP_PAGES pages: may hold PG_UNPROT */
+	size_t ngroups;
+	size_t prep_npages;         /* extent when preparation started */
+	bool converge;              /* ckpt_prepare(): protect in passes before the cut */
+	bool prepared_sink;         /* the file sink's set-up ran in preparation */
+	/* protection passes vs the cut: a pass works only between
+	 * prot_busy++ and prot_busy--, and checks prot_stop in between (the
+	 * gate's pattern): the cut sets prot_stop and waits for prot_busy == 0 */
+	_Atomic int prot_stop;
+	_Atomic int prot_busy;
+	bool setup_done;            /* under lock: the preparation's set-up has ended */
+	bool ready;                 /* under lock: ready to cut */
+	bool cut_requested;         /* under lock: a cut is under way, passes stop */
+	bool cut_done;              /* under lock: the cut happened */
+	uint64_t t_prepare;
+	uint64_t prepare_ns;
+	uint64_t prep_passes;
+	uint64_t cut_pages;
+	int event_fd;               /* eventfd: ready to cut, and done */
+	_Atomic int failed;         /* CKPT_E_FAILED: the heap's protection state is lost */
+	struct { uint64_t gen; int result; } past[8]; /* results of recent generations */
+	_Atomic uint64_t wp_epoch;  /* +1 for every write-protect: tells a new fault from a retry */
+#define CKPT__RECENT 16
+	_Atomic size_t recent[CKPT__RECENT]; /* recently trapped fault-around windows, + 1 */
 	_Atomic size_t prot_limit;  /* I3 */
 	size_t ck_npages;           /* extent at ckpt_begin */
 	uint64_t to_emit;           /* pages the stream carries */
@@ -173,9 +228,8 @@ struct ckpt__engine {
 };
 
 /* track.c: the fault path */
-int ckpt__track_init(ckpt_heap *h);
-void ckpt__track_fini(ckpt_heap *h);
-int ckpt__trap(ckpt_heap *h, size_t page, bool wait_allowed);
+int ckpt__trap(ckpt_heap *h, size_t page);
+void ckpt__mark_open(struct ckpt__engine *e, size_t first, size_t n, int phase, uint8_t extra);
 int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect);
 void ckpt__gate_close(struct ckpt__engine *e);
 void ckpt__gate_open(struct ckpt__engine *e);
@@ -185,6 +239,17 @@ int ckpt__handler_start(ckpt_heap *h);
 void ckpt__handler_stop(ckpt_heap *h);
 void ckpt__hist_add(struct ckpt__stats *st, uint64_t ns);
 
+/* protect.c: write-protection in passes during preparation, and the cut's
+ * remainder */
+int ckpt__protect_init(ckpt_heap *h);
+void ckpt__protect_fini(ckpt_heap *h);
+void ckpt__groups_set(struct ckpt__engine *e, size_t page);
+void ckpt__groups_fill(struct ckpt__engine *e, size_t npages);
+int ckpt__protect_pass(ckpt_heap *h, bool all, size_t npages, uint64_t *left);
+int ckpt__protect_remainder(ckpt_heap *h, size_t npages, uint64_t *protected_pages);
+int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi);
+void ckpt__pause(unsigned *spins);
+
 /* checkpoint.c */
 int ckpt__engine_init(ckpt_heap *h);
 void ckpt__engine_fini(ckpt_heap *h);
@@ -193,6 +258,7 @@ void ckpt__engine_fini(ckpt_heap *h);
 int ckpt__fork_start(ckpt_heap *h);          /* in ckpt_begin, heap quiescent */
 int ckpt__fork_stream(ckpt_heap *h);         /* on the writer thread */
 void ckpt__fork_kill(ckpt_heap *h);
+void ckpt__fork_signal(ckpt_heap *h);        /* cancel: kill the child; e->lock held */
 
 /* zero test used by the writer and the fork child (async-signal-safe) */
 bool ckpt__page_is_zero(const void *p, size_t len);

@@ -19,6 +19,7 @@ enum ckpt__fault_site {
 	CKPT_FAULT_MEMFD,        /* memfd_create / ftruncate */
 	CKPT_FAULT_MMAP,         /* mmap of heap memory */
 	CKPT_FAULT_UFFD_WP,      /* UFFDIO_WRITEPROTECT */
+	CKPT_FAULT_UFFD_READ,    /* the handler thread's read of the userfaultfd */
 	CKPT_FAULT__COUNT
 };
 

@@ -157,3 +157,12 @@ void ckpt__fork_kill(ckpt_heap *h)
 		e->pipe_rd = -1;
 	}
 }
+
+/* Cancel and destroy stop a running child at once; the writer reaps it
+ * (ckpt__fork_kill).  Called with e->lock held. */
+void ckpt__fork_signal(ckpt_heap *h)
+{
+	struct ckpt__engine *e = h->eng;
+	if (e->child > 0)
+		kill(e->child, SIGKILL);
+}

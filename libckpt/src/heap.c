@@ -51,6 +51,7 @@ CKPT_API void ckpt_heap_opts_init(struct ckpt_heap_opts *o)
 	o->backend = CKPT_TRAP_THREAD;
 	o->pool_bytes = CKPT_DEFAULT_POOL_BYTES;
 	o->fault_around = CKPT_DEFAULT_FAULT_AROUND;
+	o->writer_nice = CKPT_DEFAULT_WRITER_NICE;
 }
 
 int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size)
@@ -199,6 +200,8 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 		return -EINVAL;
 	if (o.pool_bytes == 0)
 		o.pool_bytes = CKPT_DEFAULT_POOL_BYTES;
+	if (o.writer_nice < 0 || o.writer_nice > 19)
+		return -EINVAL;
 	if (o.flags & ~(CKPT_HEAP_HUGETLB | CKPT_HEAP_INCREMENTAL | CKPT_HEAP_BUSY_POLL |
 			CKPT_HEAP_NO_PROBE))
 		return -EINVAL;

@@ -33,6 +33,18 @@
 #define CKPT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define CKPT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* A spin-wait hint, portable: PAUSE on x86, YIELD on arm64. */
+static inline void ckpt__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
 /* ------------------------------------------------------------- logging */
 void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -99,6 +111,12 @@ int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
  */
 int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
 			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out);
+
+/* ckpt__file_sink_prepare() : runs the slow set-up of a sink opened by
+ * ckpt__file_sink_open() (temp file, parent link, buffers, io_uring) before
+ * the checkpoint's cut.  @info has base, heap_size, page_size, generation,
+ * id, flags and parent_id; begin() later gets the rest.  0 or -errno. */
+int ckpt__file_sink_prepare(const struct ckpt_sink *sink, const struct ckpt_sink_info *info);
 
 /* --------------------------------------------------------------- heap */
 

@@ -25,18 +25,6 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-static void pause_briefly(unsigned *spins)
-{
-	/* Spin a little, then sleep: waits here are for a memcpy of the
-	 * writer's batch or for a pool slot, normally microseconds. */
-	if (++*spins < 64) {
-		__builtin_ia32_pause();
-		return;
-	}
-	struct timespec ts = {0, 20000};
-	nanosleep(&ts, NULL);
-}
-
 void ckpt__hist_add(struct ckpt__stats *st, uint64_t ns)
 {
 	unsigned b = ns ? 63u - (unsigned)__builtin_clzll(ns) : 0;
@@ -62,6 +50,7 @@ int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect)
 		int frc = ckpt__fault_hit(CKPT_FAULT_UFFD_WP);
 		if (frc)
 			return frc;
+		atomic_fetch_add_explicit(&h->eng->wp_epoch, 1, memory_order_relaxed);
 	}
 	for (;;) {
 		if (ioctl(h->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
@@ -76,7 +65,7 @@ void ckpt__gate_close(struct ckpt__engine *e)
 	unsigned spins = 0;
 	atomic_store(&e->gate_closed, 1);
 	while (atomic_load(&e->inflight) != 0)
-		pause_briefly(&spins);
+		ckpt__pause(&spins);
 }
 
 void ckpt__gate_open(struct ckpt__engine *e)
@@ -93,13 +82,49 @@ static void gate_enter(struct ckpt__engine *e)
 			return;
 		atomic_fetch_sub(&e->inflight, 1);
 		while (atomic_load(&e->gate_closed))
-			pause_briefly(&spins);
+			ckpt__pause(&spins);
 	}
 }
 
 static void gate_leave(struct ckpt__engine *e)
 {
 	atomic_fetch_sub(&e->inflight, 1);
+}
+
+/*
+ * Mark pages [first, first + n) as opened (about to be, or just,
+ * unprotected), as @phase requires:
+ *  - before the cut: PENDING (written after preparation started, so part of
+ *    the checkpoint, incremental or not), UNPROT and TRAPPED (a protection
+ *    pass must not clear UNPROT), and the group map (the cut finds it);
+ *  - otherwise: UNPROT (I3; an incremental checkpoint includes the page).
+ * @extra: PG_PINNED for ckpt_prepare_write().  Called inside the gate.
+ */
+void ckpt__mark_open(struct ckpt__engine *e, size_t first, size_t n, int phase, uint8_t extra)
+{
+	bool prep = phase == PH_PREPARING || phase == PH_READY;
+	uint8_t bits = (uint8_t)(PG_UNPROT | extra | (prep ? PG_PENDING | PG_TRAPPED : 0));
+
+	for (size_t q = first; q < first + n; q++) {
+		uint8_t old = atomic_fetch_or(&e->pg[q], bits);
+		if (prep && (old & PG_STATE) == PG_IDLE)
+			atomic_fetch_add_explicit(&e->npending, 1, memory_order_relaxed);
+	}
+	if (prep)
+		for (size_t g = first >> GROUP_SHIFT; g <= (first + n - 1) >> GROUP_SHIFT; g++)
+			ckpt__groups_set(e, g << GROUP_SHIFT);
+}
+
+/* Before the cut nothing is copied: the page is opened and marked.  It is
+ * marked again after the unprotect: a protection pass that ran between our
+ * first mark and our unprotect may have cleared both, and only a mark that
+ * follows the unprotect is sure to be seen (protect.c). */
+static int open_before_cut(ckpt_heap *h, struct ckpt__engine *e, size_t page, int phase)
+{
+	ckpt__mark_open(e, page, 1, phase, 0);
+	int rc = ckpt__wp_range(h, page, 1, false);
+	ckpt__mark_open(e, page, 1, phase, 0);
+	return rc;
 }
 
 /*
@@ -110,16 +135,19 @@ static void gate_leave(struct ckpt__engine *e)
  */
 static bool save_to_slot(ckpt_heap *h, struct ckpt__engine *e, size_t q, uint32_t slot)
 {
-	uint8_t expect = PG_PENDING;
-	if (!atomic_compare_exchange_strong(&e->pg[q], &expect, PG_CLAIMED))
-		return false;
+	uint8_t expect = atomic_load_explicit(&e->pg[q], memory_order_relaxed);
+	do {
+		if ((expect & PG_STATE) != PG_PENDING)
+			return false;
+	} while (!atomic_compare_exchange_weak(&e->pg[q], &expect,
+					       (uint8_t)((expect & ~PG_STATE) | PG_CLAIMED)));
 	/* Read the pre-image through the heap mapping itself: a write-protected
 	 * pte is readable, and the faulting page is mapped there already,
 	 * whereas its alias pte is often not (a minor fault per trap). */
 	memcpy(ckpt__pool_slot(&e->pool, slot), h->base + (q << h->page_shift), h->page_size);
 	e->pool.slot_page[slot] = q;
 	ckpt__queue_push(&e->pool.ready_q, slot);
-	atomic_store_explicit(&e->pg[q], PG_IDLE, memory_order_release);
+	atomic_store_explicit(&e->pg[q], (uint8_t)(expect & ~PG_STATE), memory_order_release);
 	return true;
 }
 
@@ -150,29 +178,70 @@ static bool neighbour_safe(ckpt_heap *h, struct ckpt__engine *e, size_t q)
 }
 
 /*
- * ckpt__trap() : a write hit protected page @page.  Make sure the pre-image
- * of every page we unprotect is safe, then unprotect.  With fault-around,
- * the aligned window of fault_around pages around @page is saved and
- * unprotected at once when slots are free.
- * @wait_allowed: false only for best-effort callers; the page's own save
- * always waits for a slot (the pool is drained by the writer).
- * Returns 0 or the error of the unprotect ioctl.
+ * Fault-around pays only for a thread that writes pages in address order:
+ * for random writes each neighbour saved is a copy on the application's
+ * critical path (16 pages: ~10 us) and a pool slot taken early, and an
+ * unprotected neighbour inflates an incremental's dirty set.  So it is
+ * used only when the window just below this one was trapped recently: a
+ * small direct-mapped table of recently trapped windows (a race on it only
+ * costs one wrong guess).
  */
-int ckpt__trap(ckpt_heap *h, size_t page, bool wait_allowed)
+static bool looks_sequential(struct ckpt__engine *e, size_t window)
 {
-	struct ckpt__engine *e = h->eng;
+	size_t below = window - 1;
+	bool seq = window > 0 &&
+		   atomic_load_explicit(&e->recent[below % CKPT__RECENT], memory_order_relaxed) == below + 1;
+	atomic_store_explicit(&e->recent[window % CKPT__RECENT], window + 1, memory_order_relaxed);
+	return seq;
+}
+
+/* The run of pages around @page to open at once: the aligned fault-around
+ * window, cut short at the first neighbour that is not safe (I2). */
+static void fault_around(ckpt_heap *h, struct ckpt__engine *e, size_t page, size_t *lo_out,
+			 size_t *hi_out)
+{
 	size_t fa = e->fault_around;
 	size_t lo = page & ~(fa - 1), hi = lo + fa;
+	size_t run_lo = page, run_hi = page + 1;
+
+	if (fa > 1 && looks_sequential(e, page / fa)) {
+		size_t lim = atomic_load(&e->prot_limit);
+		if (hi > lim) /* past prot_limit nothing is protected */
+			hi = lim > page ? lim : page + 1;
+		while (run_hi < hi && neighbour_safe(h, e, run_hi))
+			run_hi++;
+		while (run_lo > lo && neighbour_safe(h, e, run_lo - 1))
+			run_lo--;
+	}
+	*lo_out = run_lo;
+	*hi_out = run_hi;
+}
+
+/*
+ * ckpt__trap() : a write hit protected page @page.
+ *  - no checkpoint (an incremental heap's clean page): mark it dirty, open it;
+ *  - preparing: mark it and open it, no copy (open_before_cut);
+ *  - after the cut: make sure the pre-image of every page we open is safe
+ *    (copy it into a pool slot if still PENDING, wait if CLAIMED), then open.
+ * Returns 0 or the error of the unprotect ioctl.
+ */
+int ckpt__trap(ckpt_heap *h, size_t page)
+{
+	struct ckpt__engine *e = h->eng;
 	unsigned spins = 0;
 	uint32_t slot;
-	int rc;
+	int rc, phase;
 
-	if (hi > h->npages)
-		hi = h->npages;
-
-	(void)wait_allowed;
 	for (;;) {
 		gate_enter(e);
+		phase = atomic_load(&e->phase);
+		if (phase == PH_PREPARING || phase == PH_READY) {
+			rc = open_before_cut(h, e, page, phase);
+			gate_leave(e);
+			return rc;
+		}
+		if (phase == PH_IDLE)
+			break;
 		uint8_t s = atomic_load_explicit(&e->pg[page], memory_order_acquire);
 		if ((s & PG_STATE) == PG_PENDING) {
 			if (!ckpt__pool_get(&e->pool, &slot)) {
@@ -181,7 +250,7 @@ int ckpt__trap(ckpt_heap *h, size_t page, bool wait_allowed)
 				gate_leave(e);
 				if (spins == 0)
 					atomic_fetch_add(&e->st.pool_waits, 1);
-				pause_briefly(&spins);
+				ckpt__pause(&spins);
 				continue;
 			}
 			if (save_to_slot(h, e, page, slot))
@@ -196,30 +265,18 @@ int ckpt__trap(ckpt_heap *h, size_t page, bool wait_allowed)
 			/* The writer (or another trap) is copying it: I2 says
 			 * wait until it is IDLE. */
 			gate_leave(e);
-			pause_briefly(&spins);
+			ckpt__pause(&spins);
 			continue;
 		}
 		break; /* IDLE: the pre-image is safe */
 	}
 
-	/* Fault-around: save PENDING neighbours while slots are free; the
-	 * window is unprotected as the longest run of safe pages around page. */
 	size_t run_lo = page, run_hi = page + 1;
-	if (fa > 1) {
-		while (run_hi < hi && neighbour_safe(h, e, run_hi))
-			run_hi++;
-		while (run_lo > lo && neighbour_safe(h, e, run_lo - 1))
-			run_lo--;
-		/* Past prot_limit nothing is protected: no need to widen. */
-		size_t lim = atomic_load(&e->prot_limit);
-		if (run_hi > lim && lim > page)
-			run_hi = lim;
-	}
-
+	if (phase == PH_RUNNING)
+		fault_around(h, e, page, &run_lo, &run_hi);
 	/* I3: mark before unprotecting, so an incremental checkpoint that
 	 * starts after this (the gate orders us before it) includes them. */
-	for (size_t q = run_lo; q < run_hi; q++)
-		atomic_fetch_or_explicit(&e->pg[q], PG_UNPROT, memory_order_relaxed);
+	ckpt__mark_open(e, run_lo, run_hi - run_lo, phase, 0);
 	rc = ckpt__wp_range(h, run_lo, run_hi - run_lo, false);
 	if (rc == 0 && run_hi - run_lo > 1) {
 		/* An unprotected pte still lacks its write bit: the next write
@@ -232,6 +289,22 @@ int ckpt__trap(ckpt_heap *h, size_t page, bool wait_allowed)
 	}
 	gate_leave(e);
 	return rc;
+}
+
+/* Counts a trap in the histogram of its phase. */
+static void count_trap(struct ckpt__engine *e, uint64_t t0)
+{
+	uint64_t ns = ckpt__now_ns() - t0;
+	int phase = atomic_load_explicit(&e->phase, memory_order_relaxed);
+	if (phase == PH_PREPARING || phase == PH_READY) {
+		unsigned b = ns ? 63u - (unsigned)__builtin_clzll(ns) : 0;
+		atomic_fetch_add_explicit(&e->st.prep_traps, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->st.prep_hist[b < CKPT_HIST_BUCKETS ? b : CKPT_HIST_BUCKETS - 1],
+					  1, memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_add_explicit(&e->st.traps, 1, memory_order_relaxed);
+	ckpt__hist_add(&e->st, ns);
 }
 
 /* ------------------------------------------------------------ SIGBUS mode */
@@ -248,11 +321,16 @@ static struct sigaction old_sigbus;
 static pthread_mutex_t sigbus_install_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool sigbus_installed;
 
-/* Consecutive faults at one address by one thread: a SIGBUS that unprotect
- * does not cure (e.g. a truncated memfd) must go to the old handler instead
- * of looping forever. */
+/* Faults at one address by one thread with no write-protect in between: a
+ * SIGBUS that unprotecting does not cure (e.g. a truncated memfd) must go to
+ * the old handler instead of looping forever.  The protect epoch tells a
+ * retry from a new checkpoint's fault on the same page (a counter thread
+ * writes one word every checkpoint). */
 static __thread __attribute__((tls_model("initial-exec"))) uintptr_t last_fault_addr;
+static __thread __attribute__((tls_model("initial-exec"))) uint64_t last_fault_epoch;
 static __thread __attribute__((tls_model("initial-exec"))) unsigned last_fault_count;
+
+#define SIGBUS_RETRIES 1000
 
 static void chain_sigbus(int sig, siginfo_t *si, void *uctx)
 {
@@ -284,16 +362,17 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uctx)
 			ckpt_heap *h = atomic_load_explicit(&sigbus_heaps[i], memory_order_acquire);
 			if (!h || !ckpt__in_heap(h, (void *)addr))
 				continue;
-			if (addr == last_fault_addr && ++last_fault_count > 1000)
-				break; /* not ours to cure */
-			if (addr != last_fault_addr) {
+			uint64_t epoch = atomic_load_explicit(&h->eng->wp_epoch, memory_order_relaxed);
+			if (addr != last_fault_addr || epoch != last_fault_epoch) {
 				last_fault_addr = addr;
+				last_fault_epoch = epoch;
 				last_fault_count = 0;
+			} else if (++last_fault_count > SIGBUS_RETRIES) {
+				break; /* not ours to cure */
 			}
 			uint64_t t0 = ckpt__now_ns();
-			atomic_fetch_add_explicit(&h->eng->st.traps, 1, memory_order_relaxed);
-			int rc = ckpt__trap(h, ckpt__page_of(h, (void *)addr), true);
-			ckpt__hist_add(&h->eng->st, ckpt__now_ns() - t0);
+			int rc = ckpt__trap(h, ckpt__page_of(h, (void *)addr));
+			count_trap(h->eng, t0);
 			if (rc == 0) {
 				errno = saved_errno;
 				return;
@@ -319,7 +398,17 @@ int ckpt__sigbus_register(ckpt_heap *h)
 		 * interrupts ours must fault into us again, not into a blocked
 		 * synchronous SIGBUS (which the kernel turns into a kill). */
 		sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
-		sigemptyset(&sa.sa_mask);
+		/* Asynchronous signals stay blocked while a trap runs: a
+		 * handler that wrote the page this trap has CLAIMED, or that
+		 * trapped while a cut waits for this trap to leave the gate,
+		 * would wait forever for the frame it interrupted.  The
+		 * synchronous ones cannot be blocked (the kernel would kill). */
+		sigfillset(&sa.sa_mask);
+		sigdelset(&sa.sa_mask, SIGBUS);
+		sigdelset(&sa.sa_mask, SIGSEGV);
+		sigdelset(&sa.sa_mask, SIGILL);
+		sigdelset(&sa.sa_mask, SIGFPE);
+		sigdelset(&sa.sa_mask, SIGTRAP);
 		if (sigaction(SIGBUS, &sa, &old_sigbus) != 0) {
 			rc = -errno;
 			goto out;
@@ -363,9 +452,8 @@ static void handle_msgs(ckpt_heap *h, struct uffd_msg *msgs, ssize_t n)
 		if (!ckpt__in_heap(h, addr))
 			continue;
 		uint64_t t0 = ckpt__now_ns();
-		atomic_fetch_add_explicit(&h->eng->st.traps, 1, memory_order_relaxed);
-		int rc = ckpt__trap(h, ckpt__page_of(h, addr), true);
-		ckpt__hist_add(&h->eng->st, ckpt__now_ns() - t0);
+		int rc = ckpt__trap(h, ckpt__page_of(h, addr));
+		count_trap(h->eng, t0);
 		if (rc != 0) {
 			/* Nothing sensible is left but to let the writer
 			 * proceed: wake the thread; it faults again and we
@@ -379,37 +467,54 @@ static void handle_msgs(ckpt_heap *h, struct uffd_msg *msgs, ssize_t n)
 	}
 }
 
-#define HANDLER_SPIN_NS 100000u /* spin this long after a fault before blocking */
+/*
+ * The handler thread cannot read the userfaultfd any more: no fault will be
+ * resolved from now on, so nothing may stay protected.  Unprotect the whole
+ * heap (which also wakes every thread blocked on a fault) and put the heap
+ * in the failed state: the running checkpoint fails and no new one starts
+ * (CKPT_E_FAILED).  Saying so loudly is all that is left.
+ */
+static void handler_fail(ckpt_heap *h, int err)
+{
+	struct ckpt__engine *e = h->eng;
+	atomic_store(&e->failed, 1);
+	atomic_store(&e->cancel, 1);
+	ckpt__log(h, CKPT_LOG_ERROR,
+		  "userfaultfd read failed (%s): the heap is unprotected and every later "
+		  "checkpoint fails with CKPT_E_FAILED", ckpt_strerror(err));
+	struct uffdio_writeprotect wp = {
+		.range = {.start = (uint64_t)(uintptr_t)h->base, .len = (uint64_t)h->size}, .mode = 0};
+	if (ioctl(h->uffd, UFFDIO_WRITEPROTECT, &wp) != 0)
+		ckpt__log(h, CKPT_LOG_ERROR, "unprotecting the heap failed too: %s",
+			  ckpt_strerror(-errno));
+}
 
+/*
+ * Reads faults until stopped.  It blocks in poll() between faults instead of
+ * spinning: on a loaded machine a spinning handler takes a CPU from the
+ * application it serves (measured under load: issue 10, docs/design.md "Trap
+ * delivery"); CKPT_HEAP_BUSY_POLL spins for the whole checkpoint, for
+ * deployments with a core to spare.
+ */
 static void *handler_main(void *arg)
 {
 	ckpt_heap *h = arg;
 	struct ckpt__engine *e = h->eng;
 	struct uffd_msg msgs[32];
-	sigset_t all;
 
-	/* Signals go to the application's threads, not to ours. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-
-	uint64_t last_fault = 0;
 	while (!atomic_load(&e->handler_stop)) {
-		ssize_t n = read(h->uffd, msgs, sizeof(msgs));
+		int frc = ckpt__fault_hit(CKPT_FAULT_UFFD_READ);
+		ssize_t n = frc ? (errno = -frc, -1) : read(h->uffd, msgs, sizeof(msgs));
 		if (n > 0) {
 			handle_msgs(h, msgs, n / (ssize_t)sizeof(msgs[0]));
-			last_fault = ckpt__now_ns();
 			continue;
 		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			handler_fail(h, -errno);
 			break;
-		/* Busy-poll while a checkpoint runs, if asked: a blocked
-		 * reader costs a wake-up (~40 us on an idle VM) per fault.
-		 * Without the flag, still spin briefly after a fault: faults
-		 * come in bursts (a thread writing one page after another),
-		 * and the next one usually arrives within tens of us. */
-		if (atomic_load(&e->active) &&
-		    ((h->flags & CKPT_HEAP_BUSY_POLL) || ckpt__now_ns() - last_fault < HANDLER_SPIN_NS)) {
-			__builtin_ia32_pause();
+		}
+		if (atomic_load(&e->active) && (h->flags & CKPT_HEAP_BUSY_POLL)) {
+			ckpt__cpu_relax();
 			continue;
 		}
 		struct pollfd pfd[2] = {{h->uffd, POLLIN, 0}, {e->wake_fd, POLLIN, 0}};
@@ -428,7 +533,13 @@ int ckpt__handler_start(ckpt_heap *h)
 	if (e->wake_fd < 0)
 		return -errno;
 	atomic_store(&e->handler_stop, 0);
+	/* Signals go to the application's threads, not to ours: created with
+	 * every signal blocked, so none can arrive before it could block them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(&e->handler, NULL, handler_main, h);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		close(e->wake_fd);
 		e->wake_fd = -1;
@@ -476,6 +587,13 @@ void ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
 	madvise(h->base + (first_page << h->page_shift), npages << h->page_shift, MADV_REMOVE);
 }
 
+/*
+ * ckpt_prepare_write() : the range must be writable by a syscall when this
+ * returns, in every phase, so it never trusts a page's state byte alone (a
+ * trap marks PG_UNPROT before its unprotect lands): it saves what still needs
+ * saving, marks the pages PG_PINNED (preparation's passes then leave them
+ * open until the cut), and unprotects the whole range itself, in one ioctl.
+ */
 CKPT_API int ckpt_prepare_write(ckpt_heap *h, void *ptr, size_t len)
 {
 	struct ckpt__engine *e;
@@ -492,15 +610,37 @@ CKPT_API int ckpt_prepare_write(ckpt_heap *h, void *ptr, size_t len)
 	e = h->eng;
 	first = ckpt__page_of(h, ptr);
 	last = ckpt__page_of(h, (uint8_t *)ptr + len - 1);
-	for (size_t q = first; q <= last; q++) {
-		if (q >= atomic_load(&e->prot_limit))
-			break; /* I3: never protected */
-		uint8_t s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
-		if (s == (PG_IDLE | PG_UNPROT))
+	for (;;) {
+		/* After the cut a PENDING page must be saved first (I2):
+		 * ckpt__trap() does that and waits for a CLAIMED one. */
+		size_t lim = atomic_load(&e->prot_limit);
+		for (size_t q = first; q <= last && q < lim; q++) {
+			uint8_t s = atomic_load_explicit(&e->pg[q], memory_order_acquire);
+			if (atomic_load(&e->phase) == PH_RUNNING && (s & PG_STATE) != PG_IDLE) {
+				int rc = ckpt__trap(h, q);
+				if (rc)
+					return rc;
+			}
+		}
+		gate_enter(e);
+		int phase = atomic_load(&e->phase);
+		lim = atomic_load(&e->prot_limit);
+		size_t end = last + 1 < lim ? last + 1 : lim;
+		bool again = false;
+		for (size_t q = first; phase == PH_RUNNING && q < end; q++)
+			if ((atomic_load_explicit(&e->pg[q], memory_order_acquire) & PG_STATE) != PG_IDLE)
+				again = true; /* a new checkpoint was cut meanwhile */
+		if (again) {
+			gate_leave(e);
 			continue;
-		int rc = ckpt__trap(h, q, true);
-		if (rc)
-			return rc;
+		}
+		int rc = 0;
+		if (end > first) {
+			ckpt__mark_open(e, first, end - first, phase, PG_PINNED);
+			rc = ckpt__wp_range(h, first, end - first, false);
+			ckpt__mark_open(e, first, end - first, phase, PG_PINNED);
+		}
+		gate_leave(e);
+		return rc;
 	}
-	return 0;
 }

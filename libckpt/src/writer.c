@@ -110,6 +110,8 @@ struct fsink {
 	uint64_t pages_stored, pages_zero, total_runs, pages_seen;
 
 	bool began;
+	bool prepared;       /* sink_setup() ran (before the cut) */
+	uint32_t prep_page_size, prep_flags;
 	int err; /* first error; sticky */
 };
 
@@ -611,43 +613,17 @@ static int publish(struct fsink *s)
 
 /* ------------------------------------------------------------ callbacks */
 
-static int sink_begin(void *arg, const struct ckpt_sink_info *info)
+/* Everything slow and fallible a checkpoint needs before its first page:
+ * stale temp files, the parent's generation link, the temp file, buffers,
+ * the zstd context and the io_uring.  Run by ckpt__file_sink_prepare()
+ * before the checkpoint's cut (nothing drains the pool meanwhile), or by
+ * begin() for a sink that was not prepared. */
+static int sink_setup(struct fsink *s, const struct ckpt_sink_info *info)
 {
-	struct fsink *s = arg;
 	int rc;
-	if (s->began)
-		return set_err(s, -EINVAL);
-	s->began = true;
-	if (!info || info->page_size < 4096 || (info->page_size & (info->page_size - 1)) ||
-	    info->page_size > CKPT__MAX_PAGE_SIZE || info->heap_size % info->page_size ||
-	    info->npages > info->heap_size / info->page_size ||
-	    info->pages_to_emit > info->npages ||
-	    (!(info->flags & CKPT_SINK_INCREMENTAL) && info->pages_to_emit != info->npages) ||
-	    ckpt__check_range(info->base, info->heap_size, info->page_size) != 0)
-		return set_err(s, -EINVAL);
-	if ((info->flags & CKPT_SINK_INCREMENTAL) && s->kind != CKPT_DEST_PATH)
-		return set_err(s, -EINVAL); /* a chain needs files that name each other */
 
-	struct ckpt__img_header *h = &s->hdr;
-	memset(h, 0, sizeof(*h));
-	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
-	h->version = CKPT__IMG_VERSION;
-	h->header_size = CKPT__IMG_HEADER_SIZE;
-	h->page_size = info->page_size;
-	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (s->zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
-	h->zstd_level = s->zstd_level;
-	h->base = info->base;
-	h->heap_size = info->heap_size;
-	h->npages = info->npages;
-	h->pages_to_emit = info->pages_to_emit;
-	h->generation = info->generation;
-	h->created_ns = info->created_ns;
-	h->root = info->root;
-	memcpy(h->id, info->id, 16);
-	if (info->flags & CKPT_SINK_INCREMENTAL)
-		memcpy(h->parent_id, info->parent_id, 16);
-	s->page_size = info->page_size;
-
+	s->prepared = true;
+	memset(&s->hdr, 0, sizeof(s->hdr));
 	if (s->kind == CKPT_DEST_PATH) {
 		remove_stale_temps(s);
 		if (info->flags & CKPT_SINK_INCREMENTAL) {
@@ -659,10 +635,8 @@ static int sink_begin(void *arg, const struct ckpt_sink_info *info)
 		if (rc)
 			return set_err(s, rc);
 	}
-	ckpt__img_header_seal(h);
-
-	size_t data_cap = WR_BLOCK_DATA > s->page_size ? WR_BLOCK_DATA : s->page_size;
-	s->block_cap_pages = (uint32_t)(data_cap / s->page_size);
+	size_t data_cap = WR_BLOCK_DATA > info->page_size ? WR_BLOCK_DATA : info->page_size;
+	s->block_cap_pages = (uint32_t)(data_cap / info->page_size);
 	s->buf_size = sizeof(struct ckpt__blk_header) + data_cap +
 		      WR_BLOCK_RUNS * sizeof(struct ckpt__run);
 	s->buf_size = (s->buf_size + WR_ALIGN - 1) & ~(size_t)(WR_ALIGN - 1);
@@ -689,12 +663,70 @@ static int sink_begin(void *arg, const struct ckpt_sink_info *info)
 	if (rc < 0)
 		return set_err(s, rc);
 	s->ring_ok = true;
+	return 0;
+}
+
+static int sink_begin(void *arg, const struct ckpt_sink_info *info)
+{
+	struct fsink *s = arg;
+	int rc;
+	if (s->began)
+		return set_err(s, -EINVAL);
+	s->began = true;
+	if (!info || info->page_size < 4096 || (info->page_size & (info->page_size - 1)) ||
+	    info->page_size > CKPT__MAX_PAGE_SIZE || info->heap_size % info->page_size ||
+	    info->npages > info->heap_size / info->page_size ||
+	    info->pages_to_emit > info->npages ||
+	    (!(info->flags & CKPT_SINK_INCREMENTAL) && info->pages_to_emit != info->npages) ||
+	    ckpt__check_range(info->base, info->heap_size, info->page_size) != 0)
+		return set_err(s, -EINVAL);
+	if ((info->flags & CKPT_SINK_INCREMENTAL) && s->kind != CKPT_DEST_PATH)
+		return set_err(s, -EINVAL); /* a chain needs files that name each other */
+	if (s->prepared && (info->page_size != s->prep_page_size ||
+			    (info->flags & CKPT_SINK_INCREMENTAL) != s->prep_flags))
+		return set_err(s, -EINVAL);
+	if (!s->prepared) {
+		rc = sink_setup(s, info);
+		if (rc)
+			return rc;
+	}
+
+	/* link_parent() filled the parent's fields of the header */
+	struct ckpt__img_header *h = &s->hdr;
+	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
+	h->version = CKPT__IMG_VERSION;
+	h->header_size = CKPT__IMG_HEADER_SIZE;
+	h->page_size = info->page_size;
+	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (s->zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
+	h->zstd_level = s->zstd_level;
+	h->base = info->base;
+	h->heap_size = info->heap_size;
+	h->npages = info->npages;
+	h->pages_to_emit = info->pages_to_emit;
+	h->generation = info->generation;
+	h->created_ns = info->created_ns;
+	h->root = info->root;
+	memcpy(h->id, info->id, 16);
+	if (info->flags & CKPT_SINK_INCREMENTAL)
+		memcpy(h->parent_id, info->parent_id, 16);
+	s->page_size = info->page_size;
+	ckpt__img_header_seal(h);
 
 	if (out_put(s, h, sizeof(*h), false))
 		return s->err;
 	if (!s->direct)
 		out_flush(s);
 	return s->err;
+}
+
+int ckpt__file_sink_prepare(const struct ckpt_sink *sink, const struct ckpt_sink_info *info)
+{
+	struct fsink *s = sink->arg;
+	if (s->began || s->prepared)
+		return -EINVAL;
+	s->prep_page_size = info->page_size;
+	s->prep_flags = info->flags & CKPT_SINK_INCREMENTAL;
+	return sink_setup(s, info);
 }
 
 static int sink_pages(void *arg, uint64_t first, uint32_t n, const void *data)
