@@ -1,8 +1,9 @@
 /*
  * test_checkpoint.c - the checkpoint engine's central promise: the image is
- * the heap exactly as it was at ckpt_begin(), each page exactly once, while
- * any number of threads keep writing; for every backend and fault-around
- * setting, full and incremental.
+ * the heap exactly as it was at ckpt_begin() (or at ckpt_cut() after a
+ * ckpt_prepare() whose passes raced the writers), each page exactly once,
+ * while any number of threads keep writing; for every backend and
+ * fault-around setting, full and incremental.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -91,8 +92,14 @@ static void world_stop(struct world *w)
 	pthread_rwlock_destroy(&w->lock);
 }
 
+/* How a round takes its checkpoint: ckpt_begin(), or ckpt_prepare() with
+ * the writers running through the whole preparation, then ckpt_cut() once
+ * ready (or at once: a cut before the passes are done). */
+enum take { TAKE_BEGIN, TAKE_PREPARE, TAKE_PREPARE_EARLY_CUT };
+static enum take take_mode;
+
 /* One checkpoint under load: the reference is taken with the writers held
- * off (the caller's guarantee during ckpt_begin), then they run on. */
+ * off (the caller's guarantee during ckpt_begin / ckpt_cut), then they run on. */
 static void checkpoint_round(struct world *w, struct memsink *ms, int round, unsigned flags)
 {
 	size_t used = ckpt_heap_used(w->h);
@@ -100,17 +107,27 @@ static void checkpoint_round(struct world *w, struct memsink *ms, int round, uns
 	struct ckpt_dest dest = {.kind = CKPT_DEST_SINK, .sink = &ms->sink};
 	struct ckpt_begin_opts bo;
 	struct ckpt_stats st = {.struct_size = sizeof(st)};
+	uint64_t gen = 0;
+	int rc;
 
 	ckpt_begin_opts_init(&bo);
 	bo.flags = flags;
 	cr_assert_not_null(ref);
 	usleep(200 + (unsigned)(ckpt_test_rand(&w->seed) % 1500));
+	if (take_mode != TAKE_BEGIN) {
+		CKPT_ASSERT_OK(ckpt_prepare(w->h, &dest, &bo, &gen));
+		for (int i = 0; take_mode == TAKE_PREPARE && (rc = ckpt_ready(w->h)) != 1; i++) {
+			cr_assert(rc == 0 && i < 20000, "round %d: ckpt_ready() = %d after %d ms", round, rc, i / 10);
+			usleep(100);
+		}
+		usleep((unsigned)(ckpt_test_rand(&w->seed) % 3000)); /* writers dirty the remainder */
+	}
 	pthread_rwlock_wrlock(&w->lock);
 	memcpy(ref, ckpt_heap_base(w->h), used);
-	int rc = ckpt_begin(w->h, &dest, &bo);
+	rc = take_mode == TAKE_BEGIN ? ckpt_begin(w->h, &dest, &bo) : ckpt_cut(w->h);
 	pthread_rwlock_unlock(&w->lock);
 	CKPT_ASSERT_OK(rc);
-	CKPT_ASSERT_OK(ckpt_wait(w->h));
+	CKPT_ASSERT_OK(take_mode == TAKE_BEGIN ? ckpt_wait(w->h) : ckpt_wait_gen(w->h, gen));
 	CKPT_ASSERT_OK(ckpt_stats(w->h, &st));
 
 	cr_assert(ms->info.npages * w->psz == used, "round %d: extent %llu pages, heap used %zu bytes",
@@ -138,7 +155,7 @@ static void consistency(enum ckpt_backend be, unsigned fa, unsigned heap_flags, 
 	struct ckpt_heap_opts o;
 	struct world w;
 	struct memsink ms;
-	uint64_t traps = 0, incrementals = 0;
+	uint64_t traps = 0, incrementals = 0, prep_traps = 0, passes = 0;
 
 	ckpt_heap_opts_init(&o);
 	o.size = HEAP_SIZE;
@@ -162,6 +179,11 @@ static void consistency(enum ckpt_backend be, unsigned fa, unsigned heap_flags, 
 		ckpt_stats(w.h, &st);
 		traps += st.traps;
 		incrementals += st.incremental;
+		prep_traps += st.prep_traps;
+		passes += st.prep_passes;
+		if (take_mode == TAKE_PREPARE && be != CKPT_BACKEND_FORK)
+			cr_assert(st.prep_passes >= 1 && st.cut == 1, "round %d: %llu passes, cut %d", r,
+				  (unsigned long long)st.prep_passes, st.cut);
 	}
 	uint64_t writes = atomic_load(&w.writes);
 	world_stop(&w);
@@ -169,6 +191,10 @@ static void consistency(enum ckpt_backend be, unsigned fa, unsigned heap_flags, 
 	cr_assert(writes > 1000, "writers barely ran (%llu writes)", (unsigned long long)writes);
 	if (be != CKPT_BACKEND_FORK)
 		cr_assert(traps > 0, "no write ever trapped in %d rounds: the test did not race", rounds);
+	if (take_mode == TAKE_PREPARE && be != CKPT_BACKEND_FORK)
+		cr_assert(prep_traps > 0 && passes >= (uint64_t)rounds,
+			  "writes never raced the preparation (%llu traps, %llu passes in %d rounds)",
+			  (unsigned long long)prep_traps, (unsigned long long)passes, rounds);
 	if ((heap_flags & CKPT_HEAP_INCREMENTAL) && full_every)
 		cr_assert(incrementals == (uint64_t)(rounds - (rounds + (int)full_every - 1) / (int)full_every),
 			  "full_every %u: %llu of %d checkpoints incremental", full_every,
@@ -242,4 +268,50 @@ Test(consistency, hugetlb_heap_image_equals_heap_at_begin, .fini = ckpt_test_hug
 		CKPT_TEST_SKIP("cannot reserve 24 hugetlb pages");
 	consistency(CKPT_TRAP_SIGBUS, 1, CKPT_HEAP_HUGETLB, 6, "hugetlb_sigbus");
 	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_HUGETLB, 6, "hugetlb_thread");
+}
+
+/* ckpt_prepare(): the writers run through the whole preparation (passes
+ * protect pages they then write again, which only re-opens them) and the
+ * image is the heap at ckpt_cut(). */
+Test(consistency, prepare_cut_thread_mode)
+{
+	take_mode = TAKE_PREPARE;
+	consistency(CKPT_TRAP_THREAD, 1, 0, 10, "prep_thread");
+}
+
+Test(consistency, prepare_cut_sigbus_mode_sequential_fault_around)
+{
+	take_mode = TAKE_PREPARE;
+	consistency(CKPT_TRAP_SIGBUS, 16, 0, 10, "prep_sigbus_fa16");
+}
+
+/* An incremental chain through preparations: a page written during a
+ * preparation is dirty and must be in that checkpoint (its passes clear
+ * PG_UNPROT, which is the dirty mark between checkpoints). */
+Test(consistency, prepare_cut_incremental_chain_thread_mode)
+{
+	take_mode = TAKE_PREPARE;
+	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_INCREMENTAL, 10, "prep_incr_thread");
+}
+
+Test(consistency, prepare_cut_incremental_chain_sigbus_mode)
+{
+	take_mode = TAKE_PREPARE;
+	full_every = 4;
+	consistency(CKPT_TRAP_SIGBUS, 4, CKPT_HEAP_INCREMENTAL, 10, "prep_incr_sigbus");
+}
+
+/* A cut right after ckpt_prepare(), before the passes finished: it waits
+ * for the set-up and protects whatever is left. */
+Test(consistency, early_cut_during_passes)
+{
+	take_mode = TAKE_PREPARE_EARLY_CUT;
+	consistency(CKPT_TRAP_SIGBUS, 1, 0, 8, "early_cut_sigbus");
+	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_INCREMENTAL, 8, "early_cut_incr_thread");
+}
+
+Test(consistency, prepare_cut_fork_backend)
+{
+	take_mode = TAKE_PREPARE;
+	consistency(CKPT_BACKEND_FORK, 1, 0, 4, "prep_fork");
 }
