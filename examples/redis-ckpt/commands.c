@@ -2129,7 +2129,7 @@ char *info_text(const char *section)
 		  "ckpt_bytes_written:%llu\r\nckpt_incremental:%d\r\nckpt_generation:%llu\r\n"
 		  "ckpt_duration_us:%llu\r\nckpt_pages_total:%llu\r\nckpt_pages_emitted:%llu\r\n"
 		  "ckpt_progress_done_bytes:%llu\r\nckpt_progress_total_bytes:%llu\r\nckpt_keys_at_begin:%llu\r\n"
-		  "ckpt_last_error:%s\r\nckpt_restore_us:%llu\r\nckpt_restored_keys:%llu\r\nckpt_image:%s\r\n\r\n",
+		  "ckpt_last_error:%s\r\nckpt_restore_us:%llu\r\nckpt_restored_keys:%llu\r\nckpt_image:%s\r\n",
 		  mode_name(), g_srv.incremental ? 1 : 0, (unsigned long long)(st.pause_ns / 1000),
 		  (unsigned long long)st.traps, (unsigned long long)st.pages_saved_by_traps,
 		  (unsigned long long)st.pool_peak_bytes, (unsigned long long)st.pool_waits,
@@ -2139,6 +2139,11 @@ char *info_text(const char *section)
 		  (unsigned long long)g_srv.keys_at_begin,
 		  g_srv.last_status ? ckpt_err_name(g_srv.last_status) : "none",
 		  (unsigned long long)(g_srv.restore_ns / 1000), (unsigned long long)g_srv.restored_keys, g_srv.path);
+		P("ckpt_preparing:%d\r\nckpt_prepare_us:%llu\r\nckpt_prep_passes:%llu\r\nckpt_cut_pages:%llu\r\n"
+		  "ckpt_prep_traps:%llu\r\nckpt_prep_trap_p50_us:%.1f\r\nckpt_prep_trap_p99_us:%.1f\r\n\r\n",
+		  g_srv.ckpt_preparing ? 1 : 0, (unsigned long long)(st.prepare_ns / 1000),
+		  (unsigned long long)st.prep_passes, (unsigned long long)st.cut_pages,
+		  (unsigned long long)st.prep_traps, st.prep_trap_p50_ns / 1e3, st.prep_trap_p99_ns / 1e3);
 	}
 	if (SEC("stats"))
 		P("# Stats\r\ntotal_connections_received:%lld\r\ntotal_commands_processed:%lld\r\n"

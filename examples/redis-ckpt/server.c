@@ -1041,36 +1041,99 @@ static void record_stats(void)
 	}
 }
 
+/*
+ * BGSAVE prepares the checkpoint: libckpt sets up the image file and
+ * write-protects the keyspace in the background while we keep serving.
+ * When it is ready (its event fd, in our epoll set) the loop makes the cut
+ * between two commands: that is the checkpoint's instant and its only
+ * pause, and it does not grow with the dataset.  SAVE and shutdown use the
+ * one-call ckpt_begin().
+ */
 int persist_begin(bool background)
 {
 	struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = g_srv.path };
 	struct ckpt_begin_opts bo;
 	ckpt_begin_opts_init(&bo);
 	g_srv.last_bgsave_try = time(NULL);
-	/* single-threaded: we are between two commands, no update in flight */
-	int rc = ckpt_begin(g_heap, &dest, &bo);
+	int rc;
+	if (background) {
+		rc = ckpt_prepare(g_heap, &dest, &bo, &g_srv.ckpt_gen);
+	} else {
+		/* single-threaded: we are between two commands, no update in flight */
+		rc = ckpt_begin(g_heap, &dest, &bo);
+		struct ckpt_stats st = {.struct_size = sizeof(st)};
+		g_srv.ckpt_gen = ckpt_stats(g_heap, &st) == 0 ? st.generation : 0;
+	}
 	if (rc < 0) {
 		log_msg('#', "Can't start checkpoint to %s: %s", g_srv.path, ckpt_strerror(rc));
 		g_srv.last_status = rc;
 		return rc;
 	}
 	g_srv.ckpt_running = true;
+	g_srv.ckpt_preparing = background;
 	g_dict_resize_ok = false;
 	g_srv.ckpt_is_bg = background;
+	g_srv.ckpt_start = time(NULL);
+	if (background) {
+		log_msg('*', "Background saving started (preparing checkpoint %llu)",
+			(unsigned long long)g_srv.ckpt_gen);
+		return 0;
+	}
 	g_srv.dirty_at_begin = g_srv.dirty;
 	g_srv.keys_at_begin = dict_size(g_ks->db);
-	g_srv.ckpt_start = time(NULL);
 	record_stats();
-	log_msg('*', "%s saving started (checkpoint, pause %.3f ms, %llu keys)",
-		background ? "Background" : "DB", g_srv.last_stats.pause_ns / 1e6,
-		(unsigned long long)g_srv.keys_at_begin);
+	log_msg('*', "DB saving started (checkpoint, pause %.3f ms, %llu keys)",
+		g_srv.last_stats.pause_ns / 1e6, (unsigned long long)g_srv.keys_at_begin);
 	return 0;
+}
+
+/* The cut of a prepared checkpoint (BGSAVE): called from the event loop,
+ * between commands, when libckpt says it is ready (or at shutdown). */
+static void persist_cut(void)
+{
+	g_srv.dirty_at_begin = g_srv.dirty;
+	g_srv.keys_at_begin = dict_size(g_ks->db);
+	int rc = ckpt_cut(g_heap);
+	g_srv.ckpt_preparing = false;
+	record_stats();
+	if (rc < 0) {
+		log_msg('#', "Checkpoint cut failed: %s", ckpt_strerror(rc));
+		persist_finish();
+		return;
+	}
+	const struct ckpt_stats *st = &g_srv.last_stats;
+	log_msg('*', "Checkpoint cut: pause %.3f ms (%llu pages left to protect), prepared in %.1f ms "
+		"(%llu passes, %llu traps), %llu keys",
+		st->pause_ns / 1e6, (unsigned long long)st->cut_pages, st->prepare_ns / 1e6,
+		(unsigned long long)st->prep_passes, (unsigned long long)st->prep_traps,
+		(unsigned long long)g_srv.keys_at_begin);
+}
+
+/* The heap's event fd is readable: ready to cut, or a checkpoint ended. */
+static void persist_event(void)
+{
+	uint64_t v;
+	if (read(ckpt_event_fd(g_heap), &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_msg('#', "reading the checkpoint event fd: %s", strerror(errno));
+	if (!g_srv.ckpt_running)
+		return;
+	if (g_srv.ckpt_preparing) {
+		int r = ckpt_ready(g_heap);
+		if (r == 1)
+			persist_cut();
+		else if (r < 0)
+			persist_finish(); /* the preparation failed */
+		return;
+	}
+	if (ckpt_poll(g_heap, NULL, NULL) != 1)
+		persist_finish();
 }
 
 int persist_finish(void)
 {
-	int rc = ckpt_wait(g_heap);
+	int rc = ckpt_wait_gen(g_heap, g_srv.ckpt_gen);
 	g_srv.ckpt_running = false;
+	g_srv.ckpt_preparing = false;
 	g_dict_resize_ok = true;
 	record_stats();
 	g_srv.last_duration_sec = (long long)(time(NULL) - g_srv.ckpt_start);
@@ -1096,9 +1159,7 @@ int persist_finish(void)
 static void persist_cron(void)
 {
 	if (g_srv.ckpt_running) {
-		int r = ckpt_poll(g_heap, NULL, NULL);
-		if (r != 1)
-			persist_finish();
+		persist_event(); /* the event fd is the fast path; this is the safety net */
 		return;
 	}
 	time_t now = time(NULL);
@@ -1372,6 +1433,9 @@ static void open_heap(void)
 	}
 }
 
+/* epoll data of the heap's event fd (clients have their own pointers) */
+static char g_ckpt_event_tag;
+
 static void event_loop(void)
 {
 	struct epoll_event evs[256];
@@ -1395,6 +1459,10 @@ static void event_loop(void)
 			client *c = evs[i].data.ptr;
 			if (!c) {
 				accept_clients();
+				continue;
+			}
+			if (c == (client *)&g_ckpt_event_tag) {
+				persist_event();
 				continue;
 			}
 			if (c->flags & CF_CLOSE_ASAP)
@@ -1427,7 +1495,10 @@ int server_prepare_shutdown(bool save, bool nosave)
 {
 	if (g_srv.ckpt_running) {
 		log_msg('#', "There is a checkpoint in progress: waiting for it before shutting down");
-		persist_finish();
+		if (g_srv.ckpt_preparing)
+			persist_cut();
+		if (g_srv.ckpt_running)
+			persist_finish();
 	}
 	if (save || (!nosave && g_srv.nsave > 0)) {
 		log_msg('#', "Saving the final checkpoint before exiting.");
@@ -1497,6 +1568,10 @@ int main(int argc, char **argv)
 	g_srv.epfd = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	epoll_ctl(g_srv.epfd, EPOLL_CTL_ADD, g_srv.lfd, &ev);
+	struct epoll_event cev = { .events = EPOLLIN, .data.ptr = &g_ckpt_event_tag };
+	if (epoll_ctl(g_srv.epfd, EPOLL_CTL_ADD, ckpt_event_fd(g_heap), &cev) < 0)
+		log_msg('#', "epoll on the checkpoint event fd: %s (the 10 ms cron polls instead)",
+			strerror(errno));
 	log_msg('*', "Ready to accept connections on %s:%d", g_srv.bind, g_srv.port);
 
 	event_loop();

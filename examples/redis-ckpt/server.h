@@ -150,6 +150,8 @@ struct server {
 
 	/* persistence */
 	bool ckpt_running;
+	bool ckpt_preparing;  /* BGSAVE: ckpt_prepare() done, the cut not yet */
+	uint64_t ckpt_gen;    /* the running checkpoint's generation */
 	bool ckpt_is_bg;
 	long long dirty_at_begin;
 	uint64_t keys_at_begin;
