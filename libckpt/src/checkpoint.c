@@ -142,6 +142,7 @@ static int stream_pages(ckpt_heap *h, struct ckpt__engine *e)
 		rc = drain_pool(h, e);
 		if (rc)
 			return rc;
+		ckpt__pool_warm(&e->pool, e->to_emit);
 		if (cursor < n) {
 			size_t end = cursor + WRITER_BATCH_PAGES < n ? cursor + WRITER_BATCH_PAGES : n;
 			rc = scan_batch(h, e, cursor, end);
@@ -313,8 +314,8 @@ static int prepare(ckpt_heap *h, struct ckpt__engine *e)
 	if (e->prepared_sink)
 		rc = ckpt__file_sink_prepare(&e->sink, &e->info);
 	if (rc == 0 && h->backend != CKPT_BACKEND_FORK) {
-		ckpt__pool_warm(&e->pool, h->npages);
 		enter_preparation(h, e);
+		ckpt__pool_warm(&e->pool, e->prep_npages);
 		mark_pending(e, e->prep_npages, e->incremental_run);
 		if (e->converge)
 			rc = converge(h, e);
@@ -848,7 +849,8 @@ CKPT_API int ckpt_poll(ckpt_heap *h, uint64_t *done, uint64_t *total)
 static int wait_locked(struct ckpt__engine *e, uint64_t gen)
 {
 	while (e->running && e->info.generation == gen) {
-		if (!e->cut_done && !e->cut_requested && e->setup_done && e->ready)
+		if (!e->cut_done && !e->cut_requested && e->setup_done && e->ready &&
+		    !atomic_load(&e->cancel))
 			return -EAGAIN;
 		pthread_cond_wait(&e->cond, &e->lock);
 	}

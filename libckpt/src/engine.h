@@ -108,12 +108,13 @@ struct ckpt__pool {
 	struct ckpt__queue ready_q;
 	_Atomic uint32_t in_use;
 	_Atomic uint32_t peak;
+	uint32_t warmed;            /* slots [0, warmed) are faulted in (writer only) */
 };
 
 int ckpt__pool_init(struct ckpt__pool *p, size_t bytes, size_t slot_size);
 void ckpt__pool_fini(struct ckpt__pool *p);
 void ckpt__pool_trim(struct ckpt__pool *p); /* between checkpoints */
-void ckpt__pool_warm(struct ckpt__pool *p, uint64_t max_pages); /* writer, at start */
+void ckpt__pool_warm(struct ckpt__pool *p, uint64_t max_pages); /* writer: ahead of need */
 bool ckpt__pool_get(struct ckpt__pool *p, uint32_t *slot);
 void ckpt__pool_put(struct ckpt__pool *p, uint32_t slot);
 static inline uint8_t *ckpt__pool_slot(struct ckpt__pool *p, uint32_t slot)

@@ -167,21 +167,38 @@ void ckpt__pool_trim(struct ckpt__pool *p)
 	/* Give the copied-aside pages back: the pool costs memory only while a
 	 * checkpoint needs it. */
 	madvise(p->mem, (size_t)p->nslots * p->slot_size, MADV_DONTNEED);
+	p->warmed = 0;
 }
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
+/*
+ * A trap that copies into a never-touched slot first takes an anonymous
+ * page fault.  The writer faults slots in ahead of need instead, off the
+ * fault path: the free stack hands out the lowest slots first and takes
+ * freed ones back on top, so the highest slot ever used is below the peak
+ * occupancy, and keeping [0, in_use + margin) warm is enough.  Warming the
+ * whole cap at every checkpoint cost its full size in RSS even when no
+ * page was written (issue 11).  Writer thread only.
+ */
 void ckpt__pool_warm(struct ckpt__pool *p, uint64_t max_pages)
 {
-	/* A trap that copies into a never-touched slot first takes an
-	 * anonymous page fault (about as long as the trap itself).  Fault in
-	 * the slots this checkpoint can use, lowest first (the stack hands
-	 * them out in that order), off the fault path. */
-	uint64_t n = max_pages < p->nslots ? max_pages : p->nslots;
-	if (n)
-		madvise(p->mem, (size_t)n * p->slot_size, MADV_POPULATE_WRITE);
+	uint32_t margin = p->nslots / 16 > 64 ? p->nslots / 16 : 64;
+	uint64_t want = (uint64_t)atomic_load_explicit(&p->in_use, memory_order_relaxed) + margin;
+	if (want > max_pages)
+		want = max_pages;
+	if (want > p->nslots)
+		want = p->nslots;
+	if (want <= p->warmed)
+		return;
+	/* in steps of at least a margin, so that this runs rarely */
+	if (want < p->warmed + margin)
+		want = p->warmed + margin < p->nslots ? p->warmed + margin : p->nslots;
+	madvise(p->mem + (size_t)p->warmed * p->slot_size, (size_t)(want - p->warmed) * p->slot_size,
+		MADV_POPULATE_WRITE);
+	p->warmed = (uint32_t)want;
 }
 
 bool ckpt__pool_get(struct ckpt__pool *p, uint32_t *slot)
