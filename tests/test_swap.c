@@ -65,7 +65,19 @@ static void *pager_main(void *arg)
 
 /* Exit codes of the child: 0 ok, 2 image mismatch, 3 nothing swapped
  * while protected, 4 setup failure. */
-static int scenario(enum ckpt_backend be)
+static void scribble(uint8_t *d, uint64_t *rs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		size_t p = (size_t)(ckpt_test_rand(rs) % NPAGES);
+		d[p * 4096 + (ckpt_test_rand(rs) % 4096)] ^= 0x5a;
+		if (i % 100 == 0)
+			usleep(1000);
+	}
+}
+
+/* @prepared: ckpt_prepare() with pages pushed to swap and written through
+ * the protection passes, then ckpt_cut(): the image is the heap at the cut. */
+static int scenario(enum ckpt_backend be, bool prepared)
 {
 	struct ckpt_heap_opts o;
 	ckpt_heap *h = NULL;
@@ -86,21 +98,28 @@ static int scenario(enum ckpt_backend be)
 		memset(d + p * 4096, (int)(p + 1), 4096);
 	size_t used = ckpt_heap_used(h);
 	uint8_t *ref = malloc(used);
-	memcpy(ref, ckpt_heap_base(h), used);
 
 	struct pager pg = {.base = d, .len = NPAGES * 4096};
 	madvise(d, NPAGES * 4096, MADV_PAGEOUT); /* some already out at begin */
 	ms.delay_us = 400;                      /* a slow sink: pages wait PENDING */
-	if (ckpt_begin(h, &dest, NULL) != 0)
-		return 4;
 	pthread_t t;
-	pthread_create(&t, NULL, pager_main, &pg);
-	for (int i = 0; i < 3000; i++) {
-		size_t p = (size_t)(ckpt_test_rand(&rs) % NPAGES);
-		d[p * 4096 + (ckpt_test_rand(&rs) % 4096)] ^= 0x5a;
-		if (i % 100 == 0)
-			usleep(1000);
+	if (prepared) {
+		pthread_create(&t, NULL, pager_main, &pg);
+		if (ckpt_prepare(h, &dest, NULL, NULL) != 0)
+			return 4;
+		for (int i = 0; i < 200 && ckpt_ready(h) != 1; i++)
+			scribble(d, &rs, 100); /* written and swapped through the passes */
+		scribble(d, &rs, 300);
+		memcpy(ref, ckpt_heap_base(h), used);
+		if (ckpt_cut(h) != 0)
+			return 4;
+	} else {
+		memcpy(ref, ckpt_heap_base(h), used);
+		if (ckpt_begin(h, &dest, NULL) != 0)
+			return 4;
+		pthread_create(&t, NULL, pager_main, &pg);
 	}
+	scribble(d, &rs, 3000);
 	int rc = ckpt_wait(h);
 	atomic_store(&pg.stop, 1);
 	pthread_join(t, NULL);
@@ -116,7 +135,7 @@ static int scenario(enum ckpt_backend be)
 	return 0;
 }
 
-static void swap_test(enum ckpt_backend be)
+static void swap_test(enum ckpt_backend be, bool prepared)
 {
 	CKPT_TEST_NEED_ROOT("zram swap");
 	if (access("/sys/block/zram0", F_OK) != 0)
@@ -135,7 +154,7 @@ static void swap_test(enum ckpt_backend be)
 	pid_t pid = fork();
 	if (pid == 0) {
 		alarm(45);
-		_exit(scenario(be));
+		_exit(scenario(be, prepared));
 	}
 	int status = 0;
 	waitpid(pid, &status, 0);
@@ -144,17 +163,30 @@ static void swap_test(enum ckpt_backend be)
 	ckpt_test_machine_unlock(lock);
 	cr_assert(WIFEXITED(status), "scenario died (signal %d)", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	int code = WEXITSTATUS(status);
-	cr_assert(code != 2, "image differs from the heap at ckpt_begin after swap-out");
+	cr_assert(code != 2, "image differs from the heap at ckpt_begin / ckpt_cut after swap-out");
 	cr_assert(code != 3, "no page was ever seen swapped out while protected: the test did not test");
 	cr_assert(code == 0, "scenario failed to set up (%d)", code);
 }
 
 Test(swap, pushed_to_swap_mid_checkpoint_thread_mode, .timeout = 150)
 {
-	swap_test(CKPT_TRAP_THREAD);
+	swap_test(CKPT_TRAP_THREAD, false);
 }
 
 Test(swap, pushed_to_swap_mid_checkpoint_sigbus_mode, .timeout = 150)
 {
-	swap_test(CKPT_TRAP_SIGBUS);
+	swap_test(CKPT_TRAP_SIGBUS, false);
+}
+
+/* Preparation's passes protect pages that the pager then pushes out (the
+ * mark lives on in a PTE marker / swap entry) and the application writes
+ * again; the cut must still see every page written after its pass. */
+Test(swap, pushed_to_swap_during_preparation_thread_mode, .timeout = 150)
+{
+	swap_test(CKPT_TRAP_THREAD, true);
+}
+
+Test(swap, pushed_to_swap_during_preparation_sigbus_mode, .timeout = 150)
+{
+	swap_test(CKPT_TRAP_SIGBUS, true);
 }
