@@ -172,8 +172,9 @@ struct ckpt_heap_opts {
 	const char *name;     /* memfd name, for /proc/PID/maps (default "libckpt") */
 	void (*log)(void *arg, int level, const char *msg); /* optional */
 	void *log_arg;
-	int writer_nice;      /* the writer thread's nice value, 0..19 (default CKPT_DEFAULT_WRITER_NICE):
-			       * its work is background work, the application's comes first */
+	int writer_nice;      /* the writer thread runs this many nice steps below the thread that
+			       * started it, 0..19 (default CKPT_DEFAULT_WRITER_NICE): its work is
+			       * background work, the application's comes first */
 };
 
 /* (overridable at build time only for sanitizer builds whose shadow layout

@@ -364,8 +364,14 @@ static int prepare(ckpt_heap *h, struct ckpt__engine *e)
  * starve: a trap that waits for a pool slot sleeps, which frees the CPU. */
 static void lower_priority(ckpt_heap *h)
 {
-	if (h->opts.writer_nice > 0)
-		(void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), h->opts.writer_nice);
+	/* relative to the thread that created the writer (the application's
+	 * nice value is inherited): writer_nice steps below it */
+	errno = 0;
+	int cur = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	if (h->opts.writer_nice > 0 && errno == 0) {
+		int want = cur + h->opts.writer_nice > 19 ? 19 : cur + h->opts.writer_nice;
+		(void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), want);
+	}
 }
 
 static void *writer_main(void *arg)
