@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -313,4 +314,81 @@ Test(incremental, carries_only_dirty_pages, .timeout = 60)
 	cr_assert(!(ckpt_test_pagemap(d + 11 * 4096) & CKPT_PM_UFFD_WP), "written page still protected");
 	memsink_fini(&ms);
 	ckpt_heap_destroy(h);
+}
+
+/* ------------------------------------------------------ what the pool costs */
+
+static long rss_anon_kb(void)
+{
+	return ckpt_test_read_long("/proc/self/status", "RssAnon:");
+}
+
+struct sampler {
+	_Atomic int stop;
+	_Atomic long peak_kb;
+};
+
+static void *sample_main(void *arg)
+{
+	struct sampler *s = arg;
+	while (!atomic_load(&s->stop)) {
+		long kb = rss_anon_kb();
+		if (kb > atomic_load(&s->peak_kb))
+			atomic_store(&s->peak_kb, kb);
+		usleep(500);
+	}
+	return NULL;
+}
+
+/* Issue 11: every checkpoint used to fault the whole pool in (64 MiB of
+ * RssAnon for the default cap, +70 MiB seen from outside even when nothing
+ * was written).  Slots are now faulted in ahead of need: a checkpoint of a
+ * 48 MiB heap that nobody writes costs the warm margin (1/16 of the cap)
+ * plus the writer's buffers, as an RssAnon sampler sees it, and a
+ * checkpoint whose every page is written still stays under the cap plus
+ * those buffers. */
+Test(pool, costs_what_it_says_seen_from_outside, .timeout = 120)
+{
+	struct ckpt_heap_opts o;
+	ckpt_heap *h = NULL;
+	char dir[] = "/tmp/ckpt-rss.XXXXXX", path[64];
+	ckpt_heap_opts_init(&o);
+	o.size = 256u << 20;
+	o.fault_around = 1;
+	CKPT_ASSERT_OK(ckpt_heap_create(&o, &h));
+	const size_t n = 48u << 20;
+	uint8_t *d = ckpt_alloc(h, n);
+	cr_assert_not_null(d);
+	fill(d, n, 3);
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/img", dir);
+	struct ckpt_dest dest = {.kind = CKPT_DEST_PATH, .path = path};
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.flags = CKPT_BEGIN_NO_FSYNC;
+
+	for (int written = 0; written < 2; written++) {
+		struct sampler s = {0};
+		long base = rss_anon_kb();
+		atomic_store(&s.peak_kb, base);
+		pthread_t t;
+		pthread_create(&t, NULL, sample_main, &s);
+		CKPT_ASSERT_OK(ckpt_begin(h, &dest, &bo));
+		for (size_t off = 0; written && off < n; off += 4096)
+			d[off] ^= 1;
+		CKPT_ASSERT_OK(ckpt_wait(h));
+		atomic_store(&s.stop, 1);
+		pthread_join(t, NULL);
+		long extra = atomic_load(&s.peak_kb) - base;
+		cr_log_info("checkpoint, %s: RssAnon +%ld KiB", written ? "every page written" : "nothing written",
+			    extra);
+		if (!written)
+			cr_assert(extra < 16 * 1024, "a checkpoint nobody writes to cost +%ld KiB of RssAnon "
+				  "(want < 16 MiB: 4 MiB warm margin + buffers)", extra);
+		else
+			cr_assert(extra < (64 + 16) * 1024, "+%ld KiB of RssAnon with a 64 MiB pool cap", extra);
+	}
+	ckpt_heap_destroy(h);
+	unlink(path);
+	rmdir(dir);
 }
