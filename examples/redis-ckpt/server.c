@@ -1461,7 +1461,7 @@ static void event_loop(void)
 				accept_clients();
 				continue;
 			}
-			if (c == (client *)&g_ckpt_event_tag) {
+			if ((void *)c == (void *)&g_ckpt_event_tag) {
 				persist_event();
 				continue;
 			}
