@@ -51,6 +51,13 @@
  *    application writes without allocating it is not saved.
  *  - The sink callbacks must not write into the heap (they run on the
  *    writer thread, which the fault path may be waiting for).
+ *  - Writes that bypass the page tables are not seen by write-protection and
+ *    can reach a checkpoint's image half-done or not at all: io_uring fixed
+ *    (registered) buffers, RDMA memory regions, vmsplice(2)'d pages, and an
+ *    O_DIRECT read (or any DMA) into the heap still in flight when
+ *    ckpt_begin() runs.  Finish such I/O before ckpt_begin() and do not
+ *    start it while a checkpoint runs; or keep those buffers outside the
+ *    heap.
  */
 #ifndef CKPT_H
 #define CKPT_H
@@ -467,7 +474,12 @@ CKPT_API void ckpt_restore_opts_init(struct ckpt_restore_opts *opts);
  *  @return 0, or CKPT_E_NOTIMAGE, CKPT_E_VERSION, CKPT_E_CORRUPT,
  *  CKPT_E_TRUNCATED, CKPT_E_PAGESIZE, CKPT_E_ADDRINUSE, CKPT_E_RANGE,
  *  CKPT_E_PARENT, -ENOENT, -EIO, -ENOMEM, CKPT_E_KERNEL.  Nothing is mapped
- *  and nothing leaks on error. */
+ *  and nothing leaks on error.
+ *  Only -ENOENT means "there is no image at @path" (a missing parent of an
+ *  incremental image is CKPT_E_PARENT): it is the one result on which an
+ *  application may start with an empty heap.  On any other error keep the
+ *  file and stop: a new checkpoint to @path would replace a damaged image
+ *  that an operator could still repair or merge. */
 CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts,
 			  ckpt_heap **out);
 
