@@ -19,6 +19,7 @@
 #define CKPT_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,6 +49,21 @@ static inline void ckpt__cpu_relax(void)
 /* ------------------------------------------------------------- logging */
 void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* -------------------------------------------------------------- threads */
+/*! ckpt__thread_start() : pthread_create() of a library helper thread that
+ *  is born with every signal blocked (the mask is set around the create, so
+ *  there is no window in which an application handler can run on it).
+ *  @return 0 or -errno. */
+static inline int ckpt__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -rc;
+}
 
 /* ---------------------------------------------------------------- time */
 uint64_t ckpt__now_ns(void);      /* CLOCK_MONOTONIC, async-signal-safe */

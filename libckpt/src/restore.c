@@ -399,7 +399,9 @@ static void apply_spawn(struct apply *a)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	int want = n < 2 ? 2 : n > 4 ? 4 : (int)n;
 	for (int i = 0; i < want; i++) {
-		if (pthread_create(&a->th[i], NULL, worker_main, a) != 0)
+		/* signals blocked: an application handler must not run on a
+		 * library thread (it may touch state the thread holds) */
+		if (ckpt__thread_start(&a->th[i], worker_main, a) != 0)
 			break;
 		a->nth++;
 	}
