@@ -130,6 +130,7 @@ struct ckpt_kernel_info {
 	unsigned sigbus : 1;       /* UFFD_FEATURE_SIGBUS (needed by CKPT_TRAP_SIGBUS) */
 	unsigned canary_ok : 1;    /* live canary: marker survives zap + mprotect round trip */
 	unsigned swap_on : 1;      /* some swap is active */
+	unsigned io_uring : 1;     /* io_uring can be set up (else images use pread/pwrite, slower) */
 	uint64_t canary_ns;        /* how long the canary took */
 	long hugetlb_free;         /* free 2 MiB hugetlb pages (-1 unknown) */
 	int verdict;               /* 0: safe for libckpt, else the CKPT_E_KERNEL / -errno reason */

@@ -638,7 +638,7 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 		e->sink = *dest->sink;
 		e->prepared_sink = false;
 	} else {
-		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, &e->sink);
+		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, h, &e->sink);
 		if (rc) {
 			pthread_mutex_unlock(&e->lock);
 			return rc;

@@ -122,11 +122,13 @@ int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
  * ckpt__file_sink_open() : a sink that writes an image to @dest (a path,
  * published atomically, or an fd) — writer.c.  @last_id / @last_gen describe
  * the image the heap last wrote to the same path (for incrementals).
- * *bytes_written is updated as bytes reach the destination.  The sink's
- * end() frees everything it allocated, whatever the status.
+ * *bytes_written is updated as bytes reach the destination.  @log_heap
+ * (may be NULL) hears, once, that io_uring is unavailable and plain writes
+ * are used.  The sink's end() frees everything it allocated, whatever the
+ * status.
  */
 int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
-			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out);
+			 _Atomic uint64_t *bytes_written, ckpt_heap *log_heap, struct ckpt_sink *out);
 
 /* ckpt__file_sink_prepare() : runs the slow set-up of a sink opened by
  * ckpt__file_sink_open() (temp file, parent link, buffers, io_uring) before
@@ -153,6 +155,7 @@ struct ckpt_heap {
 	unsigned flags;     /* CKPT_HEAP_* */
 	struct ckpt_heap_opts opts;
 	char name[64];
+	_Atomic bool plain_io_said; /* the io_uring fallback was logged (writer.c) */
 
 	/* allocator */
 	pthread_mutex_t alloc_lock;

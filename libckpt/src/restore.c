@@ -55,8 +55,9 @@ struct rd_chunk {
 
 struct rd {
 	int fd;
-	bool uring;
-	bool ring_ok;
+	bool uring;        /* a regular file read at explicit offsets, RD_QD chunks ahead */
+	bool ring_ok;      /* false in offset mode: io_uring is unavailable, pread(2) instead */
+	int ring_err;      /* why io_uring could not be set up */
 	struct io_uring ring;
 	uint64_t size;     /* file size (uring mode) */
 	uint64_t next_off; /* next file offset to ask for */
@@ -72,8 +73,29 @@ struct rd {
 	uint64_t progress_base, progress_total, progress_last;
 };
 
+/* Without io_uring: reads the rest of @c now (a short read is the end of a
+ * file that shrank, as for a completion). */
+static int rd_pread(struct rd *r, struct rd_chunk *c)
+{
+	while (c->have < c->want) {
+		ssize_t k = pread(r->fd, c->mem + c->have, c->want - c->have, (off_t)(c->off + c->have));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0) {
+			c->want = c->have;
+			break;
+		}
+		c->have += (size_t)k;
+	}
+	return 0;
+}
+
 static int rd_submit(struct rd *r, struct rd_chunk *c)
 {
+	if (!r->ring_ok)
+		return rd_pread(r, c);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe)
 		return -EBUSY;
@@ -170,12 +192,13 @@ static int rd_open(struct rd *r, int fd)
 	off_t pos = lseek(fd, 0, SEEK_CUR); /* an fd is read from where it stands */
 	r->next_off = pos > 0 ? (uint64_t)pos : 0;
 	r->start_off = r->next_off;
-	int rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	int rc = ckpt__fault_hit(CKPT_FAULT_URING_SETUP);
 	if (!rc)
 		rc = io_uring_queue_init(RD_QD * 2, &r->ring, 0);
 	if (rc < 0)
-		return rc;
-	r->ring_ok = true;
+		r->ring_err = rc; /* plain pread(2): the caller says so once */
+	else
+		r->ring_ok = true;
 	for (int i = 0; i < RD_QD; i++) {
 		rc = rd_refill(r, &r->ch[i]);
 		if (rc)
@@ -257,6 +280,7 @@ struct apply {
 	bool stop;
 	int err;
 	char errmsg[200];
+	int plain_io_err;   /* a file was read without io_uring, for this reason */
 	pthread_t th[4];
 	int nth;
 	bool started;      /* mutex and condvars initialised */
@@ -911,6 +935,8 @@ static int apply_file(const char *path, const struct ckpt__img_header *expect, s
 	struct rd r;
 	char msg[220] = "";
 	int rc = rd_open(&r, fd);
+	if (r.ring_err)
+		a->plain_io_err = r.ring_err;
 	if (!rc) {
 		if (lo) {
 			r.progress = lo->progress;
@@ -1187,6 +1213,12 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 	if (!rc)
 		rc = fill(fill_arg, &a);
 	apply_stop(&a);
+	if (a.plain_io_err && o->heap && o->heap->log) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "io_uring unavailable (%s): the image was read with plain pread(2)",
+			 strerror(-a.plain_io_err));
+		o->heap->log(o->heap->log_arg, CKPT_LOG_WARN, msg);
+	}
 	if (m != MAP_FAILED)
 		munmap(m, h->heap_size);
 	if (rc) {
@@ -1264,6 +1296,7 @@ static int fill_from_fd(void *arg, struct apply *a)
 	struct fd_fill *ff = arg;
 	char msg[220] = "";
 	a->zero_runs = false;
+	a->plain_io_err = ff->r->ring_err;
 	int rc = parse_image(ff->r, a, NULL, NULL, NULL, msg, sizeof(msg));
 	int arc = apply_drain(a);
 	if (!rc && arc) {
@@ -1414,7 +1447,7 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 	ckpt_begin_opts_init(&bo);
 	bo.zstd_level = zstd_level;
 	struct ckpt_sink s;
-	int rc = ckpt__file_sink_open(&dest, &bo, NULL, &s);
+	int rc = ckpt__file_sink_open(&dest, &bo, NULL, NULL, &s);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "%s: %s", out, ckpt_strerror(rc));
 	/* The merged image carries the tip's identity: it holds exactly the

@@ -9,7 +9,10 @@
  * Output: bytes go out through io_uring with up to WR_BUFS buffers in
  * flight, each at an explicit file offset (the stream never seeks back, so
  * the same bytes can go to a pipe, where one write is in flight at a time to
- * keep their order).  With CKPT_BEGIN_DIRECT the temp file is opened
+ * keep their order).  Where io_uring cannot be set up (seccomp profiles of
+ * container runtimes, kernel.io_uring_disabled) each buffer is written with
+ * plain pwrite(2)/write(2) instead, synchronously; the heap's log callback
+ * hears of it once.  With CKPT_BEGIN_DIRECT the temp file is opened
  * O_DIRECT where the filesystem allows it and bytes are staged into aligned
  * 1 MiB chunks; the last, partial chunk is written after clearing O_DIRECT.
  *
@@ -30,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,11 +83,12 @@ struct fsink {
 	char tmpname[NAME_MAX + 1];
 	bool tmp_created;
 	_Atomic uint64_t *bytes_written;
+	ckpt_heap *log_heap; /* NULL: nobody to tell about the io_uring fallback */
 	int zstd_level;
 
 	/* io_uring */
 	struct io_uring ring;
-	bool ring_ok;
+	bool ring_ok;        /* false: plain synchronous writes (plain_write()) */
 	unsigned inflight;
 	struct wbuf bufs[WR_BUFS];
 	struct wbuf *stage;  /* bytes being gathered for one write (header, trailer, O_DIRECT chunks) */
@@ -129,8 +134,38 @@ static struct wbuf *wbuf_for(struct fsink *s, struct io_uring_cqe *cqe)
 	return (struct wbuf *)io_uring_cqe_get_data(cqe);
 }
 
+/* Without io_uring: writes the rest of @b now.  Like a completion, an
+ * EINTR/EAGAIN retries and a write that makes no progress is -EIO. */
+static int plain_write(struct fsink *s, struct wbuf *b)
+{
+	while (b->done < b->len) {
+		const uint8_t *p = b->mem + b->done;
+		size_t n = b->len - b->done;
+		ssize_t k = s->seekable ? pwrite(s->fd, p, n, (off_t)(s->start_off + b->off + b->done))
+					: write(s->fd, p, n);
+		if (k < 0 && errno == EAGAIN) {
+			/* a non-blocking pipe or socket: wait until it drains */
+			struct pollfd pfd = { .fd = s->fd, .events = POLLOUT };
+			(void)poll(&pfd, 1, 1000);
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		b->done += (size_t)k;
+		if (s->bytes_written)
+			atomic_fetch_add(s->bytes_written, (uint64_t)k);
+	}
+	return 0;
+}
+
 static int submit_write(struct fsink *s, struct wbuf *b)
 {
+	if (!s->ring_ok)
+		return plain_write(s, b);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
 	if (!sqe)
 		return -EBUSY; /* cannot happen: WR_QD > WR_BUFS */
@@ -613,6 +648,17 @@ static int publish(struct fsink *s)
 
 /* ------------------------------------------------------------ callbacks */
 
+/* io_uring set-up failed with @why: the image is written with plain
+ * syscalls.  Said once per heap: a database checkpointing every minute in a
+ * container that blocks io_uring would otherwise log it every minute. */
+static void say_plain_io(struct fsink *s, int why)
+{
+	if (s->log_heap && !atomic_exchange(&s->log_heap->plain_io_said, true))
+		ckpt__log(s->log_heap, CKPT_LOG_WARN,
+			  "io_uring unavailable (%s): images are written with plain pwrite(2)",
+			  strerror(-why));
+}
+
 /* Everything slow and fallible a checkpoint needs before its first page:
  * stale temp files, the parent's generation link, the temp file, buffers,
  * the zstd context and the io_uring.  Run by ckpt__file_sink_prepare()
@@ -657,12 +703,13 @@ static int sink_setup(struct fsink *s, const struct ckpt_sink_info *info)
 	if (!s->fh)
 		return set_err(s, -ENOMEM);
 	XXH3_64bits_reset(s->fh);
-	rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	rc = ckpt__fault_hit(CKPT_FAULT_URING_SETUP);
 	if (!rc)
 		rc = io_uring_queue_init(WR_QD, &s->ring, 0);
 	if (rc < 0)
-		return set_err(s, rc);
-	s->ring_ok = true;
+		say_plain_io(s, rc);
+	else
+		s->ring_ok = true;
 	return 0;
 }
 
@@ -890,7 +937,7 @@ static int sink_end(void *arg, int status)
 }
 
 int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
-			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out)
+			 _Atomic uint64_t *bytes_written, ckpt_heap *log_heap, struct ckpt_sink *out)
 {
 	if (!dest || !out)
 		return -EINVAL;
@@ -907,6 +954,7 @@ int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_o
 	s->zstd_level = level;
 	s->no_fsync = flags & CKPT_BEGIN_NO_FSYNC;
 	s->bytes_written = bytes_written;
+	s->log_heap = log_heap;
 	int rc = 0;
 	if (dest->kind == CKPT_DEST_PATH) {
 		if (!dest->path || !*dest->path) {
