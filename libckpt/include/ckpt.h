@@ -103,7 +103,8 @@ enum ckpt_error {
 	CKPT_E_CANCELED = -4088, /* checkpoint was cancelled */
 	CKPT_E_FAILED = -4087,   /* heap is in a failed state after an unrecoverable error */
 	CKPT_E_RANGE = -4086,    /* address range outside the user address space */
-	CKPT_E_LAST = -4086,
+	CKPT_E_APPTAG = -4085,   /* image was made by another application build (ckpt_heap_opts.app_tag) */
+	CKPT_E_LAST = -4085,
 };
 
 /*! ckpt_strerror() : @return a static, human-readable description of @err,
@@ -183,7 +184,17 @@ struct ckpt_heap_opts {
 	int writer_nice;      /* the writer thread runs this many nice steps below the thread that
 			       * started it, 0..19 (default CKPT_DEFAULT_WRITER_NICE): its work is
 			       * background work, the application's comes first */
+	/* Application tag (optional, at most CKPT_APP_TAG_MAX - 1 bytes): a build
+	 * id or schema version the application chooses.  Every image of the heap
+	 * records it, and ckpt_restore() refuses an image whose tag differs from
+	 * the one in its heap options (CKPT_E_APPTAG): pointers from the heap to
+	 * code or static data (function pointers, vtables, strings in the binary,
+	 * other libraries under ASLR) are only valid in the build that made them,
+	 * and data layouts change with the schema.  NULL or "" means no tag; a
+	 * tagged image then does not restore either. */
+	const char *app_tag;
 };
+#define CKPT_APP_TAG_MAX 64
 
 /* (overridable at build time only for sanitizer builds whose shadow layout
  * excludes this range: make tsan) */
@@ -268,6 +279,7 @@ struct ckpt_sink_info {
 	uint8_t parent_id[16];/* with CKPT_SINK_INCREMENTAL: the image this one amends */
 	uint64_t created_ns;  /* CLOCK_REALTIME at ckpt_begin() */
 	uint64_t root;        /* heap root pointer at ckpt_begin() (informational) */
+	char app_tag[CKPT_APP_TAG_MAX]; /* the heap's ckpt_heap_opts.app_tag, NUL-terminated ("" if none) */
 };
 #define CKPT_SINK_INCREMENTAL (1u << 0)
 
@@ -474,8 +486,10 @@ CKPT_API void ckpt_restore_opts_init(struct ckpt_restore_opts *opts);
  *  checkpoint again).
  *  @return 0, or CKPT_E_NOTIMAGE, CKPT_E_VERSION, CKPT_E_CORRUPT,
  *  CKPT_E_TRUNCATED, CKPT_E_PAGESIZE, CKPT_E_ADDRINUSE, CKPT_E_RANGE,
- *  CKPT_E_PARENT, -ENOENT, -EIO, -ENOMEM, CKPT_E_KERNEL.  Nothing is mapped
- *  and nothing leaks on error.
+ *  CKPT_E_PARENT, CKPT_E_APPTAG (the image's application tag differs from
+ *  @opts->heap->app_tag), -ENOENT, -EIO, -ENOMEM, CKPT_E_KERNEL.  Nothing is
+ *  mapped and nothing leaks on error.  The restored heap records the same
+ *  tag in its later images.
  *  Only -ENOENT means "there is no image at @path" (a missing parent of an
  *  incremental image is CKPT_E_PARENT): it is the one result on which an
  *  application may start with an empty heap.  On any other error keep the
@@ -506,6 +520,7 @@ struct ckpt_image_info {
 	uint8_t id[16];
 	uint8_t parent_id[16];
 	char parent_name[256];    /* file name of the parent, relative to this file's directory */
+	char app_tag[CKPT_APP_TAG_MAX]; /* the application tag it was made with ("" if none) */
 };
 #define CKPT_IMAGE_ZSTD (1u << 1)
 

@@ -574,6 +574,7 @@ static void fill_info(ckpt_heap *h, struct ckpt__engine *e, bool incremental)
 	e->info.heap_size = h->size;
 	e->info.page_size = (uint32_t)h->page_size;
 	e->info.generation = e->generation + 1;
+	memcpy(e->info.app_tag, h->app_tag, sizeof(e->info.app_tag));
 	if (getrandom(e->info.id, sizeof(e->info.id), 0) != (ssize_t)sizeof(e->info.id)) {
 		uint64_t t = ckpt__now_ns() ^ (uint64_t)getpid();
 		memcpy(e->info.id, &t, 8);

@@ -155,6 +155,7 @@ struct ckpt_heap {
 	unsigned flags;     /* CKPT_HEAP_* */
 	struct ckpt_heap_opts opts;
 	char name[64];
+	char app_tag[CKPT_APP_TAG_MAX]; /* opts.app_tag points here */
 	_Atomic bool plain_io_said; /* the io_uring fallback was logged (writer.c) */
 
 	/* allocator */

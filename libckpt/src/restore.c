@@ -1133,6 +1133,22 @@ static int copy_opts(const struct ckpt_restore_opts *in, struct ckpt_restore_opt
 	return 0;
 }
 
+/* Was the image made by the build the caller says it is?  Pointers from
+ * the heap into code or static data are only valid there (ckpt.h). */
+static int check_app_tag(const struct ckpt__img_header *h, const struct ckpt_restore_opts *o,
+			 char *err, size_t errsz)
+{
+	/* an application built against an older ckpt.h has no app_tag field */
+	bool has = o->heap && o->heap->struct_size >= offsetof(struct ckpt_heap_opts, app_tag) +
+							 sizeof(o->heap->app_tag);
+	const char *want = has && o->heap->app_tag ? o->heap->app_tag : "";
+	if (strncmp(h->app_tag, want, sizeof(h->app_tag)) == 0)
+		return 0;
+	return ckpt__img_err(err, errsz, CKPT_E_APPTAG,
+			     "the image was made with application tag \"%.63s\", this program has \"%.63s\"",
+			     h->app_tag, want);
+}
+
 /* Is the image's page size this process's page size for the heap we are
  * asked to build? */
 static int check_page_size(const struct ckpt__img_header *h, const struct ckpt_restore_opts *o,
@@ -1177,7 +1193,10 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 			  char *err, size_t errsz)
 {
 	bool huge = false;
-	int rc = check_page_size(h, o, &huge, err, errsz);
+	int rc = check_app_tag(h, o, err, errsz);
+	if (rc)
+		return rc;
+	rc = check_page_size(h, o, &huge, err, errsz);
 	if (rc)
 		return rc;
 	if (ckpt__check_range(h->base, h->heap_size, h->page_size) != 0)
@@ -1463,6 +1482,8 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 		.root = h->root,
 	};
 	memcpy(info.id, h->id, 16);
+	memcpy(info.app_tag, h->app_tag, sizeof(info.app_tag)); /* the merged image is the same build's */
+	info.app_tag[sizeof(info.app_tag) - 1] = 0;
 	rc = s.begin(s.arg, &info);
 	const uint32_t step = 256;
 	for (uint64_t p = 0; !rc && p < h->npages; p += step) {

@@ -741,7 +741,12 @@ static int sink_begin(void *arg, const struct ckpt_sink_info *info)
 	/* link_parent() filled the parent's fields of the header */
 	struct ckpt__img_header *h = &s->hdr;
 	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
-	h->version = CKPT__IMG_VERSION;
+	/* version 1 (no tag) keeps untagged images readable by older libraries */
+	size_t taglen = strnlen(info->app_tag, sizeof(info->app_tag));
+	if (taglen == sizeof(info->app_tag))
+		return set_err(s, -EINVAL);
+	h->version = taglen ? CKPT__IMG_VERSION : CKPT__IMG_VERSION_MIN;
+	memcpy(h->app_tag, info->app_tag, taglen);
 	h->header_size = CKPT__IMG_HEADER_SIZE;
 	h->page_size = info->page_size;
 	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (s->zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
