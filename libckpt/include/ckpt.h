@@ -490,6 +490,12 @@ CKPT_API void ckpt_restore_opts_init(struct ckpt_restore_opts *opts);
  *  @opts->heap->app_tag), -ENOENT, -EIO, -ENOMEM, CKPT_E_KERNEL.  Nothing is
  *  mapped and nothing leaks on error.  The restored heap records the same
  *  tag in its later images.
+ *  -EAGAIN: the chain changed under the reader (another process published
+ *  a new image at @path and removed the old generations, or rewrote a file
+ *  in place while it was read): call again, it reads the new image.  Each
+ *  file is opened once and read through that descriptor, and parents are
+ *  looked up in the directory of the file @path resolves to (a symlinked
+ *  tip finds its parents next to its target).
  *  Only -ENOENT means "there is no image at @path" (a missing parent of an
  *  incremental image is CKPT_E_PARENT): it is the one result on which an
  *  application may start with an empty heap.  On any other error keep the
@@ -533,8 +539,9 @@ CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info,
 
 /*! ckpt_image_verify() : checks everything in the image: header, every
  *  block's checksum and contents, trailer, whole-file checksum (and with
- *  CKPT_VERIFY_CHAIN the parents).  @return 0 or the first problem's code;
- *  @errbuf gets a sentence naming it. */
+ *  CKPT_VERIFY_CHAIN the parents).  @return 0 or the first problem's code
+ *  (-EAGAIN as for ckpt_restore(): retry); @errbuf gets a sentence naming
+ *  it. */
 CKPT_API int ckpt_image_verify(const char *path, unsigned flags, char *errbuf,
 			       size_t errbuf_size);
 

@@ -583,8 +583,11 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 	rc = ckpt__img_header_check(&h, got, err, errsz);
 	if (rc)
 		return rc;
+	/* The same fd as the header check: the file was rewritten in place
+	 * meanwhile (image files are replaced by rename, never rewritten, so
+	 * this is someone else's writer); reading again may succeed. */
 	if (expect && memcmp(expect, &h, sizeof(h)) != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: the header changed while reading");
+		return ckpt__img_err(err, errsz, -EAGAIN, "the header changed while reading: retry");
 	if (hdr_out)
 		*hdr_out = h;
 	a->page_size = h.page_size;
@@ -813,32 +816,64 @@ out:
 
 /* ------------------------------------------------------------ chains */
 
+/*
+ * A chain is read through the fds its resolution opened: each file is
+ * opened exactly once, so a concurrent publish (a rename over the tip) or
+ * clean-up of old generations cannot swap a file between the header check
+ * and the read.  Parents are opened with openat() on the directory the tip
+ * really lives in (a symlinked tip names parents next to its target).
+ */
 struct link {
-	char *path;
+	char *path; /* for messages */
+	int fd;
 	struct ckpt__img_header h;
 };
 
 static void chain_free(struct link *l, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(l[i].path);
+		if (l[i].fd >= 0)
+			close(l[i].fd);
+	}
 	free(l);
 }
 
-static int read_header_path(const char *path, struct ckpt__img_header *h, char *err, size_t errsz)
+static int read_header_fd(int fd, const char *path, struct ckpt__img_header *h, char *err,
+			  size_t errsz)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	ssize_t n;
 	do
 		n = pread(fd, h, sizeof(*h), 0);
 	while (n < 0 && errno == EINTR);
-	int e = errno;
-	close(fd);
 	if (n < 0)
-		return ckpt__img_err(err, errsz, -e, "%s: %s", path, strerror(e));
+		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	return ckpt__img_header_check(h, (size_t)n, err, errsz);
+}
+
+/* Opens @path (relative to @dirfd, or AT_FDCWD) into @k and checks its
+ * header. */
+static int link_open(struct link *k, int dirfd, const char *name, const char *path, char *err,
+		     size_t errsz)
+{
+	k->path = strdup(path);
+	if (!k->path)
+		return -ENOMEM;
+	k->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (k->fd < 0)
+		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+	return read_header_fd(k->fd, path, &k->h, err, errsz);
+}
+
+static int read_header_path(const char *path, struct ckpt__img_header *h, char *err, size_t errsz)
+{
+	struct link k = { .fd = -1 };
+	int rc = link_open(&k, AT_FDCWD, path, path, err, errsz);
+	*h = k.h;
+	free(k.path);
+	if (k.fd >= 0)
+		close(k.fd);
+	return rc;
 }
 
 int ckpt__image_read_header(const char *path, struct ckpt__img_header *hdr, char *err, size_t errsz)
@@ -846,77 +881,110 @@ int ckpt__image_read_header(const char *path, struct ckpt__img_header *hdr, char
 	return read_header_path(path, hdr, err, errsz);
 }
 
-static char *parent_path(const char *path, const char *name)
+/* The directory the file open at @fd really lives in (its symlinks
+ * resolved), opened; its path in *dir_out (malloc'ed).  -1 on failure. */
+static int real_dir_of(int fd, const char *path, char **dir_out)
 {
-	const char *slash = strrchr(path, '/');
-	size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
-	char *p = malloc(dl + strlen(name) + 1);
-	if (p) {
-		memcpy(p, path, dl);
-		strcpy(p + dl, name);
+	char link[64], buf[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+	if (n > 0 && buf[0] == '/') {
+		buf[n] = 0;
+	} else if (!realpath(path, buf)) { /* no /proc: the path as it resolves now */
+		return -1;
 	}
-	return p;
+	char *slash = strrchr(buf, '/');
+	if (slash == buf)
+		slash[1] = 0;
+	else
+		*slash = 0;
+	*dir_out = strdup(buf);
+	if (!*dir_out)
+		return -1;
+	int dfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		free(*dir_out);
+		*dir_out = NULL;
+	}
+	return dfd;
+}
+
+/* Is @path no longer the file open at @fd (a newer image was published)? */
+static bool tip_replaced(const char *path, int fd)
+{
+	struct stat a, b;
+	return fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino;
+}
+
+/* Opens parent number @n of the chain (l[n-1] names it) in @dirfd. */
+static int open_parent(struct link *l, size_t n, int dirfd, const char *dir, const char *tip,
+		       char *err, size_t errsz)
+{
+	const struct ckpt__img_header *c = &l[n - 1].h;
+	struct link *k = &l[n];
+	char path[PATH_MAX], msg[200];
+	snprintf(path, sizeof(path), "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", c->parent_name);
+	int rc = link_open(k, dirfd, c->parent_name, path, msg, sizeof(msg));
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc == -ENOENT && tip_replaced(tip, l[0].fd))
+		return ckpt__img_err(err, errsz, -EAGAIN,
+				     "%s was replaced while its chain was read and parent %s is gone "
+				     "(generations cleaned up): retry", tip, path);
+	if (rc == -ENOENT)
+		return ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", path);
+	if (rc)
+		return ckpt__img_err(err, errsz, rc, "%s", msg);
+	if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
+	    k->h.base != c->base || k->h.heap_size != c->heap_size || k->h.page_size != c->page_size)
+		return ckpt__img_err(err, errsz, CKPT_E_PARENT,
+				     "parent image %s is not the one %s was made from", path, l[n - 1].path);
+	return 0;
 }
 
 /* Resolves the chain ending at @path: links[0] is the tip, links[n-1] the
- * full image.  Headers are checked, and each link against the one that
- * names it. */
+ * full image, each open.  Headers are checked, and each link against the
+ * one that names it. */
 static int chain_resolve(const char *path, struct link **out, size_t *nout, char *err, size_t errsz)
 {
-	struct link *l = NULL;
-	size_t n = 0, cap = 0;
-	char *cur = strdup(path);
-	int rc = 0;
-	if (!cur)
+	size_t cap = 8, n = 1;
+	struct link *l = calloc(cap, sizeof(*l));
+	int dirfd = -1;
+	char *dir = NULL;
+	if (!l)
 		return -ENOMEM;
-	for (;;) {
+	for (size_t i = 0; i < cap; i++)
+		l[i].fd = -1;
+	int rc = link_open(&l[0], AT_FDCWD, path, path, err, errsz);
+	while (!rc && (l[n - 1].h.flags & CKPT__IMG_INCREMENTAL)) {
+		if (n >= CKPT__MAX_CHAIN) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images",
+					   CKPT__MAX_CHAIN);
+			break;
+		}
+		if (dirfd < 0 && (dirfd = real_dir_of(l[0].fd, path, &dir)) < 0) {
+			rc = ckpt__img_err(err, errsz, -errno, "the directory of %s: %s", path, strerror(errno));
+			break;
+		}
 		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			void *p = realloc(l, cap * sizeof(*l));
+			void *p = realloc(l, 2 * cap * sizeof(*l));
 			if (!p) {
-				free(cur);
 				rc = -ENOMEM;
 				break;
 			}
 			l = p;
+			for (size_t i = cap; i < 2 * cap; i++)
+				l[i] = (struct link){ .fd = -1 };
+			cap *= 2;
 		}
-		struct link *k = &l[n];
-		k->path = cur;
+		rc = open_parent(l, n, dirfd, dir, path, err, errsz);
 		n++;
-		char msg[200];
-		rc = read_header_path(cur, &k->h, msg, sizeof(msg));
-		if (rc) {
-			if (n > 1 && rc == -ENOENT)
-				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", cur);
-			else
-				ckpt__img_err(err, errsz, rc, "%s%s%s", n > 1 ? cur : "", n > 1 ? ": " : "", msg);
-			break;
-		}
-		if (n > 1) {
-			const struct ckpt__img_header *c = &l[n - 2].h;
-			if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
-			    k->h.base != c->base || k->h.heap_size != c->heap_size ||
-			    k->h.page_size != c->page_size) {
-				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
-						   "parent image %s is not the one %s was made from", cur,
-						   l[n - 2].path);
-				break;
-			}
-		}
-		if (!(k->h.flags & CKPT__IMG_INCREMENTAL))
-			break;
-		if (n >= CKPT__MAX_CHAIN) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images", CKPT__MAX_CHAIN);
-			break;
-		}
-		cur = parent_path(cur, k->h.parent_name);
-		if (!cur) {
-			rc = -ENOMEM;
-			break;
-		}
 	}
+	if (dirfd >= 0)
+		close(dirfd);
+	free(dir);
 	if (rc) {
-		chain_free(l, n);
+		chain_free(l, cap);
 		return rc;
 	}
 	*out = l;
@@ -925,12 +993,14 @@ static int chain_resolve(const char *path, struct link **out, size_t *nout, char
 }
 
 /* Reads one file of a chain into @a, then waits for the workers. */
-static int apply_file(const char *path, const struct ckpt__img_header *expect, struct apply *a,
-		      struct ckpt__trl_header *trl, const struct ckpt__load_opts *lo, uint64_t *done,
-		      uint64_t total, char *err, size_t errsz)
+static int apply_file(const struct link *k, struct apply *a, struct ckpt__trl_header *trl,
+		      const struct ckpt__load_opts *lo, uint64_t *done, uint64_t total, char *err,
+		      size_t errsz)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	const char *path = k->path;
+	const struct ckpt__img_header *expect = &k->h;
+	int fd = k->fd;
+	if (lseek(fd, 0, SEEK_SET) < 0) /* the reader starts where the fd stands */
 		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	struct rd r;
 	char msg[220] = "";
@@ -955,16 +1025,15 @@ static int apply_file(const char *path, const struct ckpt__img_header *expect, s
 		snprintf(msg, sizeof(msg), "%s", a->errmsg);
 	}
 	rd_close(&r);
-	close(fd);
 	if (rc)
 		ckpt__img_err(err, errsz, rc, "%s: %s", path, msg);
 	return rc;
 }
 
-static uint64_t file_size_of(const char *path)
+static uint64_t file_size_of(int fd)
 {
 	struct stat st;
-	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 /*
@@ -979,12 +1048,11 @@ static int load_chain(const char *path, const struct ckpt__load_opts *lo, struct
 	int rc;
 	if (lo && !lo->chain) {
 		l = calloc(1, sizeof(*l));
-		if (!l || !(l->path = strdup(path))) {
-			free(l);
+		if (!l)
 			return -ENOMEM;
-		}
+		l->fd = -1;
 		n = 1;
-		rc = read_header_path(path, &l->h, err, errsz);
+		rc = link_open(l, AT_FDCWD, path, path, err, errsz);
 		if (rc) {
 			chain_free(l, n);
 			return rc;
@@ -1004,11 +1072,11 @@ static int apply_chain(struct link *l, size_t n, const struct ckpt__load_opts *l
 {
 	uint64_t total = 0, done = 0;
 	for (size_t i = 0; i < n; i++)
-		total += file_size_of(l[i].path);
+		total += file_size_of(l[i].fd);
 	/* oldest first: the full image, then each incremental over it */
 	for (size_t i = n; i-- > 0;) {
 		a->zero_runs = (l[i].h.flags & CKPT__IMG_INCREMENTAL) != 0;
-		int rc = apply_file(l[i].path, &l[i].h, a, NULL, lo, &done, total, err, errsz);
+		int rc = apply_file(&l[i], a, NULL, lo, &done, total, err, errsz);
 		if (rc)
 			return rc;
 	}
@@ -1075,14 +1143,12 @@ int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt_
 		return -ENOMEM;
 	int rc = 0;
 	/* l[0] is the tip: the last path */
+	for (size_t i = 0; i < n; i++)
+		l[i].fd = -1;
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct link *k = &l[n - 1 - i];
-		if (!(k->path = strdup(paths[i]))) {
-			rc = -ENOMEM;
-			break;
-		}
 		char msg[200];
-		rc = read_header_path(paths[i], &k->h, msg, sizeof(msg));
+		rc = link_open(k, AT_FDCWD, paths[i], paths[i], msg, sizeof(msg));
 		if (rc) {
 			ckpt__img_err(err, errsz, rc, "%s", msg);
 			break;
