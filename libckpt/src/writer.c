@@ -58,6 +58,7 @@
 #define WR_CHUNK (1u << 20)       /* O_DIRECT staging chunk */
 #define WR_ALIGN 4096u
 #define WR_QD 16
+#define WR_ZTHREADS 8             /* compression workers at most (one per core) */
 
 struct wbuf {
 	uint8_t *mem;
@@ -66,6 +67,22 @@ struct wbuf {
 	size_t done; /* bytes written */
 	uint64_t off;/* stream offset of mem[0] */
 	bool busy;   /* in flight */
+};
+
+struct zjob;
+
+struct zpool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work, cv_done;
+	struct zjob *head, *tail; /* queued for the workers */
+	bool inited, stop;
+	int nthreads;
+	pthread_t th[WR_ZTHREADS];
+	struct zjob *jobs;        /* a ring of njobs */
+	unsigned njobs;
+	unsigned fill;            /* the job being filled */
+	unsigned emit;            /* the oldest job not yet written */
+	uint64_t next_seq;
 };
 
 struct fsink {
@@ -100,8 +117,8 @@ struct fsink {
 	uint32_t page_size;
 	uint32_t block_cap_pages;
 	size_t buf_size;
-	ZSTD_CCtx *cctx;
-	uint8_t *raw;        /* zstd: page contents gathered before compression */
+	struct zpool zp;     /* zstd: the compression workers */
+	uint8_t *raw;        /* zstd: page contents gathered before compression (a zjob's) */
 	uint8_t *asmbuf;     /* O_DIRECT: the block being assembled */
 	struct wbuf *blk;    /* otherwise: the wbuf the block is assembled in */
 	struct ckpt__run runs[WR_BLOCK_RUNS];
@@ -350,57 +367,35 @@ static uint8_t *data_area(struct fsink *s)
 	return s->blk->mem + sizeof(struct ckpt__blk_header);
 }
 
-static int close_block(struct fsink *s)
+/* Completes @bh (its nruns/data_pages/zero_pages/seq/flags/raw_hash set)
+ * for a block whose data_len bytes of data are at out + sizeof(*bh) and
+ * whose runs are @runs: appends the runs, hashes, seals, and puts the
+ * header at @out.  @return the block's size in the file. */
+static size_t block_seal(struct ckpt__blk_header *bh, uint8_t *out, size_t data_len,
+			 const struct ckpt__run *runs)
 {
-	if (s->err)
-		return s->err;
-	if (s->nruns == 0)
-		return 0;
-	uint8_t *out;
-	if (s->direct) {
-		out = s->asmbuf;
-	} else {
-		if (!s->blk && !(s->blk = get_free(s)))
-			return s->err;
-		out = s->blk->mem;
-	}
-	size_t raw_len = (size_t)s->data_pages * s->page_size;
-	uint8_t *data = out + sizeof(struct ckpt__blk_header);
-	struct ckpt__blk_header bh = {
-		.magic = CKPT__BLK_MAGIC,
-		.nruns = s->nruns,
-		.data_pages = s->data_pages,
-		.zero_pages = s->zero_pages,
-		.seq = s->nindex,
-		.first_page = UINT64_MAX,
-	};
-	size_t data_len = raw_len;
+	uint8_t *data = out + sizeof(*bh);
+	size_t rbytes = bh->nruns * sizeof(struct ckpt__run);
+	bh->magic = CKPT__BLK_MAGIC;
+	bh->data_len = (uint32_t)data_len;
+	bh->first_page = UINT64_MAX;
+	for (uint32_t i = 0; i < bh->nruns; i++)
+		if (runs[i].first_page < bh->first_page)
+			bh->first_page = runs[i].first_page;
+	memcpy(data + data_len, runs, rbytes);
 	/* A stored block's pages are covered by the payload hash; raw_hash
 	 * (0 for stored blocks) checks what a zstd frame decompresses to. */
-	if (s->zstd_level > 0 && raw_len) {
-		/* Only keep the frame if it is smaller than the pages. */
-		size_t z = ZSTD_compressCCtx(s->cctx, data, raw_len - 1, s->raw, raw_len,
-					     s->zstd_level);
-		if (!ZSTD_isError(z)) {
-			bh.flags = CKPT__BLK_ZSTD;
-			bh.raw_hash = ckpt__hash(s->raw, raw_len);
-			data_len = z;
-		} else if (ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall) {
-			memcpy(data, s->raw, raw_len);
-		} else {
-			return set_err(s, -ENOMEM);
-		}
-	}
-	bh.data_len = (uint32_t)data_len;
-	for (uint32_t i = 0; i < s->nruns; i++)
-		if (s->runs[i].first_page < bh.first_page)
-			bh.first_page = s->runs[i].first_page;
-	memcpy(data + data_len, s->runs, s->nruns * sizeof(struct ckpt__run));
-	bh.payload_hash = ckpt__hash(data, data_len + s->nruns * sizeof(struct ckpt__run));
-	ckpt__blk_header_seal(&bh);
-	memcpy(out, &bh, sizeof(bh));
-	size_t total = sizeof(bh) + data_len + s->nruns * sizeof(struct ckpt__run);
+	bh->payload_hash = ckpt__hash(data, data_len + rbytes);
+	ckpt__blk_header_seal(bh);
+	memcpy(out, bh, sizeof(*bh));
+	return sizeof(*bh) + data_len + rbytes;
+}
 
+/* Enters a sealed block at stream offset @off in the trailer's index and
+ * the whole-file digest (which takes the block header only: it carries
+ * the payload's hash).  Blocks are entered in file order. */
+static int index_add(struct fsink *s, const struct ckpt__blk_header *bh, size_t total, uint64_t off)
+{
 	if (s->nindex == s->index_cap) {
 		size_t cap = s->index_cap ? s->index_cap * 2 : 256;
 		void *p = realloc(s->index, cap * sizeof(*s->index));
@@ -409,27 +404,257 @@ static int close_block(struct fsink *s)
 		s->index = p;
 		s->index_cap = cap;
 	}
+	s->index[s->nindex++] = (struct ckpt__trl_entry){
+		.offset = off,
+		.checksum = bh->checksum,
+		.length = (uint32_t)total,
+		.data_pages = bh->data_pages,
+		.zero_pages = bh->zero_pages,
+		.nruns = bh->nruns,
+	};
+	s->pages_stored += bh->data_pages;
+	s->pages_zero += bh->zero_pages;
+	s->total_runs += bh->nruns;
+	XXH3_64bits_update(s->fh, bh, sizeof(*bh));
+	return 0;
+}
+
+/* -------------------------------------------------- compression workers */
+
+/*
+ * zstd blocks are compressed by a pool of worker threads, so that a
+ * compressed checkpoint keeps up with the device: the writer thread only
+ * gathers pages (the same memcpy as for a stored block) and writes finished
+ * blocks.  A job goes FILLING (writer) -> QUEUED (a worker compresses it)
+ * -> DONE -> written and FREE (writer).  Jobs form a ring and are written in
+ * the order they were filled, whichever worker finishes first: file
+ * offsets, block seq numbers and the whole-file digest follow that order.
+ * When the ring is full the writer waits for the oldest job; the
+ * application never does (it waits only on the engine's page copies).
+ */
+enum { ZJ_FREE, ZJ_FILLING, ZJ_QUEUED, ZJ_DONE };
+
+struct zjob {
+	uint8_t *raw;    /* pages gathered by the writer */
+	uint8_t *out;    /* block header, data, runs: what goes to the file */
+	struct ckpt__run runs[WR_BLOCK_RUNS];
+	struct ckpt__blk_header bh;
+	size_t total;
+	int err;
+	_Atomic int state; /* ZJ_*: QUEUED -> DONE by a worker under zpool.mu, the rest by the writer */
+	struct zjob *next;
+};
+
+static void zjob_compress(struct zjob *j, ZSTD_CCtx *cctx, int level, size_t page_size)
+{
+	size_t raw_len = (size_t)j->bh.data_pages * page_size;
+	uint8_t *data = j->out + sizeof(j->bh);
+	size_t data_len = raw_len;
+	if (!cctx) {
+		j->err = -ENOMEM;
+		return;
+	}
+	if (raw_len) {
+		/* Only keep the frame if it is smaller than the pages. */
+		size_t z = ZSTD_compressCCtx(cctx, data, raw_len - 1, j->raw, raw_len, level);
+		if (!ZSTD_isError(z)) {
+			j->bh.flags = CKPT__BLK_ZSTD;
+			j->bh.raw_hash = ckpt__hash(j->raw, raw_len);
+			data_len = z;
+		} else if (ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall) {
+			memcpy(data, j->raw, raw_len);
+		} else {
+			j->err = -ENOMEM;
+			return;
+		}
+	}
+	j->total = block_seal(&j->bh, j->out, data_len, j->runs);
+}
+
+static void *zworker_main(void *arg)
+{
+	struct fsink *s = arg;
+	struct zpool *z = &s->zp;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	pthread_mutex_lock(&z->mu);
+	for (;;) {
+		while (!z->head && !z->stop)
+			pthread_cond_wait(&z->cv_work, &z->mu);
+		if (z->stop)
+			break;
+		struct zjob *j = z->head;
+		z->head = j->next;
+		if (!z->head)
+			z->tail = NULL;
+		pthread_mutex_unlock(&z->mu);
+		zjob_compress(j, cctx, s->zstd_level, s->page_size);
+		pthread_mutex_lock(&z->mu);
+		j->state = ZJ_DONE;
+		pthread_cond_broadcast(&z->cv_done);
+	}
+	pthread_mutex_unlock(&z->mu);
+	ZSTD_freeCCtx(cctx);
+	return NULL;
+}
+
+/* Starts one worker per core (at most WR_ZTHREADS) and their job ring. */
+static int zpool_start(struct fsink *s, size_t data_cap)
+{
+	struct zpool *z = &s->zp;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = ncpu < 1 ? 1 : ncpu > WR_ZTHREADS ? WR_ZTHREADS : (int)ncpu;
+	z->njobs = 2u * (unsigned)want + 2;
+	z->jobs = calloc(z->njobs, sizeof(*z->jobs));
+	if (!z->jobs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < z->njobs; i++) {
+		if (!(z->jobs[i].raw = malloc(data_cap)) ||
+		    posix_memalign((void **)&z->jobs[i].out, WR_ALIGN, s->buf_size))
+			return -ENOMEM;
+	}
+	pthread_mutex_init(&z->mu, NULL);
+	pthread_cond_init(&z->cv_work, NULL);
+	pthread_cond_init(&z->cv_done, NULL);
+	z->inited = true;
+	for (int i = 0; i < want; i++) {
+		/* signals blocked: application handlers never run on them */
+		int rc = ckpt__thread_start(&z->th[i], zworker_main, s);
+		if (rc)
+			return z->nthreads ? 0 : rc;
+		z->nthreads++;
+	}
+	z->jobs[0].state = ZJ_FILLING;
+	s->raw = z->jobs[0].raw;
+	return 0;
+}
+
+static void zpool_stop(struct fsink *s)
+{
+	struct zpool *z = &s->zp;
+	if (z->inited) {
+		pthread_mutex_lock(&z->mu);
+		z->stop = true;
+		pthread_cond_broadcast(&z->cv_work);
+		pthread_mutex_unlock(&z->mu);
+		for (int i = 0; i < z->nthreads; i++)
+			pthread_join(z->th[i], NULL);
+		pthread_mutex_destroy(&z->mu);
+		pthread_cond_destroy(&z->cv_work);
+		pthread_cond_destroy(&z->cv_done);
+	}
+	for (unsigned i = 0; z->jobs && i < z->njobs; i++) {
+		free(z->jobs[i].raw);
+		free(z->jobs[i].out);
+	}
+	free(z->jobs);
+	s->raw = NULL;
+}
+
+/* Writes the oldest job if it is done (or, with @wait, once it is).
+ * @return 1 if a job was written, 0 if none was ready, or an error. */
+static int zpool_retire(struct fsink *s, bool wait)
+{
+	struct zpool *z = &s->zp;
+	struct zjob *j = &z->jobs[z->emit];
+	pthread_mutex_lock(&z->mu);
+	while (wait && j->state == ZJ_QUEUED)
+		pthread_cond_wait(&z->cv_done, &z->mu);
+	bool done = j->state == ZJ_DONE;
+	pthread_mutex_unlock(&z->mu);
+	if (!done)
+		return 0;
+	int rc = j->err ? set_err(s, j->err) : 0;
+	if (!rc)
+		rc = index_add(s, &j->bh, j->total, s->off + (s->stage ? s->stage->len : 0));
+	if (!rc)
+		rc = out_put(s, j->out, j->total, true);
+	j->state = ZJ_FREE; /* the workers never touch a DONE job again */
+	z->emit = (z->emit + 1) % z->njobs;
+	return rc ? rc : 1;
+}
+
+/* Hands the block being gathered to the workers and starts the next. */
+static int zblock_dispatch(struct fsink *s)
+{
+	struct zpool *z = &s->zp;
+	struct zjob *j = &z->jobs[z->fill];
+	memcpy(j->runs, s->runs, s->nruns * sizeof(struct ckpt__run));
+	j->bh = (struct ckpt__blk_header){
+		.nruns = s->nruns,
+		.data_pages = s->data_pages,
+		.zero_pages = s->zero_pages,
+		.seq = z->next_seq++,
+	};
+	j->err = 0;
+	j->next = NULL;
+	s->nruns = s->data_pages = s->zero_pages = 0;
+	pthread_mutex_lock(&z->mu);
+	j->state = ZJ_QUEUED;
+	if (z->tail)
+		z->tail->next = j;
+	else
+		z->head = j;
+	z->tail = j;
+	pthread_cond_signal(&z->cv_work);
+	pthread_mutex_unlock(&z->mu);
+
+	z->fill = (z->fill + 1) % z->njobs;
+	int rc;
+	while ((rc = zpool_retire(s, false)) == 1)
+		;
+	/* the ring is full when the next slot is the oldest unwritten job */
+	while (rc >= 0 && z->jobs[z->fill].state != ZJ_FREE)
+		rc = zpool_retire(s, true);
+	if (rc < 0)
+		return rc;
+	z->jobs[z->fill].state = ZJ_FILLING;
+	s->raw = z->jobs[z->fill].raw;
+	return 0;
+}
+
+/* Waits for and writes every dispatched block. */
+static int zpool_drain(struct fsink *s)
+{
+	struct zpool *z = &s->zp;
+	while (z->emit != z->fill) {
+		int rc = zpool_retire(s, true);
+		if (rc < 0)
+			return rc;
+	}
+	return s->err;
+}
+
+static int close_block(struct fsink *s)
+{
+	if (s->err)
+		return s->err;
+	if (s->nruns == 0)
+		return 0;
+	if (s->zstd_level > 0)
+		return zblock_dispatch(s);
+	uint8_t *out;
+	if (s->direct) {
+		out = s->asmbuf;
+	} else {
+		if (!s->blk && !(s->blk = get_free(s)))
+			return s->err;
+		out = s->blk->mem;
+	}
+	struct ckpt__blk_header bh = {
+		.nruns = s->nruns,
+		.data_pages = s->data_pages,
+		.zero_pages = s->zero_pages,
+		.seq = s->nindex,
+	};
+	size_t total = block_seal(&bh, out, (size_t)s->data_pages * s->page_size, s->runs);
+	s->nruns = s->data_pages = s->zero_pages = 0;
 	/* header, trailer and footer never share a staging buffer with a
 	 * block outside O_DIRECT mode, so s->off is this block's offset once
 	 * the stage is flushed. */
 	if (!s->direct && out_flush(s))
 		return s->err;
-	s->index[s->nindex++] = (struct ckpt__trl_entry){
-		.offset = s->off + (s->stage ? s->stage->len : 0),
-		.checksum = bh.checksum,
-		.length = (uint32_t)total,
-		.data_pages = s->data_pages,
-		.zero_pages = s->zero_pages,
-		.nruns = s->nruns,
-	};
-	s->pages_stored += s->data_pages;
-	s->pages_zero += s->zero_pages;
-	s->total_runs += s->nruns;
-	s->nruns = s->data_pages = s->zero_pages = 0;
-
-	/* the whole-file digest takes the block header only: it carries the
-	 * payload's hash */
-	XXH3_64bits_update(s->fh, &bh, sizeof(bh));
+	if (index_add(s, &bh, total, s->off + (s->stage ? s->stage->len : 0)))
+		return s->err;
 	if (s->direct)
 		return out_put(s, out, total, true);
 	struct wbuf *b = s->blk;
@@ -694,10 +919,9 @@ static int sink_setup(struct fsink *s, const struct ckpt_sink_info *info)
 	if (s->direct && posix_memalign((void **)&s->asmbuf, WR_ALIGN, s->buf_size))
 		return set_err(s, -ENOMEM);
 	if (s->zstd_level > 0) {
-		s->raw = malloc(data_cap);
-		s->cctx = ZSTD_createCCtx();
-		if (!s->raw || !s->cctx)
-			return set_err(s, -ENOMEM);
+		rc = zpool_start(s, data_cap);
+		if (rc)
+			return set_err(s, rc);
 	}
 	s->fh = XXH3_createState();
 	if (!s->fh)
@@ -836,6 +1060,8 @@ static int finish(struct fsink *s)
 {
 	if (close_block(s))
 		return s->err;
+	if (s->zstd_level > 0 && zpool_drain(s))
+		return s->err;
 	if (s->pages_seen != s->hdr.pages_to_emit)
 		return set_err(s, -EINVAL); /* the engine owes us pages */
 	if (!s->direct && out_flush(s))
@@ -918,8 +1144,7 @@ static void sink_free(struct fsink *s)
 	for (int i = 0; i < WR_BUFS; i++)
 		free(s->bufs[i].mem);
 	free(s->asmbuf);
-	free(s->raw);
-	ZSTD_freeCCtx(s->cctx);
+	zpool_stop(s);
 	if (s->fh)
 		XXH3_freeState(s->fh);
 	free(s->index);
