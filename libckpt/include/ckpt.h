@@ -319,6 +319,8 @@ struct ckpt_begin_opts {
 	size_t struct_size;  /* sizeof(struct ckpt_begin_opts) */
 	unsigned flags;      /* CKPT_BEGIN_* */
 	int zstd_level;      /* 0 = stored (default), 1..19 = zstd level */
+	unsigned threads;    /* zstd: compression worker threads, 0 = one per core (at most 8);
+			      * the image is the same whatever the number */
 };
 
 /*! ckpt_begin_opts_init() : defaults: stored pages, fsync on. */

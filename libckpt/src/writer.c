@@ -102,6 +102,7 @@ struct fsink {
 	_Atomic uint64_t *bytes_written;
 	ckpt_heap *log_heap; /* NULL: nobody to tell about the io_uring fallback */
 	int zstd_level;
+	unsigned zthreads;   /* compression workers asked for (0: one per core) */
 
 	/* io_uring */
 	struct io_uring ring;
@@ -501,7 +502,7 @@ static void *zworker_main(void *arg)
 static int zpool_start(struct fsink *s, size_t data_cap)
 {
 	struct zpool *z = &s->zp;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	long ncpu = s->zthreads ? (long)s->zthreads : sysconf(_SC_NPROCESSORS_ONLN);
 	int want = ncpu < 1 ? 1 : ncpu > WR_ZTHREADS ? WR_ZTHREADS : (int)ncpu;
 	z->njobs = 2u * (unsigned)want + 2;
 	z->jobs = calloc(z->njobs, sizeof(*z->jobs));
@@ -1182,6 +1183,8 @@ int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_o
 	s->dirfd = -1;
 	s->kind = dest->kind;
 	s->zstd_level = level;
+	if (opts && opts->struct_size >= offsetof(struct ckpt_begin_opts, threads) + sizeof(opts->threads))
+		s->zthreads = opts->threads;
 	s->no_fsync = flags & CKPT_BEGIN_NO_FSYNC;
 	s->bytes_written = bytes_written;
 	s->log_heap = log_heap;
