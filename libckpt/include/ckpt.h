@@ -16,6 +16,13 @@
  *  - The library never aborts, exits or prints; it reports through return
  *    codes and, if set, the log callback in struct ckpt_heap_opts.
  *  - Every file descriptor it creates is O_CLOEXEC.
+ *  - Images are written and read through io_uring where it can be set up;
+ *    where it cannot (a container's seccomp profile, sysctl
+ *    kernel.io_uring_disabled) plain pwrite(2)/pread(2) are used instead,
+ *    and the log callback says so once per heap (and once per restore).
+ *    ckpt_kernel_probe() reports which (struct ckpt_kernel_info.io_uring).
+ *  - The writer, fault-handler, compression and restore threads block every
+ *    signal: application handlers never run on them.
  *  - Option structs start with their size so that fields can be added later:
  *    always initialise them with the matching *_init() function.
  *

@@ -40,6 +40,7 @@
 #define RD_CHUNK (1u << 20)
 #define RD_QD 4
 #define JOBS_MAX 8
+#define RD_THREADS 16 /* decompression workers at most (one per core) */
 #define HUGE_2M (2u << 20)
 
 /* ------------------------------------------------------------ reader */
@@ -281,7 +282,7 @@ struct apply {
 	int err;
 	char errmsg[200];
 	int plain_io_err;   /* a file was read without io_uring, for this reason */
-	pthread_t th[4];
+	pthread_t th[RD_THREADS];
 	int nth;
 	bool started;      /* mutex and condvars initialised */
 	/* The first blocks are applied on the reader's thread: a small image
@@ -421,7 +422,7 @@ static int apply_start(struct apply *a)
 static void apply_spawn(struct apply *a)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	int want = n < 2 ? 2 : n > 4 ? 4 : (int)n;
+	int want = n < 2 ? 2 : n > RD_THREADS ? RD_THREADS : (int)n;
 	for (int i = 0; i < want; i++) {
 		/* signals blocked: an application handler must not run on a
 		 * library thread (it may touch state the thread holds) */
@@ -471,11 +472,13 @@ static void apply_stop(struct apply *a)
 	pthread_cond_destroy(&a->cv_idle);
 }
 
-/* A job buffer of at least @need bytes, waiting while JOBS_MAX are out. */
+/* A job buffer of at least @need bytes, waiting while JOBS_MAX (or two per
+ * worker, if more) are out. */
 static struct job *job_get(struct apply *a, size_t need)
 {
+	unsigned max = a->nth * 2 > JOBS_MAX ? (unsigned)a->nth * 2 : JOBS_MAX;
 	pthread_mutex_lock(&a->mu);
-	while (!a->free && a->njobs >= JOBS_MAX)
+	while (!a->free && a->njobs >= max)
 		pthread_cond_wait(&a->cv_idle, &a->mu);
 	struct job *j = a->free;
 	if (j)
