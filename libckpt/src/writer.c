@@ -504,7 +504,9 @@ static int zpool_start(struct fsink *s, size_t data_cap)
 	struct zpool *z = &s->zp;
 	long ncpu = s->zthreads ? (long)s->zthreads : sysconf(_SC_NPROCESSORS_ONLN);
 	int want = ncpu < 1 ? 1 : ncpu > WR_ZTHREADS ? WR_ZTHREADS : (int)ncpu;
-	z->njobs = 2u * (unsigned)want + 2;
+	/* one per worker, one being filled, one being written: more only
+	 * costs memory (each job is two 1 MiB buffers) */
+	z->njobs = (unsigned)want + 2;
 	z->jobs = calloc(z->njobs, sizeof(*z->jobs));
 	if (!z->jobs)
 		return -ENOMEM;
