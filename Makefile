@@ -94,6 +94,8 @@ $(B)/tests/test_%: tests/test_%.c $(TEST_UTIL_OBJS) $(STLIB)
 FI_STLIB := $(B)/libckpt-fi.a
 LIB_FI_OBJS := $(LIB_SRCS:libckpt/src/%.c=$(B)/obj-fi/%.o)
 FI_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/fi_test_*.c))
+# `all` above was read before FI_TESTS had a value: name them here
+all: $(FI_TESTS)
 
 $(B)/obj-fi/%.o: libckpt/src/%.c
 	@mkdir -p $(@D)

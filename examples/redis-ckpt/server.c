@@ -1379,6 +1379,9 @@ static void open_heap(void)
 	ho.flags = g_srv.incremental ? CKPT_HEAP_INCREMENTAL : 0;
 	ho.name = "redis-ckpt";
 	ho.log = ckpt_log_cb;
+	/* the keyspace holds no pointers into the binary, so its layout
+	 * version (KS_MAGIC) is the tag: an image of another layout is refused */
+	ho.app_tag = "redis-ckpt/RCKPTKS2";
 
 	struct stat stbuf;
 	if (stat(g_srv.path, &stbuf) == 0) {

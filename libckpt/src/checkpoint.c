@@ -595,6 +595,7 @@ static void fill_info(ckpt_heap *h, struct ckpt__engine *e, bool incremental)
 	e->info.heap_size = h->size;
 	e->info.page_size = (uint32_t)h->page_size;
 	e->info.generation = e->generation + 1;
+	memcpy(e->info.app_tag, h->app_tag, sizeof(e->info.app_tag));
 	if (getrandom(e->info.id, sizeof(e->info.id), 0) != (ssize_t)sizeof(e->info.id)) {
 		uint64_t t = ckpt__now_ns() ^ (uint64_t)getpid();
 		memcpy(e->info.id, &t, 8);
@@ -659,7 +660,7 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 		e->sink = *dest->sink;
 		e->prepared_sink = false;
 	} else {
-		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, &e->sink);
+		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, h, &e->sink);
 		if (rc) {
 			pthread_mutex_unlock(&e->lock);
 			return rc;

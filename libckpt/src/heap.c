@@ -205,6 +205,8 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 	if (o.flags & ~(CKPT_HEAP_HUGETLB | CKPT_HEAP_INCREMENTAL | CKPT_HEAP_BUSY_POLL |
 			CKPT_HEAP_NO_PROBE))
 		return -EINVAL;
+	if (o.app_tag && strnlen(o.app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
+		return -EINVAL;
 
 	bool huge = (o.flags & CKPT_HEAP_HUGETLB) != 0;
 	/* A trap on a 2 MiB page already copies 2 MiB: saving neighbours too
@@ -254,6 +256,8 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 	h->flags = o.flags;
 	snprintf(h->name, sizeof(h->name), "%s", o.name ? o.name : "libckpt");
 	o.name = h->name;
+	snprintf(h->app_tag, sizeof(h->app_tag), "%s", o.app_tag ? o.app_tag : "");
+	o.app_tag = h->app_tag; /* the caller's string need not outlive the call */
 	h->opts = o;
 	pthread_mutex_init(&h->alloc_lock, NULL);
 

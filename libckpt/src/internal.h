@@ -19,6 +19,7 @@
 #define CKPT_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,6 +49,21 @@ static inline void ckpt__cpu_relax(void)
 /* ------------------------------------------------------------- logging */
 void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* -------------------------------------------------------------- threads */
+/*! ckpt__thread_start() : pthread_create() of a library helper thread that
+ *  is born with every signal blocked (the mask is set around the create, so
+ *  there is no window in which an application handler can run on it).
+ *  @return 0 or -errno. */
+static inline int ckpt__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -rc;
+}
 
 /* ---------------------------------------------------------------- time */
 uint64_t ckpt__now_ns(void);      /* CLOCK_MONOTONIC, async-signal-safe */
@@ -106,11 +122,13 @@ int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
  * ckpt__file_sink_open() : a sink that writes an image to @dest (a path,
  * published atomically, or an fd) — writer.c.  @last_id / @last_gen describe
  * the image the heap last wrote to the same path (for incrementals).
- * *bytes_written is updated as bytes reach the destination.  The sink's
- * end() frees everything it allocated, whatever the status.
+ * *bytes_written is updated as bytes reach the destination.  @log_heap
+ * (may be NULL) hears, once, that io_uring is unavailable and plain writes
+ * are used.  The sink's end() frees everything it allocated, whatever the
+ * status.
  */
 int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
-			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out);
+			 _Atomic uint64_t *bytes_written, ckpt_heap *log_heap, struct ckpt_sink *out);
 
 /* ckpt__file_sink_prepare() : runs the slow set-up of a sink opened by
  * ckpt__file_sink_open() (temp file, parent link, buffers, io_uring) before
@@ -137,6 +155,8 @@ struct ckpt_heap {
 	unsigned flags;     /* CKPT_HEAP_* */
 	struct ckpt_heap_opts opts;
 	char name[64];
+	char app_tag[CKPT_APP_TAG_MAX]; /* opts.app_tag points here */
+	_Atomic bool plain_io_said; /* the io_uring fallback was logged (writer.c) */
 
 	/* allocator */
 	pthread_mutex_t alloc_lock;
