@@ -1164,9 +1164,13 @@ static bool warm_cron(void)
 	uint64_t res = 0, tot = 0;
 	int rc = ckpt_restore_progress(g_heap, &res, &tot);
 	if (rc < 0) {
-		log_msg('#', "The image has a damaged block: its keys can't be served and no checkpoint "
-			"can be taken (%s). Restart from a good image.", ckpt_err_name(rc));
-		g_srv.warm_done = true;
+		/* Its keys would raise SIGBUS when touched (expiry samples any
+		 * key), and no checkpoint can be taken: stop now, cleanly, as
+		 * an eager restore would have refused to start. */
+		log_msg('#', "Can't restore the image '%s' (lazy restore): a block is damaged (%s: %s). "
+			"Refusing to start serving from it: exiting. --restore eager checks the whole "
+			"image before serving.", g_srv.path, ckpt_err_name(rc), ckpt_strerror(rc));
+		exit(1);
 	} else if (res == tot) {
 		double ms = (mono_ns() - g_srv.restore_t0_ns) / 1e6;
 		log_msg('*', "Warm-up done: %llu pages resident %.3f ms after the restore began",
