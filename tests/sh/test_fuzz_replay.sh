@@ -23,7 +23,9 @@ for name in image resp lazy; do
 	dirs=()
 	seeds=$name
 	[ "$name" = lazy ] && seeds=image # the lazy reader replays the image corpus
-	for d in "fuzz/corpus/$seeds" "fuzz/regressions/$name"; do
+	cands=("fuzz/corpus/$seeds" "fuzz/regressions/$seeds")
+	[ "$seeds" != "$name" ] && cands+=("fuzz/regressions/$name")
+	for d in "${cands[@]}"; do
 		[ -n "$(ls -A "$d" 2>/dev/null | grep -v '^README')" ] && dirs+=("$d")
 	done
 	[ ${#dirs[@]} -gt 0 ] || continue
