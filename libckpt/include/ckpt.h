@@ -51,6 +51,13 @@
  *    application writes without allocating it is not saved.
  *  - The sink callbacks must not write into the heap (they run on the
  *    writer thread, which the fault path may be waiting for).
+ *  - Lazy restore (CKPT_RESTORE_LAZY): until the heap is resident, the first
+ *    touch of a page waits for its block to load (a kernel-mode access, e.g.
+ *    read(2) into the heap, waits too).  A block found damaged then raises
+ *    SIGBUS in any thread touching its pages (si_code BUS_MCEERR_AR with
+ *    UFFDIO_POISON, else SI_TKILL), which libckpt's own SIGBUS handler
+ *    passes on: do not catch it and carry on reading the heap.  The heap's
+ *    first ckpt_begin() loads whatever is left before it pauses anything.
  */
 #ifndef CKPT_H
 #define CKPT_H
