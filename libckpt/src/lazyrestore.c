@@ -428,6 +428,10 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **
 	pthread_mutex_unlock(&lz->mu);
 	int rc = dctx ? load_block(lz, i, buf, cap, dctx) : -ENOMEM;
 	pthread_mutex_lock(&lz->mu);
+	/* counted before anyone can see it DONE: a waiter that sees every
+	 * block settled must see the pages counted too */
+	if (!rc)
+		atomic_fetch_add(&lz->resident, b->owned);
 	b->state = rc ? B_BAD : B_DONE;
 	lz->nsettled++;
 	bool last = lz->nsettled == lz->nblk;
@@ -441,8 +445,6 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **
 			  "lazy restore: %s; its pages will not be served (SIGBUS on access) and the heap "
 			  "cannot checkpoint",
 			  lz->errmsg[0] ? lz->errmsg : ckpt_strerror(rc));
-	} else {
-		atomic_fetch_add(&lz->resident, b->owned);
 	}
 	if (last)
 		try_swap(lz);
@@ -603,14 +605,15 @@ static int open_lazy_uffd(bool *poison)
 
 int ckpt__lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h)
 {
-	lz->h = h;
 	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)h->base, h->size },
 				       .mode = UFFDIO_REGISTER_MODE_MISSING };
 	if (ioctl(lz->uffd, UFFDIO_REGISTER, &reg) != 0)
 		return errno == EINVAL ? CKPT_E_KERNEL : -errno;
+	lz->h = h;
 	if (pthread_create(&lz->fault_th, NULL, fault_main, lz) != 0) {
 		struct uffdio_range r = reg.range;
 		ioctl(lz->uffd, UFFDIO_UNREGISTER, &r);
+		lz->h = NULL;
 		return -EAGAIN;
 	}
 	lz->fault_up = true;
@@ -637,6 +640,7 @@ void ckpt__lazy_detach(struct ckpt__lazy *lz)
 		struct uffdio_range r = { (uint64_t)(uintptr_t)lz->h->base, lz->h->size };
 		ioctl(lz->uffd, UFFDIO_UNREGISTER, &r);
 	}
+	lz->h = NULL; /* detached: the heap may go away before we are freed */
 }
 
 void ckpt__lazy_free(struct ckpt__lazy *lz)
