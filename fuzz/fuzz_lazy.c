@@ -189,6 +189,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the eager reader's verdict and bytes (first 16 MiB) */
 	ckpt_heap *e = NULL;
 	int erc = ckpt_restore(g_path[0], &ro, &e);
+	char eerr[256];
+	snprintf(eerr, sizeof(eerr), "%s", erc ? err : "");
+	err[0] = 0;
 	uint8_t *copy = NULL;
 	size_t clen = 0;
 	if (erc == 0) {
@@ -219,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ckpt_err_name(wrc));
 	/* ENOMEM may hit one reader and not the other (different memory) */
 	if ((erc == 0) != (wrc == 0) && erc != -ENOMEM && wrc != -ENOMEM) {
-		fprintf(stderr, "fuzz_lazy: eager says %s, lazy says %s (%s)\n", ckpt_err_name(erc),
+		fprintf(stderr, "fuzz_lazy: eager says %s (%s), lazy says %s (%s)\n", ckpt_err_name(erc), eerr,
 			ckpt_err_name(wrc), err);
 		abort();
 	}

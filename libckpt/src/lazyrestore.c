@@ -432,14 +432,18 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **
 	 * block settled must see the pages counted too */
 	if (!rc)
 		atomic_fetch_add(&lz->resident, b->owned);
+	if (rc) {
+		/* failed before BAD is visible: whoever sees every block
+		 * settled must not take the heap as resident */
+		int expect = 0;
+		atomic_compare_exchange_strong(&lz->failed, &expect, rc == -ENOMEM ? -ENOMEM : CKPT_E_CORRUPT);
+	}
 	b->state = rc ? B_BAD : B_DONE;
 	lz->nsettled++;
 	bool last = lz->nsettled == lz->nblk;
 	pthread_cond_broadcast(&lz->cv);
 	pthread_mutex_unlock(&lz->mu);
 	if (rc) {
-		int expect = 0;
-		atomic_compare_exchange_strong(&lz->failed, &expect, rc == -ENOMEM ? -ENOMEM : CKPT_E_CORRUPT);
 		/* loudly: the application will see SIGBUS on these pages */
 		ckpt__log(lz->h, CKPT_LOG_ERROR,
 			  "lazy restore: %s; its pages will not be served (SIGBUS on access) and the heap "
@@ -457,7 +461,7 @@ static void try_swap(struct ckpt__lazy *lz)
 	if (!atomic_load(&lz->serving) || atomic_load(&lz->failed) || atomic_load(&lz->swapped))
 		return;
 	pthread_mutex_lock(&lz->mu);
-	bool go = lz->nsettled == lz->nblk && !atomic_load(&lz->swapped);
+	bool go = lz->nsettled == lz->nblk && !atomic_load(&lz->swapped) && !atomic_load(&lz->failed);
 	if (go) {
 		struct uffdio_range r = { (uint64_t)(uintptr_t)lz->h->base, lz->h->size };
 		/* every page with data is in the memfd: a hole is now truly a
