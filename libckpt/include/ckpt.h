@@ -57,7 +57,8 @@
  *    SIGBUS in any thread touching its pages (si_code BUS_MCEERR_AR with
  *    UFFDIO_POISON, else SI_TKILL), which libckpt's own SIGBUS handler
  *    passes on: do not catch it and carry on reading the heap.  The heap's
- *    first ckpt_begin() loads whatever is left before it pauses anything.
+ *    first ckpt_prepare() / ckpt_begin() loads whatever is left before it
+ *    pauses anything.
  */
 #ifndef CKPT_H
 #define CKPT_H
@@ -473,8 +474,8 @@ struct ckpt_restore_opts {
  * callback (CKPT_LOG_ERROR), an access to any page of that block raises
  * SIGBUS in the accessing thread (si_addr the page, on kernels with
  * UFFDIO_POISON, 6.6+; before, a SIGBUS sent to the thread) and syscalls
- * touching it fail with EFAULT; ckpt_restore_wait() and every ckpt_begin()
- * then return CKPT_E_CORRUPT (the heap can never checkpoint).  A damage
+ * touching it fail with EFAULT; ckpt_restore_wait() and every ckpt_prepare()
+ * / ckpt_begin() then return CKPT_E_CORRUPT (the heap can never checkpoint).  A damage
  * found while ckpt_restore() runs is its return value, as for an eager
  * restore.  The heap is usable with either trap mode; ckpt_begin() first
  * makes it fully resident.  Ignored (an eager restore) for hugetlb heaps,
