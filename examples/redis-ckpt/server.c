@@ -1182,14 +1182,15 @@ static bool warm_cron(void)
 
 static void persist_cron(void)
 {
-	/* a save point waits for the warm-up (a checkpoint would load the
-	 * rest of the heap first, with the event loop stopped) */
-	if (!warm_cron())
-		return;
+	bool warm = warm_cron();
 	if (g_srv.ckpt_running) {
 		persist_event(); /* the event fd is the fast path; this is the safety net */
 		return;
 	}
+	/* a save point waits for the warm-up (a checkpoint would load the
+	 * rest of the heap first, with the event loop stopped) */
+	if (!warm)
+		return;
 	time_t now = time(NULL);
 	for (int i = 0; i < g_srv.nsave; i++) {
 		struct saveparam *sp = &g_srv.save[i];
