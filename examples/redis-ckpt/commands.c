@@ -2140,10 +2140,16 @@ char *info_text(const char *section)
 		  g_srv.last_status ? ckpt_err_name(g_srv.last_status) : "none",
 		  (unsigned long long)(g_srv.restore_ns / 1000), (unsigned long long)g_srv.restored_keys, g_srv.path);
 		P("ckpt_preparing:%d\r\nckpt_prepare_us:%llu\r\nckpt_prep_passes:%llu\r\nckpt_cut_pages:%llu\r\n"
-		  "ckpt_prep_traps:%llu\r\nckpt_prep_trap_p50_us:%.1f\r\nckpt_prep_trap_p99_us:%.1f\r\n\r\n",
+		  "ckpt_prep_traps:%llu\r\nckpt_prep_trap_p50_us:%.1f\r\nckpt_prep_trap_p99_us:%.1f\r\n",
 		  g_srv.ckpt_preparing ? 1 : 0, (unsigned long long)(st.prepare_ns / 1000),
 		  (unsigned long long)st.prep_passes, (unsigned long long)st.cut_pages,
 		  (unsigned long long)st.prep_traps, st.prep_trap_p50_ns / 1e3, st.prep_trap_p99_ns / 1e3);
+		uint64_t wres = 0, wtot = 0;
+		int wrc = ckpt_restore_progress(g_heap, &wres, &wtot);
+		P("ckpt_restore_mode:%s\r\nckpt_restore_resident_pages:%llu\r\nckpt_restore_total_pages:%llu\r\n"
+		  "ckpt_restore_status:%s\r\n\r\n",
+		  g_srv.restore_eager ? "eager" : "lazy", (unsigned long long)wres, (unsigned long long)wtot,
+		  wrc < 0 ? ckpt_err_name(wrc) : wres < wtot ? "warming" : "resident");
 	}
 	if (SEC("stats"))
 		P("# Stats\r\ntotal_connections_received:%lld\r\ntotal_commands_processed:%lld\r\n"

@@ -1156,12 +1156,41 @@ int persist_finish(void)
 	return rc;
 }
 
+/* A lazy restore's warm-up: logged once when it ends. */
+static bool warm_cron(void)
+{
+	if (g_srv.warm_done)
+		return true;
+	uint64_t res = 0, tot = 0;
+	int rc = ckpt_restore_progress(g_heap, &res, &tot);
+	if (rc < 0) {
+		/* Its keys would raise SIGBUS when touched (expiry samples any
+		 * key), and no checkpoint can be taken: stop now, cleanly, as
+		 * an eager restore would have refused to start. */
+		log_msg('#', "Can't restore the image '%s' (lazy restore): a block is damaged (%s: %s). "
+			"Refusing to start serving from it: exiting. --restore eager checks the whole "
+			"image before serving.", g_srv.path, ckpt_err_name(rc), ckpt_strerror(rc));
+		exit(1);
+	} else if (res == tot) {
+		double ms = (mono_ns() - g_srv.restore_t0_ns) / 1e6;
+		log_msg('*', "Warm-up done: %llu pages resident %.3f ms after the restore began",
+			(unsigned long long)tot, ms);
+		g_srv.warm_done = true;
+	}
+	return g_srv.warm_done;
+}
+
 static void persist_cron(void)
 {
+	bool warm = warm_cron();
 	if (g_srv.ckpt_running) {
 		persist_event(); /* the event fd is the fast path; this is the safety net */
 		return;
 	}
+	/* a save point waits for the warm-up (a checkpoint would load the
+	 * rest of the heap first, with the event loop stopped) */
+	if (!warm)
+		return;
 	time_t now = time(NULL);
 	for (int i = 0; i < g_srv.nsave; i++) {
 		struct saveparam *sp = &g_srv.save[i];
@@ -1264,7 +1293,7 @@ static void parse_options(int argc, char **argv)
 			       "                  [--save \"SECONDS CHANGES ...\"] [--heap-size SIZE]\n"
 			       "                  [--snapshot-mode thread|sigbus|fork] [--incremental yes|no]\n"
 			       "                  [--maxclients N] [--logfile PATH] [--requirepass PASS]\n"
-			       "                  [--protected-mode yes|no]\n");
+			       "                  [--protected-mode yes|no] [--restore lazy|eager]\n");
 			exit(0);
 		}
 		if (!strcmp(opt, "--version") || !strcmp(opt, "-v")) {
@@ -1318,6 +1347,10 @@ static void parse_options(int argc, char **argv)
 			snprintf(g_srv.logfile, sizeof(g_srv.logfile), "%s", val);
 		} else if (!strcmp(name, "requirepass")) {
 			snprintf(g_srv.requirepass, sizeof(g_srv.requirepass), "%s", val);
+		} else if (!strcmp(name, "restore")) {
+			if (strcmp(val, "lazy") && strcmp(val, "eager"))
+				usage_error("invalid --restore '%s' (lazy or eager)", val);
+			g_srv.restore_eager = !strcmp(val, "eager");
 		} else if (!strcmp(name, "protected-mode")) {
 			if (!yesno(val, &g_srv.protected_mode))
 				usage_error("invalid --protected-mode '%s' (yes or no)", val);
@@ -1391,7 +1424,11 @@ static void open_heap(void)
 		ro.heap = &ho;
 		ro.errbuf = err;
 		ro.errbuf_size = sizeof(err);
+		/* lazy: serve at once, pages load on first touch and in the
+		 * background; a block found damaged later is never served */
+		ro.flags = g_srv.restore_eager ? 0 : CKPT_RESTORE_LAZY;
 		uint64_t t0 = mono_ns();
+		g_srv.restore_t0_ns = t0;
 		int rc = ckpt_restore(g_srv.path, &ro, &g_heap);
 		g_srv.restore_ns = mono_ns() - t0;
 		if (rc < 0) {
@@ -1408,9 +1445,10 @@ static void open_heap(void)
 			exit(1);
 		}
 		g_srv.restored_keys = dict_size(g_ks->db);
-		log_msg('*', "DB loaded from checkpoint image %s: %.3f ms, %llu keys, %zu bytes heap",
+		g_srv.warm_done = g_srv.restore_eager;
+		log_msg('*', "DB loaded from checkpoint image %s: %.3f ms, %llu keys, %zu bytes heap%s",
 			g_srv.path, g_srv.restore_ns / 1e6, (unsigned long long)g_srv.restored_keys,
-			ckpt_heap_used(g_heap));
+			ckpt_heap_used(g_heap), g_srv.restore_eager ? "" : " (lazy: pages load in the background)");
 		if (ckpt_heap_size(g_heap) != g_srv.heap_size) {
 			/* the image fixes the heap's address range */
 			log_msg('#', "The heap size comes from the image: %zu bytes (--heap-size %zu ignored)",
@@ -1423,6 +1461,7 @@ static void open_heap(void)
 		log_msg('#', "Can't access the image '%s': %s. Refusing to start.", g_srv.path, strerror(errno));
 		exit(1);
 	}
+	g_srv.warm_done = true; /* nothing to load */
 	int rc = ckpt_heap_create(&ho, &g_heap);
 	if (rc < 0) {
 		log_msg('#', "Can't create the libckpt heap (%zu bytes, mode %d): %s (%s)", g_srv.heap_size,

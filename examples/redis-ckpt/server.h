@@ -164,6 +164,9 @@ struct server {
 	bool have_stats;
 	uint64_t restore_ns;
 	uint64_t restored_keys;
+	bool restore_eager;      /* --restore eager: verify and load everything before serving */
+	bool warm_done;          /* a lazy restore's heap is fully resident (or failed), logged */
+	uint64_t restore_t0_ns;  /* when the restore began (warm-up time) */
 	long long saves_done;
 };
 

@@ -65,6 +65,14 @@
  *    ckpt_begin() runs.  Finish such I/O before ckpt_begin() and do not
  *    start it while a checkpoint runs; or keep those buffers outside the
  *    heap.
+ *  - Lazy restore (CKPT_RESTORE_LAZY): until the heap is resident, the first
+ *    touch of a page waits for its block to load (a kernel-mode access, e.g.
+ *    read(2) into the heap, waits too).  A block found damaged then raises
+ *    SIGBUS in any thread touching its pages (si_code BUS_MCEERR_AR with
+ *    UFFDIO_POISON, else SI_TKILL), which libckpt's own SIGBUS handler
+ *    passes on: do not catch it and carry on reading the heap.  The heap's
+ *    first ckpt_prepare() / ckpt_begin() loads whatever is left before it
+ *    pauses anything.
  */
 #ifndef CKPT_H
 #define CKPT_H
@@ -481,10 +489,32 @@ CKPT_API int ckpt_stats(ckpt_heap *heap, struct ckpt_stats *st);
 struct ckpt_restore_opts {
 	size_t struct_size;               /* sizeof(struct ckpt_restore_opts) */
 	const struct ckpt_heap_opts *heap;/* trap mode, pool, flags of the new heap (NULL: defaults) */
-	unsigned flags;                   /* reserved, 0 */
+	unsigned flags;                   /* CKPT_RESTORE_* */
 	char *errbuf;                     /* optional: a sentence naming the problem */
 	size_t errbuf_size;
 };
+
+/* Lazy restore: ckpt_restore() checks the image's header, footer, trailer,
+ * block index, run records and chain (no page data), maps the heap with
+ * nothing in it and returns; the first touch of a page loads, verifies
+ * (XXH3) and decompresses the block holding it, and background threads
+ * load the rest (ckpt_restore_progress()).  A block that fails its checks
+ * once the heap is in use is never served: the failure goes to the log
+ * callback (CKPT_LOG_ERROR), an access to any page of that block raises
+ * SIGBUS in the accessing thread (si_addr the page, on kernels with
+ * UFFDIO_POISON, 6.6+; before, a SIGBUS sent to the thread) and syscalls
+ * touching it fail with EFAULT; ckpt_restore_wait() and every ckpt_prepare()
+ * / ckpt_begin() then return CKPT_E_CORRUPT (the heap can never checkpoint).  A damage
+ * found while ckpt_restore() runs is its return value, as for an eager
+ * restore.  The heap is usable with either trap mode; ckpt_begin() first
+ * makes it fully resident.  Ignored (an eager restore) for hugetlb heaps,
+ * the fork backend and ckpt_restore_fd(). */
+#define CKPT_RESTORE_LAZY (1u << 0)
+/* With CKPT_RESTORE_LAZY: first read and verify every byte of the image
+ * and its chain, as an eager restore does, so that a damaged image is an
+ * error from ckpt_restore() and not a SIGBUS later (the pages are still
+ * loaded on demand, and checked again as they are). */
+#define CKPT_RESTORE_VERIFY_FIRST (1u << 1)
 
 /*! ckpt_restore_opts_init() */
 CKPT_API void ckpt_restore_opts_init(struct ckpt_restore_opts *opts);
@@ -517,6 +547,20 @@ CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts
  *  image only (an incremental image read this way gives CKPT_E_PARENT). */
 CKPT_API int ckpt_restore_fd(int fd, const struct ckpt_restore_opts *opts,
 			     ckpt_heap **out);
+
+/*! ckpt_restore_progress() : how far a lazy restore has filled the heap.
+ *  @resident, @total : out (may be NULL): pages loaded so far and pages the
+ *  image holds data for; equal once the heap is fully resident, and for a
+ *  heap restored eagerly or created (both then the heap's page count).
+ *  @return 0; CKPT_E_CORRUPT if a block failed its checks (see
+ *  CKPT_RESTORE_LAZY); -EINVAL.  Thread-safe, lock-free. */
+CKPT_API int ckpt_restore_progress(ckpt_heap *heap, uint64_t *resident, uint64_t *total);
+
+/*! ckpt_restore_wait() : loads, on the calling thread too, whatever a lazy
+ *  restore has not loaded yet, and returns once the heap is fully resident.
+ *  @return 0 (also at once for any other heap), CKPT_E_CORRUPT (a block
+ *  failed: the heap keeps serving its good pages), -EINVAL.  Thread-safe. */
+CKPT_API int ckpt_restore_wait(ckpt_heap *heap);
 
 struct ckpt_image_info {
 	uint32_t version;

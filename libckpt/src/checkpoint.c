@@ -637,6 +637,10 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 	rc = check_args(dest, opts_in, &opts);
 	if (rc)
 		return rc;
+	/* the writer reads pages through the alias: they must all be there */
+	rc = ckpt__lazy_make_resident(h);
+	if (rc)
+		return rc;
 	e = h->eng;
 	pthread_mutex_lock(&e->lock);
 	if (atomic_load(&e->failed)) {

@@ -12,6 +12,7 @@
  *   image.h/.c   the on-disk image format: encode, decode, validate
  *   writer.c     the file/fd sink: io_uring + zstd, atomic publish, chains
  *   restore.c    ckpt_restore*, image info/verify/merge
+ *   lazyrestore.c ckpt_restore(CKPT_RESTORE_LAZY): pages served on first touch
  *   probe.c      ckpt_kernel_probe()
  *   error.c      ckpt_strerror(), ckpt_err_name(), ckpt_version()
  */
@@ -108,6 +109,28 @@ int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out)
 int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
 		     const struct ckpt_heap_opts *opts, ckpt_heap **out);
 
+/* Registers the heap's range with its uffd for write-protect faults. */
+int ckpt__heap_register_wp(ckpt_heap *h);
+
+/* ------------------------------------------------ lazy restore (lazyrestore.c) */
+struct ckpt__lazy;
+/* ckpt_restore() with CKPT_RESTORE_LAZY: 0, an error, or 1 when lazy
+ * restore does not apply to this heap (the caller restores eagerly). */
+int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out);
+/* Like ckpt__heap_adopt() with the range served by @lazy's uffd (heap.c
+ * calls ckpt__lazy_attach() once the range is mapped, instead of
+ * registering write-protection). */
+int ckpt__heap_adopt_lazy(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
+			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy, ckpt_heap **out);
+int ckpt__lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h);
+void ckpt__lazy_detach(struct ckpt__lazy *lz); /* stop serving; the owner frees it */
+void ckpt__lazy_free(struct ckpt__lazy *lz);   /* detach and free */
+/* Drives a lazily restored heap to full residency and hands its range to
+ * the write-protect uffd; the engine calls it before a checkpoint (whose
+ * writer reads the memfd directly and would see holes).  0 at once for any
+ * other heap; CKPT_E_CORRUPT if a block failed its checks. */
+int ckpt__lazy_make_resident(ckpt_heap *h);
+
 /* After a restore: the heap continues the lineage of the image it came
  * from (its next checkpoint gets generation + 1; it is a full image). */
 void ckpt__heap_set_lineage(ckpt_heap *h, uint64_t generation, const uint8_t id[16]);
@@ -163,6 +186,9 @@ struct ckpt_heap {
 
 	/* the checkpoint engine, track.c + checkpoint.c */
 	struct ckpt__engine *eng;
+
+	/* lazy restore still filling the heap (NULL otherwise), lazyrestore.c */
+	struct ckpt__lazy *lazy;
 };
 
 static inline size_t ckpt__page_of(const ckpt_heap *h, const void *p)

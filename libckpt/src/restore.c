@@ -1197,7 +1197,7 @@ static int copy_opts(const struct ckpt_restore_opts *in, struct ckpt_restore_opt
 	if (in->struct_size == 0 || in->struct_size > sizeof(*o))
 		return -EINVAL;
 	memcpy(o, in, in->struct_size);
-	if (o->flags)
+	if (o->flags & ~(CKPT_RESTORE_LAZY | CKPT_RESTORE_VERIFY_FIRST))
 		return -EINVAL;
 	return 0;
 }
@@ -1361,6 +1361,11 @@ CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts
 	size_t errsz = o.errbuf_size;
 	if (err && errsz)
 		err[0] = 0;
+	if (o.flags & CKPT_RESTORE_LAZY) {
+		rc = ckpt__lazy_restore(path, &o, out); /* lazyrestore.c */
+		if (rc != 1)
+			return rc;
+	}
 	struct link *l;
 	size_t n;
 	rc = chain_resolve(path, &l, &n, err, errsz);
