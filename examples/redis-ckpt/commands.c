@@ -3662,7 +3662,7 @@ static void cmd_hello(client *c)
 	}
 	if (!(c->flags & CF_AUTHED)) {
 		add_reply_error(c, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-				   "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+				   "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
 				   "select the RESP protocol version at the same time");
 		return;
 	}

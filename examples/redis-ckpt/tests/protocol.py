@@ -486,15 +486,36 @@ def test_oom():
     print("ok: OOM reply on a full heap (%d x 100 kB fit in 16 MiB), recovery after DEL" % ok)
 
 
+# Before AUTH, with a password set: everything but AUTH, HELLO and QUIT is
+# refused (issue 11 item 7: SHUTDOWN too), exactly as redis-server does.
+AUTH_SCRIPT = [
+    ["GET", "a"], ["SHUTDOWN"], ["SHUTDOWN", "NOSAVE"], ["SHUTDOWN", "SAVE"], ["CONFIG", "GET", "save"],
+    ["FLUSHALL"], ["BGSAVE"], ["PING"], ["MULTI"], ["HELLO", "2"], ["AUTH", "wrong"], ["AUTH", "default", "wrong"],
+    ["HELLO", "2", "AUTH", "default", "wrong"], ["GET", "a"], ["AUTH", "sekret"], ["SET", "a", "1"], ["GET", "a"],
+]
+
+
 def test_auth():
-    srv = Server(args=["--save", "", "--requirepass", "sekret", "--heap-size", "64mb"])
-    c = srv.conn()
-    check(c.call("GET", "a") == b"-NOAUTH Authentication required.\r\n", "NOAUTH")
-    check(c.call("AUTH", "wrong") == b"-WRONGPASS invalid username-password pair or user is disabled.\r\n", "WRONGPASS")
-    check(c.call("AUTH", "sekret") == b"+OK\r\n", "AUTH")
-    check(c.call("SET", "a", "1") == b"+OK\r\n", "after AUTH")
-    srv.stop()
-    print("ok: requirepass")
+    ck = Server(args=["--save", "", "--requirepass", "sekret", "--heap-size", "64mb"])
+    rs = Server(kind="redis", args=["--requirepass", "sekret"])
+    a, b = ck.conn(), rs.conn()
+    for cmd in AUTH_SCRIPT:
+        ra, rb = a.call(*cmd), b.call(*cmd)
+        check(ra == rb, "before/after AUTH %r: redis-ckpt %r, redis-server %r" % (cmd, ra, rb))
+    check(ck.alive(), "SHUTDOWN without AUTH stopped the server")
+    # HELLO AUTH authenticates in one step; its reply has Redis's shape
+    for c in (ck.conn(), rs.conn()):
+        v = parse(c.call("HELLO", "2", "AUTH", "default", "sekret", "SETNAME", "hi"))
+        check(isinstance(v, list) and v[0::2] == [b"server", b"version", b"proto", b"id", b"mode", b"role", b"modules"]
+              and v[5] == 2, "HELLO 2 AUTH: %r" % v)
+        check(parse(c.call("CLIENT", "GETNAME")) == b"hi", "HELLO SETNAME")
+        c.close()
+    a.close()
+    b.close()
+    rs.stop()
+    check(ck.stop() == 0 and not ck.alive(), "SHUTDOWN after AUTH")
+    print("ok: requirepass: %d commands before/after AUTH as redis-server (SHUTDOWN refused without AUTH), "
+          "HELLO AUTH" % len(AUTH_SCRIPT))
 
 
 def test_bad_options():
