@@ -215,15 +215,41 @@ static bool expired(const dent *e)
 	return e->expire != -1 && e->expire <= g_now_ms;
 }
 
+/* Deletes an expired entry.  As in Redis, that is a change for WATCH
+ * (the name is copied first: the entry holding it is freed). */
+static void delete_expired(dent *e)
+{
+	size_t len = e->klen;
+	char *copy = watch_active() ? malloc(len + 1) : NULL;
+	if (copy)
+		memcpy(copy, e->key, len);
+	delete_entry(e);
+	g_srv.stat_expired++;
+	if (copy) {
+		signal_modified_key(copy, len);
+		free(copy);
+	}
+}
+
 dent *lookup_key(const char *key, size_t klen)
 {
 	dent *e = dict_find(g_ks->db, key, klen);
 	if (e && expired(e)) {
-		delete_entry(e);
-		g_srv.stat_expired++;
+		delete_expired(e);
 		return NULL;
 	}
 	return e;
+}
+
+bool key_exists(const char *key, size_t klen)
+{
+	return dict_find(g_ks->db, key, klen) != NULL;
+}
+
+bool key_is_expired(const char *key, size_t klen)
+{
+	dent *e = dict_find(g_ks->db, key, klen);
+	return e && expired(e);
 }
 
 bool delete_key(const char *key, size_t klen)
@@ -344,9 +370,8 @@ void active_expire_cycle(int budget_us)
 			}
 			sampled++;
 			if (expired(e)) {
-				delete_entry(e);
+				delete_expired(e);
 				found++;
-				g_srv.stat_expired++;
 				g_srv.dirty++;
 			}
 		}
@@ -943,6 +968,7 @@ static void cmd_del(client *c)
 		if (delete_key(ARG(i), ALEN(i))) {
 			n++;
 			g_srv.dirty++;
+			signal_modified_key(ARG(i), ALEN(i));
 		}
 	add_reply_int(c, n);
 }
@@ -1234,7 +1260,7 @@ static void cmd_randomkey(client *c)
 		if (!e)
 			break;
 		if (expired(e)) {
-			delete_entry(e);
+			delete_expired(e);
 			continue;
 		}
 		add_reply_bulk(c, e->key, e->klen);
@@ -1414,6 +1440,7 @@ static void cmd_copy(client *c)
 	}
 	set_expire(d, e->expire); /* the name is in the set when needed: cannot fail */
 	g_srv.dirty++;
+	signal_modified_key(ARG(2), ALEN(2));
 	add_reply_int(c, 1);
 }
 
@@ -1448,6 +1475,7 @@ static void cmd_flushall(client *c)
 		add_reply_error(c, SYNTAX);
 		return;
 	}
+	signal_all_keys_modified();
 	uint64_t n = dict_size(g_ks->db);
 	dict_free(g_ks->db, free_main_val);
 	dict_free(g_ks->expires, NULL);
@@ -1841,6 +1869,84 @@ static void cmd_lpos(client *c)
 	else
 		add_reply_nil(c);
 }
+
+/* Pops one element of the list e (named key) and replies [key, element]. */
+static void pop_with_key(client *c, dent *e, const char *key, size_t klen, bool head)
+{
+	lnode *n = list_pop(e->v.p, head);
+	add_reply_array(c, 2);
+	add_reply_bulk(c, key, klen);
+	add_reply_bulk(c, n->data, n->len);
+	hfree(n);
+	g_srv.dirty++;
+	delete_if_empty(e);
+}
+
+bool serve_blocked_pop(client *b, const char *key, size_t klen, bool head)
+{
+	g_now_ms = mstime();
+	dent *e = lookup_key(key, klen);
+	if (!e || e->type != T_LIST)
+		return false;
+	char *name = malloc(klen + 1); /* the entry (and its name) may go with the last element */
+	if (!name)
+		return false;
+	memcpy(name, key, klen);
+	pop_with_key(b, e, name, klen, head);
+	signal_modified_key(name, klen);
+	free(name);
+	return true;
+}
+
+/* BLPOP/BRPOP's timeout: seconds as a float, 0 for none; Redis's errors. */
+static bool get_timeout(client *c, int i, long long *deadline)
+{
+	long double t;
+	if (!parse_ldouble(ARG(i), ALEN(i), &t)) {
+		add_reply_error(c, "ERR timeout is not a float or out of range");
+		return false;
+	}
+	/* Redis 7.0 converts to long long without a range check: on x86 a
+	 * value beyond it (inf included) becomes negative, and one that
+	 * overflows only when added to the clock waits for ever.  Same here,
+	 * without the undefined conversion. */
+	t = ceill(t * 1000.0L);
+	if (t < 0 || !(t < 9223372036854775808.0L)) {
+		add_reply_error(c, "ERR timeout is negative");
+		return false;
+	}
+	long long ms = (long long)t;
+	*deadline = ms && ms <= LLONG_MAX - g_now_ms ? ms + g_now_ms : 0;
+	return true;
+}
+
+/* BLPOP / BRPOP key [key ...] timeout: the first non-empty list, or wait
+ * (blocking.c) until a push or the timeout.  Inside EXEC it cannot wait:
+ * a null array, as Redis. */
+static void bpop_generic(client *c, bool head)
+{
+	long long deadline;
+	if (!get_timeout(c, c->argc - 1, &deadline))
+		return;
+	for (int i = 1; i < c->argc - 1; i++) {
+		bool wrong;
+		dent *e = lookup_typed(c, i, T_LIST, &wrong);
+		if (wrong)
+			return;
+		if (e) {
+			pop_with_key(c, e, ARG(i), ALEN(i), head);
+			signal_modified_key(ARG(i), ALEN(i)); /* that key only, not all named */
+			return;
+		}
+	}
+	if (c->in_exec)
+		add_reply_null_array(c);
+	else if (block_client(c, 1, c->argc - 2, head, deadline) != 0)
+		add_reply_error(c, "ERR out of memory");
+}
+
+static void cmd_blpop(client *c) { bpop_generic(c, true); }
+static void cmd_brpop(client *c) { bpop_generic(c, false); }
 
 /* ------------------------------------------------------------- hashes */
 
@@ -2563,6 +2669,7 @@ static void setop_store(client *c, int op)
 		if (d) {
 			delete_entry(d);
 			g_srv.dirty++;
+			signal_modified_key(ARG(1), ALEN(1));
 		}
 		add_reply_int(c, 0);
 		return;
@@ -2579,6 +2686,7 @@ static void setop_store(client *c, int op)
 		set_expire(d, -1);
 	}
 	g_srv.dirty++;
+	signal_modified_key(ARG(1), ALEN(1));
 	add_reply_int(c, (long long)n);
 }
 
@@ -3713,8 +3821,8 @@ struct command g_commands[] = {
 	{ "substr", cmd_getrange, 4, R, 1, 1, 1 },
 	{ "incrbyfloat", cmd_incrbyfloat, 3, W | CMD_FAST, 1, 1, 1 },
 	{ "msetnx", cmd_msetnx, -3, W, 1, -1, 2 },
-	{ "del", cmd_del, -2, CMD_WRITE, 1, -1, 1 },
-	{ "unlink", cmd_del, -2, CMD_WRITE | CMD_FAST, 1, -1, 1 },
+	{ "del", cmd_del, -2, CMD_WRITE | CMD_TOUCH_SELF, 1, -1, 1 },
+	{ "unlink", cmd_del, -2, CMD_WRITE | CMD_FAST | CMD_TOUCH_SELF, 1, -1, 1 },
 	{ "exists", cmd_exists, -2, R | CMD_FAST, 1, -1, 1 },
 	{ "expire", cmd_expire, -3, CMD_WRITE | CMD_FAST, 1, 1, 1 },
 	{ "pexpire", cmd_pexpire, -3, CMD_WRITE | CMD_FAST, 1, 1, 1 },
@@ -3729,15 +3837,15 @@ struct command g_commands[] = {
 	{ "randomkey", cmd_randomkey, 1, R, 0, 0, 0 },
 	{ "rename", cmd_rename, 3, CMD_WRITE, 1, 2, 1 },
 	{ "renamenx", cmd_renamenx, 3, CMD_WRITE | CMD_FAST, 1, 2, 1 },
-	{ "copy", cmd_copy, -3, W, 1, 2, 1 },
+	{ "copy", cmd_copy, -3, W | CMD_TOUCH_SELF, 1, 2, 1 },
 	{ "expiretime", cmd_expiretime, 2, R | CMD_FAST, 1, 1, 1 },
 	{ "pexpiretime", cmd_pexpiretime, 2, R | CMD_FAST, 1, 1, 1 },
 	{ "touch", cmd_touch, -2, R | CMD_FAST, 1, -1, 1 },
 	{ "object", cmd_object, -2, R, 2, 2, 1 },
 	{ "memory", cmd_memory, -2, R, 0, 0, 0 },
 	{ "dbsize", cmd_dbsize, 1, R | CMD_FAST, 0, 0, 0 },
-	{ "flushall", cmd_flushall, -1, CMD_WRITE, 0, 0, 0 },
-	{ "flushdb", cmd_flushall, -1, CMD_WRITE, 0, 0, 0 },
+	{ "flushall", cmd_flushall, -1, CMD_WRITE | CMD_TOUCH_SELF, 0, 0, 0 },
+	{ "flushdb", cmd_flushall, -1, CMD_WRITE | CMD_TOUCH_SELF, 0, 0, 0 },
 	{ "lpush", cmd_lpush, -3, W | CMD_FAST, 1, 1, 1 },
 	{ "rpush", cmd_rpush, -3, W | CMD_FAST, 1, 1, 1 },
 	{ "lpop", cmd_lpop, -2, CMD_WRITE | CMD_FAST, 1, 1, 1 },
@@ -3754,6 +3862,8 @@ struct command g_commands[] = {
 	{ "lmove", cmd_lmove, 5, W, 1, 2, 1 },
 	{ "rpoplpush", cmd_rpoplpush, 3, W, 1, 2, 1 },
 	{ "lpos", cmd_lpos, -3, R, 1, 1, 1 },
+	{ "blpop", cmd_blpop, -3, CMD_WRITE | CMD_TOUCH_SELF, 1, -2, 1 },
+	{ "brpop", cmd_brpop, -3, CMD_WRITE | CMD_TOUCH_SELF, 1, -2, 1 },
 	{ "hset", cmd_hset, -4, W | CMD_FAST, 1, 1, 1 },
 	{ "hmset", cmd_hset, -4, W | CMD_FAST, 1, 1, 1 },
 	{ "hget", cmd_hget, 3, R | CMD_FAST, 1, 1, 1 },
@@ -3782,9 +3892,9 @@ struct command g_commands[] = {
 	{ "sinter", cmd_sinter, -2, R, 1, -1, 1 },
 	{ "sunion", cmd_sunion, -2, R, 1, -1, 1 },
 	{ "sdiff", cmd_sdiff, -2, R, 1, -1, 1 },
-	{ "sinterstore", cmd_sinterstore, -3, W, 1, -1, 1 },
-	{ "sunionstore", cmd_sunionstore, -3, W, 1, -1, 1 },
-	{ "sdiffstore", cmd_sdiffstore, -3, W, 1, -1, 1 },
+	{ "sinterstore", cmd_sinterstore, -3, W | CMD_TOUCH_SELF, 1, -1, 1 },
+	{ "sunionstore", cmd_sunionstore, -3, W | CMD_TOUCH_SELF, 1, -1, 1 },
+	{ "sdiffstore", cmd_sdiffstore, -3, W | CMD_TOUCH_SELF, 1, -1, 1 },
 	{ "sscan", cmd_sscan, -3, R, 1, 1, 1 },
 	{ "zadd", cmd_zadd, -4, W | CMD_FAST, 1, 1, 1 },
 	{ "zrem", cmd_zrem, -3, CMD_WRITE | CMD_FAST, 1, 1, 1 },
@@ -3824,6 +3934,8 @@ struct command g_commands[] = {
 	{ "auth", cmd_auth, -2, CMD_NOAUTH | CMD_FAST, 0, 0, 0 },
 	{ "hello", cmd_hello, -1, CMD_NOAUTH | CMD_FAST, 0, 0, 0 },
 	{ "quit", cmd_quit, -1, CMD_NOAUTH | CMD_FAST, 0, 0, 0 },
+	{ "watch", cmd_watch, -2, CMD_FAST, 1, -1, 1 },
+	{ "unwatch", cmd_unwatch, 1, CMD_FAST, 0, 0, 0 },
 	{ "multi", cmd_multi, 1, CMD_FAST, 0, 0, 0 },
 	{ "exec", cmd_exec, 1, 0, 0, 0, 0 },
 	{ "discard", cmd_discard, 1, CMD_FAST, 0, 0, 0 },

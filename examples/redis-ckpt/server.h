@@ -61,6 +61,24 @@ typedef struct client {
 		size_t *argvlen;
 	} *queue;
 
+	/* WATCH (watch.c): names copied, flags per key */
+	struct watched_key {
+		char *key;
+		size_t len;
+		bool expired; /* already expired (not deleted) at WATCH time */
+	} *watched;
+	int nwatched, watchcap;
+	bool dirty_cas; /* a watched key changed: EXEC aborts */
+	bool in_exec;	/* running EXEC's commands: BLPOP may not block */
+
+	/* BLPOP / BRPOP (blocking.c) */
+	bool blocked, bhead, in_unblocked;
+	long long bdeadline; /* ms, 0: none */
+	int nbkeys;
+	char **bkeys;
+	size_t *bklens;
+	struct client *bprev, *bnext, *next_unblocked;
+
 	struct client *prev, *next;
 	struct client *next_pending;
 	struct client *next_close;
@@ -93,6 +111,7 @@ void add_reply_oom(client *c);
 #define CMD_NOAUTH (1u << 3)  /* allowed before AUTH */
 #define CMD_ADMIN (1u << 4)
 #define CMD_FAST (1u << 5)
+#define CMD_TOUCH_SELF (1u << 6) /* signals the keys it modifies itself (not by key spec) */
 
 struct command {
 	const char *name;
@@ -111,6 +130,35 @@ void commands_init(void);
 struct command *command_lookup(const char *name, size_t len);
 void command_reply_info(client *c, struct command *cmd);
 size_t command_count(void);
+
+/* WATCH and modified keys, watch.c */
+void cmd_watch(client *c);
+void cmd_unwatch(client *c);
+void unwatch_all(client *c);
+bool watch_active(void);
+bool watch_exec_aborts(client *c);
+/* A key was written (or deleted): watchers' EXEC aborts, blocked pops wake. */
+void signal_modified_key(const char *key, size_t len);
+/* FLUSHALL, before the flush: every watched key that exists changes. */
+void signal_all_keys_modified(void);
+/* Runs cmd's proc, then signals the keys it wrote. */
+void command_run(client *c, struct command *cmd);
+
+/* Blocking list pops, blocking.c */
+bool blocking_active(void);
+/* Blocks c on argv[first..last].  0, or -1 when out of memory. */
+int block_client(client *c, int first, int last, bool head, long long deadline_ms);
+void unblock_client(client *c);
+void blocking_forget(client *c);
+void blocking_key_modified(const char *key, size_t len);
+void blocking_serve_ready(void);
+void blocking_cron(long long now_ms);
+void blocking_resume(void (*process)(client *c));
+/* commands.c: pops one element of the list at key for blocked client b and
+ * replies [key, element]; false when there is no non-empty list there. */
+bool serve_blocked_pop(client *b, const char *key, size_t klen, bool head);
+bool key_exists(const char *key, size_t klen);
+bool key_is_expired(const char *key, size_t klen);
 
 /* ------------------------------------------------------------- server */
 struct saveparam {

@@ -286,6 +286,123 @@ def compare_script(ck, rs):
     print("ok: %d commands reply exactly as redis-server 7.0" % n)
 
 
+# Two-client scenarios run on both servers; every reply is compared.  Steps:
+# (client, "call", args) sends and reads one reply; "send" only sends (a
+# blocking command); "read" reads one reply; "sleep" waits; "close" drops.
+WATCH_STEPS = [
+    ("a", "call", ["SET", "w", "1"]), ("a", "call", ["WATCH", "w"]), ("b", "call", ["SET", "w", "2"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["SET", "w", "3"]), ("a", "call", ["EXEC"]), ("a", "call", ["GET", "w"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["MULTI"]), ("a", "call", ["INCR", "w"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w", "w2"]), ("b", "call", ["SET", "other", "1"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["GET", "w"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["UNWATCH"]), ("b", "call", ["SET", "w", "5"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["GET", "w"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("b", "call", ["DEL", "nokey", "w2"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("b", "call", ["FLUSHALL"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "absent"]), ("b", "call", ["SET", "x", "1"]), ("b", "call", ["FLUSHALL"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["WATCH", "x"]), ("a", "call", ["PING"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["SET", "w", "1"]), ("a", "call", ["WATCH", "w"]), ("b", "call", ["EXPIRE", "w", "100"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["SET", "w", "own"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["MULTI"]), ("a", "call", ["DISCARD"]), ("b", "call", ["SET", "w", "9"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["SET", "e", "1", "PX", "100"]), ("a", "call", ["WATCH", "e"]), ("a", "sleep", 0.2),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["SET", "e2", "1", "PX", "1"]), ("a", "sleep", 0.05), ("a", "call", ["WATCH", "e2"]),
+    ("a", "call", ["GET", "e2"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("b", "call", ["LPUSH", "w", "x"]), ("b", "call", ["SADD", "s", "a"]),
+    ("a", "call", ["WATCH", "s"]), ("b", "call", ["SADD", "s", "a"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("b", "call", ["SET", "r1", "v"]), ("a", "call", ["WATCH", "r2"]), ("b", "call", ["RENAME", "r1", "r2"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "r2", "s"]), ("b", "call", ["COPY", "r2", "r3"]), ("b", "call", ["SINTERSTORE", "s2", "s"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["SET", "done", "1"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "s2"]), ("b", "call", ["SINTERSTORE", "s2", "s"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["EXEC"]), ("a", "call", ["WATCH"]),
+]
+
+BLOCK_STEPS = [
+    ("a", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["RPUSH", "bl", "x"]), ("a", "read", None),
+    ("a", "call", ["BLPOP", "bl1", "bl2", "0.1"]), ("a", "call", ["BRPOP", "bl", "0.05"]),
+    ("a", "send", ["BLPOP", "bl", "0"]), ("c", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["RPUSH", "bl", "1", "2", "3"]),
+    ("a", "read", None), ("c", "read", None), ("b", "call", ["LRANGE", "bl", "0", "-1"]),
+    ("a", "call", ["BRPOP", "nol", "bl", "0"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["BLPOP", "nol", "0"]), ("a", "call", ["EXEC"]),
+    ("a", "send", ["BLPOP", "bl", "0"], ["PING"]), ("b", "call", ["RPUSH", "bl", "y"]), ("a", "read", None), ("a", "read", None),
+    ("c", "send", ["BLPOP", "bl", "0"]), ("c", "close", None), ("b", "call", ["RPUSH", "bl", "z"]),
+    ("b", "call", ["LLEN", "bl"]), ("b", "call", ["DEL", "bl"]),
+    ("a", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["MULTI"]), ("b", "call", ["RPUSH", "bl", "t"]),
+    ("b", "call", ["LPOP", "bl"]), ("b", "call", ["EXEC"]), ("b", "call", ["RPUSH", "bl", "u"]), ("a", "read", None),
+    ("a", "call", ["WATCH", "bl"]), ("a", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["LPUSH", "bl", "v"]),
+    ("a", "read", None), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("b", "call", ["SET", "str", "x"]), ("a", "call", ["BLPOP", "nol", "str", "0"]), ("a", "call", ["BLPOP", "bl", "x"]),
+    ("a", "call", ["BLPOP", "bl", "-1"]), ("a", "call", ["BLPOP", "bl", "inf"]), ("a", "call", ["BLPOP", "bl"]),
+]
+
+
+def run_steps(srv, steps):
+    conns = {}
+    out = []
+    for who, what, *args in steps:
+        if what == "sleep":
+            time.sleep(args[0])
+            continue
+        if who not in conns:
+            conns[who] = srv.conn()
+        c = conns[who]
+        if what == "call":
+            out.append(c.call(*args[0]))
+        elif what == "send":
+            c.send_raw(b"".join(encode(*a) for a in args))
+            time.sleep(0.05)  # let the server block the client before the next step
+        elif what == "read":
+            out.append(c.read_reply())
+        elif what == "close":
+            c.close()
+            del conns[who]
+            time.sleep(0.05)
+    for c in conns.values():
+        c.close()
+    return out
+
+
+def compare_steps(ck, rs, steps, what):
+    for srv in (ck, rs):
+        c = srv.conn()
+        c.call("FLUSHALL")
+        c.close()
+    ra, rb = run_steps(ck, steps), run_steps(rs, steps)
+    for i, (x, y) in enumerate(zip(ra, rb)):
+        check(x == y, "%s reply %d: redis-ckpt %r, redis-server %r" % (what, i, x, y))
+    check(len(ra) == len(rb), "%s: %d replies vs %d" % (what, len(ra), len(rb)))
+    print("ok: %s: %d replies in two-client scenarios equal redis-server's" % (what, len(ra)))
+
+def test_blocking_across_checkpoint(ck):
+    """A client blocked in BLPOP stays blocked across a checkpoint and is
+    served by the first push after it; a timeout still fires while a
+    checkpoint runs; a blocked client that disconnects takes nothing."""
+    a, b = ck.conn(), ck.conn()
+    b.call("FLUSHALL")
+    b.send_raw(b"".join(encode("SET", "ballast:%d" % i, "x" * 1000) for i in range(20000)))
+    for _ in range(20000):
+        b.read_reply()
+    a.send_raw(encode("BLPOP", "cq", "0"))
+    time.sleep(0.05)
+    check(b.call("BGSAVE") == b"+Background saving started\r\n", "BGSAVE")
+    ck.wait_bgsave()
+    check(b.call("RPUSH", "cq", "after") == b":1\r\n", "RPUSH after the checkpoint")
+    check(a.read_reply() == b"*2\r\n$2\r\ncq\r\n$5\r\nafter\r\n", "blocked client served after BGSAVE")
+    t0 = time.time()
+    a.send_raw(encode("BLPOP", "cq", "0.2"))
+    check(b.call("BGSAVE") == b"+Background saving started\r\n", "BGSAVE")
+    check(a.read_reply() == b"*-1\r\n", "timeout during a checkpoint")
+    check(time.time() - t0 < 5, "BLPOP 0.2 took %.1f s" % (time.time() - t0))
+    ck.wait_bgsave()
+    b.call("FLUSHALL")
+    a.close()
+    b.close()
+    print("ok: BLPOP blocked across a checkpoint, served after it; timeout during one")
+
 def test_pipelining(ck):
     c = Conn(ck.port)
     n = 5000
@@ -579,6 +696,9 @@ def main():
     ck = Server(args=["--save", "", "--heap-size", "256mb"])
     rs = Server(kind="redis")
     compare_script(ck, rs)
+    compare_steps(ck, rs, WATCH_STEPS, "WATCH/UNWATCH/MULTI/EXEC")
+    compare_steps(ck, rs, BLOCK_STEPS, "BLPOP/BRPOP")
+    test_blocking_across_checkpoint(ck)
     test_inline(ck, rs)
     test_bad_input(ck, rs)
     test_pipelining(ck)
