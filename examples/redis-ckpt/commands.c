@@ -3505,6 +3505,45 @@ static void cmd_command(client *c)
 	}
 }
 
+/* used_memory is what the allocator holds live (blocks allocated and not
+ * freed: it drops after DEL and FLUSHALL), as Redis's is what its allocator
+ * holds.  used_memory_peak keeps Redis's meaning, the highest used_memory
+ * seen since start (sampled by the cron and by INFO).  The allocator's own
+ * high-water mark, what a full checkpoint covers and never shrinks, is
+ * not a Redis notion: it is ckpt_heap_extent. */
+static uint64_t g_used_peak;
+
+static struct ckpt_alloc_stats memory_sample(void)
+{
+	struct ckpt_alloc_stats st;
+	memset(&st, 0, sizeof(st));
+	st.struct_size = sizeof(st);
+	if (ckpt_alloc_stats(g_heap, &st) == 0 && st.live_bytes > g_used_peak)
+		g_used_peak = st.live_bytes;
+	return st;
+}
+
+void memory_cron(void)
+{
+	memory_sample();
+}
+
+/* Redis's bytesToHuman(): 1.50K, 12.00M ... */
+static void bytes_human(char *buf, size_t n, uint64_t b)
+{
+	static const char units[] = "BKMGTP";
+	double v = (double)b;
+	int u = 0;
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, n, "%lluB", (unsigned long long)b);
+	else
+		snprintf(buf, n, "%.2f%c", v, units[u]);
+}
+
 char *info_text(const char *section)
 {
 	size_t cap = 8192, off = 0;
@@ -3525,9 +3564,17 @@ char *info_text(const char *section)
 	}
 	if (SEC("clients"))
 		P("# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n", g_srv.nclients, g_srv.maxclients);
-	if (SEC("memory"))
-		P("# Memory\r\nused_memory:%zu\r\nmaxmemory:%zu\r\nckpt_heap_size:%zu\r\n\r\n", ckpt_heap_used(g_heap),
-		  ckpt_heap_size(g_heap), ckpt_heap_size(g_heap));
+	if (SEC("memory")) {
+		struct ckpt_alloc_stats st = memory_sample();
+		char h[32], hp[32];
+		bytes_human(h, sizeof(h), st.live_bytes);
+		bytes_human(hp, sizeof(hp), g_used_peak);
+		P("# Memory\r\nused_memory:%llu\r\nused_memory_human:%s\r\nused_memory_peak:%llu\r\n"
+		  "used_memory_peak_human:%s\r\nmaxmemory:%zu\r\nckpt_live_blocks:%llu\r\nckpt_heap_extent:%llu\r\n"
+		  "ckpt_heap_size:%zu\r\n\r\n",
+		  (unsigned long long)st.live_bytes, h, (unsigned long long)g_used_peak, hp, ckpt_heap_size(g_heap),
+		  (unsigned long long)st.live_blocks, (unsigned long long)st.extent_bytes, ckpt_heap_size(g_heap));
+	}
 	if (SEC("persistence")) {
 		struct ckpt_stats st;
 		memset(&st, 0, sizeof(st));

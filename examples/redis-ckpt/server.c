@@ -1492,6 +1492,7 @@ static void event_loop(void)
 			g_now_ms = now;
 			persist_cron();
 			blocking_cron(now);
+			memory_cron();
 			active_expire_cycle(1000);
 			dict_maybe_shrink(g_ks->db);
 			/* active rehash would touch (and trap on) page after page

@@ -239,4 +239,6 @@ int server_prepare_shutdown(bool save, bool nosave);
 
 /* INFO, commands.c; writes the text into a malloc'd buffer */
 char *info_text(const char *section);
+/* The cron's sample of used_memory for used_memory_peak. */
+void memory_cron(void);
 #endif

@@ -403,6 +403,98 @@ def test_blocking_across_checkpoint(ck):
     b.close()
     print("ok: BLPOP blocked across a checkpoint, served after it; timeout during one")
 
+def info_memory(c):
+    text = parse(c.call("INFO", "memory")).decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+
+
+def pipeline(c, cmds):
+    c.send_raw(b"".join(encode(*cmd) for cmd in cmds))
+    return [c.read_reply() for _ in cmds]
+
+
+def test_memory(ck):
+    """used_memory is the allocator's live bytes: it rises with data and
+    drops after DEL and FLUSHALL; used_memory_peak keeps the highest value,
+    ckpt_heap_extent the allocator's high-water mark; MEMORY USAGE counts a
+    key's blocks."""
+    c = ck.conn()
+    c.call("FLUSHALL")
+    base = int(info_memory(c)["used_memory"])
+    n = 5000
+    pipeline(c, [["SET", "m:%d" % i, "v" * 1000] for i in range(n)])
+    full = int(info_memory(c)["used_memory"])
+    check(full >= base + n * 1000, "used_memory %d after %d x 1000 bytes (base %d)" % (full, n, base))
+    pipeline(c, [["DEL", "m:%d" % i] for i in range(n // 2)])
+    half = int(info_memory(c)["used_memory"])
+    check(half <= full - n // 2 * 1000, "used_memory %d after deleting half (was %d)" % (half, full))
+    mu = parse(c.call("MEMORY", "USAGE", "m:%d" % (n - 1)))
+    check(1000 < mu < 1300, "MEMORY USAGE of a 1000-byte string: %r" % mu)
+    pipeline(c, [["RPUSH", "ml", "x" * 100] for _ in range(1000)])
+    mu5, mu0 = parse(c.call("MEMORY", "USAGE", "ml")), parse(c.call("MEMORY", "USAGE", "ml", "SAMPLES", "0"))
+    check(100000 < mu0 < 200000 and abs(mu5 - mu0) < mu0 // 10, "MEMORY USAGE of a list: %r, %r" % (mu5, mu0))
+    check(c.call("FLUSHALL") == b"+OK\r\n", "FLUSHALL")
+    m = info_memory(c)
+    empty, peak, extent = int(m["used_memory"]), int(m["used_memory_peak"]), int(m["ckpt_heap_extent"])
+    check(empty < base + 256 * 1024, "used_memory %d after FLUSHALL (base %d)" % (empty, base))
+    check(peak >= full and extent >= peak, "used_memory_peak %d, ckpt_heap_extent %d, max seen %d" % (peak, extent, full))
+    check(m["used_memory_human"].endswith(("B", "K", "M")), "used_memory_human %r" % m["used_memory_human"])
+    c.close()
+    print("ok: used_memory %d -> %d (%d keys) -> %d (half deleted) -> %d (FLUSHALL); peak %d; MEMORY USAGE"
+          % (base, full, n, half, empty, peak))
+
+
+def test_encoding_random_scan(ck):
+    """What depends on internal encodings or randomness, checked by its
+    properties: OBJECT ENCODING names the structure that holds the value;
+    *RANDMEMBER/HRANDFIELD counts (distinct when positive, repeats when
+    negative, pairs WITHVALUES/WITHSCORES); a full H/S/ZSCAN iteration
+    returns every element with its value."""
+    c = ck.conn()
+    c.call("FLUSHALL")
+    enc = [(["SET", "e1", "12345"], "int"), (["SET", "e2", "hello"], "embstr"), (["SET", "e3", "x" * 45], "raw"),
+           (["RPUSH", "e4", "a"], "linkedlist"), (["HSET", "e5", "f", "v"], "hashtable"), (["SADD", "e6", "1"], "hashtable"),
+           (["ZADD", "e7", "1", "a"], "skiplist")]
+    for cmd, want in enc:
+        c.call(*cmd)
+        got = parse(c.call("OBJECT", "ENCODING", cmd[1]))
+        check(got == want.encode(), "OBJECT ENCODING of %r: %r" % (cmd, got))
+        check(parse(c.call("OBJECT", "REFCOUNT", cmd[1])) == 1, "OBJECT REFCOUNT")
+    n = 3000
+    pipeline(c, [["HSET", "bh", "f%d" % i, "v%d" % i] for i in range(n)])
+    pipeline(c, [["SADD", "bs", "m%d" % i] for i in range(n)])
+    pipeline(c, [["ZADD", "bz", str(i), "z%d" % i] for i in range(n)])
+    fields = {b"f%d" % i: b"v%d" % i for i in range(n)}
+    for key, extra, members in (("bh", "WITHVALUES", fields), ("bs", None, {b"m%d" % i: None for i in range(n)}),
+                                ("bz", "WITHSCORES", {b"z%d" % i: b"%d" % i for i in range(n)})):
+        cmd = "HRANDFIELD" if key == "bh" else "SRANDMEMBER" if key == "bs" else "ZRANDMEMBER"
+        r = parse(c.call(cmd, key, "50"))
+        check(len(r) == 50 and len(set(r)) == 50 and set(r) <= set(members), "%s 50: %r" % (cmd, r[:5]))
+        r = parse(c.call(cmd, key, str(n + 10)))
+        check(len(r) == n and set(r) == set(members), "%s more than the size: %d" % (cmd, len(r)))
+        r = parse(c.call(cmd, key, "-100"))
+        check(len(r) == 100 and set(r) <= set(members), "%s -100: %d" % (cmd, len(r)))
+        check(parse(c.call(cmd, key)) in members, "%s without count" % cmd)
+        if extra:
+            r = parse(c.call(cmd, key, "-20", extra))
+            check(len(r) == 40 and all(members[k] == v for k, v in zip(r[0::2], r[1::2])), "%s %s: %r" % (cmd, extra, r[:4]))
+        scan = {"bh": "HSCAN", "bs": "SSCAN", "bz": "ZSCAN"}[key]
+        seen, cursor, rounds = {}, b"0", 0
+        while True:
+            cursor, elems = parse(c.call(scan, key, cursor, "COUNT", "10"))
+            rounds += 1
+            if key == "bs":
+                seen.update((e, None) for e in elems)
+            else:
+                seen.update(zip(elems[0::2], elems[1::2]))
+            if cursor == b"0" or rounds > 10 * n:
+                break
+        check(seen == members, "%s: %d of %d elements in %d rounds" % (scan, len(seen), n, rounds))
+        check(rounds > 10, "%s COUNT 10 over %d elements returned them in %d rounds" % (scan, n, rounds))
+    c.call("FLUSHALL")
+    c.close()
+    print("ok: OBJECT ENCODING/REFCOUNT; HRANDFIELD/SRANDMEMBER/ZRANDMEMBER counts; full HSCAN/SSCAN/ZSCAN of %d" % n)
+
 def test_pipelining(ck):
     c = Conn(ck.port)
     n = 5000
@@ -699,6 +791,8 @@ def main():
     compare_steps(ck, rs, WATCH_STEPS, "WATCH/UNWATCH/MULTI/EXEC")
     compare_steps(ck, rs, BLOCK_STEPS, "BLPOP/BRPOP")
     test_blocking_across_checkpoint(ck)
+    test_memory(ck)
+    test_encoding_random_scan(ck)
     test_inline(ck, rs)
     test_bad_input(ck, rs)
     test_pipelining(ck)
