@@ -669,6 +669,7 @@ def test_oom():
     srv = Server(args=["--save", "", "--heap-size", "16mb"])
     c = srv.conn()
     val = b"v" * 100000
+    c.call("RPUSH", "l", "x")  # for LINSERT and LSET below
     ok = 0
     r = b""
     for i in range(1000):
@@ -681,7 +682,9 @@ def test_oom():
     check(ok > 10, "only %d values fit into a 16 MiB heap" % ok)
     # every other kind of write also gets the OOM reply, nothing crashes
     for cmd in (["RPUSH", "l", val], ["HSET", "h", "f", val], ["SADD", "s", val], ["ZADD", "z", "1", val],
-                ["APPEND", "k0", val], ["MSET", "a", val, "b", val]):
+                ["APPEND", "k0", val], ["MSET", "a", val, "b", val], ["SETEX", "sx", "100", val],
+                ["SETRANGE", "k1", "200000", "x"], ["LINSERT", "l", "BEFORE", "x", val], ["LSET", "l", "0", val],
+                ["HSETNX", "h", "g", val], ["COPY", "k0", "k0copy"]):
         for _ in range(200):
             r = c.call(*cmd)
             if r.startswith(b"-"):
