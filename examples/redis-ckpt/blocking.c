@@ -56,7 +56,8 @@ int block_client(client *c, int first, int last, bool head, long long deadline)
 		c->bklens[i] = c->argvlen[first + i];
 		c->nbkeys++;
 	}
-	c->blocked = true;
+	c->bpop = true;
+	c->flags |= CF_BLOCKED;
 	c->bhead = head;
 	c->bdeadline = deadline;
 	c->bprev = g_btail;
@@ -69,10 +70,11 @@ int block_client(client *c, int first, int last, bool head, long long deadline)
 	return 0;
 }
 
-/* Forgets c's wait (served, timed out or disconnected). */
+/* Forgets c's wait (served, timed out or disconnected).  CF_BLOCKED stays
+ * until blocking_resume() runs what the client sent meanwhile. */
 void unblock_client(client *c)
 {
-	if (c->blocked) {
+	if (c->bpop) {
 		if (c->bprev)
 			c->bprev->bnext = c->bnext;
 		else
@@ -89,7 +91,7 @@ void unblock_client(client *c)
 	c->bkeys = NULL;
 	c->bklens = NULL;
 	c->nbkeys = 0;
-	c->blocked = false;
+	c->bpop = false;
 	c->bprev = c->bnext = NULL;
 }
 
@@ -175,14 +177,14 @@ void blocking_cron(long long now_ms)
 	}
 }
 
-/* Clients served or timed out: their pipelined commands run now. */
-void blocking_resume(void (*process)(client *c))
+/* Clients served or timed out: their pipelined commands run now, from the
+ * event loop (never from inside another client's command). */
+void blocking_resume(void)
 {
 	while (g_unblocked) {
 		client *c = g_unblocked;
 		g_unblocked = c->next_unblocked;
 		c->in_unblocked = false;
-		if (!(c->flags & CF_CLOSE_ASAP))
-			process(c);
+		client_unblock(c);
 	}
 }

@@ -1939,7 +1939,7 @@ static void bpop_generic(client *c, bool head)
 			return;
 		}
 	}
-	if (c->in_exec)
+	if (c->flags & CF_IN_EXEC)
 		add_reply_null_array(c);
 	else if (block_client(c, 1, c->argc - 2, head, deadline) != 0)
 		add_reply_error(c, "ERR out of memory");

@@ -376,7 +376,7 @@ void cmd_exec(client *c)
 	c->nqueued = c->queuecap = 0;
 	c->in_multi = false;
 	add_reply_array(c, n);
-	c->in_exec = true;
+	c->flags |= CF_IN_EXEC;
 	for (int i = 0; i < n; i++) {
 		c->argc = queue[i].argc;
 		c->argv = queue[i].argv;
@@ -384,7 +384,7 @@ void cmd_exec(client *c)
 		command_run(c, command_lookup(c->argv[0], c->argvlen[0]));
 		g_srv.stat_commands++;
 	}
-	c->in_exec = false;
+	c->flags &= ~CF_IN_EXEC;
 	c->argc = argc;
 	c->argv = argv;
 	c->argvlen = argvlen;
@@ -900,8 +900,8 @@ static void call_command(client *c);
 
 static void process_input(client *c)
 {
-	while (c->qpos < c->qlen && !(c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP)) &&
-	       !g_srv.shutdown_asap && !c->blocked) {
+	while (c->qpos < c->qlen && !(c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_BLOCKED)) &&
+	       !g_srv.shutdown_asap) {
 		if (c->reqtype == 0) {
 			c->cmdstart = c->qpos;
 			c->reqtype = c->qbuf[c->qpos] == '*' ? 1 : 2;
@@ -986,6 +986,13 @@ static void client_read(client *c)
 		c->qbuf = NULL;
 		c->qcap = 0;
 	}
+}
+
+void client_unblock(client *c)
+{
+	c->flags &= ~CF_BLOCKED;
+	if (!(c->flags & CF_CLOSE_ASAP))
+		process_input(c);
 }
 
 static void lowercase(char *dst, const char *src, size_t n)
@@ -1453,7 +1460,7 @@ static void event_loop(void)
 	long long next_cron = mstime();
 	while (!g_srv.shutdown_asap) {
 		free_closed_clients();
-		blocking_resume(process_input); /* served BLPOPs: their pipelines go on */
+		blocking_resume(); /* served BLPOPs: their pipelines go on */
 		flush_pending();
 		free_closed_clients();
 		if (g_sigterm) {

@@ -23,6 +23,8 @@
 #define CF_CLOSE_ASAP (1u << 2)
 #define CF_AUTHED (1u << 3)
 #define CF_EPOLLOUT (1u << 4)
+#define CF_BLOCKED (1u << 5) /* BLPOP/BRPOP: no further command runs until client_unblock() */
+#define CF_IN_EXEC (1u << 6) /* running EXEC's queue: commands must not block */
 
 typedef struct client {
 	int fd;
@@ -69,10 +71,9 @@ typedef struct client {
 	} *watched;
 	int nwatched, watchcap;
 	bool dirty_cas; /* a watched key changed: EXEC aborts */
-	bool in_exec;	/* running EXEC's commands: BLPOP may not block */
 
 	/* BLPOP / BRPOP (blocking.c) */
-	bool blocked, bhead, in_unblocked;
+	bool bpop, bhead, in_unblocked; /* bpop: in the list of blocked clients */
 	long long bdeadline; /* ms, 0: none */
 	int nbkeys;
 	char **bkeys;
@@ -103,6 +104,9 @@ void add_reply_ok(client *c);
 size_t add_reply_deferred(client *c);
 void set_deferred_array(client *c, size_t off, long long n);
 void add_reply_oom(client *c);
+
+/* Replies to a blocked client were sent: run what it sent meanwhile. */
+void client_unblock(client *c);
 
 /* ------------------------------------------------------------- commands */
 #define CMD_WRITE (1u << 0)
@@ -153,7 +157,8 @@ void blocking_forget(client *c);
 void blocking_key_modified(const char *key, size_t len);
 void blocking_serve_ready(void);
 void blocking_cron(long long now_ms);
-void blocking_resume(void (*process)(client *c));
+/* The event loop: served or timed-out clients go on (client_unblock()). */
+void blocking_resume(void);
 /* commands.c: pops one element of the list at key for blocked client b and
  * replies [key, element]; false when there is no non-empty list there. */
 bool serve_blocked_pop(client *b, const char *key, size_t klen, bool head);
