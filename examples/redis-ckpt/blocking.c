@@ -152,7 +152,8 @@ void blocking_serve_ready(void)
 		client *b = g_bhead;
 		while (b) {
 			client *next = b->bnext;
-			if (waits_on(b, r.key, r.len)) {
+			/* a client closing (EOF seen this loop) takes nothing */
+			if (!(b->flags & CF_CLOSE_ASAP) && waits_on(b, r.key, r.len)) {
 				if (!serve_blocked_pop(b, r.key, r.len, b->bhead))
 					break; /* the list is empty (or gone) */
 				resume_later(b);

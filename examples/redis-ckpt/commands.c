@@ -2657,15 +2657,13 @@ static void setop_reply(client *c, int op)
 	dict_free(out, NULL);
 }
 
-static void setop_store(client *c, int op)
+/* A *STORE command's result (a new container of n members, or empty) goes
+ * to argv[1], replacing whatever was there, TTL included; empty deletes. */
+static void store_value(client *c, uint32_t type, void *v, uint64_t n)
 {
-	dict *out = setop_generic(c, op, 2);
-	if (!out)
-		return;
-	uint64_t n = dict_size(out);
 	dent *d = lookup_key(ARG(1), ALEN(1));
 	if (n == 0) {
-		dict_free(out, NULL);
+		free_value(type, v);
 		if (d) {
 			delete_entry(d);
 			g_srv.dirty++;
@@ -2674,20 +2672,27 @@ static void setop_store(client *c, int op)
 		add_reply_int(c, 0);
 		return;
 	}
-	if (!d && !(d = db_add(ARG(1), ALEN(1), T_SET, out))) {
-		dict_free(out, NULL);
+	if (!d && !(d = db_add(ARG(1), ALEN(1), type, v))) {
+		free_value(type, v);
 		add_reply_oom(c);
 		return;
 	}
-	if (d->v.p != out) { /* replaces whatever was there, TTL included */
+	if (d->v.p != v) {
 		free_value(d->type, d->v.p);
-		d->type = T_SET;
-		d->v.p = out;
+		d->type = type;
+		d->v.p = v;
 		set_expire(d, -1);
 	}
 	g_srv.dirty++;
 	signal_modified_key(ARG(1), ALEN(1));
 	add_reply_int(c, (long long)n);
+}
+
+static void setop_store(client *c, int op)
+{
+	dict *out = setop_generic(c, op, 2);
+	if (out)
+		store_value(c, T_SET, out, dict_size(out));
 }
 
 static void cmd_sinter(client *c) { setop_reply(c, SOP_INTER); }
@@ -3173,6 +3178,193 @@ static void cmd_zmscore(client *c)
 	}
 }
 
+/* ------------------------------------------- ZUNION / ZINTER / ZDIFF [STORE] */
+
+struct zsrc {
+	dict *d;
+	bool is_set; /* a plain set: every member scores 1 */
+	double weight;
+};
+
+enum { AGG_SUM, AGG_MIN, AGG_MAX };
+
+static void zaggregate(double *target, double v, int agg)
+{
+	if (agg == AGG_SUM) {
+		*target += v;
+		if (isnan(*target)) /* inf + -inf */
+			*target = 0;
+	} else if (agg == AGG_MIN) {
+		*target = v < *target ? v : *target;
+	} else {
+		*target = v > *target ? v : *target;
+	}
+}
+
+static uint64_t zsrc_card(const struct zsrc *s)
+{
+	return s->d ? dict_size(s->d) : 0;
+}
+
+/* Sources smallest first, as Redis orders them (the order in which scores
+ * are added decides the last bits of a sum); a stable insertion sort. */
+static void zsrc_sort(struct zsrc *src, int n)
+{
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && zsrc_card(&src[j - 1]) > zsrc_card(&src[j]); j--) {
+			struct zsrc t = src[j];
+			src[j] = src[j - 1];
+			src[j - 1] = t;
+		}
+}
+
+struct zop_ctx {
+	struct zsrc *src;
+	int n, op, agg, cur;
+	zset *out;
+	bool failed;
+};
+
+static void zop_cb(void *arg, dent *m)
+{
+	struct zop_ctx *k = arg;
+	struct zsrc *s = &k->src[k->cur];
+	if (k->failed)
+		return;
+	double score = (s->is_set ? 1.0 : m->v.d) * s->weight;
+	if (isnan(score))
+		score = 0;
+	if (k->op == SOP_UNION) {
+		dent *r = dict_find(k->out->d, m->key, m->klen);
+		if (r) {
+			double v = r->v.d;
+			zaggregate(&v, score, k->agg);
+			k->failed = v != r->v.d && !zset_update(k->out, r, v);
+			return;
+		}
+	} else {
+		for (int j = 1; j < k->n; j++) {
+			dent *o = dict_find(k->src[j].d, m->key, m->klen);
+			if (k->op == SOP_DIFF ? o != NULL : o == NULL)
+				return;
+			if (k->op == SOP_INTER)
+				zaggregate(&score, (k->src[j].is_set ? 1.0 : o->v.d) * k->src[j].weight, k->agg);
+		}
+	}
+	k->failed = !zset_insert(k->out, m->key, m->klen, score);
+}
+
+/* numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]: looks
+ * up the sources (sets count as zsets of score 1), then the options, in
+ * Redis's order.  Returns the number of sources, 0 with a reply sent. */
+static int zop_parse(client *c, int nki, int op, bool store, struct zsrc **srcp, int *agg, bool *withscores)
+{
+	long long n;
+	if (!get_ll(c, nki, &n, NULL))
+		return 0;
+	if (n < 1) {
+		char name[32];
+		snprintf(name, sizeof(name), "%s", ARG(0));
+		for (char *p = name; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		add_reply_errorf(c, "ERR at least 1 input key is needed for '%s' command", name);
+		return 0;
+	}
+	if (n > c->argc - nki - 1) {
+		add_reply_error(c, SYNTAX);
+		return 0;
+	}
+	struct zsrc *src = calloc((size_t)n, sizeof(*src));
+	if (!src) {
+		add_reply_error(c, "ERR out of memory");
+		return 0;
+	}
+	int j = nki + 1;
+	for (int i = 0; i < n; i++, j++) {
+		dent *e = lookup_key(ARG(j), ALEN(j));
+		if (e && e->type != T_ZSET && e->type != T_SET) {
+			free(src);
+			add_reply_error(c, WRONGTYPE);
+			return 0;
+		}
+		src[i].d = !e ? NULL : e->type == T_ZSET ? ((zset *)e->v.p)->d : e->v.p;
+		src[i].is_set = e && e->type == T_SET;
+		src[i].weight = 1.0;
+	}
+	*agg = AGG_SUM;
+	*withscores = false;
+	while (j < c->argc) {
+		int left = c->argc - j;
+		if (op != SOP_DIFF && left > n && argis(c, j, "weights")) {
+			for (int i = 0; i < n; i++)
+				if (!parse_double(ARG(j + 1 + i), ALEN(j + 1 + i), &src[i].weight)) {
+					free(src);
+					add_reply_error(c, "ERR weight value is not a float");
+					return 0;
+				}
+			j += (int)n + 1;
+		} else if (op != SOP_DIFF && left >= 2 && argis(c, j, "aggregate") &&
+			   (argis(c, j + 1, "sum") || argis(c, j + 1, "min") || argis(c, j + 1, "max"))) {
+			*agg = argis(c, j + 1, "sum") ? AGG_SUM : argis(c, j + 1, "min") ? AGG_MIN : AGG_MAX;
+			j += 2;
+		} else if (!store && argis(c, j, "withscores")) {
+			*withscores = true;
+			j++;
+		} else {
+			free(src);
+			add_reply_error(c, SYNTAX);
+			return 0;
+		}
+	}
+	*srcp = src;
+	return (int)n;
+}
+
+/* ZUNION/ZINTER/ZDIFF numkeys ... and their STORE forms (destination first). */
+static void zsetop_generic(client *c, int op, bool store)
+{
+	struct zsrc *src;
+	int agg;
+	bool withscores;
+	int n = zop_parse(c, store ? 2 : 1, op, store, &src, &agg, &withscores);
+	if (!n)
+		return;
+	if (op != SOP_DIFF)
+		zsrc_sort(src, n);
+	struct zop_ctx k = { src, n, op, agg, 0, zset_new(), false };
+	k.failed = !k.out;
+	for (int i = 0; i < (op == SOP_UNION ? n : 1) && !k.failed; i++) {
+		k.cur = i;
+		if (src[i].d && (op != SOP_INTER || zsrc_card(&src[0]) > 0))
+			dict_foreach(src[i].d, zop_cb, &k);
+	}
+	free(src);
+	if (k.failed) {
+		zset_free(k.out);
+		add_reply_oom(c);
+		return;
+	}
+	if (!store) {
+		long long len = (long long)k.out->length;
+		add_reply_array(c, withscores ? len * 2 : len);
+		for (zsknode *x = k.out->header->level[0].forward; x; x = x->level[0].forward) {
+			add_reply_bulk(c, x->ele->key, x->ele->klen);
+			if (withscores)
+				add_reply_double(c, x->score);
+		}
+		zset_free(k.out);
+		return;
+	}
+	store_value(c, T_ZSET, k.out, k.out->length);
+}
+
+static void cmd_zunion(client *c) { zsetop_generic(c, SOP_UNION, false); }
+static void cmd_zinter(client *c) { zsetop_generic(c, SOP_INTER, false); }
+static void cmd_zdiff(client *c) { zsetop_generic(c, SOP_DIFF, false); }
+static void cmd_zunionstore(client *c) { zsetop_generic(c, SOP_UNION, true); }
+static void cmd_zinterstore(client *c) { zsetop_generic(c, SOP_INTER, true); }
+static void cmd_zdiffstore(client *c) { zsetop_generic(c, SOP_DIFF, true); }
+
 /* ZPOPMIN and ZPOPMAX */
 static void cmd_zpopmin(client *c)
 {
@@ -3357,14 +3549,21 @@ static void cmd_shutdown(client *c)
 	g_srv.shutdown_asap = true;
 }
 
+static bool valid_client_name(client *c, const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] < '!' || p[i] > '~') {
+			add_reply_error(c, "ERR Client names cannot contain spaces, newlines or special characters.");
+			return false;
+		}
+	return true;
+}
+
 static void cmd_client(client *c)
 {
 	if (argis(c, 1, "setname") && c->argc == 3) {
-		for (size_t i = 0; i < ALEN(2); i++)
-			if (ARG(2)[i] < '!' || ARG(2)[i] > '~') {
-				add_reply_error(c, "ERR Client names cannot contain spaces, newlines or special characters.");
-				return;
-			}
+		if (!valid_client_name(c, ARG(2), ALEN(2)))
+			return;
 		free(c->name);
 		c->name = ALEN(2) ? strdup(ARG(2)) : NULL;
 		add_reply_ok(c);
@@ -3821,9 +4020,11 @@ static void cmd_hello(client *c)
 				   "select the RESP protocol version at the same time");
 		return;
 	}
+	if (name && !valid_client_name(c, name, strlen(name))) /* after AUTH, as Redis */
+		return;
 	if (name) {
 		free(c->name);
-		c->name = strdup(name);
+		c->name = name[0] ? strdup(name) : NULL;
 	}
 	add_reply_array(c, 14);
 	add_reply_bulk_cstr(c, "server");
@@ -3966,6 +4167,12 @@ struct command g_commands[] = {
 	{ "zpopmax", cmd_zpopmin, -2, CMD_WRITE | CMD_FAST, 1, 1, 1 },
 	{ "zrandmember", cmd_zrandmember, -2, R, 1, 1, 1 },
 	{ "zscan", cmd_zscan, -3, R, 1, 1, 1 },
+	{ "zunion", cmd_zunion, -3, R, 0, 0, 0 },
+	{ "zinter", cmd_zinter, -3, R, 0, 0, 0 },
+	{ "zdiff", cmd_zdiff, -3, R, 0, 0, 0 },
+	{ "zunionstore", cmd_zunionstore, -4, W | CMD_TOUCH_SELF, 1, 1, 1 },
+	{ "zinterstore", cmd_zinterstore, -4, W | CMD_TOUCH_SELF, 1, 1, 1 },
+	{ "zdiffstore", cmd_zdiffstore, -4, W | CMD_TOUCH_SELF, 1, 1, 1 },
 	{ "ping", cmd_ping, -1, CMD_FAST, 0, 0, 0 },
 	{ "echo", cmd_echo, 2, CMD_FAST, 0, 0, 0 },
 	{ "select", cmd_select, 2, CMD_FAST, 0, 0, 0 },

@@ -233,12 +233,25 @@ SCRIPT += [
     ["ZADD", "zq", "1", "a", "2", "b"], ("scan", ["ZSCAN", "zq", "0"]), ["ZSCAN", "noz", "0"], ["ZSCAN", "zq", "0", "NOVALUES"],
     ["ZRANDMEMBER", "noz"], ["ZRANDMEMBER", "zq", "0"], ("sort", ["ZRANDMEMBER", "zq", "5"]),
     ["ZADD", "z1", "3", "x"], ["ZRANDMEMBER", "z1", "-2", "WITHSCORES"], ["ZRANDMEMBER", "z1", "1", "WITHVALUES"],
+    ["ZADD", "u1", "1", "a", "2", "b", "3", "c"], ["ZADD", "u2", "10", "b", "20", "c", "30", "d"], ["SADD", "u3", "c", "d", "e"],
+    ["ZUNION", "2", "u1", "u2", "WITHSCORES"], ["ZUNION", "3", "u1", "u2", "u3"], ["ZINTER", "2", "u1", "u2", "WITHSCORES"],
+    ["ZINTER", "3", "u1", "u2", "u3", "WITHSCORES"], ["ZDIFF", "2", "u1", "u2", "WITHSCORES"], ["ZDIFF", "2", "u2", "u3"],
+    ["ZUNION", "2", "u1", "u2", "WEIGHTS", "2", "0.5", "WITHSCORES"], ["ZUNION", "2", "u1", "u2", "AGGREGATE", "MIN", "WITHSCORES"],
+    ["ZINTER", "2", "u1", "u2", "AGGREGATE", "MAX", "WITHSCORES"], ["ZUNION", "2", "u1", "nokey", "WITHSCORES"],
+    ["ZINTER", "2", "u1", "nokey"], ["ZDIFF", "1", "nokey"], ["ZUNION", "2", "u1", "u2", "WEIGHTS", "1", "x"],
+    ["ZUNION", "2", "u1", "u2", "WEIGHTS", "1"], ["ZUNION", "2", "u1", "u2", "AGGREGATE", "AVG"], ["ZUNION", "0", "u1"],
+    ["ZUNION", "x", "u1"], ["ZUNION", "3", "u1", "u2"], ["ZUNION", "2", "u1", "gr"], ["ZDIFF", "2", "u1", "u2", "WEIGHTS", "1", "1"],
+    ["ZADD", "ui", "inf", "a", "-inf", "b"], ["ZUNION", "2", "ui", "ui", "WITHSCORES"], ["ZUNION", "2", "ui", "u1", "WEIGHTS", "0", "1", "WITHSCORES"],
+    ["ZUNIONSTORE", "ud", "2", "u1", "u2"], ["ZRANGE", "ud", "0", "-1", "WITHSCORES"], ["ZINTERSTORE", "ud", "2", "u1", "u2", "WEIGHTS", "1", "2"],
+    ["ZRANGE", "ud", "0", "-1", "WITHSCORES"], ["ZDIFFSTORE", "ud", "2", "u1", "u3"], ["ZRANGE", "ud", "0", "-1", "WITHSCORES"],
+    ["ZINTERSTORE", "ud", "2", "u1", "nokey"], ["EXISTS", "ud"], ["ZUNIONSTORE", "ud", "1", "u1", "WITHSCORES"],
+    ["SET", "ud", "x", "EX", "100"], ["ZUNIONSTORE", "ud", "1", "u3"], ["TYPE", "ud"], ["TTL", "ud"], ["ZUNIONSTORE", "ud", "0", "u1"],
     # introspection
     ["SET", "oi", "12345"], ["OBJECT", "ENCODING", "oi"], ["SET", "oe", "short"], ["OBJECT", "ENCODING", "oe"],
     ["SET", "or", "x" * 45], ["OBJECT", "ENCODING", "or"], ["SET", "oi2", "123456789012345678901"], ["OBJECT", "ENCODING", "oi2"],
     ["OBJECT", "ENCODING", "nokey"], ["OBJECT", "REFCOUNT", "nokey"], ["OBJECT", "FOO", "oi"], ["OBJECT", "ENCODING"],
     ["MEMORY", "USAGE", "nokey"], ["MEMORY", "USAGE"], ["MEMORY", "USAGE", "oi", "SAMPLES", "x"], ["MEMORY", "FOO"],
-    ["HELLO", "x"], ["HELLO", "2", "FOO"],
+    ["HELLO", "x"], ["HELLO", "2", "FOO"], ["HELLO", "2", "SETNAME", "a b"], ["HELLO", "2", "SETNAME"],
 ]
 
 def sort_reply(raw):
