@@ -3244,7 +3244,7 @@ static void zop_cb(void *arg, dent *m)
 		}
 	} else {
 		for (int j = 1; j < k->n; j++) {
-			dent *o = dict_find(k->src[j].d, m->key, m->klen);
+			dent *o = k->src[j].d ? dict_find(k->src[j].d, m->key, m->klen) : NULL; /* NULL: no such key */
 			if (k->op == SOP_DIFF ? o != NULL : o == NULL)
 				return;
 			if (k->op == SOP_INTER)
