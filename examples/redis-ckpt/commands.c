@@ -1651,6 +1651,8 @@ static void cmd_ltrim(client *c)
 			hfree(list_pop(l, false));
 		if (left || right)
 			g_srv.dirty++;
+		else /* Redis signals even a trim that removes nothing */
+			signal_modified_key(ARG(1), ALEN(1));
 		delete_if_empty(e);
 	}
 	add_reply_ok(c);

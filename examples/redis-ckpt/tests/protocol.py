@@ -332,6 +332,9 @@ WATCH_STEPS = [
     ("a", "call", ["WATCH", "r2", "s"]), ("b", "call", ["COPY", "r2", "r3"]), ("b", "call", ["SINTERSTORE", "s2", "s"]),
     ("a", "call", ["MULTI"]), ("a", "call", ["SET", "done", "1"]), ("a", "call", ["EXEC"]),
     ("a", "call", ["WATCH", "s2"]), ("b", "call", ["SINTERSTORE", "s2", "s"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["EXEC"]), ("b", "call", ["RPUSH", "tl", "a", "b"]), ("a", "call", ["WATCH", "tl"]),
+    ("b", "call", ["LTRIM", "tl", "0", "-1"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "tl"]), ("b", "call", ["LREM", "tl", "0", "zz"]), ("a", "call", ["MULTI"]),
     ("a", "call", ["EXEC"]), ("a", "call", ["WATCH"]),
 ]
 
