@@ -296,6 +296,7 @@ static void multi_reset(client *c)
 	c->queue = NULL;
 	c->nqueued = c->queuecap = 0;
 	c->in_multi = c->multi_failed = false;
+	unwatch_all(c); /* EXEC and DISCARD end the WATCH too */
 }
 
 static bool multi_queue(client *c)
@@ -360,6 +361,12 @@ void cmd_exec(client *c)
 		add_reply_error(c, "EXECABORT Transaction discarded because of previous errors.");
 		return;
 	}
+	if (watch_exec_aborts(c)) {
+		multi_reset(c);
+		add_reply_null_array(c);
+		return;
+	}
+	unwatch_all(c); /* the transaction's own writes do not abort it */
 	int argc = c->argc;
 	char **argv = c->argv;
 	size_t *argvlen = c->argvlen;
@@ -369,13 +376,15 @@ void cmd_exec(client *c)
 	c->nqueued = c->queuecap = 0;
 	c->in_multi = false;
 	add_reply_array(c, n);
+	c->flags |= CF_IN_EXEC;
 	for (int i = 0; i < n; i++) {
 		c->argc = queue[i].argc;
 		c->argv = queue[i].argv;
 		c->argvlen = queue[i].argvlen;
-		command_lookup(c->argv[0], c->argvlen[0])->proc(c);
+		command_run(c, command_lookup(c->argv[0], c->argvlen[0]));
 		g_srv.stat_commands++;
 	}
+	c->flags &= ~CF_IN_EXEC;
 	c->argc = argc;
 	c->argv = argv;
 	c->argvlen = argvlen;
@@ -387,6 +396,7 @@ void cmd_exec(client *c)
 static void client_free_now(client *c)
 {
 	multi_reset(c);
+	blocking_forget(c);
 	if (c->fd >= 0) {
 		epoll_ctl(g_srv.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -890,7 +900,7 @@ static void call_command(client *c);
 
 static void process_input(client *c)
 {
-	while (c->qpos < c->qlen && !(c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP)) &&
+	while (c->qpos < c->qlen && !(c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_BLOCKED)) &&
 	       !g_srv.shutdown_asap) {
 		if (c->reqtype == 0) {
 			c->cmdstart = c->qpos;
@@ -978,6 +988,13 @@ static void client_read(client *c)
 	}
 }
 
+void client_unblock(client *c)
+{
+	c->flags &= ~CF_BLOCKED;
+	if (!(c->flags & CF_CLOSE_ASAP))
+		process_input(c);
+}
+
 static void lowercase(char *dst, const char *src, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -1015,7 +1032,7 @@ static void call_command(client *c)
 		return;
 	}
 	if (c->in_multi && cmd->proc != cmd_exec && cmd->proc != cmd_discard && cmd->proc != cmd_multi &&
-	    strcasecmp(cmd->name, "quit") != 0) {
+	    cmd->proc != cmd_watch && strcasecmp(cmd->name, "quit") != 0) {
 		if (!multi_queue(c)) {
 			c->multi_failed = true;
 			add_reply_error(c, "ERR out of memory queueing the command");
@@ -1025,7 +1042,8 @@ static void call_command(client *c)
 		return;
 	}
 	g_srv.stat_commands++;
-	cmd->proc(c);
+	command_run(c, cmd);
+	blocking_serve_ready(); /* after the whole command, as Redis */
 }
 
 /* ------------------------------------------------------------- persistence */
@@ -1484,6 +1502,7 @@ static void event_loop(void)
 	long long next_cron = mstime();
 	while (!g_srv.shutdown_asap) {
 		free_closed_clients();
+		blocking_resume(); /* served BLPOPs: their pipelines go on */
 		flush_pending();
 		free_closed_clients();
 		if (g_sigterm) {
@@ -1521,6 +1540,8 @@ static void event_loop(void)
 			 * bounded slice so that the loop never stalls. */
 			g_now_ms = now;
 			persist_cron();
+			blocking_cron(now);
+			memory_cron();
 			active_expire_cycle(1000);
 			dict_maybe_shrink(g_ks->db);
 			/* active rehash would touch (and trap on) page after page

@@ -279,6 +279,27 @@ CKPT_API size_t ckpt_usable_size(ckpt_heap *heap, const void *ptr);
 CKPT_API int ckpt_root_set(ckpt_heap *heap, void *ptr);
 CKPT_API void *ckpt_root_get(ckpt_heap *heap);
 
+/* What the allocator holds (ckpt_alloc_stats()). */
+struct ckpt_alloc_stats {
+	size_t struct_size;    /* sizeof(struct ckpt_alloc_stats), set by the caller */
+	uint64_t live_bytes;   /* usable bytes of live blocks (what ckpt_usable_size()
+				* of every live block adds up to) */
+	uint64_t live_blocks;  /* blocks allocated and not freed */
+	uint64_t extent_bytes; /* high-water mark, = ckpt_heap_used(): what a full
+				* checkpoint covers */
+	uint64_t heap_size;    /* bytes reserved, = ckpt_heap_size() */
+};
+
+/*! ckpt_alloc_stats() : the allocator's counters, exact at the instant of the
+ *  call (a snapshot consistent with every allocator call before or after it).
+ *  They live in the heap, so a restored heap reports the blocks that were
+ *  live at its checkpoint.
+ *  @st : out; set st->struct_size first (fields past it are not written;
+ *        st->struct_size is set to the bytes written).
+ *  @return 0, or -EINVAL (@heap or @st NULL, struct_size 0).
+ *  Thread-safe; not async-signal-safe. */
+CKPT_API int ckpt_alloc_stats(ckpt_heap *heap, struct ckpt_alloc_stats *st);
+
 /* ----------------------------------------------------------- checkpoints */
 
 /* What a sink is told when a checkpoint starts. */
