@@ -7,21 +7,38 @@
  * fixed rate, whatever the server does, and each latency is measured from
  * the request's scheduled time to its reply.
  *
- *   loadgen --populate N [--value-size B] [--port P]
- *       SET key:0 .. key:N-1 (pipelined) and exit.
+ *   loadgen --populate N [--value-size B] [--port P] [--key-prefix P]
+ *       SET key:000000000000 .. key:N-1 (pipelined) and exit: the names
+ *       redis-benchmark's -r N draws (key:%012d), so its writers and ours hit
+ *       keys that exist.
  *   loadgen --rate R --duration S [--conns C] [--keys N] [--set-ratio F]
- *           [--save-at S --save-cmd BGSAVE] [--pid PID] [--trace FILE]
- *       R requests/s for S seconds over C connections; at --save-at seconds
+ *           [--key-prefix P] [--save-at S --save-cmd BGSAVE] [--save-wait S]
+ *           [--window S] [--pid PID] [--trace FILE]
+ *       R requests/s for S seconds over C connections, on keys P%012d (P is
+ *       "key:" unless --key-prefix); at --save-at seconds
  *       sends the save command on its own connection and polls
  *       INFO persistence until rdb_bgsave_in_progress:0: that is the snapshot
- *       window.  --pid: samples the Pss (smaps_rollup) of PID and its
+ *       window (after the load ends, the poll goes on up to --save-wait
+ *       seconds, default 5, so a long snapshot's end and memory peak are
+ *       seen).  --window S: also the requests scheduled in the S seconds
+ *       from the save command and in the S seconds just before it.
+ *       --pid: samples the Pss (smaps_rollup) of PID and its
  *       children every 10 ms (RSS + shmem without double counting fork's
  *       shared pages).
+ *   loadgen --writer --rate R --duration S [--keys N] [--seed X]
+ *       a background writer on one pipelined connection: write number c
+ *       (1, 2, ...) sets key:%012d with index splitmix64(X + c * golden) % N
+ *       (bench_rand) to "c=<c>;" padded to --value-size: one connection, so
+ *       the server applies writes in counter order, and an image holding
+ *       write M must hold, for every key, its last write numbered <= M
+ *       (tests/sh/test_loaded_smoke.sh checks exactly that).  Stops after S
+ *       seconds or at SIGTERM/SIGINT.
  *   loadgen --ready [--timeout S]
  *       connects and PINGs until the server answers PONG (not -LOADING);
  *       prints the CLOCK_REALTIME ns of the first reply.
  * Output (key=value lines):
- *   loadgen window=inside|outside|all count= p50_us= p99_us= p999_us= max_us=
+ *   loadgen window=inside|outside|all|before|after count= p50_us= p99_us= p999_us= max_us=
+ *   loadgen writer writes= acked= seed= keys= value_size= ms=
  *   loadgen snapshot start_ms= end_ms= duration_ms= status=
  *   loadgen throughput sent= done= rate_outside= min_rate_inside= dip=
  *   loadgen memory base_pss_kb= peak_pss_kb= extra_kb=
@@ -36,6 +53,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -45,6 +63,7 @@
 
 static const char *g_host = "127.0.0.1";
 static int g_port = 6379;
+static const char *g_prefix = "key:";
 
 static int connect_to(void)
 {
@@ -162,8 +181,8 @@ static int populate(long nkeys, int vsize)
 		size_t n = 0;
 		long m = nkeys - k < batch ? nkeys - k : batch;
 		for (long i = 0; i < m; i++) {
-			char key[32];
-			int kl = snprintf(key, sizeof(key), "key:%ld", k + i);
+			char key[64];
+			int kl = snprintf(key, sizeof(key), "%s%012ld", g_prefix, k + i);
 			n += (size_t)snprintf(buf + n, cap - n, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n",
 					      kl, key, vsize, val);
 		}
@@ -192,6 +211,80 @@ static int populate(long nkeys, int vsize)
 	}
 	printf("loadgen populate keys=%ld value_size=%d ms=%.0f\n", nkeys, vsize,
 	       (double)(bench_now_ns() - t0) / 1e6);
+	close(fd);
+	return 0;
+}
+
+/* ------------------------------------------------------------ writer */
+
+static volatile sig_atomic_t g_stop;
+static void on_stop(int sig) { (void)sig; g_stop = 1; }
+
+/* Appends write number @c (see the top comment) to @buf. */
+static size_t writer_cmd(char *buf, size_t cap, uint64_t *rs, uint64_t c, long nkeys, int vsize)
+{
+	char key[64], val[512];
+	int kl = snprintf(key, sizeof(key), "key:%012llu", (unsigned long long)(bench_rand(rs) % (uint64_t)nkeys));
+	int vl = snprintf(val, sizeof(val), "c=%llu;", (unsigned long long)c);
+	if (vl < vsize) {
+		memset(val + vl, 'x', (size_t)(vsize - vl));
+		vl = vsize;
+	}
+	return (size_t)snprintf(buf, cap, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%.*s\r\n", kl, key, vl, vl,
+				val);
+}
+
+/* At most this many writes unanswered: the writer follows its rate while the
+ * server keeps up and falls behind (closed loop) when it stalls, so a stall
+ * does not queue an unbounded burst behind it. */
+#define WRITER_INFLIGHT 256
+
+static int writer(double rate, double duration, long nkeys, int vsize, uint64_t seed)
+{
+	int fd = connect_to();
+	if (fd < 0) {
+		fprintf(stderr, "loadgen: connect %s:%d: %s\n", g_host, g_port, strerror(errno));
+		return 1;
+	}
+	signal(SIGTERM, on_stop);
+	signal(SIGINT, on_stop);
+	size_t cap = WRITER_INFLIGHT * 600;
+	char *buf = malloc(cap), *rbuf = malloc(1 << 16);
+	uint64_t rs = seed, c = 0, acked = 0;
+	uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(duration * 1e9);
+	size_t have = 0;
+	while (!g_stop && bench_now_ns() < end) {
+		uint64_t due = (uint64_t)((double)(bench_now_ns() - t0) * rate / 1e9);
+		size_t n = 0;
+		while (c < due && c - acked < WRITER_INFLIGHT) {
+			c++;
+			n += writer_cmd(buf + n, cap - n, &rs, c, nkeys, vsize);
+		}
+		if (n && write_all(fd, buf, n) != 0)
+			break;
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (poll(&p, 1, 1) <= 0)
+			continue;
+		ssize_t r = read(fd, rbuf + have, (1 << 16) - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		size_t off = 0, l;
+		while (off < have && (l = resp_len(rbuf + off, have - off)) > 0) {
+			if (rbuf[off] == '-') {
+				fprintf(stderr, "loadgen: writer: error reply: %.*s", (int)l, rbuf + off);
+				return 1;
+			}
+			off += l;
+			acked++;
+		}
+		memmove(rbuf, rbuf + off, have - off);
+		have -= off;
+	}
+	printf("loadgen writer writes=%llu acked=%llu seed=%llu keys=%ld value_size=%d ms=%.0f\n",
+	       (unsigned long long)c, (unsigned long long)acked, (unsigned long long)seed, nkeys, vsize,
+	       (double)(bench_now_ns() - t0) / 1e6);
+	fflush(stdout);
 	close(fd);
 	return 0;
 }
@@ -323,9 +416,40 @@ static void conn_queue(struct conn *c, uint64_t sched, const char *cmd, size_t n
 	c->wlen += n;
 }
 
-static int load(double rate, double duration, int nconns, long nkeys, double set_ratio,
-		int vsize, double save_at, const char *save_cmd, int pid, const char *trace)
+/* --window: the requests scheduled in [save - S, save) and [save, save + S),
+ * by their scheduled send time (not completion): a request delayed out of the
+ * window by a stall still counts in the window it was meant for. */
+static void window_lines(const struct sample *smp, size_t ns, int64_t save_ns, double win_s)
 {
+	uint32_t *bef = malloc((ns + 1) * sizeof(uint32_t)), *aft = malloc((ns + 1) * sizeof(uint32_t));
+	size_t nb = 0, na = 0;
+	int64_t w = (int64_t)(win_s * 1e4), s10 = save_ns / 100000; /* 0.1 ms units */
+	for (size_t i = 0; i < ns; i++) {
+		int64_t sched = (int64_t)smp[i].t_ms10 - (int64_t)(smp[i].lat_us / 100);
+		if (sched >= s10 - w && sched < s10)
+			bef[nb++] = smp[i].lat_us;
+		else if (sched >= s10 && sched < s10 + w)
+			aft[na++] = smp[i].lat_us;
+	}
+	stats_line("before", bef, nb);
+	stats_line("after", aft, na);
+	free(bef);
+	free(aft);
+}
+
+struct load_opts {
+	double rate, duration, set_ratio, save_at, save_wait, window;
+	int nconns, vsize, pid;
+	long nkeys;
+	const char *save_cmd, *trace;
+};
+
+static int load(const struct load_opts *o)
+{
+	double rate = o->rate, duration = o->duration, set_ratio = o->set_ratio, save_at = o->save_at;
+	int nconns = o->nconns, vsize = o->vsize, pid = o->pid;
+	long nkeys = o->nkeys;
+	const char *save_cmd = o->save_cmd, *trace = o->trace;
 	struct conn *cs = calloc((size_t)nconns, sizeof(*cs));
 	for (int i = 0; i < nconns; i++) {
 		cs[i].fd = connect_to();
@@ -364,21 +488,22 @@ static int load(double rate, double duration, int nconns, long nkeys, double set
 	struct pollfd *pfd = calloc((size_t)nconns, sizeof(*pfd));
 	int rr = 0;
 	bool stop_sending = false;
-	uint64_t drain_deadline = 0;
+	uint64_t drain_deadline = 0, save_deadline = 0;
 
 	for (;;) {
 		uint64_t now = bench_now_ns();
 		if (!stop_sending && now >= end) {
 			stop_sending = true;
 			drain_deadline = now + 5000000000ull;
+			save_deadline = now + (uint64_t)(o->save_wait * 1e9);
 		}
 		/* schedule every request that is due: open loop */
 		while (!stop_sending && next <= now) {
 			struct conn *c = &cs[rr];
 			rr = (rr + 1) % nconns;
 			char cmd[512];
-			char key[32];
-			int kl = snprintf(key, sizeof(key), "key:%llu",
+			char key[64];
+			int kl = snprintf(key, sizeof(key), "%s%012llu", g_prefix,
 					  (unsigned long long)(bench_rand(&rs) % (uint64_t)nkeys));
 			int n;
 			if ((double)(bench_rand(&rs) >> 11) / 9007199254740992.0 < set_ratio)
@@ -446,7 +571,7 @@ static int load(double rate, double duration, int nconns, long nkeys, double set
 			outstanding += cs[i].qt - cs[i].qh;
 		}
 		if (stop_sending && (outstanding == 0 || now > drain_deadline) &&
-		    (!save_sent || save_done || now > drain_deadline))
+		    (!save_sent || save_done || now > save_deadline))
 			break;
 		/* sleep until the next request is due (ppoll: poll()'s 1 ms
 		 * granularity would either spin a core away from the server
@@ -511,6 +636,8 @@ static int load(double rate, double duration, int nconns, long nkeys, double set
 	stats_line("all", all, ns);
 	stats_line("inside", in, nin);
 	stats_line("outside", out, nout);
+	if (o->window > 0 && win_start >= 0)
+		window_lines(smp, ns, win_start, o->window);
 	if (save_sent)
 		printf("loadgen snapshot start_ms=%.1f end_ms=%.1f duration_ms=%.1f status=%s\n",
 		       (double)win_start / 1e6, (double)win_end / 1e6,
@@ -588,11 +715,14 @@ static int load(double rate, double duration, int nconns, long nkeys, double set
 
 int main(int argc, char **argv)
 {
-	long populate_n = -1, nkeys = 1000000;
-	int vsize = 64, conns = 8, pid = -1;
-	double rate = 20000, duration = 10, set_ratio = 0.5, save_at = -1, timeout = 60;
-	const char *save_cmd = "BGSAVE", *trace = NULL;
-	bool ready = false;
+	long populate_n = -1;
+	double timeout = 60;
+	uint64_t seed = 1;
+	bool ready = false, wr = false;
+	struct load_opts o = {
+		.rate = 20000, .duration = 10, .set_ratio = 0.5, .save_at = -1, .save_wait = 5,
+		.nconns = 8, .vsize = 64, .pid = -1, .nkeys = 1000000, .save_cmd = "BGSAVE",
+	};
 	static const struct option lo[] = {
 		{ "host", required_argument, 0, 'h' },       { "port", required_argument, 0, 'p' },
 		{ "populate", required_argument, 0, 'P' },   { "value-size", required_argument, 0, 'v' },
@@ -601,7 +731,10 @@ int main(int argc, char **argv)
 		{ "set-ratio", required_argument, 0, 's' },  { "save-at", required_argument, 0, 'a' },
 		{ "save-cmd", required_argument, 0, 'C' },   { "pid", required_argument, 0, 'i' },
 		{ "trace", required_argument, 0, 't' },      { "ready", no_argument, 0, 'R' },
-		{ "timeout", required_argument, 0, 'T' },    { 0, 0, 0, 0 },
+		{ "timeout", required_argument, 0, 'T' },    { "window", required_argument, 0, 'w' },
+		{ "save-wait", required_argument, 0, 'W' },  { "key-prefix", required_argument, 0, 'K' },
+		{ "writer", no_argument, 0, 'X' },           { "seed", required_argument, 0, 'S' },
+		{ 0, 0, 0, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -609,28 +742,36 @@ int main(int argc, char **argv)
 		case 'h': g_host = optarg; break;
 		case 'p': g_port = atoi(optarg); break;
 		case 'P': populate_n = atol(optarg); break;
-		case 'v': vsize = atoi(optarg); break;
-		case 'r': rate = atof(optarg); break;
-		case 'd': duration = atof(optarg); break;
-		case 'c': conns = atoi(optarg); break;
-		case 'k': nkeys = atol(optarg); break;
-		case 's': set_ratio = atof(optarg); break;
-		case 'a': save_at = atof(optarg); break;
-		case 'C': save_cmd = optarg; break;
-		case 'i': pid = atoi(optarg); break;
-		case 't': trace = optarg; break;
+		case 'v': o.vsize = atoi(optarg); break;
+		case 'r': o.rate = atof(optarg); break;
+		case 'd': o.duration = atof(optarg); break;
+		case 'c': o.nconns = atoi(optarg); break;
+		case 'k': o.nkeys = atol(optarg); break;
+		case 's': o.set_ratio = atof(optarg); break;
+		case 'a': o.save_at = atof(optarg); break;
+		case 'C': o.save_cmd = optarg; break;
+		case 'i': o.pid = atoi(optarg); break;
+		case 't': o.trace = optarg; break;
 		case 'R': ready = true; break;
 		case 'T': timeout = atof(optarg); break;
+		case 'w': o.window = atof(optarg); break;
+		case 'W': o.save_wait = atof(optarg); break;
+		case 'K': g_prefix = optarg; break;
+		case 'X': wr = true; break;
+		case 'S': seed = strtoull(optarg, NULL, 0); break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n");
 			return 2;
 		}
 	}
-	if (vsize < 1 || vsize > 400 || conns < 1 || rate <= 0 || nkeys < 1)
+	if (o.vsize < 1 || o.vsize > 400 || o.nconns < 1 || o.rate <= 0 || o.nkeys < 1 ||
+	    strlen(g_prefix) > 40)
 		return 2;
 	if (ready)
 		return ready_wait(timeout);
 	if (populate_n >= 0)
-		return populate(populate_n, vsize);
-	return load(rate, duration, conns, nkeys, set_ratio, vsize, save_at, save_cmd, pid, trace);
+		return populate(populate_n, o.vsize);
+	if (wr)
+		return writer(o.rate, o.duration, o.nkeys, o.vsize, seed);
+	return load(&o);
 }
