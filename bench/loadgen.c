@@ -373,6 +373,7 @@ static void *mem_sampler(void *arg)
 struct sample {
 	uint32_t t_ms10; /* completion time, 0.1 ms units since start */
 	uint32_t lat_us;
+	uint64_t sched;  /* scheduled send time, ns since start */
 };
 
 static int cmp_u32(const void *a, const void *b)
@@ -423,12 +424,12 @@ static void window_lines(const struct sample *smp, size_t ns, int64_t save_ns, d
 {
 	uint32_t *bef = malloc((ns + 1) * sizeof(uint32_t)), *aft = malloc((ns + 1) * sizeof(uint32_t));
 	size_t nb = 0, na = 0;
-	int64_t w = (int64_t)(win_s * 1e4), s10 = save_ns / 100000; /* 0.1 ms units */
+	int64_t w = (int64_t)(win_s * 1e9);
 	for (size_t i = 0; i < ns; i++) {
-		int64_t sched = (int64_t)smp[i].t_ms10 - (int64_t)(smp[i].lat_us / 100);
-		if (sched >= s10 - w && sched < s10)
+		int64_t sched = (int64_t)smp[i].sched;
+		if (sched >= save_ns - w && sched < save_ns)
 			bef[nb++] = smp[i].lat_us;
-		else if (sched >= s10 && sched < s10 + w)
+		else if (sched >= save_ns && sched < save_ns + w)
 			aft[na++] = smp[i].lat_us;
 	}
 	stats_line("before", bef, nb);
@@ -492,13 +493,10 @@ static int load(const struct load_opts *o)
 
 	for (;;) {
 		uint64_t now = bench_now_ns();
-		if (!stop_sending && now >= end) {
-			stop_sending = true;
-			drain_deadline = now + 5000000000ull;
-			save_deadline = now + (uint64_t)(o->save_wait * 1e9);
-		}
-		/* schedule every request that is due: open loop */
-		while (!stop_sending && next <= now) {
+		/* schedule every request that is due: open loop.  Up to the end
+		 * time, not up to the iteration that notices it: a loop delayed
+		 * past the end still sends the requests scheduled before it */
+		while (!stop_sending && next <= now && next < end) {
 			struct conn *c = &cs[rr];
 			rr = (rr + 1) % nconns;
 			char cmd[512];
@@ -514,6 +512,11 @@ static int load(const struct load_opts *o)
 			conn_queue(c, next, cmd, (size_t)n);
 			next += period;
 			sent++;
+		}
+		if (!stop_sending && next >= end) {
+			stop_sending = true;
+			drain_deadline = now + 5000000000ull;
+			save_deadline = now + (uint64_t)(o->save_wait * 1e9);
 		}
 		/* flush */
 		for (int i = 0; i < nconns; i++) {
@@ -599,6 +602,7 @@ static int load(const struct load_opts *o)
 					uint64_t s = c->q[c->qh++ % c->qcap];
 					smp[ns].t_ms10 = (uint32_t)((tnow - t0) / 100000);
 					smp[ns].lat_us = (uint32_t)((tnow - s) / 1000);
+					smp[ns].sched = s - t0;
 					ns++;
 				}
 				off += l;

@@ -328,11 +328,12 @@ run_loaded() {
 	for k in $(seq "$L_REPS"); do
 		echo "loaded rep=$k" >>"$f"
 		# BGSAVE at L_WIN+1 s (the before-window starts after the probe's
-		# first second); the load goes on L_WIN s past it, then the probe
+		# first second); the load goes on L_WIN+1 s past it (the send, and
+		# so the after-window, may start a little late), then the probe
 		# waits for the snapshot's end (and samples Pss) up to 30 min
 		timeout -k 5 2000 "$B/bench/loadgen" --port "$PORT" --rate "$L_RATE" --conns 4 --set-ratio 1 \
 			--value-size 100 --keys "$L_KEYS" --save-at $((L_WIN + 1)) --window "$L_WIN" \
-			--duration $((2 * L_WIN + 1)) --save-wait 1800 --pid "$SRV_PID" \
+			--duration $((2 * L_WIN + 2)) --save-wait 1800 --pid "$SRV_PID" \
 			--trace "$raw/loaded-$name.trace$([ "$k" = 1 ] || echo ".$k")" >>"$f"
 		# the server's own account: every INFO persistence field that starts
 		# with ckpt_ or rdb_ (the pause, preparation, pages left for the cut)
