@@ -12,6 +12,8 @@
 #     the image was cut while the writer ran (0 < M < writes acknowledged);
 #   - the probe's max latency in the window from BGSAVE is not catastrophically
 #     above the window before it (bound explained at LAT_BOUND below).
+# The same method at scale, with figures instead of bounds: bench/run.sh's
+# loaded section.
 # Exit 0 pass, 1 fail.
 set -u
 cd "$(dirname "$0")/../.."
@@ -85,13 +87,15 @@ done
 [ $fails = 0 ] && ok "snapshot under load completed ($(grep -E '^(ckpt_pause_us|ckpt_duration_us)' <<<"$info" | tr '\n' ' '))"
 
 # ------------------------------------------------------------ latency
-# LAT_BOUND: after-window max <= min(4 x before-window max + 250 ms, 900 ms).
-# Why: at 200k keys (~40 MB heap) the pause is milliseconds and the probe's
-# max on an idle VM is a few ms in either window; on a CI VM whose two CPUs
-# are shared, scheduling alone puts 10-100 ms into either window, so the bound
-# is relative (4x) with 250 ms of slack on top.  The 900 ms cap keeps it
-# meaningful on a noisy run: a one-second stall of the server (the kind
-# issue 10 measured) fails whatever the before-window showed.
+# LAT_BOUND: after-window max <= min(2 x before-window max + 500 ms, 900 ms).
+# Why: at 200k keys (~40 MB heap) the pause is 1-12 ms, yet with the two CPUs
+# shared (load ~8) the probe's max was 5-35 ms before BGSAVE and 33-141 ms
+# after it (trap path and writer competing with the server: issue 10's part
+# 1), so a tight relative bound would fail on a busy CI VM for reasons this
+# test is not about; 2x plus half a second passes that with margin.  The
+# 900 ms cap keeps it meaningful on a noisy run: a one-second stall of the
+# server (what issue 10 measured at 4 GB) fails whatever the before-window
+# showed (checked with a 1 s SIGSTOP of the server after BGSAVE).
 bmax=$(field "$T/probe.txt" "^loadgen window=before " max_us)
 amax=$(field "$T/probe.txt" "^loadgen window=after " max_us)
 bcnt=$(field "$T/probe.txt" "^loadgen window=before " count)
@@ -103,7 +107,7 @@ if [ "${bcnt:-0}" -lt 4000 ] 2>/dev/null || [ "${acnt:-0}" -lt 4000 ] 2>/dev/nul
 elif [ -z "$bmax" ] || [ -z "$amax" ]; then
 	fail "probe printed no before/after windows: $(cat "$T/probe.txt")"
 else
-	bound=$(( bmax * 4 + 250000 )); [ $bound -gt 900000 ] && bound=900000
+	bound=$(( bmax * 2 + 500000 )); [ $bound -gt 900000 ] && bound=900000
 	if [ "$amax" -le "$bound" ]; then
 		ok "probe max: before ${bmax} us, after ${amax} us (bound ${bound} us)"
 	else
