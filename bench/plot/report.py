@@ -193,21 +193,27 @@ def loaded_write(R, ld, env, name):
     for nm in sorted(ld, key=lambda k: (k != "server", k)):
         R.p("#### %s" % ("redis-server 7.0 (fork BGSAVE)" if nm == "server" else "redis-" + nm))
         R.p()
-        R.p("| run | window | count | p50 | p99 | p99.9 | max | snapshot | extra memory |")
-        R.p("|---|---|---|---|---|---|---|---|---|")
+        R.p("| run | window | count | p50 | p99 | p99.9 | max | snapshot | extra memory | pause (INFO) |")
+        R.p("|---|---|---|---|---|---|---|---|---|---|")
         for i, run in enumerate(ld[nm]):
             for w in ("before", "after"):
                 r = run.get(w)
                 if not r:
-                    R.p("| %d | %s | n/a | | | | | | |" % (i + 1, w))
+                    R.p("| %d | %s | n/a | | | | | | | |" % (i + 1, w))
                     continue
                 us = lambda k: fmt_ns(r[k] * 1e3) if isinstance(r.get(k), float) else "n/a"
-                R.p("| %d | %s | %d | %s | %s | %s | %s | %s | %s |" % (
+                pause = LV(run, "info", "ckpt_pause_us")
+                if pause is None:
+                    pause = LV(run, "info", "latest_fork_usec")
+                prep = LV(run, "info", "ckpt_prepare_us")
+                R.p("| %d | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
                     i + 1, w, r.get("count", 0), us("p50_us"), us("p99_us"), us("p999_us"), us("max_us"),
                     ("%.0f ms (%s)" % (LV(run, "snapshot", "duration_ms"), run["snapshot"].get("status"))
                      if w == "after" and LV(run, "snapshot", "duration_ms") is not None else ""),
                     (fmt_bytes(LV(run, "memory", "extra_kb") * 1024)
-                     if w == "after" and LV(run, "memory", "extra_kb") is not None else "")))
+                     if w == "after" and LV(run, "memory", "extra_kb") is not None else ""),
+                    ("%s%s" % (fmt_ns(pause * 1e3), "" if prep is None else " (prepare %s)" % fmt_ns(prep * 1e3)))
+                    if w == "after" and pause is not None else ""))
         R.p()
         if nm != "server":
             R.p("| run | " + " | ".join("%s (<= %.2fx)" % (t, lim) for _, t, lim in LOADED_TARGETS) + " |")
