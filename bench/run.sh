@@ -336,9 +336,11 @@ run_loaded() {
 			--duration $((2 * L_WIN + 2)) --save-wait 1800 --pid "$SRV_PID" \
 			--trace "$raw/loaded-$name.trace$([ "$k" = 1 ] || echo ".$k")" >>"$f"
 		# the server's own account: every INFO persistence field that starts
-		# with ckpt_ or rdb_ (the pause, preparation, pages left for the cut)
-		echo "loadgen info $(redis-cli -p "$PORT" info persistence 2>/dev/null | tr -d '\r' |
-			grep -E '^(ckpt_|rdb_|latest_fork_usec)[a-z_]*:' | grep -v ':.* ' | tr ':' '=' | tr '\n' ' ')" >>"$f"
+		# with ckpt_ or rdb_ (the pause, preparation, pages left for the cut),
+		# and fork's duration (redis-server has it in INFO stats)
+		echo "loadgen info $( { redis-cli -p "$PORT" info persistence; redis-cli -p "$PORT" info stats; } 2>/dev/null |
+			tr -d '\r' | grep -E '^(ckpt_|rdb_|latest_fork_usec)[a-z_]*:' | grep -v ':.* ' | sort -u -t: -k1,1 |
+			tr ':' '=' | tr '\n' ' ')" >>"$f"
 		sleep 2
 	done
 	kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
