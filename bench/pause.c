@@ -218,7 +218,8 @@ struct dirtier {
 	uint8_t *p;
 	size_t npages;
 	double rate;
-	uint64_t seed, writes, t0, t1;
+	uint64_t seed, t0, t1;
+	_Atomic uint64_t writes; /* read by the timing thread while it runs */
 	atomic_bool stop;
 	pthread_t th;
 };
@@ -236,7 +237,7 @@ static void *dirtier_main(void *arg)
 			done = due - lag;
 		for (; done < due; done++) {
 			d->p[(bench_rand(&rs) % d->npages) * PG] += 1;
-			d->writes++;
+			atomic_fetch_add_explicit(&d->writes, 1, memory_order_relaxed);
 		}
 		usleep(100);
 	}
@@ -260,7 +261,7 @@ static double dirtier_stop(struct dirtier *d)
 {
 	atomic_store(&d->stop, true);
 	pthread_join(d->th, NULL);
-	return (double)d->writes / ((double)(d->t1 - d->t0) / 1e9);
+	return (double)atomic_load(&d->writes) / ((double)(d->t1 - d->t0) / 1e9);
 }
 
 static void report_loaded(const char *m, size_t size, double *ns, double *sp, int n, double rate)
