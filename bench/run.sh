@@ -319,8 +319,12 @@ run_loaded() {
 	"$@" >>"$raw/loaded-$name.log" 2>&1 &
 	SRV_PID=$!
 	pids+=("$SRV_PID")
-	"$B/bench/loadgen" --port "$PORT" --ready --timeout 120 >/dev/null 2>&1 || { log "$name did not start"; return 1; }
-	timeout -k 5 1800 "$B/bench/loadgen" --port "$PORT" --populate "$L_KEYS" --value-size 100 >>"$f" || return 1
+	# a failed server is stopped here, not at exit: the next one must not
+	# start beside it (at --full each holds ~4 GB)
+	"$B/bench/loadgen" --port "$PORT" --ready --timeout 120 >/dev/null 2>&1 ||
+		{ log "$name did not start"; stop_server; return 1; }
+	timeout -k 5 1800 "$B/bench/loadgen" --port "$PORT" --populate "$L_KEYS" --value-size 100 >>"$f" ||
+		{ log "$name: populate failed"; stop_server; return 1; }
 	redis-benchmark -p "$PORT" -t set -r "$L_KEYS" -d 100 -c 4 -n 2000000000 -q >/dev/null 2>&1 &
 	wpid=$!
 	pids+=("$wpid")
