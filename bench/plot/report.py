@@ -255,7 +255,8 @@ def pause_loaded_goals(R, rows):
                cut / 1e6 / gib if cut is not None else None, 0.5, lambda v: "%.2f" % v,
                "cut %s (ckpt_cut call %s), full protect %s, fork %s; writer %s pages/s" % (
                    fmt_ns(cut), fmt_ns(PL(rows, "ckpt-cut", s)), fmt_ns(PL(rows, "ckpt-full", s)),
-                   fmt_ns(PL(rows, "fork", s)), "%.0f" % (PL(rows, "ckpt-cut", s, "dirty_rate") or 0)))
+                   fmt_ns(PL(rows, "fork", s)), "n/a" if PL(rows, "ckpt-cut", s, "dirty_rate") is None else
+                   "%.0f" % PL(rows, "ckpt-cut", s, "dirty_rate")))
         for m in ("ckpt-incr1", "ckpt-incr1-cut"):
             if PL(rows, m, s) is None and m.endswith("-cut"):
                 continue
