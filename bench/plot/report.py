@@ -289,7 +289,8 @@ def pause_loaded_write(R, rows, unavail, name):
         R.p("| %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %s |" % (
             fmt_bytes(s), r["method"], fmt_ns(r["ns"]), "-" if sp is None or sp < 0 else fmt_ns(sp),
             pv / 1e6 / (s / float(1 << 30)), fmt_ratio(ratio(r["ns"], PL(rows, "fork", s))),
-            "%.0f" % r["dirty_rate"] if r.get("dirty_rate") else "-",
+            ("%.0f" % r["dirty_rate"] if r.get("dirty_rate") else "-") +
+            (" (%.0f during preparation)" % r["prep_dirty_rate"] if r.get("prep_dirty_rate") else ""),
             fmt_ns(r["prepare_ns"]) if "prepare_ns" in r else "-",
             "%.0f" % r["prep_traps"] if "prep_traps" in r else "-",
             "%s / %s" % (fmt_ns(r["prep_p50_ns"]), fmt_ns(r["prep_p99_ns"])) if "prep_p50_ns" in r else "-",
