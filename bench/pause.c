@@ -26,13 +26,23 @@
  *   fork        fork() of a touched private anon heap
  *   ckpt-full   ckpt_begin(): today's one call, the pause is the full
  *               write-protect of the heap
+ *   ckpt-cut    the new cut: ckpt_prepare(), then, once ckpt_ready() says 1
+ *               (woken by ckpt_event_fd()), ckpt_cut(); ns is the ckpt_cut()
+ *               call, stats_pause_ns the library's pause
  *   ckpt-incr1  ckpt_begin() of an incremental checkpoint after 1% of pages
  *               were dirtied at random (writer stopped: the dirty set is 1%)
+ *   ckpt-incr1-cut  the same through prepare + cut
  * Output: "pause loaded method=M size=BYTES ns=N stats_pause_ns=N
- * dirty_rate=PAGES/S reps=R" (medians; ns: wall time of the call).
+ * dirty_rate=PAGES/S reps=R" (medians; ns: wall time of the call), and for
+ * the cut methods "prepare_ns= prep_passes= cut_pages= prep_traps=
+ * prep_p50_ns= prep_p99_ns=" (preparation's cost: its duration, the traps
+ * it caused and their latency, from prep_trap_hist: the upper bound of the
+ * bucket holding the percentile) and prep_dirty_rate (the writer's pages/s
+ * during the preparation).
  */
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -273,6 +283,87 @@ static void report_loaded(const char *m, size_t size, double *ns, double *sp, in
 	fflush(stdout);
 }
 
+/* Upper bound (ns) of the bucket of @h holding quantile @q; -1 if empty. */
+static double hist_quantile(const uint64_t *h, double q)
+{
+	uint64_t n = 0, acc = 0;
+	for (int i = 0; i < CKPT_HIST_BUCKETS; i++)
+		n += h[i];
+	if (!n)
+		return -1;
+	for (int i = 0; i < CKPT_HIST_BUCKETS; i++) {
+		acc += h[i];
+		if ((double)acc >= q * (double)n)
+			return (double)(2ull << i);
+	}
+	return -1;
+}
+
+/* Preparation's figures of the cut methods, one array per field. */
+struct prep_figs {
+	double cut_ns[16], pause[16], prep[16], passes[16], cut_pages[16], traps[16], p50[16], p99[16];
+	double prep_rate[16]; /* the writer's pages/s from ckpt_prepare() to ckpt_cut() */
+};
+
+/* ckpt_prepare(), wait for ckpt_ready() on the event fd, timed ckpt_cut(),
+ * wait for the end; fills rep @k of @f.  @d: the running writer, or NULL. */
+static int timed_cut(ckpt_heap *h, struct dirtier *d, struct prep_figs *f, int k)
+{
+	struct ckpt_dest dest = { .kind = CKPT_DEST_SINK, .sink = &null_sink };
+	uint64_t gen = 0, w0 = d ? atomic_load(&d->writes) : 0, tp = bench_now_ns();
+	int rc = ckpt_prepare(h, &dest, NULL, &gen);
+	if (rc != 0)
+		return rc;
+	int efd = ckpt_event_fd(h);
+	uint64_t deadline = bench_now_ns() + 300000000000ull;
+	while ((rc = ckpt_ready(h)) == 0) {
+		if (bench_now_ns() > deadline)
+			return -ETIMEDOUT;
+		struct pollfd p = { efd, POLLIN, 0 };
+		uint64_t v;
+		/* the fd says "ready"; the 10 ms timeout only bounds a missed wake */
+		if (efd >= 0 && poll(&p, 1, 10) > 0 && read(efd, &v, sizeof(v)) < 0)
+			usleep(1000);
+		else if (efd < 0)
+			usleep(1000);
+	}
+	if (rc < 0) {
+		/* -ENOENT: the preparation failed; its result says why */
+		int w = ckpt_wait_gen(h, gen);
+		return w ? w : rc;
+	}
+	uint64_t t0 = bench_now_ns();
+	f->prep_rate[k] = d ? (double)(atomic_load(&d->writes) - w0) / ((double)(t0 - tp) / 1e9) : 0;
+	rc = ckpt_cut(h);
+	f->cut_ns[k] = (double)(bench_now_ns() - t0);
+	if (rc != 0)
+		return rc;
+	rc = ckpt_wait_gen(h, gen);
+	struct ckpt_stats st = { .struct_size = sizeof(st) };
+	ckpt_stats(h, &st);
+	f->pause[k] = (double)st.pause_ns;
+	f->prep[k] = (double)st.prepare_ns;
+	f->passes[k] = (double)st.prep_passes;
+	f->cut_pages[k] = (double)st.cut_pages;
+	f->traps[k] = (double)st.prep_traps;
+	f->p50[k] = hist_quantile(st.prep_trap_hist, 0.5);
+	f->p99[k] = hist_quantile(st.prep_trap_hist, 0.99);
+	return rc;
+}
+
+static void report_cut(const char *m, size_t size, struct prep_figs *f, int n, double rate)
+{
+	size_t z = (size_t)n;
+	printf("pause loaded method=%s size=%zu ns=%.0f stats_pause_ns=%.0f dirty_rate=%.0f reps=%d "
+	       "prepare_ns=%.0f prep_passes=%.0f cut_pages=%.0f prep_traps=%.0f prep_p50_ns=%.0f "
+	       "prep_p99_ns=%.0f prep_dirty_rate=%.0f\n",
+	       m, size, bench_median(f->cut_ns, z), bench_median(f->pause, z), rate, n,
+	       bench_median(f->prep, z), bench_median(f->passes, z), bench_median(f->cut_pages, z),
+	       bench_median(f->traps, z), bench_median(f->p50, z), bench_median(f->p99, z),
+	       bench_median(f->prep_rate, z));
+	fflush(stdout);
+}
+
 static void loaded_fork(size_t size, double rate)
 {
 	double ns[16];
@@ -340,6 +431,26 @@ static void loaded_full(size_t size, double rate)
 	ckpt_heap_destroy(h);
 }
 
+static void loaded_cut(size_t size, double rate)
+{
+	struct prep_figs f;
+	uint8_t *p;
+	ckpt_heap *h = loaded_heap("ckpt-cut", size, 0, &p);
+	if (!h)
+		return;
+	struct dirtier d;
+	dirtier_start(&d, p, size, rate);
+	int n = 0, rc = 0;
+	for (; n < g_reps && (rc = timed_cut(h, &d, &f, n)) == 0; n++)
+		usleep(200000);
+	double r = dirtier_stop(&d);
+	if (rc != 0)
+		printf("pause loaded method=ckpt-cut size=%zu unavailable: %s\n", size, ckpt_strerror(rc));
+	else
+		report_cut("ckpt-cut", size, &f, n, r);
+	ckpt_heap_destroy(h);
+}
+
 /* Dirties @pct % of the heap's pages, chosen at random (with repeats). */
 static void dirty_random(uint8_t *p, size_t size, int pct, uint64_t *rs)
 {
@@ -365,6 +476,17 @@ static void loaded_incr(size_t size)
 		printf("pause loaded method=ckpt-incr1 size=%zu unavailable: %s\n", size, ckpt_strerror(rc));
 	else
 		report_loaded("ckpt-incr1", size, ns, sp, n, 0);
+	/* the same 1% through prepare + cut, on the same heap (its base is the
+	 * last checkpoint above) */
+	struct prep_figs f;
+	for (n = 0; rc == 0 && n < g_reps; n++) {
+		dirty_random(p, size, 1, &rs);
+		rc = timed_cut(h, NULL, &f, n);
+	}
+	if (rc != 0)
+		printf("pause loaded method=ckpt-incr1-cut size=%zu unavailable: %s\n", size, ckpt_strerror(rc));
+	else
+		report_cut("ckpt-incr1-cut", size, &f, n, 0);
 	ckpt_heap_destroy(h);
 }
 
@@ -372,6 +494,7 @@ static void bench_loaded(size_t size, double rate)
 {
 	loaded_fork(size, rate);
 	loaded_full(size, rate);
+	loaded_cut(size, rate);
 	loaded_incr(size);
 }
 

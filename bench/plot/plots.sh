@@ -87,8 +87,10 @@ fi
 if [ -s "$raw/pause-loaded.txt" ]; then
 	plots=""
 	for m in fork ckpt-full ckpt-cut ckpt-incr1 ckpt-incr1-cut; do
-		sed -n "s/^pause loaded method=$m size=\([0-9]*\) ns=\([0-9]*\).*/\1 \2/p" "$raw/pause-loaded.txt" |
-			awk '{ printf "%.3f %.4f\n", $1 / 1073741824, $2 / 1e6 }' >"$raw/pause-loaded-$m.dat"
+		# the library's pause_ns where it reports one, else the call's time
+		sed -n "s/^pause loaded method=$m size=\([0-9]*\) ns=\([0-9]*\) stats_pause_ns=\([-0-9]*\) .*/\1 \2 \3/p" \
+			"$raw/pause-loaded.txt" |
+			awk '{ printf "%.3f %.4f\n", $1 / 1073741824, ($3 >= 0 ? $3 : $2) / 1e6 }' >"$raw/pause-loaded-$m.dat"
 		[ -s "$raw/pause-loaded-$m.dat" ] && plots="$plots${plots:+, }'$raw/pause-loaded-$m.dat' using 1:2 with linespoints lw 2 pt 7 title '$m'"
 	done
 	[ -n "$plots" ] && gnuplot <<-EOF

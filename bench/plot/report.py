@@ -246,6 +246,13 @@ def PL(rows, method, size, key="ns"):
     return None
 
 
+def PP(rows, method, size):
+    """The pause: the library's pause_ns where it reports one, else the
+    call's wall time (fork)."""
+    v = PL(rows, method, size, "stats_pause_ns")
+    return v if v is not None else PL(rows, method, size)
+
+
 def pause_loaded_goals(R, rows):
     sizes = sorted({int(r["size"]) for r in rows})
     for s in sizes:
@@ -253,16 +260,18 @@ def pause_loaded_goals(R, rows):
         cut = PL(rows, "ckpt-cut", s, "stats_pause_ns")
         R.goal("pause at the cut per GiB, writer dirtying pages, %s heap (issue 10; ms/GiB)" % fmt_bytes(s),
                cut / 1e6 / gib if cut is not None else None, 0.5, lambda v: "%.2f" % v,
-               "cut %s (ckpt_cut call %s), full protect %s, fork %s; writer %s pages/s" % (
-                   fmt_ns(cut), fmt_ns(PL(rows, "ckpt-cut", s)), fmt_ns(PL(rows, "ckpt-full", s)),
+               "cut %s (ckpt_cut call %s), full protect %s (ckpt_begin call %s), fork %s; writer %s pages/s" % (
+                   fmt_ns(cut), fmt_ns(PL(rows, "ckpt-cut", s)), fmt_ns(PP(rows, "ckpt-full", s)),
+                   fmt_ns(PL(rows, "ckpt-full", s)),
                    fmt_ns(PL(rows, "fork", s)), "n/a" if PL(rows, "ckpt-cut", s, "dirty_rate") is None else
                    "%.0f" % PL(rows, "ckpt-cut", s, "dirty_rate")))
         for m in ("ckpt-incr1", "ckpt-incr1-cut"):
             if PL(rows, m, s) is None and m.endswith("-cut"):
                 continue
             R.goal("incremental pause, 1%% dirty at random, %s vs fork() of the same size, %s heap (issue 10)"
-                   % (m, fmt_bytes(s)), ratio(PL(rows, m, s), PL(rows, "fork", s)), 0.05, fmt_ratio,
-                   "%s vs %s" % (fmt_ns(PL(rows, m, s)), fmt_ns(PL(rows, "fork", s))))
+                   % (m, fmt_bytes(s)), ratio(PP(rows, m, s), PL(rows, "fork", s)), 0.05, fmt_ratio,
+                   "pause_ns %s (the call: %s) vs fork %s" % (fmt_ns(PP(rows, m, s)), fmt_ns(PL(rows, m, s)),
+                                                              fmt_ns(PL(rows, "fork", s))))
     if not sizes:
         R.goal("pause at the cut per GiB, writer dirtying pages (issue 10; ms/GiB)", None, 0.5,
                lambda v: "%.2f" % v, "pause --loaded did not run")
@@ -275,11 +284,13 @@ def pause_loaded_write(R, rows, unavail, name):
         "pages/s is shown). fork: fork() of an equal touched anonymous heap; ckpt-full: `ckpt_begin()`, whose "
         "pause is the full write-protect; ckpt-cut: `ckpt_prepare()`, then `ckpt_cut()` when `ckpt_ready()`; "
         "ckpt-incr1(-cut): incremental after 1% of pages dirtied at random, writer stopped. "
-        "`pause` = wall time of the call that stops the application (fork, ckpt_begin, ckpt_cut); "
-        "`pause_ns` = `ckpt_stats()`; ms/GiB is pause_ns where the library reports it, else the call's wall time. "
+        "`pause` = wall time of the call that stops the application (fork, ckpt_begin, ckpt_cut): for "
+        "`ckpt_begin()` it includes the preparation it does synchronously; "
+        "`pause_ns` = `ckpt_stats()`, the protect at the cut; ms/GiB, the goals and the plot use pause_ns where "
+        "the library reports it, else the call's wall time. "
         "Medians of the repetitions.")
     R.p()
-    R.p("| heap | method | pause | pause_ns | ms/GiB | / fork() | writer pages/s | prepare | prep traps | "
+    R.p("| heap | method | pause | pause_ns | ms/GiB | pause / fork() | writer pages/s | prepare | prep traps | "
         "prep trap p50 / p99 | pages left for the cut |")
     R.p("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -288,12 +299,12 @@ def pause_loaded_write(R, rows, unavail, name):
         pv = sp if isinstance(sp, float) and sp >= 0 else r["ns"]
         R.p("| %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %s |" % (
             fmt_bytes(s), r["method"], fmt_ns(r["ns"]), "-" if sp is None or sp < 0 else fmt_ns(sp),
-            pv / 1e6 / (s / float(1 << 30)), fmt_ratio(ratio(r["ns"], PL(rows, "fork", s))),
+            pv / 1e6 / (s / float(1 << 30)), fmt_ratio(ratio(pv, PL(rows, "fork", s))),
             ("%.0f" % r["dirty_rate"] if r.get("dirty_rate") else "-") +
             (" (%.0f during preparation)" % r["prep_dirty_rate"] if r.get("prep_dirty_rate") else ""),
             fmt_ns(r["prepare_ns"]) if "prepare_ns" in r else "-",
             "%.0f" % r["prep_traps"] if "prep_traps" in r else "-",
-            "%s / %s" % (fmt_ns(r["prep_p50_ns"]), fmt_ns(r["prep_p99_ns"])) if "prep_p50_ns" in r else "-",
+            "%s / %s" % (fmt_ns(r["prep_p50_ns"]), fmt_ns(r["prep_p99_ns"])) if r.get("prep_p50_ns", -1) >= 0 else "-",
             "%.0f" % r["cut_pages"] if "cut_pages" in r else "-"))
     for l in unavail:
         R.p("- `%s`" % l)

@@ -74,13 +74,18 @@ sp=$(field "$T/pause.txt" "^pause method=ckpt-full " stats_pause_ns)
 f0=$fails
 timeout -k 5 120 "$B/bench/pause" --loaded --sizes 8m --reps 1 >"$T/pause-loaded.txt" 2>&1 ||
 	fail "pause --loaded exit $?: $(tail -n 3 "$T/pause-loaded.txt")"
-for m in fork ckpt-full ckpt-incr1; do
+for m in fork ckpt-full ckpt-cut ckpt-incr1 ckpt-incr1-cut; do
 	ns=$(field "$T/pause-loaded.txt" "^pause loaded method=$m size=8388608 " ns)
 	[ -n "$ns" ] && [ "${ns%.*}" -gt 0 ] 2>/dev/null || fail "pause --loaded $m: $(grep "method=$m" "$T/pause-loaded.txt")"
 done
 dr=$(field "$T/pause-loaded.txt" "^pause loaded method=fork " dirty_rate)
 [ "${dr:-0}" -gt 1000 ] 2>/dev/null || fail "pause --loaded: the writer dirtied $dr pages/s"
-[ $fails = $f0 ] && ok "pause --loaded: fork, full protect, incremental 1% with a writer at $dr pages/s"
+# the cut reports its preparation: how long, how many passes
+pn=$(field "$T/pause-loaded.txt" "^pause loaded method=ckpt-cut " prepare_ns)
+pp=$(field "$T/pause-loaded.txt" "^pause loaded method=ckpt-cut " prep_passes)
+[ "${pn:-0}" -gt 0 ] 2>/dev/null && [ "${pp:-0}" -ge 1 ] 2>/dev/null ||
+	fail "pause --loaded ckpt-cut: prepare_ns=$pn prep_passes=$pp"
+[ $fails = $f0 ] && ok "pause --loaded: fork, full protect, prepare + cut, incremental 1% with a writer at $dr pages/s"
 
 # ---------------------------------------------------------------- memgrowth
 f0=$fails
