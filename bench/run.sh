@@ -343,7 +343,7 @@ run_loaded() {
 		# with ckpt_ or rdb_ (the pause, preparation, pages left for the cut),
 		# and fork's duration (redis-server has it in INFO stats)
 		echo "loadgen info $( { redis-cli -p "$PORT" info persistence; redis-cli -p "$PORT" info stats; } 2>/dev/null |
-			tr -d '\r' | grep -E '^(ckpt_|rdb_|latest_fork_usec)[a-z_]*:' | grep -v ':.* ' | sort -u -t: -k1,1 |
+			tr -d '\r' | grep -E '^(ckpt_|rdb_|latest_fork_usec)[a-z0-9_]*:' | grep -v ':.* ' | sort -u -t: -k1,1 |
 			tr ':' '=' | tr '\n' ' ')" >>"$f"
 		sleep 2
 	done

@@ -4,7 +4,8 @@
 # bytes, a background writer overwriting random existing keys with values
 # that carry a write counter, an open-loop probe at 2,000 SET/s, BGSAVE; then
 #   - the snapshot completes (rdb_last_bgsave_status ok);
-#   - INFO persistence shows the pause fields;
+#   - INFO persistence shows the pause fields (pause, preparation, pages left
+#     for the cut), and BGSAVE was prepared in passes;
 #   - the server restarted on the image has every key, and the values are one
 #     point in time: with M the highest write counter found in the image,
 #     every key holds exactly its last write numbered <= M (the writer uses one
@@ -80,11 +81,15 @@ grep -E '^(ckpt_|rdb_|latest_fork)' <<<"$info" | tr '\n' ' '; echo
 st=$(field "$T/probe.txt" "^loadgen snapshot " status)
 [ "$st" = ok ] || fail "snapshot did not complete: $(grep snapshot "$T/probe.txt"); $(grep -E 'rdb_last_bgsave_status|ckpt_last_error' <<<"$info")"
 grep -q '^rdb_last_bgsave_status:ok$' <<<"$info" || fail "INFO: $(grep rdb_last_bgsave_status <<<"$info")"
-for f in ckpt_pause_us latest_fork_usec; do
+# the pause fields: the cut's pause, the preparation's duration and passes,
+# the pages the cut had to protect (BGSAVE prepares in the background and the
+# event loop cuts: a BGSAVE that skipped preparation has no passes)
+for f in ckpt_pause_us latest_fork_usec ckpt_prepare_us ckpt_prep_passes ckpt_cut_pages; do
 	grep -qE "^$f:[0-9]+$" <<<"$info" || fail "INFO persistence has no $f"
 done
+grep -qE '^ckpt_prep_passes:[1-9][0-9]*$' <<<"$info" || fail "BGSAVE was not prepared in passes: $(grep ckpt_prep_passes <<<"$info")"
 [ -s "$T/dump.ckpt" ] || fail "no image written"
-[ $fails = 0 ] && ok "snapshot under load completed ($(grep -E '^(ckpt_pause_us|ckpt_duration_us)' <<<"$info" | tr '\n' ' '))"
+[ $fails = 0 ] && ok "snapshot under load completed ($(grep -E '^(ckpt_pause_us|ckpt_prepare_us|ckpt_prep_passes|ckpt_cut_pages|ckpt_duration_us):' <<<"$info" | tr '\n' ' '))"
 
 # ------------------------------------------------------------ latency
 # LAT_BOUND: after-window max <= min(2 x before-window max + 500 ms, 900 ms).
