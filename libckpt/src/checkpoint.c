@@ -380,33 +380,29 @@ static void lower_priority(ckpt_heap *h)
 	}
 }
 
+/*
+ * One checkpoint, on a thread of its own, started by ckpt_prepare() /
+ * ckpt_begin() and so at the application's priority while it prepares: the
+ * passes decide how much the cut has to protect, and a pass slowed down
+ * behind the application leaves more to the pause (under load the remainder
+ * stopped converging).  Streaming is background work: the thread lowers its
+ * priority at the cut and cannot raise it again, so it ends with its
+ * checkpoint.
+ */
 static void *writer_main(void *arg)
 {
 	ckpt_heap *h = arg;
 	struct ckpt__engine *e = h->eng;
 
+	int rc = prepare(h, e);
 	lower_priority(h);
-	pthread_mutex_lock(&e->lock);
-	for (;;) {
-		while (!e->writer_job && !e->writer_exit)
-			pthread_cond_wait(&e->cond, &e->lock);
-		if (e->writer_exit)
-			break;
-		e->writer_job = false;
-		pthread_mutex_unlock(&e->lock);
-
-		int rc = prepare(h, e);
-		if (rc == 0 && e->sink.begin)
-			rc = e->sink.begin(e->sink.arg, &e->info);
-		if (rc == 0)
-			rc = h->backend == CKPT_BACKEND_FORK ? ckpt__fork_stream(h) : stream_pages(h, e);
-		if (rc == 0 && atomic_load(&e->cancel))
-			rc = atomic_load(&e->failed) ? CKPT_E_FAILED : CKPT_E_CANCELED;
-		finish(h, e, rc);
-
-		pthread_mutex_lock(&e->lock);
-	}
-	pthread_mutex_unlock(&e->lock);
+	if (rc == 0 && e->sink.begin)
+		rc = e->sink.begin(e->sink.arg, &e->info);
+	if (rc == 0)
+		rc = h->backend == CKPT_BACKEND_FORK ? ckpt__fork_stream(h) : stream_pages(h, e);
+	if (rc == 0 && atomic_load(&e->cancel))
+		rc = atomic_load(&e->failed) ? CKPT_E_FAILED : CKPT_E_CANCELED;
+	finish(h, e, rc);
 	return NULL;
 }
 
@@ -470,8 +466,6 @@ void ckpt__engine_fini(ckpt_heap *h)
 			pthread_cond_wait(&e->cond, &e->lock);
 	}
 	if (e->writer_up) {
-		e->writer_exit = true;
-		pthread_cond_broadcast(&e->cond);
 		pthread_mutex_unlock(&e->lock);
 		pthread_join(e->writer, NULL);
 		pthread_mutex_lock(&e->lock);
@@ -607,10 +601,15 @@ static void fill_info(ckpt_heap *h, struct ckpt__engine *e, bool incremental)
 	}
 }
 
+/* Called with e->lock held and the checkpoint set up.  The last
+ * checkpoint's thread has finished it (running is false): joining it waits
+ * at most for its return. */
 static int start_writer(ckpt_heap *h, struct ckpt__engine *e)
 {
-	if (e->writer_up)
-		return 0;
+	if (e->writer_up) {
+		pthread_join(e->writer, NULL);
+		e->writer_up = false;
+	}
 	/* created with every signal blocked: the application's handlers
 	 * never run on it */
 	sigset_t all, old;
@@ -651,11 +650,6 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 		pthread_mutex_unlock(&e->lock);
 		return -EBUSY;
 	}
-	rc = start_writer(h, e);
-	if (rc) {
-		pthread_mutex_unlock(&e->lock);
-		return rc;
-	}
 	bool incremental = e->tracking_valid && e->keep_protected && !(opts.flags & CKPT_BEGIN_FULL) &&
 			   !(h->opts.full_every && e->since_full + 1 >= h->opts.full_every) &&
 			   same_dest(e, dest);
@@ -686,10 +680,15 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 	e->prep_passes = e->cut_pages = 0;
 	e->setup_done = e->ready = e->cut_done = e->cut_requested = false;
 	e->cut_rc = 0;
+	rc = start_writer(h, e);
+	if (rc) {
+		e->sink.end(e->sink.arg, rc);
+		pthread_mutex_unlock(&e->lock);
+		return rc;
+	}
 	e->started = true;
 	e->running = true;
 	e->result = 0;
-	e->writer_job = true;
 	if (gen)
 		*gen = e->info.generation;
 	pthread_cond_broadcast(&e->cond);

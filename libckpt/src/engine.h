@@ -211,8 +211,6 @@ struct ckpt__engine {
 	bool running;
 	int result;
 	bool writer_up;
-	bool writer_job;            /* a job is posted for the writer */
-	bool writer_exit;
 	pthread_t writer;
 
 	/* lineage for incrementals, under lock */
