@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rdb.h"
 #include "server.h"
 
 struct server g_srv;
@@ -1380,6 +1381,7 @@ static void open_heap(void)
 	ho.name = "redis-ckpt";
 	ho.log = ckpt_log_cb;
 
+	bool import_rdb = rdb_startup_redirect(g_srv.path, sizeof(g_srv.path));
 	struct stat stbuf;
 	if (stat(g_srv.path, &stbuf) == 0) {
 		char err[512] = "";
@@ -1431,6 +1433,8 @@ static void open_heap(void)
 		log_msg('#', "The libckpt heap is too small for an empty keyspace");
 		exit(1);
 	}
+	if (import_rdb)
+		rdb_startup_import();
 }
 
 /* epoll data of the heap's event fd (clients have their own pointers) */

@@ -1,0 +1,135 @@
+"""rdblib.py - helpers shared by the RDB and replication tests: a dataset
+that exercises every type in both its compact and its large Redis encodings,
+and a comparable snapshot of a server's whole keyspace (via redis-py)."""
+import os
+import random
+
+from rclib import Conn, Err, encode, parse
+
+
+class Client:
+    """A small RESP client over rclib.Conn (the tests must not depend on
+    redis-py: the python3 first on PATH may lack it)."""
+
+    def __init__(self, port, timeout=60):
+        self.c = Conn(port, timeout=timeout)
+
+    def __call__(self, *args):
+        v = parse(self.c.call(*args))
+        if isinstance(v, Err):
+            raise RuntimeError("%r: %s" % (args[:3], v))
+        return v
+
+    def pipeline(self, cmds):
+        """Sends all, then reads all the replies (errors raise)."""
+        out = []
+        for i in range(0, len(cmds), 1000):
+            chunk = cmds[i:i + 1000]
+            self.c.send_raw(b"".join(encode(*a) for a in chunk))
+            for a in chunk:
+                v = parse(self.c.read_reply())
+                if isinstance(v, Err):
+                    raise RuntimeError("%r: %s" % (a[:3], v))
+                out.append(v)
+        return out
+
+    def close(self):
+        self.c.close()
+
+
+def client(port):
+    return Client(port)
+
+
+def fill(r, seed=1):
+    """Every type, small (listpack/intset encodings in Redis 7.0) and large
+    (quicklist nodes, hashtable, skiplist), integer and LZF-compressible
+    strings, binary data, TTLs."""
+    rnd = random.Random(seed)
+    cmds = [
+        ["SET", "s:small", "v"], ["SET", "s:int", "12345"], ["SET", "s:neg", "-7"],
+        ["SET", "s:bigint", str(2 ** 40)], ["SET", "s:empty", ""],
+        ["SET", "s:lzf", "abc" * 2000],  # compressible: LZF in the RDB
+        ["SET", "s:bin", bytes(rnd.randrange(256) for _ in range(300))],
+        ["SET", "s:ttl", "t", "EX", "1000"], ["SET", "s:pttl", "t", "PX", "900000"],
+        ["RPUSH", "l:small", "a", "b", "1", "-2", "300000"],
+        ["RPUSH", "l:big"] + ["elem-%d-%s" % (i, "x" * (i % 50)) for i in range(3000)],
+        ["RPUSH", "l:ints"] + [str(i) for i in range(-100, 400)],
+        ["RPUSH", "l:lzf", "q" * 5000, "r" * 70],
+        ["HSET", "h:small", "f1", "v1", "f2", "22", "f3", ""],
+        ["HSET", "h:big"] + [x for i in range(500) for x in ("field-%d" % i, "value-%d" % (i * 7))],
+        ["HSET", "h:big", "long", "w" * 100],  # past hash-max-listpack-value: hashtable
+        ["HSET", "h:ttl", "f", "v"], ["EXPIRE", "h:ttl", "5000"],
+        ["SADD", "set:ints"] + [str(i) for i in range(100)],
+        ["SADD", "set:bigints", "-1"] + [str(2 ** 33 + i) for i in range(50)],
+        ["SADD", "set:strs", "a", "b", "c"],
+        ["SADD", "set:big"] + ["m%d" % i for i in range(1000)],
+        ["ZADD", "z:small", "1", "a", "2.5", "b", "-3", "c", "1e20", "d"],
+        ["ZADD", "z:big"] + [x for i in range(400) for x in (repr(i * 1.25), "m%d" % i)],
+        ["ZADD", "z:inf", "-inf", "lo", "+inf", "hi", "0", "mid"],
+    ] + [["SET", "k:%d" % i, "v%d" % i] for i in range(200)]
+    r.pipeline(cmds)
+
+
+def snapshot(r):
+    """{key: (type, value)} plus {key: ttl in ms (-1 none)}."""
+    out, ttls = {}, {}
+    keys = r("KEYS", "*")
+    types = r.pipeline([["TYPE", k] for k in keys])
+    read = {b"string": ["GET"], b"list": ["LRANGE", None, "0", "-1"], b"hash": ["HGETALL"],
+            b"set": ["SMEMBERS"], b"zset": ["ZRANGE", None, "0", "-1", "WITHSCORES"]}
+    cmds = []
+    for k, t in zip(keys, types):
+        c = list(read.get(t, ["TYPE"]))
+        if len(c) == 1:
+            c.append(k)
+        else:
+            c[1] = k
+        cmds.append(c)
+    vals = r.pipeline(cmds)
+    pttls = r.pipeline([["PTTL", k] for k in keys])
+    for k, t, v, ttl in zip(keys, types, vals, pttls):
+        if t == b"hash":
+            v = tuple(sorted(zip(v[0::2], v[1::2])))
+        elif t == b"set":
+            v = tuple(sorted(v))
+        elif t == b"zset":
+            v = tuple(zip(v[0::2], [float(x) for x in v[1::2]]))
+        elif isinstance(v, list):
+            v = tuple(v)
+        out[k] = (t, v)
+        ttls[k] = ttl
+    return out, ttls
+
+
+def diff(a, b, limit=5):
+    """A short description of how two snapshots differ ('' if equal)."""
+    msgs = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            msgs.append("%r: %r != %r" % (k, str(a.get(k))[:120], str(b.get(k))[:120]))
+            if len(msgs) >= limit:
+                break
+    return "; ".join(msgs)
+
+
+def ttls_close(a, b, slack_ms):
+    """'' when both have the same keys with a TTL and each differs by less
+    than slack_ms."""
+    for k in a:
+        ta, tb = a[k], b.get(k)
+        if (ta < 0) != (tb is None or tb < 0):
+            return "%r: ttl %r vs %r" % (k, ta, tb)
+        if ta >= 0 and abs(ta - tb) > slack_ms:
+            return "%r: ttl %d vs %d ms" % (k, ta, tb)
+    return ""
+
+
+def sha(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def rdb_path(srv):
+    return os.path.join(srv.dir, "dump.rdb")
