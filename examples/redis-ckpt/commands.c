@@ -19,6 +19,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "repl.h"
 #include "server.h"
 
 #define ARG(i) (c->argv[i])
@@ -219,6 +220,7 @@ dent *lookup_key(const char *key, size_t klen)
 {
 	dent *e = dict_find(g_ks->db, key, klen);
 	if (e && expired(e)) {
+		repl_propagate_expired(e->key, e->klen);
 		delete_entry(e);
 		g_srv.stat_expired++;
 		return NULL;
@@ -344,6 +346,7 @@ void active_expire_cycle(int budget_us)
 			}
 			sampled++;
 			if (expired(e)) {
+				repl_propagate_expired(e->key, e->klen);
 				delete_entry(e);
 				found++;
 				g_srv.stat_expired++;
@@ -2150,6 +2153,8 @@ char *info_text(const char *section)
 		  "rejected_connections:%lld\r\nexpired_keys:%lld\r\nkeyspace_hits:%lld\r\nkeyspace_misses:%lld\r\n\r\n",
 		  g_srv.stat_conns, g_srv.stat_commands, g_srv.stat_rejected, g_srv.stat_expired,
 		  g_srv.stat_keyspace_hits, g_srv.stat_keyspace_misses);
+	if (SEC("replication"))
+		off += repl_info(b + off, cap - off);
 	if (SEC("keyspace")) {
 		P("# Keyspace\r\n");
 		if (dict_size(g_ks->db))
@@ -2258,6 +2263,10 @@ struct command g_commands[] = {
 	{ "multi", cmd_multi, 1, CMD_FAST, 0, 0, 0 },
 	{ "exec", cmd_exec, 1, 0, 0, 0, 0 },
 	{ "discard", cmd_discard, 1, CMD_FAST, 0, 0, 0 },
+	{ "sync", cmd_sync, 1, CMD_ADMIN, 0, 0, 0 },
+	{ "psync", cmd_sync, -3, CMD_ADMIN, 0, 0, 0 },
+	{ "replconf", cmd_replconf, -1, CMD_ADMIN, 0, 0, 0 },
+	{ "wait", cmd_wait, 3, 0, 0, 0, 0 },
 };
 #undef W
 #undef R

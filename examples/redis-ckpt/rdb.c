@@ -57,8 +57,9 @@ struct rdbw {
 	unsigned char buf[1 << 16];
 };
 
-static int write_all(int fd, const unsigned char *p, size_t n)
+int rdb_write_all(int fd, const void *buf, size_t n)
 {
+	const unsigned char *p = buf;
 	while (n) {
 		ssize_t w = write(fd, p, n);
 		if (w < 0) {
@@ -83,7 +84,7 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 static void w_flush(struct rdbw *w)
 {
 	if (!w->err && w->len)
-		w->err = write_all(w->fd, w->buf, w->len);
+		w->err = rdb_write_all(w->fd, w->buf, w->len);
 	w->len = 0;
 }
 

@@ -63,6 +63,10 @@ struct rdb_aux {
  * 0, or a negative errno of the failed write. */
 int rdb_write_keyspace(int fd, const struct rdb_aux *aux);
 
+/* Writes all of @p to @fd, waiting with poll() when a non-blocking fd is
+ * full.  @return 0 or a negative errno. */
+int rdb_write_all(int fd, const void *p, size_t n);
+
 /* true if the file at @path starts with the RDB magic "REDIS". */
 bool rdb_file_is_rdb(const char *path);
 

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "rdb.h"
+#include "repl.h"
 #include "server.h"
 
 struct server g_srv;
@@ -374,7 +375,7 @@ void cmd_exec(client *c)
 		c->argc = queue[i].argc;
 		c->argv = queue[i].argv;
 		c->argvlen = queue[i].argvlen;
-		command_lookup(c->argv[0], c->argvlen[0])->proc(c);
+		repl_call(c, command_lookup(c->argv[0], c->argvlen[0]));
 		g_srv.stat_commands++;
 	}
 	c->argc = argc;
@@ -388,6 +389,7 @@ void cmd_exec(client *c)
 static void client_free_now(client *c)
 {
 	multi_reset(c);
+	repl_client_freed(c);
 	if (c->fd >= 0) {
 		epoll_ctl(g_srv.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -1026,7 +1028,7 @@ static void call_command(client *c)
 		return;
 	}
 	g_srv.stat_commands++;
-	cmd->proc(c);
+	repl_call(c, cmd); /* cmd->proc(c), then replicas get it */
 }
 
 /* ------------------------------------------------------------- persistence */
@@ -1055,6 +1057,8 @@ int persist_begin(bool background)
 	struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = g_srv.path };
 	struct ckpt_begin_opts bo;
 	ckpt_begin_opts_init(&bo);
+	if (repl_ckpt_busy())
+		return -EBUSY; /* a replica's sync holds the heap's one checkpoint: retried */
 	g_srv.last_bgsave_try = time(NULL);
 	int rc;
 	if (background) {
@@ -1483,6 +1487,7 @@ static void event_loop(void)
 			 * bounded slice so that the loop never stalls. */
 			g_now_ms = now;
 			persist_cron();
+			repl_cron();
 			active_expire_cycle(1000);
 			dict_maybe_shrink(g_ks->db);
 			/* active rehash would touch (and trap on) page after page
@@ -1497,6 +1502,7 @@ static void event_loop(void)
 /* SHUTDOWN and SIGTERM: save unless told not to. */
 int server_prepare_shutdown(bool save, bool nosave)
 {
+	repl_stop_sync();
 	if (g_srv.ckpt_running) {
 		log_msg('#', "There is a checkpoint in progress: waiting for it before shutting down");
 		if (g_srv.ckpt_preparing)

@@ -61,6 +61,8 @@ typedef struct client {
 		size_t *argvlen;
 	} *queue;
 
+	struct replica *repl; /* REPLCONF/SYNC state (repl.c), NULL otherwise */
+
 	struct client *prev, *next;
 	struct client *next_pending;
 	struct client *next_close;

@@ -1,0 +1,514 @@
+/*
+ * repl.c - redis-ckpt as a replication primary for real Redis replicas and
+ * `redis-cli --rdb`.
+ *
+ * A full sync needs the dataset as of one instant, serialised as an RDB,
+ * while the server goes on.  Redis forks; redis-ckpt's heap is
+ * MADV_DONTFORK, and forking a big heap is what libckpt avoids anyway.
+ * Instead:
+ *   1. fork() a helper: cheap, the heap is not in the child;
+ *   2. ckpt_begin() into a pipe (CKPT_DEST_FD): the instant it returns is
+ *      the sync's point in time, and the replication offset is read in the
+ *      same event-loop step, so no command falls between the two;
+ *   3. the helper ckpt_restore_fd()s the pipe at the heap's own address
+ *      (free in the child), serialises that keyspace as an RDB straight to
+ *      the replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
+ *      and exits;
+ *   4. meanwhile every write command is propagated into the replica's
+ *      held-back buffer; when the helper exits successfully the buffer
+ *      follows the RDB, then the replica gets the live stream.
+ * The server writes nothing to the replica's socket while the helper does.
+ * Offsets count the bytes of the command stream as Redis does, so that
+ * REPLCONF ACK and INFO replication compare with a real primary's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rdb.h"
+#include "repl.h"
+
+/* A replica's output (held back or queued) beyond this is dropped with the
+ * replica, as Redis's client-output-buffer-limit replica 256mb. */
+#define REPL_OUTPUT_LIMIT (256ull << 20)
+#define REPL_PING_PERIOD_MS 10000
+
+enum rstate { RS_HANDSHAKE, RS_WAIT_START, RS_TRANSFER, RS_ONLINE };
+
+struct replica {
+	client *c;
+	enum rstate state;
+	bool psync;             /* PSYNC (gets +FULLRESYNC) rather than SYNC */
+	int listening_port;
+	long long ack_off;
+	long long ack_ms;
+	char *held;             /* the stream while the helper sends the RDB */
+	size_t hlen, hcap;
+	bool over_limit;
+	struct replica *next;
+};
+
+static struct {
+	char replid[41];
+	long long offset;        /* master_repl_offset */
+	struct replica *list;    /* replicas past the handshake */
+	int nlinked;
+	/* the running sync */
+	struct replica *syncing;
+	pid_t child;
+	int pipe_wr;
+	bool ckpt;
+	long long sync_start_ms;
+	long long last_ping_ms;
+	long long syncs_done, syncs_failed;
+} R = { .pipe_wr = -1 };
+
+static const char *state_name(enum rstate s)
+{
+	return s == RS_ONLINE ? "online" : s == RS_TRANSFER ? "send_bulk" : "wait_bgsave";
+}
+
+static void random_hex(char *out, size_t n)
+{
+	unsigned char raw[64];
+	if (getrandom(raw, n / 2 + 1, 0) < 0)
+		for (size_t i = 0; i < sizeof(raw); i++)
+			raw[i] = (unsigned char)random();
+	for (size_t i = 0; i < n; i++)
+		out[i] = "0123456789abcdef"[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+	out[n] = 0;
+}
+
+static const char *replid(void)
+{
+	if (!R.replid[0])
+		random_hex(R.replid, 40);
+	return R.replid;
+}
+
+/* Drops a replica: shutting the socket down makes the event loop see the
+ * hang-up and free the client (which calls repl_client_freed()). */
+static void drop_replica(struct replica *r, const char *why)
+{
+	log_msg('#', "Dropping replica %s: %s", r->c->addr, why);
+	shutdown(r->c->fd, SHUT_RDWR);
+	r->over_limit = true;
+}
+
+static bool hold(struct replica *r, const char *p, size_t n)
+{
+	if (r->hlen + n > r->hcap) {
+		size_t cap = r->hcap ? r->hcap : 65536;
+		while (cap < r->hlen + n)
+			cap *= 2;
+		char *nb = realloc(r->held, cap);
+		if (!nb)
+			return false;
+		r->held = nb;
+		r->hcap = cap;
+	}
+	memcpy(r->held + r->hlen, p, n);
+	r->hlen += n;
+	return true;
+}
+
+/* Appends a piece of the replication stream for every replica.  Replicas
+ * still waiting for their snapshot get nothing: it will include this. */
+static void feed(const char *p, size_t n)
+{
+	R.offset += (long long)n;
+	for (struct replica *r = R.list; r; r = r->next) {
+		if (r->over_limit)
+			continue;
+		if (r->state == RS_TRANSFER) {
+			if (r->hlen + n > REPL_OUTPUT_LIMIT || !hold(r, p, n))
+				drop_replica(r, "output held during the sync is over 256 MB");
+		} else if (r->state == RS_ONLINE) {
+			add_reply(r->c, p, n);
+			if (r->c->olen - r->c->opos > REPL_OUTPUT_LIMIT)
+				drop_replica(r, "output buffer over 256 MB");
+		}
+	}
+}
+
+static void propagate(int argc, char **argv, const size_t *len)
+{
+	size_t cap = 32;
+	for (int i = 0; i < argc; i++)
+		cap += len[i] + 32;
+	char *b = malloc(cap);
+	if (!b)
+		return;
+	size_t off = (size_t)snprintf(b, cap, "*%d\r\n", argc);
+	for (int i = 0; i < argc; i++) {
+		off += (size_t)snprintf(b + off, cap - off, "$%zu\r\n", len[i]);
+		memcpy(b + off, argv[i], len[i]);
+		off += len[i];
+		b[off++] = '\r';
+		b[off++] = '\n';
+	}
+	feed(b, off);
+	free(b);
+}
+
+static bool streaming(void)
+{
+	return R.list != NULL;
+}
+
+void repl_propagate_expired(const char *key, size_t klen)
+{
+	if (!streaming())
+		return;
+	char *argv[2] = { "DEL", (char *)key };
+	size_t len[2] = { 3, klen };
+	propagate(2, argv, len);
+}
+
+/* SPOP chooses members at random: replicas get SREM of the ones this
+ * server popped, read back from the reply just added at @off. */
+static void propagate_spop(client *c, size_t off)
+{
+	const char *p = c->obuf + off, *end = c->obuf + c->olen;
+	long n = 1;
+	if (p < end && *p == '*') {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		n = strtol(p + 1, NULL, 10);
+		p = nl ? nl + 1 : end;
+	}
+	if (n <= 0 || n > 1 << 20)
+		return;
+	char **argv = calloc((size_t)n + 2, sizeof(char *));
+	size_t *len = calloc((size_t)n + 2, sizeof(size_t));
+	int argc = 0;
+	if (!argv || !len)
+		goto out;
+	argv[argc] = "SREM", len[argc++] = 4;
+	argv[argc] = c->argv[1], len[argc++] = c->argvlen[1];
+	for (long i = 0; i < n && p < end && *p == '$'; i++) {
+		long l = strtol(p + 1, NULL, 10);
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (l < 0 || !nl || nl + 1 + l > end)
+			goto out;
+		argv[argc] = (char *)nl + 1, len[argc++] = (size_t)l;
+		p = nl + 1 + l + 2;
+	}
+	if (argc > 2)
+		propagate(argc, argv, len);
+out:
+	free(argv);
+	free(len);
+}
+
+void repl_call(client *c, struct command *cmd)
+{
+	long long dirty = g_srv.dirty;
+	size_t olen = c->olen;
+	cmd->proc(c);
+	if (!streaming() || !(cmd->flags & CMD_WRITE) || g_srv.dirty == dirty)
+		return;
+	if (strcmp(cmd->name, "spop") == 0)
+		propagate_spop(c, olen);
+	else
+		propagate(c->argc, c->argv, c->argvlen);
+}
+
+/* ------------------------------------------------------------- helper */
+
+/* The helper process: restores the checkpoint streamed into @rfd (the heap
+ * is not mapped in a child: MADV_DONTFORK), then sends the RDB.  Never
+ * returns.  Exit status: 0 sent, 2 restore failed, 3 write failed. */
+static void helper_main(int rfd, int sfd, bool psync, long long off, const char *mark)
+{
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	/* other clients' sockets must close when the server closes them */
+	for (client *x = g_srv.clients; x; x = x->next)
+		if (x->fd != sfd)
+			close(x->fd);
+	close(g_srv.lfd);
+	close(g_srv.epfd);
+
+	struct ckpt_heap_opts ho;
+	ckpt_heap_opts_init(&ho);
+	ho.name = "redis-ckpt-sync";
+	struct ckpt_restore_opts ro;
+	ckpt_restore_opts_init(&ro);
+	ro.heap = &ho;
+	ckpt_heap *h;
+	char hdr[160];
+	if (ckpt_restore_fd(rfd, &ro, &h) != 0) {
+		const char *e = "-ERR the sync's checkpoint could not be restored\r\n";
+		rdb_write_all(sfd, e, strlen(e));
+		_exit(2);
+	}
+	close(rfd);
+	g_heap = h;
+	g_ks = ckpt_root_get(h);
+	int n = 0;
+	if (psync)
+		n = snprintf(hdr, sizeof(hdr), "+FULLRESYNC %s %lld\r\n", R.replid, off);
+	n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "$EOF:%s\r\n", mark);
+	struct rdb_aux aux = { .replid = R.replid, .repl_offset = off };
+	if (rdb_write_all(sfd, hdr, (size_t)n) || rdb_write_keyspace(sfd, &aux) || rdb_write_all(sfd, mark, 40))
+		_exit(3);
+	_exit(0);
+}
+
+static void start_sync(struct replica *r)
+{
+	int p[2];
+	char mark[41];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		drop_replica(r, strerror(errno));
+		return;
+	}
+	fcntl(p[1], F_SETPIPE_SZ, 1 << 20); /* fewer writer wake-ups; best effort */
+	random_hex(mark, 40);
+	replid();
+	long long off = R.offset;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		drop_replica(r, strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		close(p[1]);
+		helper_main(p[0], r->c->fd, r->psync, off, mark);
+	}
+	close(p[0]);
+	struct ckpt_dest dest = { .kind = CKPT_DEST_FD, .fd = p[1] };
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.flags = CKPT_BEGIN_FULL | CKPT_BEGIN_NO_FSYNC;
+	/* single-threaded: between two commands, and R.offset is the offset
+	 * of this very instant */
+	int rc = ckpt_begin(g_heap, &dest, &bo);
+	R.child = pid;
+	R.syncing = r;
+	R.sync_start_ms = mstime();
+	if (rc < 0) {
+		log_msg('#', "Can't start the checkpoint for replica %s: %s", r->c->addr, ckpt_strerror(rc));
+		close(p[1]); /* the helper reads EOF and exits */
+		drop_replica(r, "no checkpoint");
+		return;
+	}
+	R.pipe_wr = p[1];
+	R.ckpt = true;
+	g_dict_resize_ok = false;
+	r->state = RS_TRANSFER;
+	struct ckpt_stats st = { .struct_size = sizeof(st) };
+	ckpt_stats(g_heap, &st);
+	log_msg('*', "Starting full sync for replica %s at offset %lld: checkpoint to helper pid %d "
+		"(pause %.3f ms)", r->c->addr, off, (int)pid, st.pause_ns / 1e6);
+}
+
+static void sync_finished(int status)
+{
+	struct replica *r = R.syncing;
+	R.syncing = NULL;
+	R.child = 0;
+	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	ok ? R.syncs_done++ : R.syncs_failed++;
+	if (!r)
+		return; /* the replica went away meanwhile */
+	if (!ok) {
+		drop_replica(r, WIFEXITED(status) && WEXITSTATUS(status) == 2 ? "the helper could not restore "
+			     "the checkpoint" : "sending the RDB failed");
+		return;
+	}
+	r->state = RS_ONLINE;
+	r->ack_ms = mstime();
+	if (r->hlen)
+		add_reply(r->c, r->held, r->hlen);
+	free(r->held);
+	r->held = NULL;
+	r->hlen = r->hcap = 0;
+	log_msg('*', "Synchronization with replica %s succeeded in %.3f s", r->c->addr,
+		(mstime() - R.sync_start_ms) / 1e3);
+}
+
+void repl_cron(void)
+{
+	if (R.ckpt && ckpt_poll(g_heap, NULL, NULL) != 1) {
+		int rc = ckpt_wait(g_heap);
+		R.ckpt = false;
+		close(R.pipe_wr);
+		R.pipe_wr = -1;
+		if (!g_srv.ckpt_running)
+			g_dict_resize_ok = true;
+		if (rc)
+			log_msg('#', "The sync's checkpoint failed: %s", ckpt_strerror(rc));
+	}
+	if (R.child > 0) {
+		int status;
+		if (waitpid(R.child, &status, WNOHANG) == R.child)
+			sync_finished(status);
+	}
+	if (!R.ckpt && R.child == 0 && !g_srv.ckpt_running) {
+		for (struct replica *r = R.list; r; r = r->next) {
+			/* its earlier replies must reach the socket before the helper writes */
+			if (r->state == RS_WAIT_START && !r->over_limit && r->c->olen == r->c->opos) {
+				start_sync(r);
+				break;
+			}
+		}
+	}
+	long long now = mstime();
+	if (streaming() && now - R.last_ping_ms >= REPL_PING_PERIOD_MS) {
+		R.last_ping_ms = now;
+		feed("*1\r\n$4\r\nPING\r\n", 14);
+	}
+}
+
+bool repl_ckpt_busy(void)
+{
+	return R.ckpt;
+}
+
+void repl_stop_sync(void)
+{
+	if (R.child > 0) {
+		kill(R.child, SIGKILL);
+		waitpid(R.child, NULL, 0);
+		R.child = 0;
+	}
+	if (R.ckpt) {
+		ckpt_cancel(g_heap);
+		ckpt_wait(g_heap);
+		close(R.pipe_wr);
+		R.pipe_wr = -1;
+		R.ckpt = false;
+	}
+}
+
+void repl_client_freed(client *c)
+{
+	struct replica *r = c->repl;
+	if (!r)
+		return;
+	for (struct replica **pp = &R.list; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			R.nlinked--;
+			break;
+		}
+	}
+	if (R.syncing == r) {
+		R.syncing = NULL;
+		if (R.child > 0)
+			kill(R.child, SIGKILL); /* reaped by repl_cron() */
+	}
+	if (r->state != RS_HANDSHAKE)
+		log_msg('*', "Connection with replica %s lost", c->addr);
+	free(r->held);
+	free(r);
+	c->repl = NULL;
+}
+
+/* ------------------------------------------------------------- commands */
+
+static struct replica *replica_of(client *c)
+{
+	if (!c->repl) {
+		c->repl = calloc(1, sizeof(struct replica));
+		if (c->repl)
+			c->repl->c = c;
+	}
+	return c->repl;
+}
+
+void cmd_sync(client *c)
+{
+	if (c->repl && c->repl->state != RS_HANDSHAKE)
+		return; /* already a replica: ignored, as Redis does */
+	if (g_srv.mode == CKPT_BACKEND_FORK) {
+		add_reply_error(c, "ERR replication needs --snapshot-mode thread or sigbus (the sync helper "
+			    "restores a checkpoint; with the fork backend the heap is already mapped in it)");
+		return;
+	}
+	struct replica *r = replica_of(c);
+	if (!r) {
+		add_reply_error(c, "ERR out of memory");
+		return;
+	}
+	r->psync = strcasecmp(c->argv[0], "psync") == 0;
+	r->state = RS_WAIT_START;
+	r->next = R.list;
+	R.list = r;
+	R.nlinked++;
+	replid();
+	log_msg('*', "Replica %s asks for synchronization (%s): full resync", c->addr, r->psync ? "PSYNC" : "SYNC");
+	/* nothing is replied now: the helper sends +FULLRESYNC with the offset
+	 * of the snapshot's instant */
+}
+
+void cmd_replconf(client *c)
+{
+	if (c->argc % 2 == 0) {
+		add_reply_error(c, "ERR syntax error");
+		return;
+	}
+	struct replica *r = replica_of(c);
+	for (int i = 1; r && i < c->argc; i += 2) {
+		const char *opt = c->argv[i], *val = c->argv[i + 1];
+		if (!strcasecmp(opt, "ack")) {
+			r->ack_off = strtoll(val, NULL, 10);
+			r->ack_ms = mstime();
+			return; /* never answered */
+		}
+		if (!strcasecmp(opt, "getack"))
+			return;
+		if (!strcasecmp(opt, "listening-port"))
+			r->listening_port = atoi(val);
+		/* capa eof/psync2, ip-address, rdb-only: the sync is always
+		 * streamed with an EOF mark, which redis-cli and replicas read */
+	}
+	add_reply_ok(c);
+}
+
+void cmd_wait(client *c)
+{
+	long long n = 0;
+	for (struct replica *r = R.list; r; r = r->next)
+		if (r->state == RS_ONLINE && r->ack_off >= R.offset)
+			n++;
+	add_reply_int(c, n);
+}
+
+size_t repl_info(char *b, size_t cap)
+{
+	size_t off = 0;
+#define P(...) (off += (off < cap ? (size_t)snprintf(b + off, cap - off, __VA_ARGS__) : 0))
+	P("# Replication\r\nrole:master\r\nconnected_slaves:%d\r\n", R.nlinked);
+	int i = 0;
+	long long now = mstime();
+	for (struct replica *r = R.list; r; r = r->next, i++) {
+		char ip[64];
+		snprintf(ip, sizeof(ip), "%s", r->c->addr);
+		char *colon = strrchr(ip, ':');
+		if (colon)
+			*colon = 0;
+		P("slave%d:ip=%s,port=%d,state=%s,offset=%lld,lag=%lld\r\n", i, ip, r->listening_port,
+		  state_name(r->state), r->ack_off, r->state == RS_ONLINE ? (now - r->ack_ms) / 1000 : 0);
+	}
+	P("master_failover_state:no-failover\r\nmaster_replid:%s\r\n"
+	  "master_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:%lld\r\n"
+	  "second_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:0\r\n"
+	  "repl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n"
+	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n\r\n",
+	  replid(), R.offset, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed);
+#undef P
+	return off < cap ? off : cap - 1;
+}
