@@ -70,6 +70,7 @@ static struct {
 	long long sync_start_ms;
 	long long last_ping_ms;
 	long long syncs_done, syncs_failed;
+	long long last_held; /* bytes of stream held back during the last sync */
 } R = { .pipe_wr = -1 };
 
 static const char *state_name(enum rstate s)
@@ -330,13 +331,14 @@ static void sync_finished(int status)
 	}
 	r->state = RS_ONLINE;
 	r->ack_ms = mstime();
+	R.last_held = (long long)r->hlen;
 	if (r->hlen)
 		add_reply(r->c, r->held, r->hlen);
+	log_msg('*', "Synchronization with replica %s succeeded in %.3f s (%zu bytes of writes held back)",
+		r->c->addr, (mstime() - R.sync_start_ms) / 1e3, r->hlen);
 	free(r->held);
 	r->held = NULL;
 	r->hlen = r->hcap = 0;
-	log_msg('*', "Synchronization with replica %s succeeded in %.3f s", r->c->addr,
-		(mstime() - R.sync_start_ms) / 1e3);
 }
 
 void repl_cron(void)
@@ -507,8 +509,9 @@ size_t repl_info(char *b, size_t cap)
 	  "master_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:%lld\r\n"
 	  "second_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:0\r\n"
 	  "repl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n"
-	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n\r\n",
-	  replid(), R.offset, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed);
+	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n"
+	  "ckpt_sync_last_held_bytes:%lld\r\n\r\n",
+	  replid(), R.offset, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed, R.last_held);
 #undef P
 	return off < cap ? off : cap - 1;
 }

@@ -89,6 +89,8 @@ def snapshot(r):
     vals = r.pipeline(cmds)
     pttls = r.pipeline([["PTTL", k] for k in keys])
     for k, t, v, ttl in zip(keys, types, vals, pttls):
+        if t == b"none" or v is None or ttl == -2:
+            continue  # expired between KEYS and the reads
         if t == b"hash":
             v = tuple(sorted(zip(v[0::2], v[1::2])))
         elif t == b"set":

@@ -1,0 +1,146 @@
+"""replication.py - redis-ckpt is a primary real Redis tools and replicas
+accept: `redis-cli --rdb` yields a file redis-check-rdb passes and
+redis-server loads with the same keys; a redis-server --replicaof it matches
+it after the full sync and after 100k further writes (a second replica
+attached in the middle of them, so its sync runs while the writes go on);
+INFO replication on both sides shows the link; expired keys reach the
+replicas as DELs and SPOP as the members it popped."""
+import os
+import random
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from rclib import Server, check, tmpdir  # noqa: E402
+from rdblib import client, diff, fill, snapshot, ttls_close  # noqa: E402
+
+
+def info(port, section="replication"):
+    text = client(port)("INFO", section).decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line and not line.startswith("#"))
+
+
+def wait_synced(primary, replicas, timeout=120):
+    """Until every replica is online and has applied the whole stream."""
+    end = time.time() + timeout
+    while time.time() < end:
+        p = info(primary.port)
+        off = int(p["master_repl_offset"])
+        ok = int(p["connected_slaves"]) == len(replicas) and all(
+            "state=online" in p.get("slave%d" % i, "") for i in range(len(replicas)))
+        for r in replicas:
+            i = info(r.port)
+            ok = ok and i.get("master_link_status") == "up" and int(i.get("slave_repl_offset", -1)) >= off
+        if ok:
+            return p
+        time.sleep(0.1)
+    fail_info = [info(r.port) for r in replicas]
+    check(False, "replicas not in sync after %ds: primary %r, replicas %r" % (timeout, info(primary.port), fail_info))
+
+
+def same(primary, replica, what):
+    a, ta = snapshot(client(primary.port))
+    b, tb = snapshot(client(replica.port))
+    check(a == b, "%s: replica differs (%d vs %d keys): %s" % (what, len(a), len(b), diff(a, b)))
+    msg = ttls_close(ta, tb, 60000)
+    check(not msg, "%s: TTLs: %s" % (what, msg))
+    return len(a)
+
+
+def writes(r, n, rnd):
+    """n mixed writes in pipelines of 1000: every type, deletes, TTLs (some
+    short enough to expire during the test), SPOP."""
+    cmds = []
+    for i in range(n):
+        k = rnd.randrange(5000)
+        op = rnd.randrange(12)
+        if op == 0:
+            cmds.append(["SET", "w:s:%d" % k, "v%d" % i])
+        elif op == 1:
+            cmds.append(["INCR", "w:n:%d" % (k % 100)])
+        elif op == 2:
+            cmds.append(["RPUSH", "w:l:%d" % (k % 50), "e%d" % i])
+        elif op == 3:
+            cmds.append(["LPOP", "w:l:%d" % (k % 50)])
+        elif op == 4:
+            cmds.append(["HSET", "w:h:%d" % (k % 50), "f%d" % (k % 300), "v%d" % i])
+        elif op == 5:
+            cmds.append(["SADD", "w:set:%d" % (k % 50), "m%d" % (k % 400)])
+        elif op == 6:
+            cmds.append(["SPOP", "w:set:%d" % (k % 50)])
+        elif op == 7:
+            cmds.append(["ZADD", "w:z:%d" % (k % 50), str(rnd.random() * 100), "m%d" % (k % 300)])
+        elif op == 8:
+            cmds.append(["DEL", "w:s:%d" % rnd.randrange(5000)])
+        elif op == 9:
+            cmds.append(["SET", "w:ttl:%d" % k, "x", "PX", str(rnd.choice([50, 200, 3600000]))])
+        elif op == 10:
+            cmds.append(["EXPIRE", "w:s:%d" % k, "100000"])
+        else:
+            cmds.append(["HSET", "k:%d" % (k % 200) + ":h", "f", str(i)])
+    r.pipeline(cmds)
+
+
+def main():
+    primary = Server(args=["--heap-size", "256mb", "--save", ""])
+    r = client(primary.port)
+    fill(r)
+    nkeys = int(r("DBSIZE"))
+
+    # redis-cli --rdb: a backup redis-check-rdb accepts and redis-server loads
+    d = tmpdir()
+    out = os.path.join(d, "backup.rdb")
+    p = subprocess.run(["redis-cli", "-p", str(primary.port), "--rdb", out], capture_output=True, timeout=120)
+    check(p.returncode == 0, "redis-cli --rdb failed: %s %s" % (p.stdout, p.stderr))
+    p = subprocess.run(["redis-check-rdb", out], capture_output=True, timeout=120)
+    check(p.returncode == 0 and b"RDB looks OK" in p.stdout, "redis-check-rdb: %s" % p.stdout[-500:])
+    loaded = Server(kind="redis", args=["--dbfilename", "backup.rdb"], dir=d)
+    n = same(primary, loaded, "redis-cli --rdb loaded into redis-server")
+    loaded.stop()
+    print("ok: redis-cli --rdb: %d keys, redis-check-rdb OK, redis-server loads the same keys" % n)
+
+    # a real replica: full sync
+    rep1 = Server(kind="redis", args=["--replicaof", "127.0.0.1", str(primary.port)])
+    pinfo = wait_synced(primary, [rep1])
+    check(pinfo["role"] == "master" and pinfo["slave0"].startswith("ip=127.0.0.1,port=%d,state=online" % rep1.port),
+          "primary INFO replication: %r" % pinfo)
+    rinfo = info(rep1.port)
+    check(rinfo["role"] == "slave" and rinfo["master_port"] == str(primary.port), "replica INFO: %r" % rinfo)
+    n = same(primary, rep1, "after the full sync")
+    check(n == nkeys, "full sync: %d keys, want %d" % (n, nkeys))
+    print("ok: redis-server replica after the full sync: %d keys identical; INFO replication both sides" % n)
+
+    # 100k writes; a second replica attaches after 50k, its sync runs while
+    # the writes go on
+    rnd = random.Random(7)
+    writes(r, 50000, rnd)
+    done = int(info(primary.port)["ckpt_syncs_done"])
+    rep2 = Server(kind="redis", args=["--replicaof", "127.0.0.1", str(primary.port)], wait=True)
+    # keep writing until its sync is over (so writes fall inside it), 50k at least
+    n, end = 0, time.time() + 120
+    while n < 50000 or (int(info(primary.port)["ckpt_syncs_done"]) == done and time.time() < end):
+        writes(r, 1000, rnd)
+        n += 1000
+    # The 50/200 ms TTLs pass.  Replicas never expire keys themselves: only
+    # the DELs of the primary's expiry (active, or lazy when the snapshot
+    # below reads them) bring those keys down on their side.
+    time.sleep(0.3)
+    snapshot(client(primary.port))
+    pinfo = wait_synced(primary, [rep1, rep2])
+    dbs = [int(client(s.port)("DBSIZE")) for s in (primary, rep1, rep2)]
+    check(dbs[0] == dbs[1] == dbs[2], "DBSIZE primary/replicas (expired keys not DELed?): %r" % dbs)
+    for rep in (rep1, rep2):
+        nk = same(primary, rep, "after 100k writes (replica port %d)" % rep.port)
+    check(int(pinfo["connected_slaves"]) == 2, "connected_slaves: %r" % pinfo)
+    print("ok: after %d writes both replicas match (%d keys, offset %s; the second one synced mid-writes, "
+          "%s bytes of writes held back during its sync)" % (50000 + n, nk, pinfo["master_repl_offset"],
+                                                            info(primary.port)["ckpt_sync_last_held_bytes"]))
+    s = info(primary.port)
+    check(int(s["ckpt_syncs_done"]) >= 3 and s["ckpt_syncs_failed"] == "0", "sync counters: %r" % s)
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    main()
+    print("replication: all passed in %.1f s" % (time.time() - t0))
