@@ -232,6 +232,10 @@ static void helper_main(int rfd, int sfd, bool psync, long long off, const char 
 {
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	/* the server's event loop comes first when cores are scarce: the sync
+	 * may take longer, requests should not */
+	if (nice(10) == -1)
+		errno = 0;
 	/* other clients' sockets must close when the server closes them */
 	for (client *x = g_srv.clients; x; x = x->next)
 		if (x->fd != sfd)
