@@ -221,6 +221,95 @@ void repl_call(client *c, struct command *cmd)
 		propagate_spop(c, olen);
 	else
 		propagate(c->argc, c->argv, c->argvlen);
+	c->repl_woff = R.offset;
+}
+
+/* ------------------------------------------------------------- WAIT */
+
+struct waiter {
+	client *c;
+	long long target;    /* the offset every write before the WAIT ends at */
+	long long numreplicas;
+	long long deadline;  /* ms, 0: none */
+	struct waiter *next;
+};
+static struct waiter *g_waiters;
+
+#define GETACK "*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n"
+
+static long long acked(long long target)
+{
+	long long n = 0;
+	for (struct replica *r = R.list; r; r = r->next)
+		if (r->state == RS_ONLINE && r->ack_off >= target)
+			n++;
+	return n;
+}
+
+/* From the cron: answers the WAITs whose replicas acknowledged or whose
+ * time is up.  One at a time: unblocking runs the client's next commands,
+ * which may add waiters. */
+static void check_waiters(void)
+{
+	long long now = mstime();
+	for (int guard = 0; guard < 10000; guard++) {
+		struct waiter **pp = &g_waiters;
+		while (*pp) {
+			struct waiter *w = *pp;
+			long long got = acked(w->target);
+			if (got >= w->numreplicas || (w->deadline && now >= w->deadline))
+				break;
+			pp = &w->next;
+		}
+		struct waiter *w = *pp;
+		if (!w)
+			return;
+		*pp = w->next;
+		add_reply_int(w->c, acked(w->target));
+		client *c = w->c;
+		free(w);
+		client_unblock(c);
+	}
+}
+
+static void forget_waiter(client *c)
+{
+	for (struct waiter **pp = &g_waiters; *pp; pp = &(*pp)->next) {
+		if ((*pp)->c == c) {
+			struct waiter *w = *pp;
+			*pp = w->next;
+			free(w);
+			return;
+		}
+	}
+}
+
+void cmd_wait(client *c)
+{
+	long long n, timeout;
+	if (!parse_ll(c->argv[1], c->argvlen[1], &n) || !parse_ll(c->argv[2], c->argvlen[2], &timeout)) {
+		add_reply_error(c, "ERR value is not an integer or out of range");
+		return;
+	}
+	if (timeout < 0) {
+		add_reply_error(c, "ERR timeout is negative");
+		return;
+	}
+	long long target = c->repl_woff;
+	if (acked(target) >= n || (c->flags & CF_IN_EXEC)) {
+		add_reply_int(c, acked(target));
+		return;
+	}
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w) {
+		add_reply_error(c, "ERR out of memory");
+		return;
+	}
+	*w = (struct waiter){ c, target, n, timeout ? mstime() + timeout : 0, g_waiters };
+	g_waiters = w;
+	c->flags |= CF_BLOCKED;
+	if (streaming()) /* replicas answer with REPLCONF ACK at once */
+		feed(GETACK, sizeof(GETACK) - 1);
 }
 
 /* ------------------------------------------------------------- helper */
@@ -371,6 +460,8 @@ void repl_cron(void)
 			}
 		}
 	}
+	if (g_waiters)
+		check_waiters();
 	long long now = mstime();
 	if (streaming() && now - R.last_ping_ms >= REPL_PING_PERIOD_MS) {
 		R.last_ping_ms = now;
@@ -401,6 +492,8 @@ void repl_stop_sync(void)
 
 void repl_client_freed(client *c)
 {
+	if (c->flags & CF_BLOCKED)
+		forget_waiter(c);
 	struct replica *r = c->repl;
 	if (!r)
 		return;
@@ -482,15 +575,6 @@ void cmd_replconf(client *c)
 		 * streamed with an EOF mark, which redis-cli and replicas read */
 	}
 	add_reply_ok(c);
-}
-
-void cmd_wait(client *c)
-{
-	long long n = 0;
-	for (struct replica *r = R.list; r; r = r->next)
-		if (r->state == RS_ONLINE && r->ack_off >= R.offset)
-			n++;
-	add_reply_int(c, n);
 }
 
 size_t repl_info(char *b, size_t cap)

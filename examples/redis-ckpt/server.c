@@ -371,6 +371,7 @@ void cmd_exec(client *c)
 	c->nqueued = c->queuecap = 0;
 	c->in_multi = false;
 	add_reply_array(c, n);
+	c->flags |= CF_IN_EXEC;
 	for (int i = 0; i < n; i++) {
 		c->argc = queue[i].argc;
 		c->argv = queue[i].argv;
@@ -378,6 +379,7 @@ void cmd_exec(client *c)
 		repl_call(c, command_lookup(c->argv[0], c->argvlen[0]));
 		g_srv.stat_commands++;
 	}
+	c->flags &= ~CF_IN_EXEC;
 	c->argc = argc;
 	c->argv = argv;
 	c->argvlen = argvlen;
@@ -893,7 +895,7 @@ static void call_command(client *c);
 
 static void process_input(client *c)
 {
-	while (c->qpos < c->qlen && !(c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP)) &&
+	while (c->qpos < c->qlen && !(c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_BLOCKED)) &&
 	       !g_srv.shutdown_asap) {
 		if (c->reqtype == 0) {
 			c->cmdstart = c->qpos;
@@ -979,6 +981,13 @@ static void client_read(client *c)
 		c->qbuf = NULL;
 		c->qcap = 0;
 	}
+}
+
+void client_unblock(client *c)
+{
+	c->flags &= ~CF_BLOCKED;
+	if (!(c->flags & CF_CLOSE_ASAP))
+		process_input(c);
 }
 
 static void lowercase(char *dst, const char *src, size_t n)

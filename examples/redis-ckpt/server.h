@@ -23,6 +23,8 @@
 #define CF_CLOSE_ASAP (1u << 2)
 #define CF_AUTHED (1u << 3)
 #define CF_EPOLLOUT (1u << 4)
+#define CF_BLOCKED (1u << 5) /* WAIT: no further command runs until client_unblock() */
+#define CF_IN_EXEC (1u << 6) /* running EXEC's queue: commands must not block */
 
 typedef struct client {
 	int fd;
@@ -62,6 +64,7 @@ typedef struct client {
 	} *queue;
 
 	struct replica *repl; /* REPLCONF/SYNC state (repl.c), NULL otherwise */
+	long long repl_woff;  /* replication offset after its last write (WAIT) */
 
 	struct client *prev, *next;
 	struct client *next_pending;
@@ -87,6 +90,9 @@ void add_reply_ok(client *c);
 size_t add_reply_deferred(client *c);
 void set_deferred_array(client *c, size_t off, long long n);
 void add_reply_oom(client *c);
+
+/* Replies to a blocked client were sent: run what it sent meanwhile. */
+void client_unblock(client *c);
 
 /* ------------------------------------------------------------- commands */
 #define CMD_WRITE (1u << 0)

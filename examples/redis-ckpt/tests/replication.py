@@ -82,11 +82,34 @@ def writes(r, n, rnd):
     r.pipeline(cmds)
 
 
+def wait_checks(r):
+    """WAIT blocks the client until the replica acknowledged its writes (or
+    the timeout), then runs what the client pipelined behind it."""
+    from rclib import encode
+    r("SET", "waited", "1")
+    t = time.time()
+    check(r("WAIT", "1", "10000") == 1, "WAIT 1 10000 with one replica")
+    check(time.time() - t < 5, "WAIT 1 took %.1f s" % (time.time() - t))
+    t = time.time()
+    got = r("WAIT", "2", "300")
+    check(got == 1 and time.time() - t >= 0.29, "WAIT 2 300 with one replica: %r after %.3f s" % (got, time.time() - t))
+    r.c.send_raw(encode("SET", "waited", "2") + encode("WAIT", "1", "10000") + encode("GET", "waited"))
+    replies = [r.c.read_reply() for _ in range(3)]
+    check(replies == [b"+OK\r\n", b":1\r\n", b"$1\r\n2\r\n"], "pipelined behind WAIT: %r" % replies)
+    r.c.send_raw(encode("MULTI") + encode("WAIT", "5", "0") + encode("EXEC"))
+    replies = [r.c.read_reply() for _ in range(3)]
+    check(replies[2] == b"*1\r\n:1\r\n", "WAIT inside MULTI must not block: %r" % replies)
+    print("ok: WAIT counts acknowledging replicas, honours its timeout, blocks only its client")
+
+
 def main():
     primary = Server(args=["--heap-size", "256mb", "--save", ""])
     r = client(primary.port)
     fill(r)
     nkeys = int(r("DBSIZE"))
+    check(r("WAIT", "0", "0") == 0, "WAIT 0 0 without replicas")
+    t = time.time()
+    check(r("WAIT", "1", "150") == 0 and time.time() - t >= 0.14, "WAIT 1 150 without replicas: not 0 after 150 ms")
 
     # redis-cli --rdb: a backup redis-check-rdb accepts and redis-server loads
     d = tmpdir()
@@ -109,6 +132,7 @@ def main():
     check(rinfo["role"] == "slave" and rinfo["master_port"] == str(primary.port), "replica INFO: %r" % rinfo)
     n = same(primary, rep1, "after the full sync")
     check(n == nkeys, "full sync: %d keys, want %d" % (n, nkeys))
+    wait_checks(r)
     print("ok: redis-server replica after the full sync: %d keys identical; INFO replication both sides" % n)
 
     # 100k writes; a second replica attaches after 50k, its sync runs while
