@@ -2267,6 +2267,8 @@ struct command g_commands[] = {
 	{ "psync", cmd_sync, -3, CMD_ADMIN, 0, 0, 0 },
 	{ "replconf", cmd_replconf, -1, CMD_ADMIN, 0, 0, 0 },
 	{ "wait", cmd_wait, 3, 0, 0, 0, 0 },
+	{ "dump", cmd_dump, 2, R, 1, 1, 1 },
+	{ "restore", cmd_restore, -4, W, 1, 1, 1 },
 };
 #undef W
 #undef R

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -50,9 +51,11 @@ uint64_t rdb_crc64(uint64_t crc, const void *p, size_t len)
 /* ------------------------------------------------------------- output */
 
 struct rdbw {
-	int fd;
+	int fd;  /* -1: output collects in mem (DUMP) */
 	int err; /* first write error; later output is dropped */
 	uint64_t crc;
+	char *mem;
+	size_t mlen, mcap;
 	size_t len;
 	unsigned char buf[1 << 16];
 };
@@ -83,8 +86,24 @@ int rdb_write_all(int fd, const void *buf, size_t n)
 
 static void w_flush(struct rdbw *w)
 {
-	if (!w->err && w->len)
+	if (!w->err && w->len && w->fd < 0) {
+		if (w->mlen + w->len > w->mcap) {
+			size_t cap = w->mcap ? w->mcap : 256;
+			while (cap < w->mlen + w->len)
+				cap *= 2;
+			char *m = realloc(w->mem, cap);
+			if (!m) {
+				w->err = -ENOMEM;
+				return;
+			}
+			w->mem = m;
+			w->mcap = cap;
+		}
+		memcpy(w->mem + w->mlen, w->buf, w->len);
+		w->mlen += w->len;
+	} else if (!w->err && w->len) {
 		w->err = rdb_write_all(w->fd, w->buf, w->len);
+	}
 	w->len = 0;
 }
 
@@ -133,8 +152,30 @@ static void w_len(struct rdbw *w, uint64_t n)
 	}
 }
 
+/* Short strings that are canonical 32-bit integers are stored as integers
+ * (0xC0-0xC2 encodings), as Redis does: smaller, and DUMP of such a value
+ * is byte-identical to Redis's. */
+static bool w_try_int(struct rdbw *w, const char *p, size_t n)
+{
+	long long v;
+	char canon[24];
+	if (n == 0 || n > 11 || !parse_ll(p, n, &v) || v < INT32_MIN || v > INT32_MAX)
+		return false;
+	if ((size_t)snprintf(canon, sizeof(canon), "%lld", v) != n || memcmp(canon, p, n) != 0)
+		return false;
+	unsigned char b[5];
+	int bytes = v >= INT8_MIN && v <= INT8_MAX ? 1 : v >= INT16_MIN && v <= INT16_MAX ? 2 : 4;
+	b[0] = (unsigned char)(0xC0 | (bytes == 1 ? 0 : bytes == 2 ? 1 : 2));
+	for (int i = 0; i < bytes; i++)
+		b[1 + i] = (unsigned char)((uint64_t)v >> (8 * i));
+	w_raw(w, b, (size_t)bytes + 1);
+	return true;
+}
+
 static void w_str(struct rdbw *w, const char *p, size_t n)
 {
+	if (w_try_int(w, p, n))
+		return;
 	w_len(w, n);
 	w_raw(w, p, n);
 }
@@ -264,4 +305,28 @@ int rdb_write_keyspace(int fd, const struct rdb_aux *aux)
 	w_le64(&w, w.crc);
 	w_flush(&w);
 	return w.err;
+}
+
+int rdb_dump_value(uint32_t type, void *val, char **out, size_t *outlen)
+{
+	struct rdbw *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fd = -1;
+	w_byte(w, rdb_type_of(type));
+	w_value(w, type, val);
+	/* the footer: RDB version (2 bytes LE), then the CRC-64 of all before */
+	unsigned char ver[2] = { RDB_VERSION & 0xff, RDB_VERSION >> 8 };
+	w_raw(w, ver, 2);
+	w_le64(w, w->crc);
+	w_flush(w);
+	int rc = w->err;
+	if (rc == 0) {
+		*out = w->mem;
+		*outlen = w->mlen;
+	} else {
+		free(w->mem);
+	}
+	free(w);
+	return rc;
 }

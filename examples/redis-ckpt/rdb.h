@@ -67,6 +67,15 @@ int rdb_write_keyspace(int fd, const struct rdb_aux *aux);
  * full.  @return 0 or a negative errno. */
 int rdb_write_all(int fd, const void *p, size_t n);
 
+/* DUMP's payload for one value: its RDB type and encoding, the RDB version
+ * (2 bytes) and a CRC-64 (8 bytes).  @out is malloc'd.  0 or -ENOMEM. */
+int rdb_dump_value(uint32_t type, void *val, char **out, size_t *outlen);
+
+/* RESTORE's side: checks the footer (version <= ours, CRC-64) and builds
+ * the value in the heap.  @return 0, -EBADMSG (version or checksum wrong)
+ * or -EINVAL (bad data format; -ENOMEM: heap full). */
+int rdb_restore_value(const char *p, size_t n, uint32_t *kind, void **val);
+
 /* true if the file at @path starts with the RDB magic "REDIS". */
 bool rdb_file_is_rdb(const char *path);
 

@@ -657,6 +657,28 @@ zfail:
 	return NULL;
 }
 
+/* A value of RDB type @t, built in the heap.  NULL with the error set. */
+static void *read_value(struct rd *r, int t, uint32_t *kind)
+{
+	struct elv v;
+	void *val = NULL;
+	memset(&v, 0, sizeof(v));
+	*kind = T_STRING;
+	if (t == RDB_TYPE_STRING) {
+		struct rstr s;
+		if (get_str(r, &s))
+			return NULL;
+		val = hstr_new(s.p, s.n);
+		rstr_free(&s);
+		if (!val)
+			oom(r);
+	} else if (get_elements(r, t, &v, kind) == 0) {
+		val = build_value(r, *kind, &v);
+	}
+	elv_free(&v);
+	return val;
+}
+
 /* One key: its name, its value, then it joins the keyspace (unless its TTL
  * has passed already: Redis drops those on load too). */
 static int load_key(struct rd *r, int t, long long expire, uint64_t *nkeys)
@@ -669,17 +691,7 @@ static int load_key(struct rd *r, int t, long long expire, uint64_t *nkeys)
 	size_t at = r->pos;
 	if (get_str(r, &key) || keep(r, &v, &key))
 		goto out;
-	if (t == RDB_TYPE_STRING) {
-		struct rstr s;
-		if (get_str(r, &s))
-			goto out;
-		val = hstr_new(s.p, s.n);
-		rstr_free(&s);
-		if (!val)
-			oom(r);
-	} else if (get_elements(r, t, &v, &kind) == 0) {
-		val = build_value(r, kind, &v);
-	}
+	val = read_value(r, t, &kind);
 	if (!val)
 		goto out;
 	if (expire != -1 && expire <= mstime()) {
@@ -884,4 +896,30 @@ void rdb_startup_import(void)
 	log_msg('*', "DB loaded from RDB %s: %llu keys in %.3f s", g_import_path, (unsigned long long)nkeys,
 		(mstime() - t0) / 1e3);
 	g_srv.restored_keys = nkeys;
+}
+
+/* ------------------------------------------------------------- RESTORE */
+
+int rdb_restore_value(const char *p, size_t n, uint32_t *kind, void **val)
+{
+	char err[256] = "";
+	if (n < 11)
+		return -EBADMSG;
+	const unsigned char *u = (const unsigned char *)p;
+	unsigned ver = u[n - 10] | (unsigned)u[n - 9] << 8;
+	uint64_t crc = 0;
+	for (int i = 7; i >= 0; i--)
+		crc = crc << 8 | u[n - 8 + i];
+	if (ver > RDB_VERSION || crc != rdb_crc64(0, p, n - 8))
+		return -EBADMSG;
+	struct rd r = { .p = u, .len = n - 10, .err = err, .errlen = sizeof(err) };
+	int t = get_byte(&r);
+	*val = t < 0 || t >= RDB_OPCODE_FUNCTION2 ? NULL : read_value(&r, t, kind);
+	if (*val && r.pos != r.len) { /* trailing bytes: not one value */
+		free_value(*kind, *val);
+		*val = NULL;
+	}
+	if (!*val)
+		return strstr(err, "heap is full") && r.failed ? -ENOMEM : -EINVAL;
+	return 0;
 }

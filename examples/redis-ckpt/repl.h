@@ -32,5 +32,8 @@ size_t repl_info(char *b, size_t cap);
 void cmd_sync(client *c);
 void cmd_replconf(client *c);
 void cmd_wait(client *c);
+/* rdbcmd.c */
+void cmd_dump(client *c);
+void cmd_restore(client *c);
 
 #endif
