@@ -504,11 +504,11 @@ void repl_client_freed(client *c)
 			break;
 		}
 	}
-	if (R.syncing == r) {
+	/* A running helper is left to finish: a peer that hung up makes its
+	 * writes fail (it exits), and `redis-cli --rdb` hangs up as soon as it
+	 * has read the EOF mark, possibly before the helper's exit. */
+	if (R.syncing == r)
 		R.syncing = NULL;
-		if (R.child > 0)
-			kill(R.child, SIGKILL); /* reaped by repl_cron() */
-	}
 	if (r->state != RS_HANDSHAKE)
 		log_msg('*', "Connection with replica %s lost", c->addr);
 	free(r->held);
