@@ -220,6 +220,8 @@ dent *lookup_key(const char *key, size_t klen)
 {
 	dent *e = dict_find(g_ks->db, key, klen);
 	if (e && expired(e)) {
+		if (repl_is_replica()) /* hidden from clients; the primary's DEL removes it */
+			return repl_applying_primary() ? e : NULL;
 		repl_propagate_expired(e->key, e->klen);
 		delete_entry(e);
 		g_srv.stat_expired++;
@@ -2268,6 +2270,8 @@ struct command g_commands[] = {
 	{ "replconf", cmd_replconf, -1, CMD_ADMIN, 0, 0, 0 },
 	{ "wait", cmd_wait, 3, 0, 0, 0, 0 },
 	{ "dump", cmd_dump, 2, R, 1, 1, 1 },
+	{ "replicaof", cmd_replicaof, 3, CMD_ADMIN, 0, 0, 0 },
+	{ "slaveof", cmd_replicaof, 3, CMD_ADMIN, 0, 0, 0 },
 	{ "restore", cmd_restore, -4, W, 1, 1, 1 },
 };
 #undef W

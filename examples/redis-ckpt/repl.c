@@ -210,11 +210,32 @@ out:
 	free(len);
 }
 
+static bool g_applying;
+
+bool repl_applying_primary(void)
+{
+	return g_applying;
+}
+
 void repl_call(client *c, struct command *cmd)
 {
+	if ((cmd->flags & CMD_WRITE) && !(c->flags & CF_MASTER) && repl_is_replica()) {
+		add_reply_error(c, "READONLY You can't write against a read only replica.");
+		return;
+	}
+	if ((c->flags & CF_MASTER) && strcmp(cmd->name, "select") == 0 &&
+	    (c->argc != 2 || strcmp(c->argv[1], "0") != 0)) {
+		log_msg('#', "The primary selects database %s: redis-ckpt has database 0 only; link closed",
+			c->argc == 2 ? c->argv[1] : "?");
+		shutdown(c->fd, SHUT_RDWR);
+		return;
+	}
 	long long dirty = g_srv.dirty;
 	size_t olen = c->olen;
+	bool was = g_applying;
+	g_applying = (c->flags & CF_MASTER) != 0;
 	cmd->proc(c);
+	g_applying = was;
 	if (!streaming() || !(cmd->flags & CMD_WRITE) || g_srv.dirty == dirty)
 		return;
 	if (strcmp(cmd->name, "spop") == 0)
@@ -436,6 +457,7 @@ static void sync_finished(int status)
 
 void repl_cron(void)
 {
+	replica_cron();
 	if (R.ckpt && ckpt_poll(g_heap, NULL, NULL) != 1) {
 		int rc = ckpt_wait(g_heap);
 		R.ckpt = false;
@@ -492,6 +514,7 @@ void repl_stop_sync(void)
 
 void repl_client_freed(client *c)
 {
+	replica_link_freed(c);
 	if (c->flags & CF_BLOCKED)
 		forget_waiter(c);
 	struct replica *r = c->repl;
@@ -567,8 +590,11 @@ void cmd_replconf(client *c)
 			r->ack_ms = mstime();
 			return; /* never answered */
 		}
-		if (!strcasecmp(opt, "getack"))
+		if (!strcasecmp(opt, "getack")) {
+			if (c->flags & CF_MASTER)
+				replica_getack();
 			return;
+		}
 		if (!strcasecmp(opt, "listening-port"))
 			r->listening_port = atoi(val);
 		/* capa eof/psync2, ip-address, rdb-only: the sync is always
@@ -581,7 +607,11 @@ size_t repl_info(char *b, size_t cap)
 {
 	size_t off = 0;
 #define P(...) (off += (off < cap ? (size_t)snprintf(b + off, cap - off, __VA_ARGS__) : 0))
-	P("# Replication\r\nrole:master\r\nconnected_slaves:%d\r\n", R.nlinked);
+	if (repl_is_replica())
+		off = replica_info(b, cap);
+	else
+		P("# Replication\r\nrole:master\r\n");
+	P("connected_slaves:%d\r\n", R.nlinked);
 	int i = 0;
 	long long now = mstime();
 	for (struct replica *r = R.list; r; r = r->next, i++) {

@@ -32,6 +32,19 @@ size_t repl_info(char *b, size_t cap);
 void cmd_sync(client *c);
 void cmd_replconf(client *c);
 void cmd_wait(client *c);
+
+/* replica.c: REPLICAOF, redis-ckpt as a replica of a Redis primary */
+bool repl_is_replica(void);
+/* true while a command of the primary's stream runs: keys past their TTL
+ * still exist for it (the primary decides when they expire) */
+bool repl_applying_primary(void);
+void replica_cron(void);
+void replica_link_freed(client *c);
+/* the primary's client is about to run its parsed command: offset */
+void replica_count(client *c);
+void replica_getack(void);
+size_t replica_info(char *b, size_t cap);
+void cmd_replicaof(client *c);
 /* rdbcmd.c */
 void cmd_dump(client *c);
 void cmd_restore(client *c);

@@ -114,7 +114,7 @@ static void mark_pending(client *c)
 
 void add_reply(client *c, const char *p, size_t len)
 {
-	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP))
+	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_MASTER))
 		return;
 	reply_reserve(c, len);
 	if (c->olen + len > c->ocap)
@@ -190,7 +190,7 @@ static void add_reply_len(client *c, char prefix, long long n)
 
 void add_reply_bulk(client *c, const char *p, size_t len)
 {
-	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP))
+	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_MASTER))
 		return;
 	char hdr[32];
 	size_t hl = fmt_len(hdr, '$', (long long)len);
@@ -261,7 +261,7 @@ size_t add_reply_deferred(client *c)
 
 void set_deferred_array(client *c, size_t off, long long n)
 {
-	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP))
+	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_MASTER))
 		return;
 	char hdr[32];
 	int hl = snprintf(hdr, sizeof(hdr), "*%lld\r\n", n);
@@ -573,16 +573,7 @@ static void accept_clients(void)
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		client *c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->id = ++g_srv.next_client_id;
-		c->bulklen = -1;
-		c->ctime = time(NULL);
-		char host[INET6_ADDRSTRLEN] = "?";
+		char host[INET6_ADDRSTRLEN] = "?", addr[64];
 		int port = 0;
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *s = (struct sockaddr_in *)&ss;
@@ -593,21 +584,35 @@ static void accept_clients(void)
 			inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
 			port = ntohs(s->sin6_port);
 		}
-		snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
-		if (!g_srv.requirepass[0])
-			c->flags |= CF_AUTHED;
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-		if (epoll_ctl(g_srv.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		snprintf(addr, sizeof(addr), "%s:%d", host, port);
+		if (!client_new(fd, addr))
 			close(fd);
-			free(c);
-			continue;
-		}
-		c->next = g_srv.clients;
-		if (g_srv.clients)
-			g_srv.clients->prev = c;
-		g_srv.clients = c;
-		g_srv.nclients++;
 	}
+}
+
+client *client_new(int fd, const char *addr)
+{
+	client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->id = ++g_srv.next_client_id;
+	c->bulklen = -1;
+	c->ctime = time(NULL);
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	if (!g_srv.requirepass[0])
+		c->flags |= CF_AUTHED;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+	if (epoll_ctl(g_srv.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		free(c);
+		return NULL;
+	}
+	c->next = g_srv.clients;
+	if (g_srv.clients)
+		g_srv.clients->prev = c;
+	g_srv.clients = c;
+	g_srv.nclients++;
+	return c;
 }
 
 /* ------------------------------------------------------------- protocol */
@@ -1000,6 +1005,8 @@ static void lowercase(char *dst, const char *src, size_t n)
 static void call_command(client *c)
 {
 	g_now_ms = mstime();
+	if (c->flags & CF_MASTER)
+		replica_count(c);
 	struct command *cmd = command_lookup(c->argv[0], c->argvlen[0]);
 	if (!cmd) {
 		/* "ERR unknown command 'x', with args beginning with: 'a' 'b' " */
@@ -1497,7 +1504,8 @@ static void event_loop(void)
 			g_now_ms = now;
 			persist_cron();
 			repl_cron();
-			active_expire_cycle(1000);
+			if (!repl_is_replica()) /* a replica waits for its primary's DELs */
+				active_expire_cycle(1000);
 			dict_maybe_shrink(g_ks->db);
 			/* active rehash would touch (and trap on) page after page
 			 * of both tables while a checkpoint runs: wait for its end */

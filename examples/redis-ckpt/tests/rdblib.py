@@ -4,7 +4,9 @@ and a comparable snapshot of a server's whole keyspace (via redis-py)."""
 import os
 import random
 
-from rclib import Conn, Err, encode, parse
+import time
+
+from rclib import Conn, Err, check, encode, parse
 
 
 class Client:
@@ -133,5 +135,69 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def rdb_path(srv):
-    return os.path.join(srv.dir, "dump.rdb")
+def info(port, section="replication"):
+    text = client(port)("INFO", section).decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line and not line.startswith("#"))
+
+
+def wait_synced(primary, replicas, timeout=120):
+    """Until every replica is online and has applied the whole stream."""
+    end = time.time() + timeout
+    while time.time() < end:
+        p = info(primary.port)
+        off = int(p["master_repl_offset"])
+        ok = int(p["connected_slaves"]) == len(replicas) and all(
+            "state=online" in p.get("slave%d" % i, "") for i in range(len(replicas)))
+        for r in replicas:
+            i = info(r.port)
+            ok = ok and i.get("master_link_status") == "up" and int(i.get("slave_repl_offset", -1)) >= off
+        if ok:
+            return p
+        time.sleep(0.1)
+    fail_info = [info(r.port) for r in replicas]
+    check(False, "replicas not in sync after %ds: primary %r, replicas %r" % (timeout, info(primary.port), fail_info))
+
+
+def same(primary, replica, what):
+    a, ta = snapshot(client(primary.port))
+    b, tb = snapshot(client(replica.port))
+    check(a == b, "%s: replica differs (%d vs %d keys): %s" % (what, len(a), len(b), diff(a, b)))
+    msg = ttls_close(ta, tb, 60000)
+    check(not msg, "%s: TTLs: %s" % (what, msg))
+    return len(a)
+
+
+def writes(r, n, rnd):
+    """n mixed writes in pipelines of 1000: every type, deletes, TTLs (some
+    short enough to expire during the test), SPOP."""
+    cmds = []
+    for i in range(n):
+        k = rnd.randrange(5000)
+        op = rnd.randrange(12)
+        if op == 0:
+            cmds.append(["SET", "w:s:%d" % k, "v%d" % i])
+        elif op == 1:
+            cmds.append(["INCR", "w:n:%d" % (k % 100)])
+        elif op == 2:
+            cmds.append(["RPUSH", "w:l:%d" % (k % 50), "e%d" % i])
+        elif op == 3:
+            cmds.append(["LPOP", "w:l:%d" % (k % 50)])
+        elif op == 4:
+            cmds.append(["HSET", "w:h:%d" % (k % 50), "f%d" % (k % 300), "v%d" % i])
+        elif op == 5:
+            cmds.append(["SADD", "w:set:%d" % (k % 50), "m%d" % (k % 400)])
+        elif op == 6:
+            cmds.append(["SPOP", "w:set:%d" % (k % 50)])
+        elif op == 7:
+            cmds.append(["ZADD", "w:z:%d" % (k % 50), str(rnd.random() * 100), "m%d" % (k % 300)])
+        elif op == 8:
+            cmds.append(["DEL", "w:s:%d" % rnd.randrange(5000)])
+        elif op == 9:
+            cmds.append(["SET", "w:ttl:%d" % k, "x", "PX", str(rnd.choice([50, 200, 3600000]))])
+        elif op == 10:
+            cmds.append(["EXPIRE", "w:s:%d" % k, "100000"])
+        else:
+            cmds.append(["HSET", "k:%d" % (k % 200) + ":h", "f", str(i)])
+    r.pipeline(cmds)
+
+
