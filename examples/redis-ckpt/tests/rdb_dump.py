@@ -10,18 +10,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from rclib import Server, check  # noqa: E402
-from rdblib import client, diff, fill, snapshot  # noqa: E402
-
-
-def crc64(data):
-    """Redis's CRC-64 (Jones, reflected), to forge payloads whose checksum
-    is right but whose contents are not."""
-    crc = 0
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x95ac9329ac4bc9b5 if crc & 1 else crc >> 1
-    return crc
+from rdblib import client, crc64, diff, fill, snapshot  # noqa: E402
 
 
 def copy_all(src, dst):

@@ -201,3 +201,83 @@ def writes(r, n, rnd):
     r.pipeline(cmds)
 
 
+
+
+def crc64(data):
+    """Redis's CRC-64 (Jones, reflected), to forge payloads whose checksum
+    is right but whose contents are not."""
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x95ac9329ac4bc9b5 if crc & 1 else crc >> 1
+    return crc
+
+
+def _rstr(b):
+    if isinstance(b, str):
+        b = b.encode()
+    n = len(b)
+    if n < 64:
+        return bytes([n]) + b
+    if n < 16384:
+        return bytes([0x40 | n >> 8, n & 0xff]) + b
+    return b"\x80" + n.to_bytes(4, "big") + b
+
+
+def _zl_entry(prevlen, v):
+    pl = bytes([prevlen]) if prevlen < 254 else b"\xfe" + prevlen.to_bytes(4, "little")
+    if isinstance(v, int):
+        if 0 <= v <= 12:
+            enc = bytes([0xf1 + v])
+        elif -128 <= v < 128:
+            enc = b"\xfe" + v.to_bytes(1, "little", signed=True)
+        elif -2 ** 15 <= v < 2 ** 15:
+            enc = b"\xc0" + v.to_bytes(2, "little", signed=True)
+        elif -2 ** 23 <= v < 2 ** 23:
+            enc = b"\xf0" + v.to_bytes(3, "little", signed=True)
+        elif -2 ** 31 <= v < 2 ** 31:
+            enc = b"\xd0" + v.to_bytes(4, "little", signed=True)
+        else:
+            enc = b"\xe0" + v.to_bytes(8, "little", signed=True)
+    else:
+        s = v.encode()
+        n = len(s)
+        if n < 64:
+            enc = bytes([n]) + s
+        elif n < 16384:
+            enc = bytes([0x40 | n >> 8, n & 0xff]) + s
+        else:
+            enc = b"\x80" + n.to_bytes(4, "big") + s
+    return pl + enc
+
+
+def ziplist(vals):
+    """A ziplist (the compact encoding of Redis <= 6.2) of str/int values."""
+    body, prev, last = b"", 0, 10
+    for v in vals:
+        e = _zl_entry(prev, v)
+        last = 10 + len(body)
+        body += e
+        prev = len(e)
+    total = 10 + len(body) + 1
+    return (total.to_bytes(4, "little") + last.to_bytes(4, "little") + len(vals).to_bytes(2, "little") +
+            body + b"\xff")
+
+
+def old_rdb():
+    """An RDB version 9 as Redis 6.x wrote it, with the encodings Redis 7.0
+    no longer writes: ziplist lists/hashes/zsets, quicklist of ziplists,
+    zsets with string scores, integer-encoded strings, an expiry in seconds."""
+    out = b"REDIS0009" + b"\xfa" + _rstr("redis-ver") + _rstr("6.2.6") + b"\xfe\x00\xfb\x09\x01"
+    out += b"\x0a" + _rstr("zl:list") + _rstr(ziplist(["a", 5, -300, 70000, 2 ** 40, -2 ** 20, "x" * 100, 12, 0]))
+    out += b"\x0d" + _rstr("zl:hash") + _rstr(ziplist(["f1", "v1", "f2", 7, "f3", "y" * 70]))
+    out += b"\x0c" + _rstr("zl:zset") + _rstr(ziplist(["m3", "-0.25", "m1", "1.5", "m2", 3]))  # sorted, as Redis keeps them
+    out += b"\x0e" + _rstr("ql:list") + b"\x02" + _rstr(ziplist(["n1", 1])) + _rstr(ziplist(["n2", 99999]))
+    out += b"\x03" + _rstr("old:zset") + b"\x03" + _rstr("a") + b"\x032.5" + _rstr("b") + b"\xfe" + _rstr("c") + b"\xff"
+    out += b"\x00" + _rstr("int8") + b"\xc0\x85"
+    out += b"\x00" + _rstr("int16") + b"\xc1\x39\x30"
+    out += b"\x00" + _rstr("int32") + b"\xc2" + (-123456789).to_bytes(4, "little", signed=True)
+    out += b"\xfd" + (2 ** 31 - 5).to_bytes(4, "little") + b"\x00" + _rstr("ttl:sec") + _rstr("t")
+    out += b"\xff"
+    return out + crc64(out).to_bytes(8, "little")
