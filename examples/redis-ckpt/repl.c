@@ -512,6 +512,13 @@ void repl_stop_sync(void)
 	}
 }
 
+void repl_drop_replicas(const char *why)
+{
+	for (struct replica *r = R.list; r; r = r->next)
+		if (!r->over_limit)
+			drop_replica(r, why);
+}
+
 void repl_client_freed(client *c)
 {
 	replica_link_freed(c);

@@ -26,6 +26,9 @@ void repl_client_freed(client *c);
 bool repl_ckpt_busy(void);
 /* Shutdown: stops a running sync (helper killed, checkpoint cancelled). */
 void repl_stop_sync(void);
+/* Our dataset was replaced (a full sync from our own primary): our
+ * replicas must sync again. */
+void repl_drop_replicas(const char *why);
 /* INFO replication's text into @b (capacity @cap); returns its length. */
 size_t repl_info(char *b, size_t cap);
 

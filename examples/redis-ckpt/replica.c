@@ -249,6 +249,7 @@ static int full_sync(void)
 		close(out);
 	uint64_t nkeys = 0;
 	if (!rc) {
+		repl_drop_replicas("the dataset is replaced by a full sync from our primary");
 		empty_keyspace();
 		rc = rdb_load_file(tmp, err, sizeof(err), &nkeys);
 		if (rc)

@@ -1509,7 +1509,7 @@ static void event_loop(void)
 			dict_maybe_shrink(g_ks->db);
 			/* active rehash would touch (and trap on) page after page
 			 * of both tables while a checkpoint runs: wait for its end */
-			if (!g_srv.ckpt_running)
+			if (!g_srv.ckpt_running && !repl_ckpt_busy())
 				dict_rehash_ms(g_ks->db, 1);
 			next_cron = now + 10;
 		}
