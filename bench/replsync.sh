@@ -58,6 +58,10 @@ run() {
 		"$(field p50_us "$W/$name/before")" "$(field p99_us "$W/$name/before")" "$(field max_us "$W/$name/before")" \
 		"$(field p50_us "$W/$name/during")" "$(field p99_us "$W/$name/during")" "$(field max_us "$W/$name/during")"
 	grep -E "Starting full sync|succeeded|fork" "$W/$name/log" | head -3 | sed 's/^/    /'
+	# redis-ckpt: the sync's checkpoint as libckpt saw it (traps, pool)
+	redis-cli -p "$PORT" info replication 2>/dev/null | tr -d '\r' | grep -E '^ckpt_sync_[a-z_]+:' |
+		tr '\n' ' ' | sed 's/^./    &/'
+	echo
 	kill "$pid"
 	wait "$pid" 2>/dev/null
 }

@@ -71,6 +71,7 @@ static struct {
 	long long last_ping_ms;
 	long long syncs_done, syncs_failed;
 	long long last_held; /* bytes of stream held back during the last sync */
+	struct ckpt_stats last; /* the last sync's checkpoint */
 } R = { .pipe_wr = -1 };
 
 static const char *state_name(enum rstate s)
@@ -342,10 +343,6 @@ static void helper_main(int rfd, int sfd, bool psync, long long off, const char 
 {
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
-	/* the server's event loop comes first when cores are scarce: the sync
-	 * may take longer, requests should not */
-	if (nice(10) == -1)
-		errno = 0;
 	/* other clients' sockets must close when the server closes them */
 	for (client *x = g_srv.clients; x; x = x->next)
 		if (x->fd != sfd)
@@ -367,6 +364,12 @@ static void helper_main(int rfd, int sfd, bool psync, long long off, const char 
 		_exit(2);
 	}
 	close(rfd);
+	/* The checkpoint is over once the pipe is drained (read at full speed:
+	 * while it lasts the server traps on writes and its pool fills); the
+	 * serialising that follows only costs CPU, and the server's event
+	 * loop should win that when cores are scarce. */
+	if (nice(10) == -1)
+		errno = 0;
 	g_heap = h;
 	g_ks = ckpt_root_get(h);
 	int n = 0;
@@ -460,6 +463,8 @@ void repl_cron(void)
 	replica_cron();
 	if (R.ckpt && ckpt_poll(g_heap, NULL, NULL) != 1) {
 		int rc = ckpt_wait(g_heap);
+		R.last.struct_size = sizeof(R.last);
+		ckpt_stats(g_heap, &R.last);
 		R.ckpt = false;
 		close(R.pipe_wr);
 		R.pipe_wr = -1;
@@ -635,8 +640,13 @@ size_t repl_info(char *b, size_t cap)
 	  "second_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:0\r\n"
 	  "repl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n"
 	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n"
-	  "ckpt_sync_last_held_bytes:%lld\r\n\r\n",
+	  "ckpt_sync_last_held_bytes:%lld\r\n",
 	  replid(), R.offset, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed, R.last_held);
+	P("ckpt_sync_pause_us:%llu\r\nckpt_sync_duration_us:%llu\r\nckpt_sync_traps:%llu\r\n"
+	  "ckpt_sync_pool_peak_bytes:%llu\r\nckpt_sync_pool_waits:%llu\r\n\r\n",
+	  (unsigned long long)R.last.pause_ns / 1000, (unsigned long long)R.last.duration_ns / 1000,
+	  (unsigned long long)R.last.traps, (unsigned long long)R.last.pool_peak_bytes,
+	  (unsigned long long)R.last.pool_waits);
 #undef P
 	return off < cap ? off : cap - 1;
 }
