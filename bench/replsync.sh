@@ -9,7 +9,9 @@
 # (the window before), the second with `redis-cli --rdb /dev/null` started
 # at its first instant (a full sync: SYNC, snapshot, RDB streamed).  Each
 # loadgen run reports exact p50/p99/max over its whole window, charged from
-# each request's scheduled send time (no coordinated omission).
+# each request's scheduled send time (no coordinated omission).  A third
+# window, with a BGSAVE at its start, shows each server's snapshot cost on
+# the same dataset for scale.
 #
 #   bench/replsync.sh [KEYS [RATE [WIN]]]     defaults 1000000 10000 4
 set -u
@@ -51,12 +53,17 @@ run() {
 	redis-cli -p "$PORT" --rdb "$W/$name/sync.rdb" >"$W/$name/cli" 2>&1
 	t1=$(date +%s%N)
 	wait "$lg"
+	# the same window around a BGSAVE (loadgen's own --save-at), for scale
+	"$LG" --port "$PORT" --rate "$RATE" --duration "$WIN" --keys "$KEYS" --save-at 0.01 >"$W/$name/bgsave"
 	local rdb
 	rdb=$(stat -c %s "$W/$name/sync.rdb" 2>/dev/null || echo 0)
 	printf '%-12s sync %6d ms, RDB %5d MB | before: p50 %6s us p99 %7s us max %8s us | during sync: p50 %6s us p99 %7s us max %8s us\n' \
 		"$name" $(( (t1 - t0) / 1000000 )) $(( rdb >> 20 )) \
 		"$(field p50_us "$W/$name/before")" "$(field p99_us "$W/$name/before")" "$(field max_us "$W/$name/before")" \
 		"$(field p50_us "$W/$name/during")" "$(field p99_us "$W/$name/during")" "$(field max_us "$W/$name/during")"
+	printf '%-12s %33s | during BGSAVE: p50 %6s us p99 %7s us max %8s us (%s)\n' "" "" \
+		"$(field p50_us "$W/$name/bgsave")" "$(field p99_us "$W/$name/bgsave")" "$(field max_us "$W/$name/bgsave")" \
+		"$(sed -n 's/.*snapshot .*duration_ms=\([0-9.]*\).*/BGSAVE \1 ms/p' "$W/$name/bgsave")"
 	grep -E "Starting full sync|succeeded|fork" "$W/$name/log" | head -3 | sed 's/^/    /'
 	# redis-ckpt: the sync's checkpoint as libckpt saw it (traps, pool)
 	redis-cli -p "$PORT" info replication 2>/dev/null | tr -d '\r' | grep -E '^ckpt_sync_[a-z_]+:' |

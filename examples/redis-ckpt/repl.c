@@ -6,17 +6,19 @@
  * while the server goes on.  Redis forks; redis-ckpt's heap is
  * MADV_DONTFORK, and forking a big heap is what libckpt avoids anyway.
  * Instead:
- *   1. fork() a helper: cheap, the heap is not in the child;
- *   2. ckpt_begin() into a pipe (CKPT_DEST_FD): the instant it returns is
- *      the sync's point in time, and the replication offset is read in the
- *      same event-loop step, so no command falls between the two;
- *   3. the helper ckpt_restore_fd()s the pipe at the heap's own address
- *      (free in the child), serialises that keyspace as an RDB straight to
- *      the replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
+ *   1. ckpt_begin() to a temporary image in --dir, as a BGSAVE does: the
+ *      instant it returns is the sync's point in time, and the replication
+ *      offset is read in the same event-loop step, so no command falls
+ *      between the two; the server pays what it pays for a BGSAVE;
+ *   2. once the image is complete, fork() a helper: cheap, the heap is not
+ *      in the child, whose address range is therefore free;
+ *   3. the helper ckpt_restore()s the image at the heap's own address,
+ *      removes the file, serialises that keyspace as an RDB straight to the
+ *      replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
  *      and exits;
- *   4. meanwhile every write command is propagated into the replica's
- *      held-back buffer; when the helper exits successfully the buffer
- *      follows the RDB, then the replica gets the live stream.
+ *   4. from step 1 on, every write command is propagated into the
+ *      replica's held-back buffer; when the helper exits successfully the
+ *      buffer follows the RDB, then the replica gets the live stream.
  * The server writes nothing to the replica's socket while the helper does.
  * Offsets count the bytes of the command stream as Redis does, so that
  * REPLCONF ACK and INFO replication compare with a real primary's.
@@ -65,14 +67,15 @@ static struct {
 	/* the running sync */
 	struct replica *syncing;
 	pid_t child;
-	int pipe_wr;
+	char tmp[1500];          /* the sync's image, removed by the helper */
+	long long sync_off;      /* the offset of the sync's instant */
 	bool ckpt;
 	long long sync_start_ms;
 	long long last_ping_ms;
 	long long syncs_done, syncs_failed;
 	long long last_held; /* bytes of stream held back during the last sync */
 	struct ckpt_stats last; /* the last sync's checkpoint */
-} R = { .pipe_wr = -1 };
+} R;
 
 static const char *state_name(enum rstate s)
 {
@@ -336,13 +339,17 @@ void cmd_wait(client *c)
 
 /* ------------------------------------------------------------- helper */
 
-/* The helper process: restores the checkpoint streamed into @rfd (the heap
- * is not mapped in a child: MADV_DONTFORK), then sends the RDB.  Never
- * returns.  Exit status: 0 sent, 2 restore failed, 3 write failed. */
-static void helper_main(int rfd, int sfd, bool psync, long long off, const char *mark)
+/* The helper process: restores the sync's image (the heap is not mapped in
+ * a child: MADV_DONTFORK, so its address range is free), then sends the
+ * RDB.  Never returns.  Exit status: 0 sent, 2 restore failed, 3 write
+ * failed. */
+static void helper_main(int sfd, bool psync, long long off, const char *mark)
 {
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	/* the server's event loop comes first when cores are scarce */
+	if (nice(10) == -1)
+		errno = 0;
 	/* other clients' sockets must close when the server closes them */
 	for (client *x = g_srv.clients; x; x = x->next)
 		if (x->fd != sfd)
@@ -358,18 +365,13 @@ static void helper_main(int rfd, int sfd, bool psync, long long off, const char 
 	ro.heap = &ho;
 	ckpt_heap *h;
 	char hdr[160];
-	if (ckpt_restore_fd(rfd, &ro, &h) != 0) {
+	int rc = ckpt_restore(R.tmp, &ro, &h);
+	unlink(R.tmp); /* restored into the helper's own memory */
+	if (rc != 0) {
 		const char *e = "-ERR the sync's checkpoint could not be restored\r\n";
 		rdb_write_all(sfd, e, strlen(e));
 		_exit(2);
 	}
-	close(rfd);
-	/* The checkpoint is over once the pipe is drained (read at full speed:
-	 * while it lasts the server traps on writes and its pool fills); the
-	 * serialising that follows only costs CPU, and the server's event
-	 * loop should win that when cores are scarce. */
-	if (nice(10) == -1)
-		errno = 0;
 	g_heap = h;
 	g_ks = ckpt_root_get(h);
 	int n = 0;
@@ -382,54 +384,55 @@ static void helper_main(int rfd, int sfd, bool psync, long long off, const char 
 	_exit(0);
 }
 
+/* The sync's point in time: a checkpoint to a temporary image, exactly as
+ * a BGSAVE (a pipe to the helper was tried first: a helper slow to read
+ * kept the writer, and with it writes to pages in flight, waiting: stalls
+ * of up to 1 s on a loaded machine, where a file never blocks). */
 static void start_sync(struct replica *r)
 {
-	int p[2];
-	char mark[41];
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		drop_replica(r, strerror(errno));
-		return;
-	}
-	fcntl(p[1], F_SETPIPE_SZ, 1 << 20); /* fewer writer wake-ups; best effort */
-	random_hex(mark, 40);
-	replid();
-	long long off = R.offset;
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		drop_replica(r, strerror(errno));
-		return;
-	}
-	if (pid == 0) {
-		close(p[1]);
-		helper_main(p[0], r->c->fd, r->psync, off, mark);
-	}
-	close(p[0]);
-	struct ckpt_dest dest = { .kind = CKPT_DEST_FD, .fd = p[1] };
+	snprintf(R.tmp, sizeof(R.tmp), "%s/temp-sync-%d.ckpt", g_srv.dir, (int)getpid());
+	struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = R.tmp };
 	struct ckpt_begin_opts bo;
 	ckpt_begin_opts_init(&bo);
 	bo.flags = CKPT_BEGIN_FULL | CKPT_BEGIN_NO_FSYNC;
+	replid();
 	/* single-threaded: between two commands, and R.offset is the offset
 	 * of this very instant */
+	R.sync_off = R.offset;
 	int rc = ckpt_begin(g_heap, &dest, &bo);
-	R.child = pid;
-	R.syncing = r;
-	R.sync_start_ms = mstime();
 	if (rc < 0) {
 		log_msg('#', "Can't start the checkpoint for replica %s: %s", r->c->addr, ckpt_strerror(rc));
-		close(p[1]); /* the helper reads EOF and exits */
 		drop_replica(r, "no checkpoint");
 		return;
 	}
-	R.pipe_wr = p[1];
+	R.syncing = r;
+	R.sync_start_ms = mstime();
 	R.ckpt = true;
 	g_dict_resize_ok = false;
 	r->state = RS_TRANSFER;
 	struct ckpt_stats st = { .struct_size = sizeof(st) };
 	ckpt_stats(g_heap, &st);
-	log_msg('*', "Starting full sync for replica %s at offset %lld: checkpoint to helper pid %d "
-		"(pause %.3f ms)", r->c->addr, off, (int)pid, st.pause_ns / 1e6);
+	log_msg('*', "Starting full sync for replica %s at offset %lld: checkpoint (pause %.3f ms)", r->c->addr,
+		R.sync_off, st.pause_ns / 1e6);
+}
+
+/* The checkpoint is complete: a helper restores and sends it. */
+static void start_helper(void)
+{
+	struct replica *r = R.syncing;
+	char mark[41];
+	random_hex(mark, 40);
+	pid_t pid = r ? fork() : -1;
+	if (pid == 0)
+		helper_main(r->c->fd, r->psync, R.sync_off, mark);
+	if (pid < 0) {
+		unlink(R.tmp);
+		R.syncing = NULL;
+		if (r)
+			drop_replica(r, strerror(errno));
+		return;
+	}
+	R.child = pid;
 }
 
 static void sync_finished(int status)
@@ -437,6 +440,7 @@ static void sync_finished(int status)
 	struct replica *r = R.syncing;
 	R.syncing = NULL;
 	R.child = 0;
+	unlink(R.tmp); /* normally gone already */
 	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	ok ? R.syncs_done++ : R.syncs_failed++;
 	if (!r)
@@ -466,19 +470,25 @@ void repl_cron(void)
 		R.last.struct_size = sizeof(R.last);
 		ckpt_stats(g_heap, &R.last);
 		R.ckpt = false;
-		close(R.pipe_wr);
-		R.pipe_wr = -1;
 		if (!g_srv.ckpt_running)
 			g_dict_resize_ok = true;
-		if (rc)
+		if (rc) {
 			log_msg('#', "The sync's checkpoint failed: %s", ckpt_strerror(rc));
+			unlink(R.tmp);
+			R.syncs_failed++;
+			if (R.syncing)
+				drop_replica(R.syncing, "no checkpoint");
+			R.syncing = NULL;
+		} else {
+			start_helper();
+		}
 	}
 	if (R.child > 0) {
 		int status;
 		if (waitpid(R.child, &status, WNOHANG) == R.child)
 			sync_finished(status);
 	}
-	if (!R.ckpt && R.child == 0 && !g_srv.ckpt_running) {
+	if (!R.ckpt && R.child == 0 && !R.syncing && !g_srv.ckpt_running) {
 		for (struct replica *r = R.list; r; r = r->next) {
 			/* its earlier replies must reach the socket before the helper writes */
 			if (r->state == RS_WAIT_START && !r->over_limit && r->c->olen == r->c->opos) {
@@ -511,10 +521,10 @@ void repl_stop_sync(void)
 	if (R.ckpt) {
 		ckpt_cancel(g_heap);
 		ckpt_wait(g_heap);
-		close(R.pipe_wr);
-		R.pipe_wr = -1;
 		R.ckpt = false;
 	}
+	if (R.tmp[0])
+		unlink(R.tmp);
 }
 
 void repl_drop_replicas(const char *why)
