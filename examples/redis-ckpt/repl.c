@@ -385,9 +385,9 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 }
 
 /* The sync's point in time: a checkpoint to a temporary image, exactly as
- * a BGSAVE (a pipe to the helper was tried first: a helper slow to read
- * kept the writer, and with it writes to pages in flight, waiting: stalls
- * of up to 1 s on a loaded machine, where a file never blocks). */
+ * a BGSAVE.  (A pipe into the helper was tried first: it ties the
+ * checkpoint's length, during which the server's writes trap, to how fast
+ * the helper reads; a file does not.) */
 static void start_sync(struct replica *r)
 {
 	snprintf(R.tmp, sizeof(R.tmp), "%s/temp-sync-%d.ckpt", g_srv.dir, (int)getpid());
