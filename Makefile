@@ -94,6 +94,8 @@ $(B)/tests/test_%: tests/test_%.c $(TEST_UTIL_OBJS) $(STLIB)
 FI_STLIB := $(B)/libckpt-fi.a
 LIB_FI_OBJS := $(LIB_SRCS:libckpt/src/%.c=$(B)/obj-fi/%.o)
 FI_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/fi_test_*.c))
+# `all` above was read before FI_TESTS had a value: name them here
+all: $(FI_TESTS)
 
 $(B)/obj-fi/%.o: libckpt/src/%.c
 	@mkdir -p $(@D)
@@ -186,7 +188,10 @@ $(FZ)/fuzz_image: fuzz/fuzz_image.c fuzz/fixup.h fuzz-lib
 $(FZ)/fuzz_resp: fuzz/fuzz_resp.c $(REDIS_SRCS) $(wildcard examples/redis-ckpt/*.h) fuzz-lib
 	clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_INC) -o $@ $< $(REDIS_LIB_SRCS) $(FZ)/libckpt.a $(LIBDEPS) -lm
 
-fuzz: $(FZ)/fuzz_image $(FZ)/fuzz_resp
+$(FZ)/fuzz_lazy: fuzz/fuzz_lazy.c fuzz/fixup.h fuzz-lib
+	clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer $(FUZZ_INC) -o $@ $< $(FZ)/libckpt.a $(LIBDEPS)
+
+fuzz: $(FZ)/fuzz_image $(FZ)/fuzz_resp $(FZ)/fuzz_lazy
 	fuzz/run.sh $(FUZZ_SECONDS)
 
 # Seeds for the image harness are made by the engine itself (needs uffd).
@@ -208,7 +213,12 @@ $(B)/fuzz/replay_resp: fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_SRCS) $(wildc
 	$(CC) $(CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -Ifuzz -Iexamples/redis-ckpt \
 		-o $@ fuzz/fuzz_resp.c fuzz/replay_main.c $(REDIS_LIB_SRCS) $(STLIB) $(LDFLAGS) $(LIBDEPS) -lm
 
-fuzz-replay: $(B)/fuzz/replay_image $(B)/fuzz/replay_resp
+$(B)/fuzz/replay_lazy: fuzz/fuzz_lazy.c fuzz/replay_main.c fuzz/fixup.h $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined -Ifuzz \
+		-o $@ fuzz/fuzz_lazy.c fuzz/replay_main.c $(STLIB) $(LDFLAGS) $(LIBDEPS)
+
+fuzz-replay: $(B)/fuzz/replay_image $(B)/fuzz/replay_resp $(B)/fuzz/replay_lazy
 
 # built by `make` (and so by `make test`) so that the replay test only runs
 all: fuzz-replay

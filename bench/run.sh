@@ -5,7 +5,7 @@
 #
 #   bench/run.sh            quick: a few minutes on 2 cores
 #   bench/run.sh --full     bigger heaps, more repetitions, 4 GiB pause point
-#   options: --no-redis  --only faultlat,pause,memgrowth,throughput,alloc,redis
+#   options: --no-redis  --only faultlat,pause,memgrowth,throughput,alloc,redis,restart
 #            --seed N    --out DIR (default bench/results)
 #
 # Writes DIR/<date>-<host>.md (every figure, each comparison as a ratio to its
@@ -274,6 +274,20 @@ if want redis && [ $redis = 1 ]; then
 	else
 		log "examples/redis-ckpt/redis-ckpt not built: Redis comparison is redis-server only"
 	fi
+fi
+
+# ------------------------------------------------------------ restart
+# (issue 12) start to first reply: redis-ckpt --restore lazy / eager and
+# redis-server's RDB load on the same dataset; lazy warm-up rate and probe.
+run_restart() {
+	local sizes=512m,2g
+	[ $full = 1 ] && sizes=512m,2g,8g
+	log "restart: $sizes"
+	python3 bench/restart.py --sizes "$sizes" --out "$raw/restart.md" >"$raw/restart.out" 2>&1 ||
+		log "restart bench failed: $raw/restart.out"
+}
+if want restart && [ $redis = 1 ]; then
+	run_restart
 fi
 
 # ------------------------------------------------------------ report

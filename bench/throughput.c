@@ -2,6 +2,8 @@
  * throughput.c - checkpoint and restore rate.
  *
  *   build/bench/throughput [--size 256m] [--dir DIR] [--reps R] [--seed S]
+ *                          [--codec stored|zstd-1|zstd-3] [--data compressible|incompressible]
+ *                          [--threads N]
  *
  * A heap of --size bytes is filled with compressible data (text-like: words
  * from a small vocabulary, about 4:1 for zstd) or incompressible data
@@ -12,6 +14,8 @@
  * Output, medians of R: "throughput data=D codec=C bytes=B ckpt_ns=N
  * ckpt_mibs=X image_bytes=B restore_ns=N restore_mibs=X reps=R".
  * run.sh compares ckpt_mibs with dd writing the same bytes to DIR.
+ * --codec / --data run one configuration only; --threads sets
+ * ckpt_begin_opts.threads (zstd compression workers, 0 = one per core).
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,6 +30,8 @@ static size_t g_size = 256ul << 20;
 static const char *g_dir;
 static int g_reps = 3;
 static uint64_t g_seed = 1;
+static const char *g_codec, *g_data;
+static unsigned g_threads;
 
 static void fill(uint8_t *p, size_t len, bool compressible, uint64_t seed)
 {
@@ -68,6 +74,8 @@ static void run(bool compressible, int level)
 	else
 		snprintf(codec, sizeof(codec), "stored");
 	char path[512];
+	if ((g_codec && strcmp(g_codec, codec) != 0) || (g_data && strcmp(g_data, data) != 0))
+		return;
 	snprintf(path, sizeof(path), "%s/throughput.%d.ckpt", g_dir, (int)getpid());
 	double cns[16], rns[16], isz[16];
 	int n = 0;
@@ -88,6 +96,7 @@ static void run(bool compressible, int level)
 		struct ckpt_begin_opts bo;
 		ckpt_begin_opts_init(&bo);
 		bo.zstd_level = level;
+		bo.threads = g_threads;
 		struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = path };
 		uint64_t t0 = bench_now_ns();
 		if (rc == 0)
@@ -138,17 +147,22 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "size", required_argument, 0, 'z' }, { "dir", required_argument, 0, 'd' },
 		{ "reps", required_argument, 0, 'r' }, { "seed", required_argument, 0, 's' },
-		{ 0, 0, 0, 0 },
+		{ "codec", required_argument, 0, 'c' }, { "data", required_argument, 0, 'D' },
+		{ "threads", required_argument, 0, 't' }, { 0, 0, 0, 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "z:d:r:s:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "z:d:r:s:c:D:t:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'z': g_size = bench_parse_size(optarg); break;
 		case 'd': g_dir = optarg; break;
 		case 'r': g_reps = atoi(optarg); break;
 		case 's': g_seed = strtoull(optarg, NULL, 0); break;
+		case 'c': g_codec = optarg; break;
+		case 'D': g_data = optarg; break;
+		case 't': g_threads = (unsigned)atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: throughput [--size 256m] [--dir DIR] [--reps R] [--seed S]\n");
+			fprintf(stderr, "usage: throughput [--size 256m] [--dir DIR] [--reps R] [--seed S] "
+					"[--codec C] [--data D] [--threads N]\n");
 			return 2;
 		}
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz/run.sh SECONDS [HARNESS...] - runs each libFuzzer harness for SECONDS,
 # one after the other (a 2-core machine: one fuzzing process at a time).
-# Behind `make fuzz FUZZ_SECONDS=N`; harnesses default to "image resp".
+# Behind `make fuzz FUZZ_SECONDS=N`; harnesses default to "image resp lazy"
+# (lazy is seeded from the image corpus).
 #
 # Each harness fuzzes a working corpus in build-fuzz/corpus-NAME, seeded
 # from fuzz/corpus/NAME and fuzz/regressions/NAME (the committed corpus is
@@ -25,7 +26,7 @@ fi
 
 secs=${1:-60}
 shift || true
-names=${*:-image resp}
+names=${*:-image resp lazy}
 found=0
 for name in $names; do
 	bin=$FZ/fuzz_$name
@@ -34,7 +35,10 @@ for name in $names; do
 	# findings of earlier runs were copied to fuzz/regressions already
 	rm -rf "$art.old" && [ -d "$art" ] && mv "$art" "$art.old"
 	mkdir -p "$work" "$art/"
-	cp -n fuzz/corpus/"$name"/* "$work"/ 2>/dev/null
+	seeds=$name
+	[ "$name" = lazy ] && seeds=image # the lazy reader reads the same files
+	cp -n fuzz/corpus/"$seeds"/* "$work"/ 2>/dev/null
+	mkdir -p fuzz/regressions/"$name"
 	cp -n fuzz/regressions/"$name"/* "$work"/ 2>/dev/null
 	log=$FZ/fuzz-$name.log
 	echo "fuzzing $name for ${secs}s (log $log)"

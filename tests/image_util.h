@@ -117,7 +117,7 @@ static inline int iu_write(const struct ckpt_dest *dest, const struct ckpt_begin
 			   const uint64_t *pages, uint64_t npages_listed, uint64_t seed)
 {
 	struct ckpt_sink s;
-	int rc = ckpt__file_sink_open(dest, opts, NULL, &s);
+	int rc = ckpt__file_sink_open(dest, opts, NULL, NULL, &s);
 	if (rc)
 		return rc;
 	uint64_t st = seed ^ 0x5eed;

@@ -276,13 +276,13 @@ Test(consistency, hugetlb_heap_image_equals_heap_at_begin, .fini = ckpt_test_hug
 Test(consistency, prepare_cut_thread_mode)
 {
 	take_mode = TAKE_PREPARE;
-	consistency(CKPT_TRAP_THREAD, 1, 0, 10, "prep_thread");
+	consistency(CKPT_TRAP_THREAD, 1, 0, 6, "prep_thread");
 }
 
 Test(consistency, prepare_cut_sigbus_mode_sequential_fault_around)
 {
 	take_mode = TAKE_PREPARE;
-	consistency(CKPT_TRAP_SIGBUS, 16, 0, 10, "prep_sigbus_fa16");
+	consistency(CKPT_TRAP_SIGBUS, 16, 0, 6, "prep_sigbus_fa16");
 }
 
 /* An incremental chain through preparations: a page written during a
@@ -291,14 +291,14 @@ Test(consistency, prepare_cut_sigbus_mode_sequential_fault_around)
 Test(consistency, prepare_cut_incremental_chain_thread_mode)
 {
 	take_mode = TAKE_PREPARE;
-	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_INCREMENTAL, 10, "prep_incr_thread");
+	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_INCREMENTAL, 6, "prep_incr_thread");
 }
 
 Test(consistency, prepare_cut_incremental_chain_sigbus_mode)
 {
 	take_mode = TAKE_PREPARE;
 	full_every = 4;
-	consistency(CKPT_TRAP_SIGBUS, 4, CKPT_HEAP_INCREMENTAL, 10, "prep_incr_sigbus");
+	consistency(CKPT_TRAP_SIGBUS, 4, CKPT_HEAP_INCREMENTAL, 8, "prep_incr_sigbus");
 }
 
 /* A cut right after ckpt_prepare(), before the passes finished: it waits
@@ -306,8 +306,8 @@ Test(consistency, prepare_cut_incremental_chain_sigbus_mode)
 Test(consistency, early_cut_during_passes)
 {
 	take_mode = TAKE_PREPARE_EARLY_CUT;
-	consistency(CKPT_TRAP_SIGBUS, 1, 0, 8, "early_cut_sigbus");
-	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_INCREMENTAL, 8, "early_cut_incr_thread");
+	consistency(CKPT_TRAP_SIGBUS, 1, 0, 5, "early_cut_sigbus");
+	consistency(CKPT_TRAP_THREAD, 1, CKPT_HEAP_INCREMENTAL, 5, "early_cut_incr_thread");
 }
 
 Test(consistency, prepare_cut_fork_backend)

@@ -440,7 +440,7 @@ static void forge_header(const char *path, const char *out, void (*edit)(struct 
 	free(b);
 }
 
-static void edit_version(struct ckpt__img_header *h) { h->version = 2; }
+static void edit_version(struct ckpt__img_header *h) { h->version = CKPT__IMG_VERSION + 1; }
 static void edit_pagesize(struct ckpt__img_header *h) { h->page_size = 8192; h->heap_size = 64ull << 20; }
 static void edit_base(struct ckpt__img_header *h) { h->base = 1ull << 47; }
 

@@ -171,6 +171,19 @@ Test(image_crash, sigkill_at_random_points_leaves_a_complete_image, .timeout = 2
 		cr_assert(memcmp(m, want, sn) == 0, "run %d: image of generation %llu is not that heap", runs,
 			  (unsigned long long)ii.generation);
 		munmap(m, sz);
+		if (runs % 8 == 4) {
+			/* the lazy reader serves that heap too */
+			struct ckpt_restore_opts lro;
+			ckpt_restore_opts_init(&lro);
+			lro.flags = CKPT_RESTORE_LAZY;
+			ckpt_heap *lr = NULL;
+			rc = ckpt_restore(path, &lro, &lr);
+			cr_assert(rc == 0, "run %d: lazy restore: %s", runs, ckpt_err_name(rc));
+			cr_assert(memcmp(ckpt_heap_base(lr), want, sn) == 0,
+				  "run %d: lazily restored generation %llu is not that heap", runs,
+				  (unsigned long long)ii.generation);
+			ckpt_heap_destroy(lr);
+		}
 		free(want);
 		/* one dead child's temp file at most: the next checkpoint removes it */
 		cr_assert(iu_count_names(dir, ".heap.ckpt.tmp.") <= 1, "run %d: stale temp files pile up", runs);

@@ -83,6 +83,13 @@ static void one_cycle(enum ckpt_backend be, unsigned flags, const char *dir, int
 		rc = ckpt_restore(path, NULL, &r);
 		cr_assert(rc == 0, "restore: %s", ckpt_err_name(rc));
 		ckpt_heap_destroy(r);
+		/* lazily too, destroyed while its loaders may still run */
+		struct ckpt_restore_opts lro;
+		ckpt_restore_opts_init(&lro);
+		lro.flags = CKPT_RESTORE_LAZY;
+		rc = ckpt_restore(path, &lro, &r);
+		cr_assert(rc == 0, "lazy restore: %s", ckpt_err_name(rc));
+		ckpt_heap_destroy(r);
 	}
 	fd = open(fpath, O_RDONLY | O_CLOEXEC);
 	ckpt_heap *r = NULL;

@@ -318,7 +318,7 @@ Test(prepare, sigbus_counter_page_survives_1500_checkpoints, .timeout = 120)
 	ckpt_heap *h = heap(CKPT_TRAP_SIGBUS, CKPT_HEAP_INCREMENTAL, &d, 4);
 	cr_assert(memsink_init(&ms, HEAP_SIZE, PSZ) == 0);
 	struct ckpt_dest dest = {.kind = CKPT_DEST_SINK, .sink = &ms.sink};
-	volatile uint64_t *counter = (volatile uint64_t *)(d + PSZ);
+	volatile uint64_t *counter = (volatile uint64_t *)(void *)(d + PSZ);
 	for (uint64_t i = 1; i <= 1500; i++) {
 		CKPT_ASSERT_OK(ckpt_begin(h, &dest, NULL));
 		*counter = i;

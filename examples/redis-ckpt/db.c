@@ -352,29 +352,10 @@ void list_free(hlist *l)
 
 bool list_push(hlist *l, const char *p, size_t len, bool head)
 {
-	lnode *n = hmalloc(sizeof(lnode) + len);
+	lnode *n = lnode_new(p, len);
 	if (!n)
 		return false;
-	n->len = (uint32_t)len;
-	memcpy(n->data, p, len);
-	if (head) {
-		n->prev = NULL;
-		n->next = l->head;
-		if (l->head)
-			l->head->prev = n;
-		else
-			l->tail = n;
-		l->head = n;
-	} else {
-		n->next = NULL;
-		n->prev = l->tail;
-		if (l->tail)
-			l->tail->next = n;
-		else
-			l->head = n;
-		l->tail = n;
-	}
-	l->len++;
+	list_link(l, NULL, n, !head);
 	return true;
 }
 
@@ -400,8 +381,54 @@ lnode *list_index(hlist *l, int64_t idx)
 lnode *list_pop(hlist *l, bool head)
 {
 	lnode *n = head ? l->head : l->tail;
-	if (!n)
-		return NULL;
+	if (n)
+		list_unlink(l, n);
+	return n;
+}
+
+lnode *lnode_new(const char *p, size_t len)
+{
+	lnode *n = hmalloc(sizeof(lnode) + len);
+	if (n) {
+		n->len = (uint32_t)len;
+		memcpy(n->data, p, len);
+	}
+	return n;
+}
+
+void list_link(hlist *l, lnode *at, lnode *n, bool after)
+{
+	if (!at) { /* an end of the list: after == the tail */
+		at = after ? l->tail : l->head;
+		if (!at) {
+			n->prev = n->next = NULL;
+			l->head = l->tail = n;
+			l->len++;
+			return;
+		}
+	}
+	if (after) {
+		n->prev = at;
+		n->next = at->next;
+		if (at->next)
+			at->next->prev = n;
+		else
+			l->tail = n;
+		at->next = n;
+	} else {
+		n->next = at;
+		n->prev = at->prev;
+		if (at->prev)
+			at->prev->next = n;
+		else
+			l->head = n;
+		at->prev = n;
+	}
+	l->len++;
+}
+
+void list_unlink(hlist *l, lnode *n)
+{
 	if (n->prev)
 		n->prev->next = n->next;
 	else
@@ -411,7 +438,6 @@ lnode *list_pop(hlist *l, bool head)
 	else
 		l->tail = n->prev;
 	l->len--;
-	return n;
 }
 
 /* ----------------------------------------------------------- skiplist */

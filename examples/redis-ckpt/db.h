@@ -103,6 +103,12 @@ bool list_push(hlist *l, const char *p, size_t len, bool head);
 lnode *list_index(hlist *l, int64_t idx);
 /* Unlinks the head or tail node (caller frees it). */
 lnode *list_pop(hlist *l, bool head);
+/* A node not linked yet (NULL when the heap is full). */
+lnode *lnode_new(const char *p, size_t len);
+/* Links n after (or before) at; at NULL: at the tail (after) or head. */
+void list_link(hlist *l, lnode *at, lnode *n, bool after);
+/* Unlinks n (caller frees or relinks it). */
+void list_unlink(hlist *l, lnode *n);
 
 /* ------------------------------------------------------------ sorted sets */
 #define ZSKIPLIST_MAXLEVEL 32

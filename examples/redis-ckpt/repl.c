@@ -238,7 +238,7 @@ void repl_call(client *c, struct command *cmd)
 	size_t olen = c->olen;
 	bool was = g_applying;
 	g_applying = (c->flags & CF_MASTER) != 0;
-	cmd->proc(c);
+	command_run(c, cmd); /* cmd->proc(c) and WATCH/BLPOP bookkeeping */
 	g_applying = was;
 	if (!streaming() || !(cmd->flags & CMD_WRITE) || g_srv.dirty == dirty)
 		return;
@@ -360,16 +360,22 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	struct ckpt_heap_opts ho;
 	ckpt_heap_opts_init(&ho);
 	ho.name = "redis-ckpt-sync";
+	ho.app_tag = "redis-ckpt/RCKPTKS2"; /* the server's (server.c): images carry it */
 	struct ckpt_restore_opts ro;
 	ckpt_restore_opts_init(&ro);
 	ro.heap = &ho;
+	char why[400] = "";
+	ro.errbuf = why;
+	ro.errbuf_size = sizeof(why);
 	ckpt_heap *h;
 	char hdr[160];
 	int rc = ckpt_restore(R.tmp, &ro, &h);
 	unlink(R.tmp); /* restored into the helper's own memory */
 	if (rc != 0) {
-		const char *e = "-ERR the sync's checkpoint could not be restored\r\n";
-		rdb_write_all(sfd, e, strlen(e));
+		char e[600];
+		int n = snprintf(e, sizeof(e), "-ERR the sync's checkpoint could not be restored: %s %s\r\n",
+				 ckpt_err_name(rc), ro.errbuf ? ro.errbuf : "");
+		rdb_write_all(sfd, e, (size_t)n);
 		_exit(2);
 	}
 	g_heap = h;

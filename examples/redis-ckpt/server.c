@@ -298,6 +298,7 @@ static void multi_reset(client *c)
 	c->queue = NULL;
 	c->nqueued = c->queuecap = 0;
 	c->in_multi = c->multi_failed = false;
+	unwatch_all(c); /* EXEC and DISCARD end the WATCH too */
 }
 
 static bool multi_queue(client *c)
@@ -362,6 +363,12 @@ void cmd_exec(client *c)
 		add_reply_error(c, "EXECABORT Transaction discarded because of previous errors.");
 		return;
 	}
+	if (watch_exec_aborts(c)) {
+		multi_reset(c);
+		add_reply_null_array(c);
+		return;
+	}
+	unwatch_all(c); /* the transaction's own writes do not abort it */
 	int argc = c->argc;
 	char **argv = c->argv;
 	size_t *argvlen = c->argvlen;
@@ -392,6 +399,7 @@ static void client_free_now(client *c)
 {
 	multi_reset(c);
 	repl_client_freed(c);
+	blocking_forget(c);
 	if (c->fd >= 0) {
 		epoll_ctl(g_srv.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -1034,7 +1042,7 @@ static void call_command(client *c)
 		return;
 	}
 	if (c->in_multi && cmd->proc != cmd_exec && cmd->proc != cmd_discard && cmd->proc != cmd_multi &&
-	    strcasecmp(cmd->name, "quit") != 0) {
+	    cmd->proc != cmd_watch && strcasecmp(cmd->name, "quit") != 0) {
 		if (!multi_queue(c)) {
 			c->multi_failed = true;
 			add_reply_error(c, "ERR out of memory queueing the command");
@@ -1044,7 +1052,8 @@ static void call_command(client *c)
 		return;
 	}
 	g_srv.stat_commands++;
-	repl_call(c, cmd); /* cmd->proc(c), then replicas get it */
+	repl_call(c, cmd); /* command_run(), then replicas get it */
+	blocking_serve_ready(); /* after the whole command, as Redis */
 }
 
 /* ------------------------------------------------------------- persistence */
@@ -1177,12 +1186,41 @@ int persist_finish(void)
 	return rc;
 }
 
+/* A lazy restore's warm-up: logged once when it ends. */
+static bool warm_cron(void)
+{
+	if (g_srv.warm_done)
+		return true;
+	uint64_t res = 0, tot = 0;
+	int rc = ckpt_restore_progress(g_heap, &res, &tot);
+	if (rc < 0) {
+		/* Its keys would raise SIGBUS when touched (expiry samples any
+		 * key), and no checkpoint can be taken: stop now, cleanly, as
+		 * an eager restore would have refused to start. */
+		log_msg('#', "Can't restore the image '%s' (lazy restore): a block is damaged (%s: %s). "
+			"Refusing to start serving from it: exiting. --restore eager checks the whole "
+			"image before serving.", g_srv.path, ckpt_err_name(rc), ckpt_strerror(rc));
+		exit(1);
+	} else if (res == tot) {
+		double ms = (mono_ns() - g_srv.restore_t0_ns) / 1e6;
+		log_msg('*', "Warm-up done: %llu pages resident %.3f ms after the restore began",
+			(unsigned long long)tot, ms);
+		g_srv.warm_done = true;
+	}
+	return g_srv.warm_done;
+}
+
 static void persist_cron(void)
 {
+	bool warm = warm_cron();
 	if (g_srv.ckpt_running) {
 		persist_event(); /* the event fd is the fast path; this is the safety net */
 		return;
 	}
+	/* a save point waits for the warm-up (a checkpoint would load the
+	 * rest of the heap first, with the event loop stopped) */
+	if (!warm)
+		return;
 	time_t now = time(NULL);
 	for (int i = 0; i < g_srv.nsave; i++) {
 		struct saveparam *sp = &g_srv.save[i];
@@ -1285,7 +1323,7 @@ static void parse_options(int argc, char **argv)
 			       "                  [--save \"SECONDS CHANGES ...\"] [--heap-size SIZE]\n"
 			       "                  [--snapshot-mode thread|sigbus|fork] [--incremental yes|no]\n"
 			       "                  [--maxclients N] [--logfile PATH] [--requirepass PASS]\n"
-			       "                  [--protected-mode yes|no]\n");
+			       "                  [--protected-mode yes|no] [--restore lazy|eager]\n");
 			exit(0);
 		}
 		if (!strcmp(opt, "--version") || !strcmp(opt, "-v")) {
@@ -1339,6 +1377,10 @@ static void parse_options(int argc, char **argv)
 			snprintf(g_srv.logfile, sizeof(g_srv.logfile), "%s", val);
 		} else if (!strcmp(name, "requirepass")) {
 			snprintf(g_srv.requirepass, sizeof(g_srv.requirepass), "%s", val);
+		} else if (!strcmp(name, "restore")) {
+			if (strcmp(val, "lazy") && strcmp(val, "eager"))
+				usage_error("invalid --restore '%s' (lazy or eager)", val);
+			g_srv.restore_eager = !strcmp(val, "eager");
 		} else if (!strcmp(name, "protected-mode")) {
 			if (!yesno(val, &g_srv.protected_mode))
 				usage_error("invalid --protected-mode '%s' (yes or no)", val);
@@ -1400,6 +1442,9 @@ static void open_heap(void)
 	ho.flags = g_srv.incremental ? CKPT_HEAP_INCREMENTAL : 0;
 	ho.name = "redis-ckpt";
 	ho.log = ckpt_log_cb;
+	/* the keyspace holds no pointers into the binary, so its layout
+	 * version (KS_MAGIC) is the tag: an image of another layout is refused */
+	ho.app_tag = "redis-ckpt/RCKPTKS2";
 
 	bool import_rdb = rdb_startup_redirect(g_srv.path, sizeof(g_srv.path));
 	struct stat stbuf;
@@ -1410,7 +1455,11 @@ static void open_heap(void)
 		ro.heap = &ho;
 		ro.errbuf = err;
 		ro.errbuf_size = sizeof(err);
+		/* lazy: serve at once, pages load on first touch and in the
+		 * background; a block found damaged later is never served */
+		ro.flags = g_srv.restore_eager ? 0 : CKPT_RESTORE_LAZY;
 		uint64_t t0 = mono_ns();
+		g_srv.restore_t0_ns = t0;
 		int rc = ckpt_restore(g_srv.path, &ro, &g_heap);
 		g_srv.restore_ns = mono_ns() - t0;
 		if (rc < 0) {
@@ -1427,9 +1476,10 @@ static void open_heap(void)
 			exit(1);
 		}
 		g_srv.restored_keys = dict_size(g_ks->db);
-		log_msg('*', "DB loaded from checkpoint image %s: %.3f ms, %llu keys, %zu bytes heap",
+		g_srv.warm_done = g_srv.restore_eager;
+		log_msg('*', "DB loaded from checkpoint image %s: %.3f ms, %llu keys, %zu bytes heap%s",
 			g_srv.path, g_srv.restore_ns / 1e6, (unsigned long long)g_srv.restored_keys,
-			ckpt_heap_used(g_heap));
+			ckpt_heap_used(g_heap), g_srv.restore_eager ? "" : " (lazy: pages load in the background)");
 		if (ckpt_heap_size(g_heap) != g_srv.heap_size) {
 			/* the image fixes the heap's address range */
 			log_msg('#', "The heap size comes from the image: %zu bytes (--heap-size %zu ignored)",
@@ -1442,6 +1492,7 @@ static void open_heap(void)
 		log_msg('#', "Can't access the image '%s': %s. Refusing to start.", g_srv.path, strerror(errno));
 		exit(1);
 	}
+	g_srv.warm_done = true; /* nothing to load */
 	int rc = ckpt_heap_create(&ho, &g_heap);
 	if (rc < 0) {
 		log_msg('#', "Can't create the libckpt heap (%zu bytes, mode %d): %s (%s)", g_srv.heap_size,
@@ -1466,6 +1517,7 @@ static void event_loop(void)
 	long long next_cron = mstime();
 	while (!g_srv.shutdown_asap) {
 		free_closed_clients();
+		blocking_resume(); /* served BLPOPs: their pipelines go on */
 		flush_pending();
 		free_closed_clients();
 		if (g_sigterm) {
@@ -1485,7 +1537,7 @@ static void event_loop(void)
 				accept_clients();
 				continue;
 			}
-			if (c == (client *)&g_ckpt_event_tag) {
+			if ((void *)c == (void *)&g_ckpt_event_tag) {
 				persist_event();
 				continue;
 			}
@@ -1504,6 +1556,8 @@ static void event_loop(void)
 			g_now_ms = now;
 			persist_cron();
 			repl_cron();
+			blocking_cron(now);
+			memory_cron();
 			if (!repl_is_replica()) /* a replica waits for its primary's DELs */
 				active_expire_cycle(1000);
 			dict_maybe_shrink(g_ks->db);

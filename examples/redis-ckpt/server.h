@@ -23,7 +23,7 @@
 #define CF_CLOSE_ASAP (1u << 2)
 #define CF_AUTHED (1u << 3)
 #define CF_EPOLLOUT (1u << 4)
-#define CF_BLOCKED (1u << 5) /* WAIT: no further command runs until client_unblock() */
+#define CF_BLOCKED (1u << 5) /* BLPOP/BRPOP: no further command runs until client_unblock() */
 #define CF_IN_EXEC (1u << 6) /* running EXEC's queue: commands must not block */
 #define CF_MASTER (1u << 7)  /* our primary's link (replica.c): its commands get no reply */
 
@@ -67,6 +67,23 @@ typedef struct client {
 	struct replica *repl; /* REPLCONF/SYNC state (repl.c), NULL otherwise */
 	long long repl_woff;  /* replication offset after its last write (WAIT) */
 
+	/* WATCH (watch.c): names copied, flags per key */
+	struct watched_key {
+		char *key;
+		size_t len;
+		bool expired; /* already expired (not deleted) at WATCH time */
+	} *watched;
+	int nwatched, watchcap;
+	bool dirty_cas; /* a watched key changed: EXEC aborts */
+
+	/* BLPOP / BRPOP (blocking.c) */
+	bool bpop, bhead, in_unblocked; /* bpop: in the list of blocked clients */
+	long long bdeadline; /* ms, 0: none */
+	int nbkeys;
+	char **bkeys;
+	size_t *bklens;
+	struct client *bprev, *bnext, *next_unblocked;
+
 	struct client *prev, *next;
 	struct client *next_pending;
 	struct client *next_close;
@@ -105,6 +122,7 @@ void client_unblock(client *c);
 #define CMD_NOAUTH (1u << 3)  /* allowed before AUTH */
 #define CMD_ADMIN (1u << 4)
 #define CMD_FAST (1u << 5)
+#define CMD_TOUCH_SELF (1u << 6) /* signals the keys it modifies itself (not by key spec) */
 
 struct command {
 	const char *name;
@@ -123,6 +141,36 @@ void commands_init(void);
 struct command *command_lookup(const char *name, size_t len);
 void command_reply_info(client *c, struct command *cmd);
 size_t command_count(void);
+
+/* WATCH and modified keys, watch.c */
+void cmd_watch(client *c);
+void cmd_unwatch(client *c);
+void unwatch_all(client *c);
+bool watch_active(void);
+bool watch_exec_aborts(client *c);
+/* A key was written (or deleted): watchers' EXEC aborts, blocked pops wake. */
+void signal_modified_key(const char *key, size_t len);
+/* FLUSHALL, before the flush: every watched key that exists changes. */
+void signal_all_keys_modified(void);
+/* Runs cmd's proc, then signals the keys it wrote. */
+void command_run(client *c, struct command *cmd);
+
+/* Blocking list pops, blocking.c */
+bool blocking_active(void);
+/* Blocks c on argv[first..last].  0, or -1 when out of memory. */
+int block_client(client *c, int first, int last, bool head, long long deadline_ms);
+void unblock_client(client *c);
+void blocking_forget(client *c);
+void blocking_key_modified(const char *key, size_t len);
+void blocking_serve_ready(void);
+void blocking_cron(long long now_ms);
+/* The event loop: served or timed-out clients go on (client_unblock()). */
+void blocking_resume(void);
+/* commands.c: pops one element of the list at key for blocked client b and
+ * replies [key, element]; false when there is no non-empty list there. */
+bool serve_blocked_pop(client *b, const char *key, size_t klen, bool head);
+bool key_exists(const char *key, size_t klen);
+bool key_is_expired(const char *key, size_t klen);
 
 /* ------------------------------------------------------------- server */
 struct saveparam {
@@ -176,6 +224,9 @@ struct server {
 	bool have_stats;
 	uint64_t restore_ns;
 	uint64_t restored_keys;
+	bool restore_eager;      /* --restore eager: verify and load everything before serving */
+	bool warm_done;          /* a lazy restore's heap is fully resident (or failed), logged */
+	uint64_t restore_t0_ns;  /* when the restore began (warm-up time) */
 	long long saves_done;
 };
 
@@ -203,4 +254,6 @@ int server_prepare_shutdown(bool save, bool nosave);
 
 /* INFO, commands.c; writes the text into a malloc'd buffer */
 char *info_text(const char *section);
+/* The cron's sample of used_memory for used_memory_peak. */
+void memory_cron(void);
 #endif

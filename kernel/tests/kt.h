@@ -181,6 +181,11 @@ int kt_case_j(const struct kt_env *env);
 int kt_case_k(const struct kt_env *env);
 int kt_case_l(const struct kt_env *env);
 int kt_case_m(const struct kt_env *env);
+int kt_case_n(const struct kt_env *env);
+int kt_case_o(const struct kt_env *env);
+int kt_case_q(const struct kt_env *env);
+int kt_case_r(const struct kt_env *env);
+int kt_case_s(const struct kt_env *env);
 int kt_case_probe(const struct kt_env *env);
 
 #endif

@@ -57,6 +57,11 @@ static const struct kt_case cases[] = {
 	{ "k_kernel_write_thread_vs_sigbus", 0, 0, NULL, kt_case_k, 20 },
 	{ "l_unprotect_unregister_no_stale_marks", 0, 0, NULL, kt_case_l, 20 },
 	{ "m_wp_partly_registered_range", 0, 0, NULL, kt_case_m, 20 },
+	{ "n_missing_shmem_copy_zeropage_eexist", 0, 0, NULL, kt_case_n, 20 },
+	{ "o_pwrite_page_no_missing_fault_minor_hole_no_fault", 0, 0, NULL, kt_case_o, 20 },
+	{ "q_one_uffd_per_range_missing_then_wp", 0, 0, NULL, kt_case_q, 20 },
+	{ "r_sigbus_interrupts_parked_missing_fault", 0, 0, NULL, kt_case_r, 20 },
+	{ "s_poison_sigbus_and_efault", 0, 0, NULL, kt_case_s, 20 },
 	{ "p_probe_canary", 0, 0, NULL, kt_case_probe, 20 },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))

@@ -16,6 +16,13 @@
  *  - The library never aborts, exits or prints; it reports through return
  *    codes and, if set, the log callback in struct ckpt_heap_opts.
  *  - Every file descriptor it creates is O_CLOEXEC.
+ *  - Images are written and read through io_uring where it can be set up;
+ *    where it cannot (a container's seccomp profile, sysctl
+ *    kernel.io_uring_disabled) plain pwrite(2)/pread(2) are used instead,
+ *    and the log callback says so once per heap (and once per restore).
+ *    ckpt_kernel_probe() reports which (struct ckpt_kernel_info.io_uring).
+ *  - The writer, fault-handler, compression and restore threads block every
+ *    signal: application handlers never run on them.
  *  - Option structs start with their size so that fields can be added later:
  *    always initialise them with the matching *_init() function.
  *
@@ -51,6 +58,21 @@
  *    application writes without allocating it is not saved.
  *  - The sink callbacks must not write into the heap (they run on the
  *    writer thread, which the fault path may be waiting for).
+ *  - Writes that bypass the page tables are not seen by write-protection and
+ *    can reach a checkpoint's image half-done or not at all: io_uring fixed
+ *    (registered) buffers, RDMA memory regions, vmsplice(2)'d pages, and an
+ *    O_DIRECT read (or any DMA) into the heap still in flight when
+ *    ckpt_begin() runs.  Finish such I/O before ckpt_begin() and do not
+ *    start it while a checkpoint runs; or keep those buffers outside the
+ *    heap.
+ *  - Lazy restore (CKPT_RESTORE_LAZY): until the heap is resident, the first
+ *    touch of a page waits for its block to load (a kernel-mode access, e.g.
+ *    read(2) into the heap, waits too).  A block found damaged then raises
+ *    SIGBUS in any thread touching its pages (si_code BUS_MCEERR_AR with
+ *    UFFDIO_POISON, else SI_TKILL), which libckpt's own SIGBUS handler
+ *    passes on: do not catch it and carry on reading the heap.  The heap's
+ *    first ckpt_prepare() / ckpt_begin() loads whatever is left before it
+ *    pauses anything.
  */
 #ifndef CKPT_H
 #define CKPT_H
@@ -96,7 +118,8 @@ enum ckpt_error {
 	CKPT_E_CANCELED = -4088, /* checkpoint was cancelled */
 	CKPT_E_FAILED = -4087,   /* heap is in a failed state after an unrecoverable error */
 	CKPT_E_RANGE = -4086,    /* address range outside the user address space */
-	CKPT_E_LAST = -4086,
+	CKPT_E_APPTAG = -4085,   /* image was made by another application build (ckpt_heap_opts.app_tag) */
+	CKPT_E_LAST = -4085,
 };
 
 /*! ckpt_strerror() : @return a static, human-readable description of @err,
@@ -123,6 +146,7 @@ struct ckpt_kernel_info {
 	unsigned sigbus : 1;       /* UFFD_FEATURE_SIGBUS (needed by CKPT_TRAP_SIGBUS) */
 	unsigned canary_ok : 1;    /* live canary: marker survives zap + mprotect round trip */
 	unsigned swap_on : 1;      /* some swap is active */
+	unsigned io_uring : 1;     /* io_uring can be set up (else images use pread/pwrite, slower) */
 	uint64_t canary_ns;        /* how long the canary took */
 	long hugetlb_free;         /* free 2 MiB hugetlb pages (-1 unknown) */
 	int verdict;               /* 0: safe for libckpt, else the CKPT_E_KERNEL / -errno reason */
@@ -175,7 +199,17 @@ struct ckpt_heap_opts {
 	int writer_nice;      /* the writer thread runs this many nice steps below the thread that
 			       * started it, 0..19 (default CKPT_DEFAULT_WRITER_NICE): its work is
 			       * background work, the application's comes first */
+	/* Application tag (optional, at most CKPT_APP_TAG_MAX - 1 bytes): a build
+	 * id or schema version the application chooses.  Every image of the heap
+	 * records it, and ckpt_restore() refuses an image whose tag differs from
+	 * the one in its heap options (CKPT_E_APPTAG): pointers from the heap to
+	 * code or static data (function pointers, vtables, strings in the binary,
+	 * other libraries under ASLR) are only valid in the build that made them,
+	 * and data layouts change with the schema.  NULL or "" means no tag; a
+	 * tagged image then does not restore either. */
+	const char *app_tag;
 };
+#define CKPT_APP_TAG_MAX 64
 
 /* (overridable at build time only for sanitizer builds whose shadow layout
  * excludes this range: make tsan) */
@@ -245,6 +279,27 @@ CKPT_API size_t ckpt_usable_size(ckpt_heap *heap, const void *ptr);
 CKPT_API int ckpt_root_set(ckpt_heap *heap, void *ptr);
 CKPT_API void *ckpt_root_get(ckpt_heap *heap);
 
+/* What the allocator holds (ckpt_alloc_stats()). */
+struct ckpt_alloc_stats {
+	size_t struct_size;    /* sizeof(struct ckpt_alloc_stats), set by the caller */
+	uint64_t live_bytes;   /* usable bytes of live blocks (what ckpt_usable_size()
+				* of every live block adds up to) */
+	uint64_t live_blocks;  /* blocks allocated and not freed */
+	uint64_t extent_bytes; /* high-water mark, = ckpt_heap_used(): what a full
+				* checkpoint covers */
+	uint64_t heap_size;    /* bytes reserved, = ckpt_heap_size() */
+};
+
+/*! ckpt_alloc_stats() : the allocator's counters, exact at the instant of the
+ *  call (a snapshot consistent with every allocator call before or after it).
+ *  They live in the heap, so a restored heap reports the blocks that were
+ *  live at its checkpoint.
+ *  @st : out; set st->struct_size first (fields past it are not written;
+ *        st->struct_size is set to the bytes written).
+ *  @return 0, or -EINVAL (@heap or @st NULL, struct_size 0).
+ *  Thread-safe; not async-signal-safe. */
+CKPT_API int ckpt_alloc_stats(ckpt_heap *heap, struct ckpt_alloc_stats *st);
+
 /* ----------------------------------------------------------- checkpoints */
 
 /* What a sink is told when a checkpoint starts. */
@@ -260,6 +315,7 @@ struct ckpt_sink_info {
 	uint8_t parent_id[16];/* with CKPT_SINK_INCREMENTAL: the image this one amends */
 	uint64_t created_ns;  /* CLOCK_REALTIME at ckpt_begin() */
 	uint64_t root;        /* heap root pointer at ckpt_begin() (informational) */
+	char app_tag[CKPT_APP_TAG_MAX]; /* the heap's ckpt_heap_opts.app_tag, NUL-terminated ("" if none) */
 };
 #define CKPT_SINK_INCREMENTAL (1u << 0)
 
@@ -299,6 +355,8 @@ struct ckpt_begin_opts {
 	size_t struct_size;  /* sizeof(struct ckpt_begin_opts) */
 	unsigned flags;      /* CKPT_BEGIN_* */
 	int zstd_level;      /* 0 = stored (default), 1..19 = zstd level */
+	unsigned threads;    /* zstd: compression worker threads, 0 = one per core (at most 8);
+			      * the image is the same whatever the number */
 };
 
 /*! ckpt_begin_opts_init() : defaults: stored pages, fsync on. */
@@ -452,10 +510,32 @@ CKPT_API int ckpt_stats(ckpt_heap *heap, struct ckpt_stats *st);
 struct ckpt_restore_opts {
 	size_t struct_size;               /* sizeof(struct ckpt_restore_opts) */
 	const struct ckpt_heap_opts *heap;/* trap mode, pool, flags of the new heap (NULL: defaults) */
-	unsigned flags;                   /* reserved, 0 */
+	unsigned flags;                   /* CKPT_RESTORE_* */
 	char *errbuf;                     /* optional: a sentence naming the problem */
 	size_t errbuf_size;
 };
+
+/* Lazy restore: ckpt_restore() checks the image's header, footer, trailer,
+ * block index, run records and chain (no page data), maps the heap with
+ * nothing in it and returns; the first touch of a page loads, verifies
+ * (XXH3) and decompresses the block holding it, and background threads
+ * load the rest (ckpt_restore_progress()).  A block that fails its checks
+ * once the heap is in use is never served: the failure goes to the log
+ * callback (CKPT_LOG_ERROR), an access to any page of that block raises
+ * SIGBUS in the accessing thread (si_addr the page, on kernels with
+ * UFFDIO_POISON, 6.6+; before, a SIGBUS sent to the thread) and syscalls
+ * touching it fail with EFAULT; ckpt_restore_wait() and every ckpt_prepare()
+ * / ckpt_begin() then return CKPT_E_CORRUPT (the heap can never checkpoint).  A damage
+ * found while ckpt_restore() runs is its return value, as for an eager
+ * restore.  The heap is usable with either trap mode; ckpt_begin() first
+ * makes it fully resident.  Ignored (an eager restore) for hugetlb heaps,
+ * the fork backend and ckpt_restore_fd(). */
+#define CKPT_RESTORE_LAZY (1u << 0)
+/* With CKPT_RESTORE_LAZY: first read and verify every byte of the image
+ * and its chain, as an eager restore does, so that a damaged image is an
+ * error from ckpt_restore() and not a SIGBUS later (the pages are still
+ * loaded on demand, and checked again as they are). */
+#define CKPT_RESTORE_VERIFY_FIRST (1u << 1)
 
 /*! ckpt_restore_opts_init() */
 CKPT_API void ckpt_restore_opts_init(struct ckpt_restore_opts *opts);
@@ -466,8 +546,21 @@ CKPT_API void ckpt_restore_opts_init(struct ckpt_restore_opts *opts);
  *  checkpoint again).
  *  @return 0, or CKPT_E_NOTIMAGE, CKPT_E_VERSION, CKPT_E_CORRUPT,
  *  CKPT_E_TRUNCATED, CKPT_E_PAGESIZE, CKPT_E_ADDRINUSE, CKPT_E_RANGE,
- *  CKPT_E_PARENT, -ENOENT, -EIO, -ENOMEM, CKPT_E_KERNEL.  Nothing is mapped
- *  and nothing leaks on error. */
+ *  CKPT_E_PARENT, CKPT_E_APPTAG (the image's application tag differs from
+ *  @opts->heap->app_tag), -ENOENT, -EIO, -ENOMEM, CKPT_E_KERNEL.  Nothing is
+ *  mapped and nothing leaks on error.  The restored heap records the same
+ *  tag in its later images.
+ *  -EAGAIN: the chain changed under the reader (another process published
+ *  a new image at @path and removed the old generations, or rewrote a file
+ *  in place while it was read): call again, it reads the new image.  Each
+ *  file is opened once and read through that descriptor, and parents are
+ *  looked up in the directory of the file @path resolves to (a symlinked
+ *  tip finds its parents next to its target).
+ *  Only -ENOENT means "there is no image at @path" (a missing parent of an
+ *  incremental image is CKPT_E_PARENT): it is the one result on which an
+ *  application may start with an empty heap.  On any other error keep the
+ *  file and stop: a new checkpoint to @path would replace a damaged image
+ *  that an operator could still repair or merge. */
 CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts,
 			  ckpt_heap **out);
 
@@ -475,6 +568,20 @@ CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts
  *  image only (an incremental image read this way gives CKPT_E_PARENT). */
 CKPT_API int ckpt_restore_fd(int fd, const struct ckpt_restore_opts *opts,
 			     ckpt_heap **out);
+
+/*! ckpt_restore_progress() : how far a lazy restore has filled the heap.
+ *  @resident, @total : out (may be NULL): pages loaded so far and pages the
+ *  image holds data for; equal once the heap is fully resident, and for a
+ *  heap restored eagerly or created (both then the heap's page count).
+ *  @return 0; CKPT_E_CORRUPT if a block failed its checks (see
+ *  CKPT_RESTORE_LAZY); -EINVAL.  Thread-safe, lock-free. */
+CKPT_API int ckpt_restore_progress(ckpt_heap *heap, uint64_t *resident, uint64_t *total);
+
+/*! ckpt_restore_wait() : loads, on the calling thread too, whatever a lazy
+ *  restore has not loaded yet, and returns once the heap is fully resident.
+ *  @return 0 (also at once for any other heap), CKPT_E_CORRUPT (a block
+ *  failed: the heap keeps serving its good pages), -EINVAL.  Thread-safe. */
+CKPT_API int ckpt_restore_wait(ckpt_heap *heap);
 
 struct ckpt_image_info {
 	uint32_t version;
@@ -493,6 +600,7 @@ struct ckpt_image_info {
 	uint8_t id[16];
 	uint8_t parent_id[16];
 	char parent_name[256];    /* file name of the parent, relative to this file's directory */
+	char app_tag[CKPT_APP_TAG_MAX]; /* the application tag it was made with ("" if none) */
 };
 #define CKPT_IMAGE_ZSTD (1u << 1)
 
@@ -505,8 +613,9 @@ CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info,
 
 /*! ckpt_image_verify() : checks everything in the image: header, every
  *  block's checksum and contents, trailer, whole-file checksum (and with
- *  CKPT_VERIFY_CHAIN the parents).  @return 0 or the first problem's code;
- *  @errbuf gets a sentence naming it. */
+ *  CKPT_VERIFY_CHAIN the parents).  @return 0 or the first problem's code
+ *  (-EAGAIN as for ckpt_restore(): retry); @errbuf gets a sentence naming
+ *  it. */
 CKPT_API int ckpt_image_verify(const char *path, unsigned flags, char *errbuf,
 			       size_t errbuf_size);
 

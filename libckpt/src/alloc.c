@@ -47,7 +47,7 @@
 #include "internal.h"
 
 #define A_MAGIC 0x636f6c6c61706b63ull /* "ckpalloc" little-endian */
-#define A_VERSION 1u
+#define A_VERSION 2u /* 2: live_bytes / live_blocks counters */
 
 #define GSHIFT 12
 #define GSIZE ((size_t)1 << GSHIFT)
@@ -124,6 +124,12 @@ struct alloc_hdr {
 	uint64_t tree_p;     /* leaves in the tree (power of two) */
 	uint32_t nclass;
 	uint32_t partial[NCLASS]; /* per class: first span with free slots */
+	/* Exact counters of live blocks (usable bytes), updated with the
+	 * structures they describe under the same lock, so the image a
+	 * checkpoint takes holds them consistent with its blocks and a
+	 * restored heap needs no O(extent) recount. */
+	uint64_t live_bytes;
+	uint64_t live_blocks;
 };
 
 struct span {
@@ -436,6 +442,8 @@ static void *small_alloc(struct actx *a, unsigned c)
 	s->hint = (uint16_t)w;
 	if (--s->nfree == 0)
 		partial_unlink(a, c, g);
+	a->hd->live_bytes += cls[c].size;
+	a->hd->live_blocks++;
 	return gran_ptr(a, g) + SPAN_HDR + (size_t)(w * 64 + b) * cls[c].size;
 }
 
@@ -501,6 +509,8 @@ static void block_of(const struct actx *a, const void *ptr, struct block *b)
 
 static void block_free(struct actx *a, const struct block *b)
 {
+	a->hd->live_bytes -= b->usable;
+	a->hd->live_blocks--;
 	if (b->kind == 2) {
 		large_unmark(a, b->g, b->n);
 		run_free(a, b->g, b->n);
@@ -540,6 +550,8 @@ static void *alloc_locked(struct actx *a, size_t size, uint8_t **zero_from)
 	if (!g)
 		return NULL;
 	large_mark(a, g, n);
+	a->hd->live_bytes += n << GSHIFT;
+	a->hd->live_blocks++;
 	*zero_from = gran_ptr(a, zg);
 	return gran_ptr(a, g);
 }
@@ -650,6 +662,7 @@ static int large_resize(struct actx *a, const struct block *b, size_t size)
 	if (nn < n) {
 		large_unmark(a, g, n);
 		large_mark(a, g, nn);
+		a->hd->live_bytes -= (n - nn) << GSHIFT;
 		run_free(a, g + nn, n - nn);
 		run_discard(a, g + nn, n - nn);
 		return 0;
@@ -679,6 +692,7 @@ static int large_resize(struct actx *a, const struct block *b, size_t size)
 	}
 	large_unmark(a, g, n);
 	large_mark(a, g, nn);
+	a->hd->live_bytes += (nn - n) << GSHIFT;
 	return 0;
 }
 
@@ -763,6 +777,26 @@ size_t ckpt__alloc_extent_pages(ckpt_heap *h)
 	return (size_t)((bytes + h->page_size - 1) >> h->page_shift);
 }
 
+CKPT_API int ckpt_alloc_stats(ckpt_heap *heap, struct ckpt_alloc_stats *st)
+{
+	struct ckpt_alloc_stats out;
+	if (!heap || !st || st->struct_size == 0)
+		return -EINVAL;
+	memset(&out, 0, sizeof(out));
+	out.struct_size = sizeof(out);
+	lock(heap);
+	const struct alloc_hdr *hd = (const struct alloc_hdr *)(void *)heap->base;
+	out.live_bytes = hd->live_bytes;
+	out.live_blocks = hd->live_blocks;
+	out.extent_bytes = (uint64_t)ckpt__alloc_extent_pages(heap) << heap->page_shift;
+	unlock(heap);
+	out.heap_size = heap->size;
+	size_t n = st->struct_size < sizeof(out) ? st->struct_size : sizeof(out);
+	memcpy(st, &out, n);
+	st->struct_size = n;
+	return 0;
+}
+
 CKPT_API size_t ckpt_heap_used(const ckpt_heap *heap)
 {
 	if (!heap)
@@ -803,6 +837,7 @@ int ckpt__alloc_format(ckpt_heap *h)
 	hd->nclass = NCLASS;
 	for (unsigned c = 0; c < NCLASS; c++)
 		hd->partial[c] = 0;
+	hd->live_bytes = hd->live_blocks = 0;
 	/* magic last: a header with the magic is a complete header */
 	__atomic_store_n(&hd->magic, A_MAGIC, __ATOMIC_RELEASE);
 	return 0;
@@ -874,6 +909,7 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 	ctx_init(&a, h);
 	const struct alloc_hdr *hd = a.hd;
 	uint64_t g = hd->data_start, nfree_runs = 0, nspans_partial = 0;
+	uint64_t live_bytes = 0, live_blocks = 0;
 	bool prev_free = false;
 	rc = 0;
 	while (g < hd->top) {
@@ -914,6 +950,10 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 			}
 			prev_free = fr;
 			nfree_runs += fr;
+			if (!fr) {
+				live_bytes += len << GSHIFT;
+				live_blocks++;
+			}
 			break;
 		}
 		case T_SPAN: {
@@ -967,6 +1007,8 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 				goto out;
 			}
 			nspans_partial += sp->nfree > 0;
+			live_blocks += (uint64_t)(sp->nslots - sp->nfree);
+			live_bytes += (uint64_t)(sp->nslots - sp->nfree) * cls[c].size;
 			prev_free = false;
 			break;
 		}
@@ -1021,9 +1063,17 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 			prev = sg;
 		}
 	}
-	if (listed != nspans_partial)
+	if (listed != nspans_partial) {
 		rc = check_fail(why, why_len, "%llu spans with free slots, %llu listed",
 				(unsigned long long)nspans_partial, (unsigned long long)listed);
+		goto out;
+	}
+	if (live_bytes != hd->live_bytes || live_blocks != hd->live_blocks)
+		rc = check_fail(why, why_len,
+				"%llu live blocks of %llu bytes, counters say %llu of %llu",
+				(unsigned long long)live_blocks, (unsigned long long)live_bytes,
+				(unsigned long long)hd->live_blocks,
+				(unsigned long long)hd->live_bytes);
 out:
 	unlock(h);
 	return rc;

@@ -30,6 +30,7 @@
 #define WRITER_BATCH_PAGES 64 /* 256 KiB with 4 KiB pages */
 #define PASSES_MAX 16         /* protection passes before ready, at most */
 #define CUT_TARGET_PAGES 64   /* ready once this few pages are left open */
+#define READY_PASS_MS 2       /* while ready, a pass this often keeps the remainder small */
 
 bool ckpt__page_is_zero(const void *p, size_t len)
 {
@@ -277,6 +278,7 @@ static void enter_preparation(ckpt_heap *h, struct ckpt__engine *e)
 		atomic_store(&e->prot_limit, ext);
 	e->prep_npages = ext;
 	atomic_store(&e->npending, 0);
+	ckpt__protect_reset(e);
 	ckpt__groups_fill(e, ext);
 	atomic_store(&e->prot_stop, 0);
 	atomic_store(&e->active, 1);
@@ -303,7 +305,7 @@ static int converge(ckpt_heap *h, struct ckpt__engine *e)
 
 /*
  * The preparation, on the writer thread: set-up, marking, passes; then
- * ready, then it waits for the cut.  Returns 0 once the
+ * ready, and passes every READY_PASS_MS until the cut.  Returns 0 once the
  * cut happened, or the error / CKPT_E_CANCELED that ends the checkpoint.
  */
 static int prepare(ckpt_heap *h, struct ckpt__engine *e)
@@ -331,15 +333,34 @@ static int prepare(ckpt_heap *h, struct ckpt__engine *e)
 		notify(e);
 		pthread_mutex_lock(&e->lock);
 	}
-	/* No pass runs once ready: the cut would have to wait for a pass in
-	 * flight, and this thread runs below the application's priority (a
-	 * preempted pass held a cut 320 ms under load).  The remainder grows
-	 * only with what is written between ready and the cut. */
+	/* Until the cut, a pass every READY_PASS_MS keeps the remainder (and
+	 * so the pause) small however long the application takes to cut.  The
+	 * cut never waits for one (protect.c). */
+	while (rc == 0 && !e->cut_done && !e->cut_requested && !atomic_load(&e->cancel)) {
+		if (!e->converge || h->backend == CKPT_BACKEND_FORK) {
+			pthread_cond_wait(&e->cond, &e->lock);
+			continue;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += READY_PASS_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+		if (e->cut_done || e->cut_requested || atomic_load(&e->cancel))
+			break;
+		pthread_mutex_unlock(&e->lock);
+		uint64_t left;
+		rc = ckpt__protect_pass(h, false, e->prep_npages, &left);
+		pthread_mutex_lock(&e->lock);
+	}
 	while (rc == 0 && !e->cut_done && !atomic_load(&e->cancel))
 		pthread_cond_wait(&e->cond, &e->lock);
-	pthread_mutex_unlock(&e->lock);
 	if (rc == 0 && atomic_load(&e->cancel))
-		rc = atomic_load(&e->failed) ? CKPT_E_FAILED : CKPT_E_CANCELED;
+		rc = e->cut_rc ? e->cut_rc : atomic_load(&e->failed) ? CKPT_E_FAILED : CKPT_E_CANCELED;
+	pthread_mutex_unlock(&e->lock);
 	return rc;
 }
 
@@ -574,6 +595,7 @@ static void fill_info(ckpt_heap *h, struct ckpt__engine *e, bool incremental)
 	e->info.heap_size = h->size;
 	e->info.page_size = (uint32_t)h->page_size;
 	e->info.generation = e->generation + 1;
+	memcpy(e->info.app_tag, h->app_tag, sizeof(e->info.app_tag));
 	if (getrandom(e->info.id, sizeof(e->info.id), 0) != (ssize_t)sizeof(e->info.id)) {
 		uint64_t t = ckpt__now_ns() ^ (uint64_t)getpid();
 		memcpy(e->info.id, &t, 8);
@@ -615,6 +637,10 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 	rc = check_args(dest, opts_in, &opts);
 	if (rc)
 		return rc;
+	/* the writer reads pages through the alias: they must all be there */
+	rc = ckpt__lazy_make_resident(h);
+	if (rc)
+		return rc;
 	e = h->eng;
 	pthread_mutex_lock(&e->lock);
 	if (atomic_load(&e->failed)) {
@@ -638,7 +664,7 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 		e->sink = *dest->sink;
 		e->prepared_sink = false;
 	} else {
-		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, &e->sink);
+		rc = ckpt__file_sink_open(dest, &opts, &e->st.bytes_written, h, &e->sink);
 		if (rc) {
 			pthread_mutex_unlock(&e->lock);
 			return rc;
@@ -659,6 +685,7 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 	e->prepare_ns = e->pause_ns = e->duration_ns = 0;
 	e->prep_passes = e->cut_pages = 0;
 	e->setup_done = e->ready = e->cut_done = e->cut_requested = false;
+	e->cut_rc = 0;
 	e->started = true;
 	e->running = true;
 	e->result = 0;
@@ -742,11 +769,8 @@ CKPT_API int ckpt_cut(ckpt_heap *h)
 		return -ENOENT; /* the preparation failed: ckpt_wait() says why */
 	}
 	e->cut_requested = true;
-	/* Passes stop before the pause: the cut must not overlap one. */
+	/* Passes stop; one still in flight is taken over, not waited for. */
 	atomic_store(&e->prot_stop, 1);
-	unsigned spins = 0;
-	while (atomic_load(&e->prot_busy))
-		ckpt__pause(&spins);
 
 	/* A signal handler that wrote the heap on this thread now would trap
 	 * into a gate this thread has closed: keep them out for the pause. */
@@ -769,6 +793,7 @@ CKPT_API int ckpt_cut(ckpt_heap *h)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (rc) {
+		e->cut_rc = rc; /* the checkpoint's result, not CKPT_E_CANCELED */
 		atomic_store(&e->cancel, 1);
 		e->tracking_valid = false;
 	} else {
@@ -787,9 +812,10 @@ CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct
 		return rc;
 	rc = ckpt_cut(h);
 	if (rc) {
-		/* the preparation's or the cut's error: reap the checkpoint */
+		/* the preparation's or the cut's error: reap the checkpoint; a
+		 * cut that found nothing to cut reports the preparation's error */
 		int wrc = ckpt_wait_gen(h, gen);
-		return wrc ? wrc : rc;
+		return rc == -ENOENT && wrc ? wrc : rc;
 	}
 	return 0;
 }

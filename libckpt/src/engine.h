@@ -53,6 +53,8 @@
 #define PG_UNPROT 4u
 #define PG_TRAPPED 8u
 #define PG_PINNED 16u
+#define PG_CUTMARK 32u /* the cut took this page's chunk from a pass in flight: that
+			* pass must not clear PG_UNPROT any more (protect.c) */
 
 /* Pages per bit of the "may hold PG_UNPROT pages" group map that lets the
  * cut find the remainder without reading every page's state. */
@@ -159,18 +161,23 @@ struct ckpt__engine {
 	_Atomic uint64_t npending;  /* pages marked PENDING for this checkpoint */
 	_Atomic uint64_t *groups;   /* one bit per GROUP_PAGES pages: may hold PG_UNPROT */
 	size_t ngroups;
+	size_t npages;              /* = h->npages, for protect.c */
 	size_t prep_npages;         /* extent when preparation started */
 	bool converge;              /* ckpt_prepare(): protect in passes before the cut */
 	bool prepared_sink;         /* the file sink's set-up ran in preparation */
-	/* protection passes vs the cut: a pass works only between
-	 * prot_busy++ and prot_busy--, and checks prot_stop in between (the
-	 * gate's pattern): the cut sets prot_stop and waits for prot_busy == 0 */
+	/* protection passes vs the cut (protect.c): a pass publishes the chunk
+	 * it works on in pass_cur[] and then checks prot_stop; the cut sets
+	 * prot_stop and then takes over every published chunk, never waiting
+	 * for a pass (which runs below the application's priority) */
 	_Atomic int prot_stop;
-	_Atomic int prot_busy;
+#define CKPT__PASS_SLOTS 64
+	_Atomic long pass_cur[CKPT__PASS_SLOTS];
+	_Atomic size_t cutmarked[CKPT__PASS_SLOTS]; /* chunks + 1 the cut took over */
 	bool setup_done;            /* under lock: the preparation's set-up has ended */
 	bool ready;                 /* under lock: ready to cut */
 	bool cut_requested;         /* under lock: a cut is under way, passes stop */
 	bool cut_done;              /* under lock: the cut happened */
+	int cut_rc;                 /* under lock: the cut's error, the checkpoint's result */
 	uint64_t t_prepare;
 	uint64_t prepare_ns;
 	uint64_t prep_passes;
@@ -248,6 +255,7 @@ void ckpt__groups_set(struct ckpt__engine *e, size_t page);
 void ckpt__groups_fill(struct ckpt__engine *e, size_t npages);
 int ckpt__protect_pass(ckpt_heap *h, bool all, size_t npages, uint64_t *left);
 int ckpt__protect_remainder(ckpt_heap *h, size_t npages, uint64_t *protected_pages);
+void ckpt__protect_reset(struct ckpt__engine *e);
 int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi);
 void ckpt__pause(unsigned *spins);
 

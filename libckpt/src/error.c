@@ -37,6 +37,7 @@ static const struct err_desc errs[] = {
 	{CKPT_E_CANCELED, "CKPT_E_CANCELED", "checkpoint was cancelled"},
 	{CKPT_E_FAILED, "CKPT_E_FAILED", "heap is in a failed state after an unrecoverable error"},
 	{CKPT_E_RANGE, "CKPT_E_RANGE", "address range is outside the user address space"},
+	{CKPT_E_APPTAG, "CKPT_E_APPTAG", "image was made by another application build (application tag differs)"},
 	{-EPERM, "EPERM", "operation not permitted"},
 	{-ENOENT, "ENOENT", "no such file, directory or checkpoint"},
 	{-EINTR, "EINTR", "interrupted"},

@@ -138,12 +138,20 @@ int ckpt__fork_stream(ckpt_heap *h)
 }
 
 /* Reap the child: after a complete stream it has exited; after a failure
- * or cancel it is killed. */
+ * or cancel it is killed.
+ *
+ * ckpt_cancel() and ckpt_heap_destroy() kill e->child under e->lock, so
+ * the reap and the clearing of e->child happen under it too: once
+ * waitpid() has reaped the child its pid is free for reuse, and a kill
+ * between the reap and "e->child = 0" could hit an unrelated process.
+ * Holding the lock across waitpid() is short: the child has exited or has
+ * just been sent SIGKILL. */
 void ckpt__fork_kill(ckpt_heap *h)
 {
 	struct ckpt__engine *e = h->eng;
 	int status;
 
+	pthread_mutex_lock(&e->lock);
 	if (e->child > 0) {
 		if (waitpid(e->child, &status, WNOHANG) == 0) {
 			kill(e->child, SIGKILL);
@@ -152,6 +160,7 @@ void ckpt__fork_kill(ckpt_heap *h)
 		}
 		e->child = 0;
 	}
+	pthread_mutex_unlock(&e->lock);
 	if (e->pipe_rd >= 0) {
 		close(e->pipe_rd);
 		e->pipe_rd = -1;

@@ -157,6 +157,10 @@ static int map_fixed(void *base, size_t size, int prot, int flags, int fd)
 
 static void heap_teardown(ckpt_heap *h)
 {
+	/* first: the lazy loader's threads write into the memfd and serve
+	 * faults on the mapping */
+	if (h->lazy)
+		ckpt__lazy_free(h->lazy);
 	if (h->eng)
 		ckpt__engine_fini(h);
 	if (h->uffd >= 0)
@@ -177,7 +181,8 @@ static void heap_teardown(ckpt_heap *h)
  * open for the caller.
  */
 static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_in,
-		      uint64_t size_in, uint32_t page_size_in, ckpt_heap **out)
+		      uint64_t size_in, uint32_t page_size_in, struct ckpt__lazy *lazy,
+		      ckpt_heap **out)
 {
 	struct ckpt_heap_opts o;
 	ckpt_heap *h;
@@ -204,6 +209,8 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 		return -EINVAL;
 	if (o.flags & ~(CKPT_HEAP_HUGETLB | CKPT_HEAP_INCREMENTAL | CKPT_HEAP_BUSY_POLL |
 			CKPT_HEAP_NO_PROBE))
+		return -EINVAL;
+	if (o.app_tag && strnlen(o.app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
 		return -EINVAL;
 
 	bool huge = (o.flags & CKPT_HEAP_HUGETLB) != 0;
@@ -254,6 +261,8 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 	h->flags = o.flags;
 	snprintf(h->name, sizeof(h->name), "%s", o.name ? o.name : "libckpt");
 	o.name = h->name;
+	snprintf(h->app_tag, sizeof(h->app_tag), "%s", o.app_tag ? o.app_tag : "");
+	o.app_tag = h->app_tag; /* the caller's string need not outlive the call */
 	h->opts = o;
 	pthread_mutex_init(&h->alloc_lock, NULL);
 
@@ -322,13 +331,18 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 		rc = open_uffd(o.backend == CKPT_TRAP_SIGBUS, &h->uffd);
 		if (rc)
 			goto fail;
-		struct uffdio_register reg = {
-			.range = {.start = base, .len = size},
-			.mode = UFFDIO_REGISTER_MODE_WP};
-		if (ioctl(h->uffd, UFFDIO_REGISTER, &reg) != 0) {
-			rc = errno == EINVAL ? CKPT_E_KERNEL : -errno;
-			goto fail;
+		/* A lazy restore serves missing pages from its own uffd until
+		 * the heap is resident, and only then registers ours (one
+		 * uffd per range: kernel/tests lazy_second_uffd_ebusy). */
+		if (lazy) {
+			rc = ckpt__lazy_attach(lazy, h);
+			if (!rc)
+				h->lazy = lazy;
+		} else {
+			rc = ckpt__heap_register_wp(h);
 		}
+		if (rc)
+			goto fail;
 	}
 
 	rc = ckpt__engine_init(h);
@@ -346,6 +360,10 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 	return 0;
 
 fail:
+	if (h->lazy) {
+		ckpt__lazy_detach(h->lazy); /* the caller keeps its lazy loader */
+		h->lazy = NULL;
+	}
 	if (memfd >= 0 && h->memfd == memfd)
 		h->memfd = -1; /* the caller keeps an adopted memfd on failure */
 	heap_teardown(h);
@@ -356,7 +374,7 @@ CKPT_API int ckpt_heap_create(const struct ckpt_heap_opts *opts, ckpt_heap **out
 {
 	if (!out)
 		return -EINVAL;
-	return heap_build(opts, -1, 0, 0, 0, out);
+	return heap_build(opts, -1, 0, 0, 0, NULL, out);
 }
 
 int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
@@ -364,7 +382,25 @@ int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size
 {
 	if (memfd < 0 || !out)
 		return -EINVAL;
-	return heap_build(opts, memfd, base, size, page_size, out);
+	return heap_build(opts, memfd, base, size, page_size, NULL, out);
+}
+
+int ckpt__heap_adopt_lazy(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
+			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy, ckpt_heap **out)
+{
+	if (memfd < 0 || !lazy || !out)
+		return -EINVAL;
+	return heap_build(opts, memfd, base, size, page_size, lazy, out);
+}
+
+int ckpt__heap_register_wp(ckpt_heap *h)
+{
+	struct uffdio_register reg = {
+		.range = {.start = (uint64_t)(uintptr_t)h->base, .len = h->size},
+		.mode = UFFDIO_REGISTER_MODE_WP};
+	if (ioctl(h->uffd, UFFDIO_REGISTER, &reg) != 0)
+		return errno == EINVAL ? CKPT_E_KERNEL : -errno;
+	return 0;
 }
 
 CKPT_API void ckpt_heap_destroy(ckpt_heap *h)

@@ -93,10 +93,10 @@ int ckpt__img_header_check(const void *p, size_t avail, char *err, size_t errsz)
 				     "truncated: the file ends inside the header (%zu bytes)", avail);
 	/* The version is judged before the checksum: a later version may
 	 * lay out the rest of the header differently. */
-	if (h->version != CKPT__IMG_VERSION)
+	if (h->version < CKPT__IMG_VERSION_MIN || h->version > CKPT__IMG_VERSION)
 		return ckpt__img_err(err, errsz, CKPT_E_VERSION,
-				     "image format version %u is not supported (this library reads %u)",
-				     h->version, CKPT__IMG_VERSION);
+				     "image format version %u is not supported (this library reads %u to %u)",
+				     h->version, CKPT__IMG_VERSION_MIN, CKPT__IMG_VERSION);
 	if (avail < sizeof(*h))
 		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
 				     "truncated: the file ends inside the header (%zu bytes)", avail);
@@ -107,6 +107,9 @@ int ckpt__img_header_check(const void *p, size_t avail, char *err, size_t errsz)
 	 * a writer bug or a forged file, reported as corrupt. */
 	if (h->header_size != CKPT__IMG_HEADER_SIZE)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: header size %u", h->header_size);
+	/* version 1 had zero here; version 2 a NUL-terminated tag */
+	if (h->version == 1 ? h->app_tag[0] != 0 : strnlen(h->app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: application tag field");
 	if (!pow2(h->page_size) || h->page_size < 4096 || h->page_size > CKPT__MAX_PAGE_SIZE)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page size %u", h->page_size);
 	if (h->flags & ~CKPT__IMG_KNOWN_FLAGS)
@@ -240,6 +243,8 @@ void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_imag
 	memcpy(info->parent_id, h->parent_id, 16);
 	memcpy(info->parent_name, h->parent_name, sizeof(info->parent_name));
 	info->parent_name[sizeof(info->parent_name) - 1] = 0;
+	memcpy(info->app_tag, h->app_tag, sizeof(info->app_tag));
+	info->app_tag[sizeof(info->app_tag) - 1] = 0;
 }
 
 uint64_t ckpt__img_digest(const void *img, size_t len)

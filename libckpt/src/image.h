@@ -41,7 +41,9 @@
 
 #define CKPT__IMG_MAGIC "LIBCKPT\x01"     /* 8 bytes */
 #define CKPT__IMG_FOOTER_MAGIC "CKPTEND\x01"
-#define CKPT__IMG_VERSION 1u
+#define CKPT__IMG_VERSION 2u   /* what this library writes when the heap has an app tag */
+#define CKPT__IMG_VERSION_MIN 1u /* 1: no app tag (written when the heap has none, so older
+				  * libraries still read untagged images) */
 #define CKPT__IMG_HEADER_SIZE 512u
 #define CKPT__BLK_MAGIC 0x4b424b43u /* "CKBK" */
 #define CKPT__TRL_MAGIC 0x52544b43u /* "CKTR" */
@@ -69,7 +71,7 @@
 
 struct ckpt__img_header {
 	char magic[8];            /* CKPT__IMG_MAGIC */
-	uint32_t version;         /* CKPT__IMG_VERSION */
+	uint32_t version;         /* 1, or 2 when app_tag is set */
 	uint32_t header_size;     /* 512 */
 	uint32_t page_size;
 	uint32_t flags;           /* CKPT__IMG_* */
@@ -86,7 +88,8 @@ struct ckpt__img_header {
 	uint8_t parent_id[16];
 	uint64_t parent_generation;
 	char parent_name[CKPT__PARENT_NAME_MAX]; /* NUL-padded, relative to this file's directory */
-	uint8_t reserved[120];    /* zero */
+	char app_tag[CKPT_APP_TAG_MAX]; /* version 2: NUL-terminated, NUL-padded; version 1: zero */
+	uint8_t reserved[56];     /* zero */
 	uint64_t checksum;        /* XXH3-64 of the 504 bytes before it */
 };
 

@@ -12,6 +12,7 @@
  *   image.h/.c   the on-disk image format: encode, decode, validate
  *   writer.c     the file/fd sink: io_uring + zstd, atomic publish, chains
  *   restore.c    ckpt_restore*, image info/verify/merge
+ *   lazyrestore.c ckpt_restore(CKPT_RESTORE_LAZY): pages served on first touch
  *   probe.c      ckpt_kernel_probe()
  *   error.c      ckpt_strerror(), ckpt_err_name(), ckpt_version()
  */
@@ -19,6 +20,7 @@
 #define CKPT_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,6 +50,21 @@ static inline void ckpt__cpu_relax(void)
 /* ------------------------------------------------------------- logging */
 void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* -------------------------------------------------------------- threads */
+/*! ckpt__thread_start() : pthread_create() of a library helper thread that
+ *  is born with every signal blocked (the mask is set around the create, so
+ *  there is no window in which an application handler can run on it).
+ *  @return 0 or -errno. */
+static inline int ckpt__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -rc;
+}
 
 /* ---------------------------------------------------------------- time */
 uint64_t ckpt__now_ns(void);      /* CLOCK_MONOTONIC, async-signal-safe */
@@ -92,6 +109,28 @@ int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out)
 int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
 		     const struct ckpt_heap_opts *opts, ckpt_heap **out);
 
+/* Registers the heap's range with its uffd for write-protect faults. */
+int ckpt__heap_register_wp(ckpt_heap *h);
+
+/* ------------------------------------------------ lazy restore (lazyrestore.c) */
+struct ckpt__lazy;
+/* ckpt_restore() with CKPT_RESTORE_LAZY: 0, an error, or 1 when lazy
+ * restore does not apply to this heap (the caller restores eagerly). */
+int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out);
+/* Like ckpt__heap_adopt() with the range served by @lazy's uffd (heap.c
+ * calls ckpt__lazy_attach() once the range is mapped, instead of
+ * registering write-protection). */
+int ckpt__heap_adopt_lazy(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
+			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy, ckpt_heap **out);
+int ckpt__lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h);
+void ckpt__lazy_detach(struct ckpt__lazy *lz); /* stop serving; the owner frees it */
+void ckpt__lazy_free(struct ckpt__lazy *lz);   /* detach and free */
+/* Drives a lazily restored heap to full residency and hands its range to
+ * the write-protect uffd; the engine calls it before a checkpoint (whose
+ * writer reads the memfd directly and would see holes).  0 at once for any
+ * other heap; CKPT_E_CORRUPT if a block failed its checks. */
+int ckpt__lazy_make_resident(ckpt_heap *h);
+
 /* After a restore: the heap continues the lineage of the image it came
  * from (its next checkpoint gets generation + 1; it is a full image). */
 void ckpt__heap_set_lineage(ckpt_heap *h, uint64_t generation, const uint8_t id[16]);
@@ -106,11 +145,13 @@ int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
  * ckpt__file_sink_open() : a sink that writes an image to @dest (a path,
  * published atomically, or an fd) — writer.c.  @last_id / @last_gen describe
  * the image the heap last wrote to the same path (for incrementals).
- * *bytes_written is updated as bytes reach the destination.  The sink's
- * end() frees everything it allocated, whatever the status.
+ * *bytes_written is updated as bytes reach the destination.  @log_heap
+ * (may be NULL) hears, once, that io_uring is unavailable and plain writes
+ * are used.  The sink's end() frees everything it allocated, whatever the
+ * status.
  */
 int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
-			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out);
+			 _Atomic uint64_t *bytes_written, ckpt_heap *log_heap, struct ckpt_sink *out);
 
 /* ckpt__file_sink_prepare() : runs the slow set-up of a sink opened by
  * ckpt__file_sink_open() (temp file, parent link, buffers, io_uring) before
@@ -137,12 +178,17 @@ struct ckpt_heap {
 	unsigned flags;     /* CKPT_HEAP_* */
 	struct ckpt_heap_opts opts;
 	char name[64];
+	char app_tag[CKPT_APP_TAG_MAX]; /* opts.app_tag points here */
+	_Atomic bool plain_io_said; /* the io_uring fallback was logged (writer.c) */
 
 	/* allocator */
 	pthread_mutex_t alloc_lock;
 
 	/* the checkpoint engine, track.c + checkpoint.c */
 	struct ckpt__engine *eng;
+
+	/* lazy restore still filling the heap (NULL otherwise), lazyrestore.c */
+	struct ckpt__lazy *lazy;
 };
 
 static inline size_t ckpt__page_of(const ckpt_heap *h, const void *p)

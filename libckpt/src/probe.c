@@ -49,6 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/io_uring.h>
+
 #include "internal.h"
 
 /* How long the canary waits for either the fault or the write: a kernel
@@ -224,6 +226,22 @@ static void probe_hugetlb(struct ckpt_kernel_info *info)
 		fclose(f);
 	}
 	info->hugetlb_free = n;
+}
+
+/* Seccomp profiles of container runtimes and kernel.io_uring_disabled
+ * refuse io_uring_setup(2); the image writer and reader then fall back to
+ * plain pwrite(2)/pread(2). */
+static void probe_io_uring(struct ckpt_kernel_info *info)
+{
+	struct io_uring_params p;
+
+	/* the raw syscall: the kernel suite builds this file without liburing */
+	memset(&p, 0, sizeof(p));
+	long fd = syscall(__NR_io_uring_setup, 2, &p);
+	if (fd >= 0) {
+		info->io_uring = 1;
+		close((int)fd);
+	}
 }
 
 /* ------------------------------------------------------------- canary */
@@ -561,6 +579,7 @@ CKPT_API int ckpt_kernel_probe(struct ckpt_kernel_info *info)
 	probe_swap(info);
 	probe_hugetlb(info);
 	probe_pagemap_scan(info);
+	probe_io_uring(info);
 
 	rc = probe_open_ways(info);
 	if (rc < 0) {

@@ -18,6 +18,16 @@
  * the trap's unprotect) or still marked and in the group map (the trap's
  * mark after B): I3 holds whenever no trap is in flight, which is what the
  * cut waits for (the gate) before it trusts the map.
+ *
+ * The cut never waits for a pass: passes run on threads below the
+ * application's priority, and a preempted one held a cut for 320 ms under
+ * load.  A pass publishes its chunk (pass_cur) before it checks prot_stop;
+ * the cut sets prot_stop before it reads pass_cur, so a chunk a pass may
+ * still be working on is always seen, and the cut protects it whole and
+ * marks its pages PG_CUTMARK.  What such a late pass can still do is
+ * harmless: protect again (a saved page traps once more and is opened), set
+ * group bits; its step D, the one that could lose a page written after the
+ * cut, fails on PG_CUTMARK.  PG_CUTMARK is cleared by the next preparation.
  */
 #include <errno.h>
 #include <signal.h>
@@ -50,6 +60,9 @@ int ckpt__protect_init(ckpt_heap *h)
 	struct ckpt__engine *e = h->eng;
 	e->ngroups = (h->npages + GROUP_PAGES - 1) >> GROUP_SHIFT;
 	e->groups = calloc((e->ngroups + 63) / 64, sizeof(*e->groups));
+	e->npages = h->npages;
+	for (unsigned i = 0; i < CKPT__PASS_SLOTS; i++)
+		atomic_store(&e->pass_cur[i], -1L);
 	return e->groups ? 0 : -ENOMEM;
 }
 
@@ -156,7 +169,7 @@ static int pass_chunk(ckpt_heap *h, struct ckpt__engine *e, size_t chunk, size_t
 		return rc;
 	for (size_t q = lo; q < hi; q++) { /* D */
 		uint8_t s = atomic_load(&pg[q]);
-		while ((s & (PG_UNPROT | PG_TRAPPED | PG_PINNED)) == PG_UNPROT &&
+		while ((s & (PG_UNPROT | PG_TRAPPED | PG_PINNED | PG_CUTMARK)) == PG_UNPROT &&
 		       !atomic_compare_exchange_weak(&pg[q], &s, (uint8_t)(s & ~PG_UNPROT)))
 			;
 	}
@@ -177,17 +190,19 @@ struct pass_job {
 	size_t npages, nchunks;
 	bool all;
 	_Atomic size_t next;
+	_Atomic unsigned slots;
 	_Atomic uint64_t left;
 	_Atomic int rc;
 };
 
 /* Takes chunks until none is left, the cut asks passes to stop, or a
- * protect fails.  Every chunk is done between prot_busy++ and prot_busy--,
- * so the cut never overlaps one (it would trust a half-done step D). */
+ * protect fails.  Each chunk is published in the thread's pass_cur slot
+ * before prot_stop is checked (both seq_cst; the cut does the reverse). */
 static void *pass_worker(void *arg)
 {
 	struct pass_job *j = arg;
 	struct ckpt__engine *e = j->h->eng;
+	unsigned slot = atomic_fetch_add(&j->slots, 1);
 	uint64_t left = 0;
 
 	for (;;) {
@@ -196,19 +211,17 @@ static void *pass_worker(void *arg)
 			break;
 		if (!j->all && !chunk_marked(e, c))
 			continue;
-		atomic_fetch_add(&e->prot_busy, 1);
-		if (atomic_load(&e->prot_stop)) {
-			atomic_fetch_sub(&e->prot_busy, 1);
+		atomic_store(&e->pass_cur[slot], (long)c);
+		if (atomic_load(&e->prot_stop))
 			break;
-		}
 		int rc = pass_chunk(j->h, e, c, j->npages, &left);
-		atomic_fetch_sub(&e->prot_busy, 1);
 		if (rc) {
 			int zero = 0;
 			atomic_compare_exchange_strong(&j->rc, &zero, rc);
 			break;
 		}
 	}
+	atomic_store(&e->pass_cur[slot], -1L);
 	atomic_fetch_add(&j->left, left);
 	return NULL;
 }
@@ -241,7 +254,7 @@ static unsigned ncpus(void)
 int ckpt__protect_pass(ckpt_heap *h, bool all, size_t npages, uint64_t *left)
 {
 	struct pass_job j = {.h = h, .npages = npages, .all = all};
-	pthread_t t[64];
+	pthread_t t[CKPT__PASS_SLOTS];
 	unsigned nt = 0, want = all ? ncpus() : 1;
 
 	j.nchunks = (npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
@@ -270,6 +283,21 @@ int ckpt__protect_remainder(ckpt_heap *h, size_t npages, uint64_t *protected_pag
 	size_t nchunks = (npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
 	uint64_t n = 0;
 
+	/* Chunks a pass may still be in (prot_stop was set before this
+	 * read): taken over whole, whatever their group bits say, and their
+	 * pages marked so that the pass's step D cannot clear PG_UNPROT. */
+	for (unsigned i = 0; i < CKPT__PASS_SLOTS; i++) {
+		long c = atomic_load(&e->pass_cur[i]);
+		if (c < 0 || (size_t)c >= nchunks)
+			continue;
+		size_t lo = (size_t)c * CHUNK_PAGES, hi = lo + CHUNK_PAGES < npages ? lo + CHUNK_PAGES : npages;
+		for (size_t q = lo; q < hi; q++)
+			atomic_fetch_or(&pg[q], PG_CUTMARK);
+		for (size_t q = lo; q < hi; q++)
+			ckpt__groups_set(e, q);
+		atomic_store(&e->cutmarked[i], (size_t)c + 1);
+	}
+
 	for (size_t c = 0; c < nchunks; c++) {
 		if (!chunk_marked(e, c))
 			continue;
@@ -280,7 +308,8 @@ int ckpt__protect_remainder(ckpt_heap *h, size_t npages, uint64_t *protected_pag
 		for (size_t q = lo; q < hi; q++) {
 			uint8_t s = atomic_load_explicit(&pg[q], memory_order_relaxed);
 			if (s & PG_UNPROT) {
-				atomic_store_explicit(&pg[q], (uint8_t)(s & PG_STATE), memory_order_relaxed);
+				atomic_store_explicit(&pg[q], (uint8_t)(s & (PG_STATE | PG_CUTMARK)),
+						      memory_order_relaxed);
 				n++;
 			}
 		}
@@ -288,6 +317,20 @@ int ckpt__protect_remainder(ckpt_heap *h, size_t npages, uint64_t *protected_pag
 	}
 	*protected_pages = n;
 	return 0;
+}
+
+/* At the start of a preparation (gate closed, no pass running): forget the
+ * chunks the last cut took over. */
+void ckpt__protect_reset(struct ckpt__engine *e)
+{
+	for (unsigned i = 0; i < CKPT__PASS_SLOTS; i++) {
+		size_t c = atomic_exchange(&e->cutmarked[i], 0);
+		atomic_store(&e->pass_cur[i], -1L);
+		if (!c--)
+			continue;
+		for (size_t q = c * CHUNK_PAGES; q < (c + 1) * CHUNK_PAGES && q < e->npages; q++)
+			atomic_fetch_and(&e->pg[q], (uint8_t)~PG_CUTMARK);
+	}
 }
 
 struct par_part {

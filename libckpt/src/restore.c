@@ -40,6 +40,7 @@
 #define RD_CHUNK (1u << 20)
 #define RD_QD 4
 #define JOBS_MAX 8
+#define RD_THREADS 16 /* decompression workers at most (one per core) */
 #define HUGE_2M (2u << 20)
 
 /* ------------------------------------------------------------ reader */
@@ -55,8 +56,9 @@ struct rd_chunk {
 
 struct rd {
 	int fd;
-	bool uring;
-	bool ring_ok;
+	bool uring;        /* a regular file read at explicit offsets, RD_QD chunks ahead */
+	bool ring_ok;      /* false in offset mode: io_uring is unavailable, pread(2) instead */
+	int ring_err;      /* why io_uring could not be set up */
 	struct io_uring ring;
 	uint64_t size;     /* file size (uring mode) */
 	uint64_t next_off; /* next file offset to ask for */
@@ -72,8 +74,29 @@ struct rd {
 	uint64_t progress_base, progress_total, progress_last;
 };
 
+/* Without io_uring: reads the rest of @c now (a short read is the end of a
+ * file that shrank, as for a completion). */
+static int rd_pread(struct rd *r, struct rd_chunk *c)
+{
+	while (c->have < c->want) {
+		ssize_t k = pread(r->fd, c->mem + c->have, c->want - c->have, (off_t)(c->off + c->have));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0) {
+			c->want = c->have;
+			break;
+		}
+		c->have += (size_t)k;
+	}
+	return 0;
+}
+
 static int rd_submit(struct rd *r, struct rd_chunk *c)
 {
+	if (!r->ring_ok)
+		return rd_pread(r, c);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe)
 		return -EBUSY;
@@ -170,12 +193,13 @@ static int rd_open(struct rd *r, int fd)
 	off_t pos = lseek(fd, 0, SEEK_CUR); /* an fd is read from where it stands */
 	r->next_off = pos > 0 ? (uint64_t)pos : 0;
 	r->start_off = r->next_off;
-	int rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	int rc = ckpt__fault_hit(CKPT_FAULT_URING_SETUP);
 	if (!rc)
 		rc = io_uring_queue_init(RD_QD * 2, &r->ring, 0);
 	if (rc < 0)
-		return rc;
-	r->ring_ok = true;
+		r->ring_err = rc; /* plain pread(2): the caller says so once */
+	else
+		r->ring_ok = true;
 	for (int i = 0; i < RD_QD; i++) {
 		rc = rd_refill(r, &r->ch[i]);
 		if (rc)
@@ -257,7 +281,8 @@ struct apply {
 	bool stop;
 	int err;
 	char errmsg[200];
-	pthread_t th[4];
+	int plain_io_err;   /* a file was read without io_uring, for this reason */
+	pthread_t th[RD_THREADS];
 	int nth;
 	bool started;      /* mutex and condvars initialised */
 	/* The first blocks are applied on the reader's thread: a small image
@@ -397,9 +422,11 @@ static int apply_start(struct apply *a)
 static void apply_spawn(struct apply *a)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	int want = n < 2 ? 2 : n > 4 ? 4 : (int)n;
+	int want = n < 2 ? 2 : n > RD_THREADS ? RD_THREADS : (int)n;
 	for (int i = 0; i < want; i++) {
-		if (pthread_create(&a->th[i], NULL, worker_main, a) != 0)
+		/* signals blocked: an application handler must not run on a
+		 * library thread (it may touch state the thread holds) */
+		if (ckpt__thread_start(&a->th[i], worker_main, a) != 0)
 			break;
 		a->nth++;
 	}
@@ -445,11 +472,13 @@ static void apply_stop(struct apply *a)
 	pthread_cond_destroy(&a->cv_idle);
 }
 
-/* A job buffer of at least @need bytes, waiting while JOBS_MAX are out. */
+/* A job buffer of at least @need bytes, waiting while JOBS_MAX (or two per
+ * worker, if more) are out. */
 static struct job *job_get(struct apply *a, size_t need)
 {
+	unsigned max = a->nth * 2 > JOBS_MAX ? (unsigned)a->nth * 2 : JOBS_MAX;
 	pthread_mutex_lock(&a->mu);
-	while (!a->free && a->njobs >= JOBS_MAX)
+	while (!a->free && a->njobs >= max)
 		pthread_cond_wait(&a->cv_idle, &a->mu);
 	struct job *j = a->free;
 	if (j)
@@ -557,8 +586,11 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 	rc = ckpt__img_header_check(&h, got, err, errsz);
 	if (rc)
 		return rc;
+	/* The same fd as the header check: the file was rewritten in place
+	 * meanwhile (image files are replaced by rename, never rewritten, so
+	 * this is someone else's writer); reading again may succeed. */
 	if (expect && memcmp(expect, &h, sizeof(h)) != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: the header changed while reading");
+		return ckpt__img_err(err, errsz, -EAGAIN, "the header changed while reading: retry");
 	if (hdr_out)
 		*hdr_out = h;
 	a->page_size = h.page_size;
@@ -787,32 +819,64 @@ out:
 
 /* ------------------------------------------------------------ chains */
 
+/*
+ * A chain is read through the fds its resolution opened: each file is
+ * opened exactly once, so a concurrent publish (a rename over the tip) or
+ * clean-up of old generations cannot swap a file between the header check
+ * and the read.  Parents are opened with openat() on the directory the tip
+ * really lives in (a symlinked tip names parents next to its target).
+ */
 struct link {
-	char *path;
+	char *path; /* for messages */
+	int fd;
 	struct ckpt__img_header h;
 };
 
 static void chain_free(struct link *l, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(l[i].path);
+		if (l[i].fd >= 0)
+			close(l[i].fd);
+	}
 	free(l);
 }
 
-static int read_header_path(const char *path, struct ckpt__img_header *h, char *err, size_t errsz)
+static int read_header_fd(int fd, const char *path, struct ckpt__img_header *h, char *err,
+			  size_t errsz)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	ssize_t n;
 	do
 		n = pread(fd, h, sizeof(*h), 0);
 	while (n < 0 && errno == EINTR);
-	int e = errno;
-	close(fd);
 	if (n < 0)
-		return ckpt__img_err(err, errsz, -e, "%s: %s", path, strerror(e));
+		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	return ckpt__img_header_check(h, (size_t)n, err, errsz);
+}
+
+/* Opens @path (relative to @dirfd, or AT_FDCWD) into @k and checks its
+ * header. */
+static int link_open(struct link *k, int dirfd, const char *name, const char *path, char *err,
+		     size_t errsz)
+{
+	k->path = strdup(path);
+	if (!k->path)
+		return -ENOMEM;
+	k->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (k->fd < 0)
+		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+	return read_header_fd(k->fd, path, &k->h, err, errsz);
+}
+
+static int read_header_path(const char *path, struct ckpt__img_header *h, char *err, size_t errsz)
+{
+	struct link k = { .fd = -1 };
+	int rc = link_open(&k, AT_FDCWD, path, path, err, errsz);
+	*h = k.h;
+	free(k.path);
+	if (k.fd >= 0)
+		close(k.fd);
+	return rc;
 }
 
 int ckpt__image_read_header(const char *path, struct ckpt__img_header *hdr, char *err, size_t errsz)
@@ -820,77 +884,110 @@ int ckpt__image_read_header(const char *path, struct ckpt__img_header *hdr, char
 	return read_header_path(path, hdr, err, errsz);
 }
 
-static char *parent_path(const char *path, const char *name)
+/* The directory the file open at @fd really lives in (its symlinks
+ * resolved), opened; its path in *dir_out (malloc'ed).  -1 on failure. */
+static int real_dir_of(int fd, const char *path, char **dir_out)
 {
-	const char *slash = strrchr(path, '/');
-	size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
-	char *p = malloc(dl + strlen(name) + 1);
-	if (p) {
-		memcpy(p, path, dl);
-		strcpy(p + dl, name);
+	char link[64], buf[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+	if (n > 0 && buf[0] == '/') {
+		buf[n] = 0;
+	} else if (!realpath(path, buf)) { /* no /proc: the path as it resolves now */
+		return -1;
 	}
-	return p;
+	char *slash = strrchr(buf, '/');
+	if (slash == buf)
+		slash[1] = 0;
+	else
+		*slash = 0;
+	*dir_out = strdup(buf);
+	if (!*dir_out)
+		return -1;
+	int dfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		free(*dir_out);
+		*dir_out = NULL;
+	}
+	return dfd;
+}
+
+/* Is @path no longer the file open at @fd (a newer image was published)? */
+static bool tip_replaced(const char *path, int fd)
+{
+	struct stat a, b;
+	return fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino;
+}
+
+/* Opens parent number @n of the chain (l[n-1] names it) in @dirfd. */
+static int open_parent(struct link *l, size_t n, int dirfd, const char *dir, const char *tip,
+		       char *err, size_t errsz)
+{
+	const struct ckpt__img_header *c = &l[n - 1].h;
+	struct link *k = &l[n];
+	char path[PATH_MAX], msg[200];
+	snprintf(path, sizeof(path), "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", c->parent_name);
+	int rc = link_open(k, dirfd, c->parent_name, path, msg, sizeof(msg));
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc == -ENOENT && tip_replaced(tip, l[0].fd))
+		return ckpt__img_err(err, errsz, -EAGAIN,
+				     "%s was replaced while its chain was read and parent %s is gone "
+				     "(generations cleaned up): retry", tip, path);
+	if (rc == -ENOENT)
+		return ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", path);
+	if (rc)
+		return ckpt__img_err(err, errsz, rc, "%s", msg);
+	if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
+	    k->h.base != c->base || k->h.heap_size != c->heap_size || k->h.page_size != c->page_size)
+		return ckpt__img_err(err, errsz, CKPT_E_PARENT,
+				     "parent image %s is not the one %s was made from", path, l[n - 1].path);
+	return 0;
 }
 
 /* Resolves the chain ending at @path: links[0] is the tip, links[n-1] the
- * full image.  Headers are checked, and each link against the one that
- * names it. */
+ * full image, each open.  Headers are checked, and each link against the
+ * one that names it. */
 static int chain_resolve(const char *path, struct link **out, size_t *nout, char *err, size_t errsz)
 {
-	struct link *l = NULL;
-	size_t n = 0, cap = 0;
-	char *cur = strdup(path);
-	int rc = 0;
-	if (!cur)
+	size_t cap = 8, n = 1;
+	struct link *l = calloc(cap, sizeof(*l));
+	int dirfd = -1;
+	char *dir = NULL;
+	if (!l)
 		return -ENOMEM;
-	for (;;) {
+	for (size_t i = 0; i < cap; i++)
+		l[i].fd = -1;
+	int rc = link_open(&l[0], AT_FDCWD, path, path, err, errsz);
+	while (!rc && (l[n - 1].h.flags & CKPT__IMG_INCREMENTAL)) {
+		if (n >= CKPT__MAX_CHAIN) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images",
+					   CKPT__MAX_CHAIN);
+			break;
+		}
+		if (dirfd < 0 && (dirfd = real_dir_of(l[0].fd, path, &dir)) < 0) {
+			rc = ckpt__img_err(err, errsz, -errno, "the directory of %s: %s", path, strerror(errno));
+			break;
+		}
 		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			void *p = realloc(l, cap * sizeof(*l));
+			void *p = realloc(l, 2 * cap * sizeof(*l));
 			if (!p) {
-				free(cur);
 				rc = -ENOMEM;
 				break;
 			}
 			l = p;
+			for (size_t i = cap; i < 2 * cap; i++)
+				l[i] = (struct link){ .fd = -1 };
+			cap *= 2;
 		}
-		struct link *k = &l[n];
-		k->path = cur;
+		rc = open_parent(l, n, dirfd, dir, path, err, errsz);
 		n++;
-		char msg[200];
-		rc = read_header_path(cur, &k->h, msg, sizeof(msg));
-		if (rc) {
-			if (n > 1 && rc == -ENOENT)
-				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", cur);
-			else
-				ckpt__img_err(err, errsz, rc, "%s%s%s", n > 1 ? cur : "", n > 1 ? ": " : "", msg);
-			break;
-		}
-		if (n > 1) {
-			const struct ckpt__img_header *c = &l[n - 2].h;
-			if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
-			    k->h.base != c->base || k->h.heap_size != c->heap_size ||
-			    k->h.page_size != c->page_size) {
-				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
-						   "parent image %s is not the one %s was made from", cur,
-						   l[n - 2].path);
-				break;
-			}
-		}
-		if (!(k->h.flags & CKPT__IMG_INCREMENTAL))
-			break;
-		if (n >= CKPT__MAX_CHAIN) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images", CKPT__MAX_CHAIN);
-			break;
-		}
-		cur = parent_path(cur, k->h.parent_name);
-		if (!cur) {
-			rc = -ENOMEM;
-			break;
-		}
 	}
+	if (dirfd >= 0)
+		close(dirfd);
+	free(dir);
 	if (rc) {
-		chain_free(l, n);
+		chain_free(l, cap);
 		return rc;
 	}
 	*out = l;
@@ -899,16 +996,20 @@ static int chain_resolve(const char *path, struct link **out, size_t *nout, char
 }
 
 /* Reads one file of a chain into @a, then waits for the workers. */
-static int apply_file(const char *path, const struct ckpt__img_header *expect, struct apply *a,
-		      struct ckpt__trl_header *trl, const struct ckpt__load_opts *lo, uint64_t *done,
-		      uint64_t total, char *err, size_t errsz)
+static int apply_file(const struct link *k, struct apply *a, struct ckpt__trl_header *trl,
+		      const struct ckpt__load_opts *lo, uint64_t *done, uint64_t total, char *err,
+		      size_t errsz)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	const char *path = k->path;
+	const struct ckpt__img_header *expect = &k->h;
+	int fd = k->fd;
+	if (lseek(fd, 0, SEEK_SET) < 0) /* the reader starts where the fd stands */
 		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	struct rd r;
 	char msg[220] = "";
 	int rc = rd_open(&r, fd);
+	if (r.ring_err)
+		a->plain_io_err = r.ring_err;
 	if (!rc) {
 		if (lo) {
 			r.progress = lo->progress;
@@ -927,16 +1028,15 @@ static int apply_file(const char *path, const struct ckpt__img_header *expect, s
 		snprintf(msg, sizeof(msg), "%s", a->errmsg);
 	}
 	rd_close(&r);
-	close(fd);
 	if (rc)
 		ckpt__img_err(err, errsz, rc, "%s: %s", path, msg);
 	return rc;
 }
 
-static uint64_t file_size_of(const char *path)
+static uint64_t file_size_of(int fd)
 {
 	struct stat st;
-	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 /*
@@ -951,12 +1051,11 @@ static int load_chain(const char *path, const struct ckpt__load_opts *lo, struct
 	int rc;
 	if (lo && !lo->chain) {
 		l = calloc(1, sizeof(*l));
-		if (!l || !(l->path = strdup(path))) {
-			free(l);
+		if (!l)
 			return -ENOMEM;
-		}
+		l->fd = -1;
 		n = 1;
-		rc = read_header_path(path, &l->h, err, errsz);
+		rc = link_open(l, AT_FDCWD, path, path, err, errsz);
 		if (rc) {
 			chain_free(l, n);
 			return rc;
@@ -976,11 +1075,11 @@ static int apply_chain(struct link *l, size_t n, const struct ckpt__load_opts *l
 {
 	uint64_t total = 0, done = 0;
 	for (size_t i = 0; i < n; i++)
-		total += file_size_of(l[i].path);
+		total += file_size_of(l[i].fd);
 	/* oldest first: the full image, then each incremental over it */
 	for (size_t i = n; i-- > 0;) {
 		a->zero_runs = (l[i].h.flags & CKPT__IMG_INCREMENTAL) != 0;
-		int rc = apply_file(l[i].path, &l[i].h, a, NULL, lo, &done, total, err, errsz);
+		int rc = apply_file(&l[i], a, NULL, lo, &done, total, err, errsz);
 		if (rc)
 			return rc;
 	}
@@ -1047,14 +1146,12 @@ int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt_
 		return -ENOMEM;
 	int rc = 0;
 	/* l[0] is the tip: the last path */
+	for (size_t i = 0; i < n; i++)
+		l[i].fd = -1;
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct link *k = &l[n - 1 - i];
-		if (!(k->path = strdup(paths[i]))) {
-			rc = -ENOMEM;
-			break;
-		}
 		char msg[200];
-		rc = read_header_path(paths[i], &k->h, msg, sizeof(msg));
+		rc = link_open(k, AT_FDCWD, paths[i], paths[i], msg, sizeof(msg));
 		if (rc) {
 			ckpt__img_err(err, errsz, rc, "%s", msg);
 			break;
@@ -1100,9 +1197,25 @@ static int copy_opts(const struct ckpt_restore_opts *in, struct ckpt_restore_opt
 	if (in->struct_size == 0 || in->struct_size > sizeof(*o))
 		return -EINVAL;
 	memcpy(o, in, in->struct_size);
-	if (o->flags)
+	if (o->flags & ~(CKPT_RESTORE_LAZY | CKPT_RESTORE_VERIFY_FIRST))
 		return -EINVAL;
 	return 0;
+}
+
+/* Was the image made by the build the caller says it is?  Pointers from
+ * the heap into code or static data are only valid there (ckpt.h). */
+static int check_app_tag(const struct ckpt__img_header *h, const struct ckpt_restore_opts *o,
+			 char *err, size_t errsz)
+{
+	/* an application built against an older ckpt.h has no app_tag field */
+	bool has = o->heap && o->heap->struct_size >= offsetof(struct ckpt_heap_opts, app_tag) +
+							 sizeof(o->heap->app_tag);
+	const char *want = has && o->heap->app_tag ? o->heap->app_tag : "";
+	if (strncmp(h->app_tag, want, sizeof(h->app_tag)) == 0)
+		return 0;
+	return ckpt__img_err(err, errsz, CKPT_E_APPTAG,
+			     "the image was made with application tag \"%.63s\", this program has \"%.63s\"",
+			     h->app_tag, want);
 }
 
 /* Is the image's page size this process's page size for the heap we are
@@ -1149,7 +1262,10 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 			  char *err, size_t errsz)
 {
 	bool huge = false;
-	int rc = check_page_size(h, o, &huge, err, errsz);
+	int rc = check_app_tag(h, o, err, errsz);
+	if (rc)
+		return rc;
+	rc = check_page_size(h, o, &huge, err, errsz);
 	if (rc)
 		return rc;
 	if (ckpt__check_range(h->base, h->heap_size, h->page_size) != 0)
@@ -1185,6 +1301,12 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 	if (!rc)
 		rc = fill(fill_arg, &a);
 	apply_stop(&a);
+	if (a.plain_io_err && o->heap && o->heap->log) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "io_uring unavailable (%s): the image was read with plain pread(2)",
+			 strerror(-a.plain_io_err));
+		o->heap->log(o->heap->log_arg, CKPT_LOG_WARN, msg);
+	}
 	if (m != MAP_FAILED)
 		munmap(m, h->heap_size);
 	if (rc) {
@@ -1239,6 +1361,11 @@ CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts
 	size_t errsz = o.errbuf_size;
 	if (err && errsz)
 		err[0] = 0;
+	if (o.flags & CKPT_RESTORE_LAZY) {
+		rc = ckpt__lazy_restore(path, &o, out); /* lazyrestore.c */
+		if (rc != 1)
+			return rc;
+	}
 	struct link *l;
 	size_t n;
 	rc = chain_resolve(path, &l, &n, err, errsz);
@@ -1262,6 +1389,7 @@ static int fill_from_fd(void *arg, struct apply *a)
 	struct fd_fill *ff = arg;
 	char msg[220] = "";
 	a->zero_runs = false;
+	a->plain_io_err = ff->r->ring_err;
 	int rc = parse_image(ff->r, a, NULL, NULL, NULL, msg, sizeof(msg));
 	int arc = apply_drain(a);
 	if (!rc && arc) {
@@ -1412,7 +1540,7 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 	ckpt_begin_opts_init(&bo);
 	bo.zstd_level = zstd_level;
 	struct ckpt_sink s;
-	int rc = ckpt__file_sink_open(&dest, &bo, NULL, &s);
+	int rc = ckpt__file_sink_open(&dest, &bo, NULL, NULL, &s);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "%s: %s", out, ckpt_strerror(rc));
 	/* The merged image carries the tip's identity: it holds exactly the
@@ -1428,6 +1556,8 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 		.root = h->root,
 	};
 	memcpy(info.id, h->id, 16);
+	memcpy(info.app_tag, h->app_tag, sizeof(info.app_tag)); /* the merged image is the same build's */
+	info.app_tag[sizeof(info.app_tag) - 1] = 0;
 	rc = s.begin(s.arg, &info);
 	const uint32_t step = 256;
 	for (uint64_t p = 0; !rc && p < h->npages; p += step) {

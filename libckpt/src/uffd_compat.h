@@ -32,6 +32,15 @@
 #define UFFD_FEATURE_MOVE (1 << 16) /* 6.8 */
 #endif
 
+#ifndef UFFDIO_POISON /* 6.6: an access to the range raises SIGBUS */
+struct uffdio_poison {
+	struct uffdio_range range;
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
+#endif
+
 #ifndef USERFAULTFD_IOC
 #define USERFAULTFD_IOC 0xAA
 #endif

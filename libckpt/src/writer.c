@@ -9,7 +9,10 @@
  * Output: bytes go out through io_uring with up to WR_BUFS buffers in
  * flight, each at an explicit file offset (the stream never seeks back, so
  * the same bytes can go to a pipe, where one write is in flight at a time to
- * keep their order).  With CKPT_BEGIN_DIRECT the temp file is opened
+ * keep their order).  Where io_uring cannot be set up (seccomp profiles of
+ * container runtimes, kernel.io_uring_disabled) each buffer is written with
+ * plain pwrite(2)/write(2) instead, synchronously; the heap's log callback
+ * hears of it once.  With CKPT_BEGIN_DIRECT the temp file is opened
  * O_DIRECT where the filesystem allows it and bytes are staged into aligned
  * 1 MiB chunks; the last, partial chunk is written after clearing O_DIRECT.
  *
@@ -30,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +58,7 @@
 #define WR_CHUNK (1u << 20)       /* O_DIRECT staging chunk */
 #define WR_ALIGN 4096u
 #define WR_QD 16
+#define WR_ZTHREADS 8             /* compression workers at most (one per core) */
 
 struct wbuf {
 	uint8_t *mem;
@@ -62,6 +67,22 @@ struct wbuf {
 	size_t done; /* bytes written */
 	uint64_t off;/* stream offset of mem[0] */
 	bool busy;   /* in flight */
+};
+
+struct zjob;
+
+struct zpool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work, cv_done;
+	struct zjob *head, *tail; /* queued for the workers */
+	bool inited, stop;
+	int nthreads;
+	pthread_t th[WR_ZTHREADS];
+	struct zjob *jobs;        /* a ring of njobs */
+	unsigned njobs;
+	unsigned fill;            /* the job being filled */
+	unsigned emit;            /* the oldest job not yet written */
+	uint64_t next_seq;
 };
 
 struct fsink {
@@ -79,11 +100,13 @@ struct fsink {
 	char tmpname[NAME_MAX + 1];
 	bool tmp_created;
 	_Atomic uint64_t *bytes_written;
+	ckpt_heap *log_heap; /* NULL: nobody to tell about the io_uring fallback */
 	int zstd_level;
+	unsigned zthreads;   /* compression workers asked for (0: one per core) */
 
 	/* io_uring */
 	struct io_uring ring;
-	bool ring_ok;
+	bool ring_ok;        /* false: plain synchronous writes (plain_write()) */
 	unsigned inflight;
 	struct wbuf bufs[WR_BUFS];
 	struct wbuf *stage;  /* bytes being gathered for one write (header, trailer, O_DIRECT chunks) */
@@ -95,8 +118,8 @@ struct fsink {
 	uint32_t page_size;
 	uint32_t block_cap_pages;
 	size_t buf_size;
-	ZSTD_CCtx *cctx;
-	uint8_t *raw;        /* zstd: page contents gathered before compression */
+	struct zpool zp;     /* zstd: the compression workers */
+	uint8_t *raw;        /* zstd: page contents gathered before compression (a zjob's) */
 	uint8_t *asmbuf;     /* O_DIRECT: the block being assembled */
 	struct wbuf *blk;    /* otherwise: the wbuf the block is assembled in */
 	struct ckpt__run runs[WR_BLOCK_RUNS];
@@ -129,8 +152,38 @@ static struct wbuf *wbuf_for(struct fsink *s, struct io_uring_cqe *cqe)
 	return (struct wbuf *)io_uring_cqe_get_data(cqe);
 }
 
+/* Without io_uring: writes the rest of @b now.  Like a completion, an
+ * EINTR/EAGAIN retries and a write that makes no progress is -EIO. */
+static int plain_write(struct fsink *s, struct wbuf *b)
+{
+	while (b->done < b->len) {
+		const uint8_t *p = b->mem + b->done;
+		size_t n = b->len - b->done;
+		ssize_t k = s->seekable ? pwrite(s->fd, p, n, (off_t)(s->start_off + b->off + b->done))
+					: write(s->fd, p, n);
+		if (k < 0 && errno == EAGAIN) {
+			/* a non-blocking pipe or socket: wait until it drains */
+			struct pollfd pfd = { .fd = s->fd, .events = POLLOUT };
+			(void)poll(&pfd, 1, 1000);
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EIO;
+		b->done += (size_t)k;
+		if (s->bytes_written)
+			atomic_fetch_add(s->bytes_written, (uint64_t)k);
+	}
+	return 0;
+}
+
 static int submit_write(struct fsink *s, struct wbuf *b)
 {
+	if (!s->ring_ok)
+		return plain_write(s, b);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
 	if (!sqe)
 		return -EBUSY; /* cannot happen: WR_QD > WR_BUFS */
@@ -315,57 +368,35 @@ static uint8_t *data_area(struct fsink *s)
 	return s->blk->mem + sizeof(struct ckpt__blk_header);
 }
 
-static int close_block(struct fsink *s)
+/* Completes @bh (its nruns/data_pages/zero_pages/seq/flags/raw_hash set)
+ * for a block whose data_len bytes of data are at out + sizeof(*bh) and
+ * whose runs are @runs: appends the runs, hashes, seals, and puts the
+ * header at @out.  @return the block's size in the file. */
+static size_t block_seal(struct ckpt__blk_header *bh, uint8_t *out, size_t data_len,
+			 const struct ckpt__run *runs)
 {
-	if (s->err)
-		return s->err;
-	if (s->nruns == 0)
-		return 0;
-	uint8_t *out;
-	if (s->direct) {
-		out = s->asmbuf;
-	} else {
-		if (!s->blk && !(s->blk = get_free(s)))
-			return s->err;
-		out = s->blk->mem;
-	}
-	size_t raw_len = (size_t)s->data_pages * s->page_size;
-	uint8_t *data = out + sizeof(struct ckpt__blk_header);
-	struct ckpt__blk_header bh = {
-		.magic = CKPT__BLK_MAGIC,
-		.nruns = s->nruns,
-		.data_pages = s->data_pages,
-		.zero_pages = s->zero_pages,
-		.seq = s->nindex,
-		.first_page = UINT64_MAX,
-	};
-	size_t data_len = raw_len;
+	uint8_t *data = out + sizeof(*bh);
+	size_t rbytes = bh->nruns * sizeof(struct ckpt__run);
+	bh->magic = CKPT__BLK_MAGIC;
+	bh->data_len = (uint32_t)data_len;
+	bh->first_page = UINT64_MAX;
+	for (uint32_t i = 0; i < bh->nruns; i++)
+		if (runs[i].first_page < bh->first_page)
+			bh->first_page = runs[i].first_page;
+	memcpy(data + data_len, runs, rbytes);
 	/* A stored block's pages are covered by the payload hash; raw_hash
 	 * (0 for stored blocks) checks what a zstd frame decompresses to. */
-	if (s->zstd_level > 0 && raw_len) {
-		/* Only keep the frame if it is smaller than the pages. */
-		size_t z = ZSTD_compressCCtx(s->cctx, data, raw_len - 1, s->raw, raw_len,
-					     s->zstd_level);
-		if (!ZSTD_isError(z)) {
-			bh.flags = CKPT__BLK_ZSTD;
-			bh.raw_hash = ckpt__hash(s->raw, raw_len);
-			data_len = z;
-		} else if (ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall) {
-			memcpy(data, s->raw, raw_len);
-		} else {
-			return set_err(s, -ENOMEM);
-		}
-	}
-	bh.data_len = (uint32_t)data_len;
-	for (uint32_t i = 0; i < s->nruns; i++)
-		if (s->runs[i].first_page < bh.first_page)
-			bh.first_page = s->runs[i].first_page;
-	memcpy(data + data_len, s->runs, s->nruns * sizeof(struct ckpt__run));
-	bh.payload_hash = ckpt__hash(data, data_len + s->nruns * sizeof(struct ckpt__run));
-	ckpt__blk_header_seal(&bh);
-	memcpy(out, &bh, sizeof(bh));
-	size_t total = sizeof(bh) + data_len + s->nruns * sizeof(struct ckpt__run);
+	bh->payload_hash = ckpt__hash(data, data_len + rbytes);
+	ckpt__blk_header_seal(bh);
+	memcpy(out, bh, sizeof(*bh));
+	return sizeof(*bh) + data_len + rbytes;
+}
 
+/* Enters a sealed block at stream offset @off in the trailer's index and
+ * the whole-file digest (which takes the block header only: it carries
+ * the payload's hash).  Blocks are entered in file order. */
+static int index_add(struct fsink *s, const struct ckpt__blk_header *bh, size_t total, uint64_t off)
+{
 	if (s->nindex == s->index_cap) {
 		size_t cap = s->index_cap ? s->index_cap * 2 : 256;
 		void *p = realloc(s->index, cap * sizeof(*s->index));
@@ -374,27 +405,259 @@ static int close_block(struct fsink *s)
 		s->index = p;
 		s->index_cap = cap;
 	}
+	s->index[s->nindex++] = (struct ckpt__trl_entry){
+		.offset = off,
+		.checksum = bh->checksum,
+		.length = (uint32_t)total,
+		.data_pages = bh->data_pages,
+		.zero_pages = bh->zero_pages,
+		.nruns = bh->nruns,
+	};
+	s->pages_stored += bh->data_pages;
+	s->pages_zero += bh->zero_pages;
+	s->total_runs += bh->nruns;
+	XXH3_64bits_update(s->fh, bh, sizeof(*bh));
+	return 0;
+}
+
+/* -------------------------------------------------- compression workers */
+
+/*
+ * zstd blocks are compressed by a pool of worker threads, so that a
+ * compressed checkpoint keeps up with the device: the writer thread only
+ * gathers pages (the same memcpy as for a stored block) and writes finished
+ * blocks.  A job goes FILLING (writer) -> QUEUED (a worker compresses it)
+ * -> DONE -> written and FREE (writer).  Jobs form a ring and are written in
+ * the order they were filled, whichever worker finishes first: file
+ * offsets, block seq numbers and the whole-file digest follow that order.
+ * When the ring is full the writer waits for the oldest job; the
+ * application never does (it waits only on the engine's page copies).
+ */
+enum { ZJ_FREE, ZJ_FILLING, ZJ_QUEUED, ZJ_DONE };
+
+struct zjob {
+	uint8_t *raw;    /* pages gathered by the writer */
+	uint8_t *out;    /* block header, data, runs: what goes to the file */
+	struct ckpt__run runs[WR_BLOCK_RUNS];
+	struct ckpt__blk_header bh;
+	size_t total;
+	int err;
+	_Atomic int state; /* ZJ_*: QUEUED -> DONE by a worker under zpool.mu, the rest by the writer */
+	struct zjob *next;
+};
+
+static void zjob_compress(struct zjob *j, ZSTD_CCtx *cctx, int level, size_t page_size)
+{
+	size_t raw_len = (size_t)j->bh.data_pages * page_size;
+	uint8_t *data = j->out + sizeof(j->bh);
+	size_t data_len = raw_len;
+	if (!cctx) {
+		j->err = -ENOMEM;
+		return;
+	}
+	if (raw_len) {
+		/* Only keep the frame if it is smaller than the pages. */
+		size_t z = ZSTD_compressCCtx(cctx, data, raw_len - 1, j->raw, raw_len, level);
+		if (!ZSTD_isError(z)) {
+			j->bh.flags = CKPT__BLK_ZSTD;
+			j->bh.raw_hash = ckpt__hash(j->raw, raw_len);
+			data_len = z;
+		} else if (ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall) {
+			memcpy(data, j->raw, raw_len);
+		} else {
+			j->err = -ENOMEM;
+			return;
+		}
+	}
+	j->total = block_seal(&j->bh, j->out, data_len, j->runs);
+}
+
+static void *zworker_main(void *arg)
+{
+	struct fsink *s = arg;
+	struct zpool *z = &s->zp;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	pthread_mutex_lock(&z->mu);
+	for (;;) {
+		while (!z->head && !z->stop)
+			pthread_cond_wait(&z->cv_work, &z->mu);
+		if (z->stop)
+			break;
+		struct zjob *j = z->head;
+		z->head = j->next;
+		if (!z->head)
+			z->tail = NULL;
+		pthread_mutex_unlock(&z->mu);
+		zjob_compress(j, cctx, s->zstd_level, s->page_size);
+		pthread_mutex_lock(&z->mu);
+		j->state = ZJ_DONE;
+		pthread_cond_broadcast(&z->cv_done);
+	}
+	pthread_mutex_unlock(&z->mu);
+	ZSTD_freeCCtx(cctx);
+	return NULL;
+}
+
+/* Starts one worker per core (at most WR_ZTHREADS) and their job ring. */
+static int zpool_start(struct fsink *s, size_t data_cap)
+{
+	struct zpool *z = &s->zp;
+	long ncpu = s->zthreads ? (long)s->zthreads : sysconf(_SC_NPROCESSORS_ONLN);
+	int want = ncpu < 1 ? 1 : ncpu > WR_ZTHREADS ? WR_ZTHREADS : (int)ncpu;
+	/* one per worker, one being filled, one being written: more only
+	 * costs memory (each job is two 1 MiB buffers) */
+	z->njobs = (unsigned)want + 2;
+	z->jobs = calloc(z->njobs, sizeof(*z->jobs));
+	if (!z->jobs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < z->njobs; i++) {
+		if (!(z->jobs[i].raw = malloc(data_cap)) ||
+		    posix_memalign((void **)&z->jobs[i].out, WR_ALIGN, s->buf_size))
+			return -ENOMEM;
+	}
+	pthread_mutex_init(&z->mu, NULL);
+	pthread_cond_init(&z->cv_work, NULL);
+	pthread_cond_init(&z->cv_done, NULL);
+	z->inited = true;
+	for (int i = 0; i < want; i++) {
+		/* signals blocked: application handlers never run on them */
+		int rc = ckpt__thread_start(&z->th[i], zworker_main, s);
+		if (rc)
+			return z->nthreads ? 0 : rc;
+		z->nthreads++;
+	}
+	z->jobs[0].state = ZJ_FILLING;
+	s->raw = z->jobs[0].raw;
+	return 0;
+}
+
+static void zpool_stop(struct fsink *s)
+{
+	struct zpool *z = &s->zp;
+	if (z->inited) {
+		pthread_mutex_lock(&z->mu);
+		z->stop = true;
+		pthread_cond_broadcast(&z->cv_work);
+		pthread_mutex_unlock(&z->mu);
+		for (int i = 0; i < z->nthreads; i++)
+			pthread_join(z->th[i], NULL);
+		pthread_mutex_destroy(&z->mu);
+		pthread_cond_destroy(&z->cv_work);
+		pthread_cond_destroy(&z->cv_done);
+	}
+	for (unsigned i = 0; z->jobs && i < z->njobs; i++) {
+		free(z->jobs[i].raw);
+		free(z->jobs[i].out);
+	}
+	free(z->jobs);
+	s->raw = NULL;
+}
+
+/* Writes the oldest job if it is done (or, with @wait, once it is).
+ * @return 1 if a job was written, 0 if none was ready, or an error. */
+static int zpool_retire(struct fsink *s, bool wait)
+{
+	struct zpool *z = &s->zp;
+	struct zjob *j = &z->jobs[z->emit];
+	pthread_mutex_lock(&z->mu);
+	while (wait && j->state == ZJ_QUEUED)
+		pthread_cond_wait(&z->cv_done, &z->mu);
+	bool done = j->state == ZJ_DONE;
+	pthread_mutex_unlock(&z->mu);
+	if (!done)
+		return 0;
+	int rc = j->err ? set_err(s, j->err) : 0;
+	if (!rc)
+		rc = index_add(s, &j->bh, j->total, s->off + (s->stage ? s->stage->len : 0));
+	if (!rc)
+		rc = out_put(s, j->out, j->total, true);
+	j->state = ZJ_FREE; /* the workers never touch a DONE job again */
+	z->emit = (z->emit + 1) % z->njobs;
+	return rc ? rc : 1;
+}
+
+/* Hands the block being gathered to the workers and starts the next. */
+static int zblock_dispatch(struct fsink *s)
+{
+	struct zpool *z = &s->zp;
+	struct zjob *j = &z->jobs[z->fill];
+	memcpy(j->runs, s->runs, s->nruns * sizeof(struct ckpt__run));
+	j->bh = (struct ckpt__blk_header){
+		.nruns = s->nruns,
+		.data_pages = s->data_pages,
+		.zero_pages = s->zero_pages,
+		.seq = z->next_seq++,
+	};
+	j->err = 0;
+	j->next = NULL;
+	s->nruns = s->data_pages = s->zero_pages = 0;
+	pthread_mutex_lock(&z->mu);
+	j->state = ZJ_QUEUED;
+	if (z->tail)
+		z->tail->next = j;
+	else
+		z->head = j;
+	z->tail = j;
+	pthread_cond_signal(&z->cv_work);
+	pthread_mutex_unlock(&z->mu);
+
+	z->fill = (z->fill + 1) % z->njobs;
+	int rc;
+	while ((rc = zpool_retire(s, false)) == 1)
+		;
+	/* the ring is full when the next slot is the oldest unwritten job */
+	while (rc >= 0 && z->jobs[z->fill].state != ZJ_FREE)
+		rc = zpool_retire(s, true);
+	if (rc < 0)
+		return rc;
+	z->jobs[z->fill].state = ZJ_FILLING;
+	s->raw = z->jobs[z->fill].raw;
+	return 0;
+}
+
+/* Waits for and writes every dispatched block. */
+static int zpool_drain(struct fsink *s)
+{
+	struct zpool *z = &s->zp;
+	while (z->emit != z->fill) {
+		int rc = zpool_retire(s, true);
+		if (rc < 0)
+			return rc;
+	}
+	return s->err;
+}
+
+static int close_block(struct fsink *s)
+{
+	if (s->err)
+		return s->err;
+	if (s->nruns == 0)
+		return 0;
+	if (s->zstd_level > 0)
+		return zblock_dispatch(s);
+	uint8_t *out;
+	if (s->direct) {
+		out = s->asmbuf;
+	} else {
+		if (!s->blk && !(s->blk = get_free(s)))
+			return s->err;
+		out = s->blk->mem;
+	}
+	struct ckpt__blk_header bh = {
+		.nruns = s->nruns,
+		.data_pages = s->data_pages,
+		.zero_pages = s->zero_pages,
+		.seq = s->nindex,
+	};
+	size_t total = block_seal(&bh, out, (size_t)s->data_pages * s->page_size, s->runs);
+	s->nruns = s->data_pages = s->zero_pages = 0;
 	/* header, trailer and footer never share a staging buffer with a
 	 * block outside O_DIRECT mode, so s->off is this block's offset once
 	 * the stage is flushed. */
 	if (!s->direct && out_flush(s))
 		return s->err;
-	s->index[s->nindex++] = (struct ckpt__trl_entry){
-		.offset = s->off + (s->stage ? s->stage->len : 0),
-		.checksum = bh.checksum,
-		.length = (uint32_t)total,
-		.data_pages = s->data_pages,
-		.zero_pages = s->zero_pages,
-		.nruns = s->nruns,
-	};
-	s->pages_stored += s->data_pages;
-	s->pages_zero += s->zero_pages;
-	s->total_runs += s->nruns;
-	s->nruns = s->data_pages = s->zero_pages = 0;
-
-	/* the whole-file digest takes the block header only: it carries the
-	 * payload's hash */
-	XXH3_64bits_update(s->fh, &bh, sizeof(bh));
+	if (index_add(s, &bh, total, s->off + (s->stage ? s->stage->len : 0)))
+		return s->err;
 	if (s->direct)
 		return out_put(s, out, total, true);
 	struct wbuf *b = s->blk;
@@ -613,6 +876,17 @@ static int publish(struct fsink *s)
 
 /* ------------------------------------------------------------ callbacks */
 
+/* io_uring set-up failed with @why: the image is written with plain
+ * syscalls.  Said once per heap: a database checkpointing every minute in a
+ * container that blocks io_uring would otherwise log it every minute. */
+static void say_plain_io(struct fsink *s, int why)
+{
+	if (s->log_heap && !atomic_exchange(&s->log_heap->plain_io_said, true))
+		ckpt__log(s->log_heap, CKPT_LOG_WARN,
+			  "io_uring unavailable (%s): images are written with plain pwrite(2)",
+			  strerror(-why));
+}
+
 /* Everything slow and fallible a checkpoint needs before its first page:
  * stale temp files, the parent's generation link, the temp file, buffers,
  * the zstd context and the io_uring.  Run by ckpt__file_sink_prepare()
@@ -648,21 +922,21 @@ static int sink_setup(struct fsink *s, const struct ckpt_sink_info *info)
 	if (s->direct && posix_memalign((void **)&s->asmbuf, WR_ALIGN, s->buf_size))
 		return set_err(s, -ENOMEM);
 	if (s->zstd_level > 0) {
-		s->raw = malloc(data_cap);
-		s->cctx = ZSTD_createCCtx();
-		if (!s->raw || !s->cctx)
-			return set_err(s, -ENOMEM);
+		rc = zpool_start(s, data_cap);
+		if (rc)
+			return set_err(s, rc);
 	}
 	s->fh = XXH3_createState();
 	if (!s->fh)
 		return set_err(s, -ENOMEM);
 	XXH3_64bits_reset(s->fh);
-	rc = ckpt__fault_hit(CKPT_FAULT_URING_SUBMIT);
+	rc = ckpt__fault_hit(CKPT_FAULT_URING_SETUP);
 	if (!rc)
 		rc = io_uring_queue_init(WR_QD, &s->ring, 0);
 	if (rc < 0)
-		return set_err(s, rc);
-	s->ring_ok = true;
+		say_plain_io(s, rc);
+	else
+		s->ring_ok = true;
 	return 0;
 }
 
@@ -694,7 +968,12 @@ static int sink_begin(void *arg, const struct ckpt_sink_info *info)
 	/* link_parent() filled the parent's fields of the header */
 	struct ckpt__img_header *h = &s->hdr;
 	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
-	h->version = CKPT__IMG_VERSION;
+	/* version 1 (no tag) keeps untagged images readable by older libraries */
+	size_t taglen = strnlen(info->app_tag, sizeof(info->app_tag));
+	if (taglen == sizeof(info->app_tag))
+		return set_err(s, -EINVAL);
+	h->version = taglen ? CKPT__IMG_VERSION : CKPT__IMG_VERSION_MIN;
+	memcpy(h->app_tag, info->app_tag, taglen);
 	h->header_size = CKPT__IMG_HEADER_SIZE;
 	h->page_size = info->page_size;
 	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (s->zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
@@ -784,6 +1063,8 @@ static int finish(struct fsink *s)
 {
 	if (close_block(s))
 		return s->err;
+	if (s->zstd_level > 0 && zpool_drain(s))
+		return s->err;
 	if (s->pages_seen != s->hdr.pages_to_emit)
 		return set_err(s, -EINVAL); /* the engine owes us pages */
 	if (!s->direct && out_flush(s))
@@ -866,8 +1147,7 @@ static void sink_free(struct fsink *s)
 	for (int i = 0; i < WR_BUFS; i++)
 		free(s->bufs[i].mem);
 	free(s->asmbuf);
-	free(s->raw);
-	ZSTD_freeCCtx(s->cctx);
+	zpool_stop(s);
 	if (s->fh)
 		XXH3_freeState(s->fh);
 	free(s->index);
@@ -890,7 +1170,7 @@ static int sink_end(void *arg, int status)
 }
 
 int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_opts *opts,
-			 _Atomic uint64_t *bytes_written, struct ckpt_sink *out)
+			 _Atomic uint64_t *bytes_written, ckpt_heap *log_heap, struct ckpt_sink *out)
 {
 	if (!dest || !out)
 		return -EINVAL;
@@ -905,8 +1185,11 @@ int ckpt__file_sink_open(const struct ckpt_dest *dest, const struct ckpt_begin_o
 	s->dirfd = -1;
 	s->kind = dest->kind;
 	s->zstd_level = level;
+	if (opts && opts->struct_size >= offsetof(struct ckpt_begin_opts, threads) + sizeof(opts->threads))
+		s->zthreads = opts->threads;
 	s->no_fsync = flags & CKPT_BEGIN_NO_FSYNC;
 	s->bytes_written = bytes_written;
+	s->log_heap = log_heap;
 	int rc = 0;
 	if (dest->kind == CKPT_DEST_PATH) {
 		if (!dest->path || !*dest->path) {

@@ -120,6 +120,7 @@ static int cmd_info(int argc, char **argv)
 	printf("kind:        %s\n", ii.flags & CKPT_SINK_INCREMENTAL ? "incremental" : "full");
 	printf("id:          %s\n", id);
 	printf("generation:  %" PRIu64 "\n", ii.generation);
+	printf("app tag:     %s\n", ii.app_tag[0] ? ii.app_tag : "(none)");
 	printf("created:     %s\n", tbuf);
 	printf("heap:        base %#" PRIx64 ", %" PRIu64 " MiB reserved, page size %" PRIu64 "\n",
 	       ii.base, ii.heap_size >> 20, psz);

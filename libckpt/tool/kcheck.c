@@ -78,6 +78,9 @@ int ckpt_cmd_kcheck(int argc, char **argv)
 			       yes(!!(ki.uffd_features & features[i].bit)), features[i].why);
 		printf("PAGEMAP_SCAN          %-3s  optional (6.7)\n", yes(ki.pagemap_scan));
 		printf("swap active           %s\n", yes(ki.swap_on));
+		printf("io_uring              %-3s  %s\n", yes(ki.io_uring),
+		       ki.io_uring ? "image I/O through io_uring"
+				   : "blocked (seccomp or kernel.io_uring_disabled): images use pread/pwrite");
 		if (ki.hugetlb_free >= 0)
 			printf("hugetlb 2 MiB free    %ld\n", ki.hugetlb_free);
 		else

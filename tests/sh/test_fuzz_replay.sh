@@ -13,15 +13,19 @@ if [ "$(id -u)" != 0 ]; then
 	[ "${CI:-}" = true ] && { echo "FAIL: needs root (CI=true)"; exit 1; }
 	echo "skip: needs root (userfaultfd heaps)"; exit 77
 fi
-make -s "$B/fuzz/replay_image" "$B/fuzz/replay_resp" >/dev/null
+make -s "$B/fuzz/replay_image" "$B/fuzz/replay_resp" "$B/fuzz/replay_lazy" >/dev/null
 # LSan: the harnesses free what they allocate per input; the library's
 # once-per-process probe state is reachable
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 total=0
-for name in image resp; do
+for name in image resp lazy; do
 	dirs=()
-	for d in "fuzz/corpus/$name" "fuzz/regressions/$name"; do
+	seeds=$name
+	[ "$name" = lazy ] && seeds=image # the lazy reader replays the image corpus
+	cands=("fuzz/corpus/$seeds" "fuzz/regressions/$seeds")
+	[ "$seeds" != "$name" ] && cands+=("fuzz/regressions/$name")
+	for d in "${cands[@]}"; do
 		[ -n "$(ls -A "$d" 2>/dev/null | grep -v '^README')" ] && dirs+=("$d")
 	done
 	[ ${#dirs[@]} -gt 0 ] || continue

@@ -34,6 +34,17 @@ work=$(mktemp -d "$stage/run.XXXXXX")
 [ -f "$work/dump.ckpt" ] || { echo "example wrote no image"; exit 1; }
 "$stage/usr/bin/ckpt" verify "$work/dump.ckpt"
 
+# a damaged image is left untouched: the example refuses to start instead of
+# treating the restore error as "no image" and checkpointing over it
+size=$(stat -c %s "$work/dump.ckpt")
+printf '\xff\xff\xff\xff' | dd of="$work/dump.ckpt" bs=1 seek=$((size / 2)) conv=notrunc status=none
+before=$(sha256sum < "$work/dump.ckpt")
+if ( cd "$work" && LD_LIBRARY_PATH="$stage/usr/lib" "$stage/example" ) 2>"$work/err"; then
+	echo "example ran on a damaged image"; exit 1
+fi
+[ "$(sha256sum < "$work/dump.ckpt")" = "$before" ] || { echo "example overwrote a damaged image"; exit 1; }
+grep -q 'dump.ckpt:' "$work/err" || { echo "example did not say why it stopped"; cat "$work/err"; exit 1; }
+
 make -s uninstall DESTDIR="$stage" PREFIX=/usr >/dev/null
 left=$(find "$stage/usr" -type f | head -5)
 [ -z "$left" ] || { echo "left after uninstall: $left"; exit 1; }

@@ -1,6 +1,6 @@
 """persistence.py - the persistence commands and rules behave as Redis's:
---save rules trigger a checkpoint by themselves; SHUTDOWN saves and
-SHUTDOWN NOSAVE does not, SIGTERM saves when save points are set; SAVE blocks and LASTSAVE moves; BGSAVE during a
+--save rules trigger a checkpoint by themselves; SHUTDOWN saves only when
+save points are configured, SHUTDOWN SAVE always and SHUTDOWN NOSAVE never, SIGTERM saves when save points are set; SAVE blocks and LASTSAVE moves; BGSAVE during a
 BGSAVE is refused; INFO persistence carries Redis's fields and the ckpt_*
 ones; every data type survives a restart; keys that expired while the server
 was down are gone after restore (dropped lazily), others keep their TTL."""
@@ -71,17 +71,32 @@ def main():
     check(sorted(parse(c.call("SMEMBERS", "set"))) == [b"x", b"y"], "set")
     check(parse(c.call("ZRANGE", "zset", "0", "-1", "WITHSCORES")) == [b"m", b"1.5", b"n", b"2"], "zset")
     check(parse(c.call("GET", "counter")) == b"42", "counter")
-    # the restored heap takes writes and checkpoints again
-    check(c.call("SET", "kept", "1") == b"+OK\r\n", "SET after restore")
+    # the restored heap takes writes and checkpoints again; as in Redis,
+    # SHUTDOWN without an argument saves only when save points are set
+    check(c.call("SET", "no-save-points", "1") == b"+OK\r\n", "SET after restore")
     c.send_raw(b"SHUTDOWN\r\n")
     srv2.proc.wait(timeout=60)
+    srv3 = Server(args=["--save", "3600 1"], dir=srv.dir)
+    c = srv3.conn()
+    check(parse(c.call("EXISTS", "no-save-points")) == 0, "SHUTDOWN saved with --save \"\"")
+    c.call("EXISTS", "ttl-short")  # expired in the image: dropped now, so the counts below are exact
+    check(c.call("SET", "kept", "1") == b"+OK\r\n", "SET")
+    c.send_raw(b"SHUTDOWN\r\n")
+    srv3.proc.wait(timeout=60)
     srv3 = Server(args=["--save", ""], dir=srv.dir)
     c = srv3.conn()
-    check(parse(c.call("GET", "kept")) == b"1", "SHUTDOWN did not save")
+    check(parse(c.call("GET", "kept")) == b"1", "SHUTDOWN with save points did not save")
+    check(c.call("SET", "forced", "1") == b"+OK\r\n", "SET")
+    c.send_raw(b"SHUTDOWN SAVE\r\n")
+    srv3.proc.wait(timeout=60)
+    srv3 = Server(args=["--save", ""], dir=srv.dir)
+    c = srv3.conn()
+    check(parse(c.call("GET", "forced")) == b"1", "SHUTDOWN SAVE with --save \"\" did not save")
     info = srv3.info()
-    check(info["ckpt_restored_keys"] == "9", "ckpt_restored_keys %s" % info["ckpt_restored_keys"])
+    check(info["ckpt_restored_keys"] == "10", "ckpt_restored_keys %s" % info["ckpt_restored_keys"])
     srv3.stop()
-    print("ok: SHUTDOWN saves, NOSAVE does not; all types, TTLs and lazy expiry across restarts")
+    print("ok: SHUTDOWN saves only with save points (as Redis), SHUTDOWN SAVE always, NOSAVE never; "
+          "all types, TTLs and lazy expiry across restarts")
 
     # SIGTERM with save points configured: a final checkpoint, as Redis
     srv4 = Server(args=["--save", "3600 1"], dir=srv.dir)

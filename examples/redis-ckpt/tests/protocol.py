@@ -103,6 +103,157 @@ SCRIPT = [
     ["RANDOMKEY"], ["SET", "only", "1"], ["RANDOMKEY"], ["FLUSHALL"], ["KEYS", "*"],
 ]
 
+# Commands added for issue 13: each with its error cases, side by side.
+SCRIPT += [
+    # strings
+    ["SETEX", "sx", "100", "v"], ["TTL", "sx"], ["GET", "sx"], ["SETEX", "sx", "0", "v"], ["SETEX", "sx", "-1", "v"],
+    ["SETEX", "sx", "x", "v"], ["SETEX", "sx", "9223372036854775807", "v"], ["SETEX", "sx", "10"],
+    ["PSETEX", "px", "100000", "v"], ("approx", ["PTTL", "px"]), ["PSETEX", "px", "0", "v"], ["GET", "px"],
+    ["SET", "gd", "val"], ["GETDEL", "gd"], ["GETDEL", "gd"], ["EXISTS", "gd"], ["LPUSH", "gdl", "x"], ["GETDEL", "gdl"],
+    ["SET", "gx", "v"], ["GETEX", "gx"], ["GETEX", "gx", "EX", "100"], ["TTL", "gx"], ["GETEX", "gx", "PERSIST"],
+    ["TTL", "gx"], ["GETEX", "gx", "PX", "200000"], ("approx", ["PTTL", "gx"]), ["GETEX", "gx", "EXAT", "4102444800"],
+    ["EXPIRETIME", "gx"], ["GETEX", "gx", "PXAT", "4102444800123"], ["PEXPIRETIME", "gx"], ["EXPIRETIME", "gx"],
+    ["GETEX", "gx", "EX", "0"], ["GETEX", "gx", "EX", "x"], ["GETEX", "gx", "EX"], ["GETEX", "gx", "PERSIST", "EX", "1"],
+    ["GETEX", "gx", "EX", "1", "PX", "1"], ["GETEX", "gx", "FOO"], ["GETEX", "nokey", "EX", "10"], ["GETEX", "gdl"],
+    ["GETEX", "gx", "EXAT", "1"], ["EXISTS", "gx"],
+    ["SETRANGE", "sr", "5", "abc"], ["GET", "sr"], ["SETRANGE", "sr", "0", "XY"], ["GET", "sr"], ["SETRANGE", "sr", "1", ""],
+    ["SETRANGE", "srn", "3", ""], ["EXISTS", "srn"], ["SETRANGE", "sr", "-1", "x"], ["SETRANGE", "sr", "x", "x"],
+    ["SETRANGE", "sr", "536870912", "x"], ["SETRANGE", "gdl", "0", "x"], ["STRLEN", "sr"],
+    ["SET", "gr", "Hello World"], ["GETRANGE", "gr", "0", "4"], ["GETRANGE", "gr", "-5", "-1"], ["GETRANGE", "gr", "-1", "-5"],
+    ["GETRANGE", "gr", "5", "2"], ["GETRANGE", "gr", "0", "100"], ["GETRANGE", "gr", "-100", "2"], ["GETRANGE", "gr", "20", "30"],
+    ["GETRANGE", "nokey", "0", "1"], ["GETRANGE", "gr", "x", "1"], ["GETRANGE", "gdl", "0", "1"], ["SUBSTR", "gr", "1", "3"],
+    ["SET", "fl", "10.50"], ["INCRBYFLOAT", "fl", "0.1"], ["INCRBYFLOAT", "fl", "-5"], ["INCRBYFLOAT", "fl", "5.0e3"],
+    ["INCRBYFLOAT", "nf", "3"], ["INCRBYFLOAT", "nf", "-3"], ["INCRBYFLOAT", "fl", "x"], ["INCRBYFLOAT", "fl", "inf"],
+    ["INCRBYFLOAT", "fl", " 1"], ["INCRBYFLOAT", "gr", "1"], ["INCRBYFLOAT", "gdl", "1"], ["INCRBYFLOAT", "fl", "1e308"],
+    ["INCRBYFLOAT", "fl", "1.5e-10"], ["SET", "fe", "1", "EX", "100"], ["INCRBYFLOAT", "fe", "1"], ["TTL", "fe"],
+    ["MSETNX", "mn1", "a", "mn2", "b"], ["MSETNX", "mn2", "x", "mn3", "y"], ["MGET", "mn1", "mn2", "mn3"],
+    ["MSETNX", "mn4", "a", "mn4", "b"], ["GET", "mn4"], ["MSETNX", "mn5"], ["MSETNX", "mn5", "a", "mn6"],
+    # keys
+    ["SET", "rn1", "a"], ["SET", "rn2", "b"], ["RENAMENX", "rn1", "rn2"], ["RENAMENX", "rn1", "rn3"], ["GET", "rn3"],
+    ["RENAMENX", "rn3", "rn3"], ["RENAMENX", "nokey", "x"], ["EXISTS", "rn1"],
+    ["SET", "cp", "v", "EX", "100"], ["COPY", "cp", "cp2"], ["GET", "cp2"], ["TTL", "cp2"], ["COPY", "cp", "cp2"],
+    ["SET", "cp", "w"], ["COPY", "cp", "cp2", "REPLACE"], ["GET", "cp2"], ["TTL", "cp2"], ["COPY", "cp", "cp"],
+    ["COPY", "nokey", "cp3"], ["COPY", "cp", "cp3", "DB", "0"], ["COPY", "cp", "cp4", "DB", "x"],
+    ["COPY", "cp", "cp4", "FOO"], ["COPY", "cp", "cp4", "DB"], ["RPUSH", "cpl", "a", "b", "c"], ["COPY", "cpl", "cpl2"],
+    ["LRANGE", "cpl2", "0", "-1"], ["RPUSH", "cpl2", "d"], ["LLEN", "cpl"], ["HSET", "cph", "f", "v", "g", "w"],
+    ["COPY", "cph", "cph2"], ("sort", ["HGETALL", "cph2"]), ["SADD", "cps", "a", "b"], ["COPY", "cps", "cps2"],
+    ("sort", ["SMEMBERS", "cps2"]), ["ZADD", "cpz", "1", "a", "2", "b"], ["COPY", "cpz", "cpz2"],
+    ["ZRANGE", "cpz2", "0", "-1", "WITHSCORES"], ["COPY", "cpz", "cp2", "REPLACE"], ["TYPE", "cp2"], ["TTL", "cp2"],
+    ["EXPIRETIME", "nokey"], ["EXPIRETIME", "cp"], ["PEXPIRETIME", "cp"], ["EXPIREAT", "cp", "4102444800"],
+    ["EXPIRETIME", "cp"], ["PEXPIRETIME", "cp"], ["PEXPIREAT", "cp", "4102444800499"], ["EXPIRETIME", "cp"],
+    ["PEXPIREAT", "cp", "4102444800500"], ["EXPIRETIME", "cp"], ["TOUCH", "cp", "nokey", "cpl"],
+    # TYPE / TTL edge cases
+    ["SET", "et", "v", "PX", "1"], ("sleep", 0.05), ["TYPE", "et"], ["TTL", "et"], ["PTTL", "et"],
+    ["EXISTS", "et"], ["TYPE", "cpl"], ["TYPE", "cph"], ["TYPE", "cps"], ["TYPE", "cpz"], ["TTL", "cpl"],
+    ["EXPIRE", "cpl", "100"], ["TTL", "cpl"], ["RPUSH", "cpl", "z"], ["TTL", "cpl"], ["SET", "cpl", "s"], ["TTL", "cpl"],
+    ["TYPE"], ["TTL"], ["TTL", "a", "b"],
+    # lists
+    ["RPUSH", "ll", "a", "b", "c", "a", "d", "a", "e"], ["LPOS", "ll", "a"], ["LPOS", "ll", "a", "RANK", "2"],
+    ["LPOS", "ll", "a", "RANK", "-1"], ["LPOS", "ll", "a", "RANK", "-2"], ["LPOS", "ll", "a", "COUNT", "0"],
+    ["LPOS", "ll", "a", "COUNT", "2"], ["LPOS", "ll", "a", "RANK", "-1", "COUNT", "2"], ["LPOS", "ll", "a", "MAXLEN", "3"],
+    ["LPOS", "ll", "a", "COUNT", "0", "MAXLEN", "4"], ["LPOS", "ll", "z"], ["LPOS", "ll", "z", "COUNT", "1"],
+    ["LPOS", "ll", "a", "RANK", "5"], ["LPOS", "ll", "a", "RANK", "0"], ["LPOS", "ll", "a", "COUNT", "-1"],
+    ["LPOS", "ll", "a", "COUNT", "x"], ["LPOS", "ll", "a", "MAXLEN", "-1"], ["LPOS", "ll", "a", "RANK", "x"],
+    ["LPOS", "ll", "a", "FOO"], ["LPOS", "ll", "a", "RANK"], ["LPOS", "nol", "a"], ["LPOS", "nol", "a", "COUNT", "0"],
+    ["LPOS", "gr", "a"], ["LREM", "ll", "1", "a"], ["LRANGE", "ll", "0", "-1"], ["LREM", "ll", "-1", "a"],
+    ["LRANGE", "ll", "0", "-1"], ["RPUSH", "ll", "a", "a"], ["LREM", "ll", "0", "a"], ["LRANGE", "ll", "0", "-1"],
+    ["LREM", "ll", "x", "a"], ["LREM", "nol", "0", "a"], ["LREM", "gr", "0", "a"],
+    ["LSET", "ll", "0", "B"], ["LSET", "ll", "-1", "E"], ["LRANGE", "ll", "0", "-1"], ["LSET", "ll", "10", "x"],
+    ["LSET", "ll", "x", "x"], ["LSET", "nol", "0", "x"], ["LSET", "gr", "0", "x"],
+    ["LINSERT", "ll", "BEFORE", "c", "X"], ["LINSERT", "ll", "AFTER", "E", "Y"], ["LINSERT", "ll", "AFTER", "nope", "Z"],
+    ["LRANGE", "ll", "0", "-1"], ["LINSERT", "ll", "MIDDLE", "c", "X"], ["LINSERT", "nol", "BEFORE", "c", "X"],
+    ["LINSERT", "gr", "BEFORE", "c", "X"],
+    ["LTRIM", "ll", "1", "-2"], ["LRANGE", "ll", "0", "-1"], ["LTRIM", "ll", "-100", "100"], ["LRANGE", "ll", "0", "-1"],
+    ["LTRIM", "ll", "x", "1"], ["LTRIM", "nol", "0", "1"], ["LTRIM", "gr", "0", "1"], ["LTRIM", "ll", "5", "1"],
+    ["EXISTS", "ll"], ["RPUSH", "lm", "1", "2", "3"], ["LMOVE", "lm", "lm2", "LEFT", "RIGHT"],
+    ["LMOVE", "lm", "lm2", "RIGHT", "LEFT"], ["LRANGE", "lm2", "0", "-1"], ["LMOVE", "lm", "lm", "LEFT", "RIGHT"],
+    ["LRANGE", "lm", "0", "-1"], ["LMOVE", "lm", "lm2", "LEFT", "LEFT"], ["EXISTS", "lm"], ["LMOVE", "lm", "lm2", "LEFT", "LEFT"],
+    ["LMOVE", "lm2", "gr", "LEFT", "LEFT"], ["LMOVE", "gr", "lm2", "LEFT", "LEFT"], ["LMOVE", "lm2", "x", "UP", "LEFT"],
+    ["RPOPLPUSH", "lm2", "lm3"], ["LRANGE", "lm3", "0", "-1"], ["RPOPLPUSH", "nol", "lm3"],
+    ["LPUSHX", "nol", "a"], ["EXISTS", "nol"], ["LPUSHX", "lm3", "a", "b"], ["RPUSHX", "lm3", "c"], ["LRANGE", "lm3", "0", "-1"],
+    ["RPUSHX", "gr", "c"],
+    # hashes
+    ["HSET", "hh", "a", "1", "b", "2.5", "c", "x"], ("sort", ["HKEYS", "hh"]), ("sort", ["HVALS", "hh"]), ["HKEYS", "noh"],
+    ["HVALS", "noh"], ["HKEYS", "gr"], ["HSTRLEN", "hh", "b"], ["HSTRLEN", "hh", "z"], ["HSETNX", "hh", "a", "9"],
+    ["HSETNX", "hh", "d", "4"], ["HGET", "hh", "d"], ["HSETNX", "gr", "a", "1"], ["HSETNX", "nh", "a", "1"],
+    ["HINCRBYFLOAT", "hh", "b", "0.1"], ["HINCRBYFLOAT", "hh", "a", "-1.5"], ["HINCRBYFLOAT", "hh", "n", "3e2"],
+    ["HINCRBYFLOAT", "hh", "c", "1"], ["HINCRBYFLOAT", "hh", "a", "x"], ["HINCRBYFLOAT", "hh", "a", "inf"],
+    ["HINCRBYFLOAT", "hh", "a", "1e308"], ["HINCRBYFLOAT", "hh", "a", "1.7e308"], ["HINCRBYFLOAT", "gr", "a", "1"],
+    ["HINCRBYFLOAT", "nh2", "f", "1.25"], ["HGET", "nh2", "f"],
+    ["HRANDFIELD", "noh"], ["HRANDFIELD", "noh", "3"], ["HRANDFIELD", "hh", "0"], ["HRANDFIELD", "hh", "x"],
+    ["HRANDFIELD", "hh", "1", "FOO"], ["HRANDFIELD", "hh", "-9223372036854775808"], ["HRANDFIELD", "gr"],
+    ("sort", ["HRANDFIELD", "hh", "100"]), ("sort", ["HRANDFIELD", "hh", "100", "WITHVALUES"]),
+    ["HSET", "h1", "f", "v"], ["HRANDFIELD", "h1"], ["HRANDFIELD", "h1", "-3", "WITHVALUES"], ["HRANDFIELD", "h1", "2"],
+    ("scan", ["HSCAN", "hh", "0"]), ("scan", ["HSCAN", "hh", "0", "MATCH", "[ab]"]), ("scan", ["HSCAN", "hh", "0", "COUNT", "100"]),
+    ["HSCAN", "noh", "0"], ["HSCAN", "noh", "0", "FOO"], ["HSCAN", "hh", "x"], ["HSCAN", "hh", "0", "COUNT", "0"],
+    ["HSCAN", "hh", "0", "COUNT", "x"], ["HSCAN", "hh", "0", "FOO"], ["HSCAN", "hh", "0", "TYPE", "string"], ["HSCAN", "gr", "0"],
+    # sets
+    ["SADD", "sa", "a", "b", "c", "d"], ["SADD", "sb", "c", "d", "e"], ["SADD", "sc", "d", "e", "f"],
+    ("sort", ["SINTER", "sa", "sb"]), ("sort", ["SINTER", "sa", "sb", "sc"]), ["SINTER", "sa", "nos"],
+    ("sort", ["SUNION", "sa", "sb", "nos"]), ("sort", ["SDIFF", "sa", "sb"]), ("sort", ["SDIFF", "sa", "nos", "sc"]),
+    ["SDIFF", "nos", "sa"], ["SINTER", "sa", "gr"], ["SUNION", "gr", "nos"], ["SDIFF", "sa", "gr"], ["SINTER", "nos", "gr"],
+    ["SINTERSTORE", "sd", "sa", "sb"], ("sort", ["SMEMBERS", "sd"]), ["SUNIONSTORE", "sd", "sa", "sc"], ["SCARD", "sd"],
+    ["SDIFFSTORE", "sd", "sa", "sb"], ("sort", ["SMEMBERS", "sd"]), ["SINTERSTORE", "sd", "sa", "nos"], ["EXISTS", "sd"],
+    ["SET", "sd", "x", "EX", "100"], ["SUNIONSTORE", "sd", "sa"], ["TTL", "sd"], ["TYPE", "sd"], ["SDIFFSTORE", "sd", "sa", "sa"],
+    ["EXISTS", "sd"], ["SINTERSTORE", "sd", "gr"], ["SUNIONSTORE", "sd"], ["SINTERSTORE", "sa", "sa", "sb"],
+    ("sort", ["SMEMBERS", "sa"]), ["SMISMEMBER", "sb", "c", "z", "e"], ["SMISMEMBER", "nos", "a"], ["SMISMEMBER", "gr", "a"],
+    ["SMOVE", "sb", "sm", "c"], ["SMOVE", "sb", "sm", "c"], ["SMOVE", "sb", "sm", "zz"], ("sort", ["SMEMBERS", "sm"]),
+    ["SMOVE", "sb", "sb", "d"], ["SMOVE", "sb", "sb", "zz"], ["SMOVE", "nos", "sm", "a"], ["SMOVE", "sb", "gr", "d"],
+    ["SMOVE", "gr", "sb", "d"], ["SMOVE", "sb", "sm", "d"], ["SMOVE", "sb", "sm", "e"], ["EXISTS", "sb"],
+    ["SRANDMEMBER", "nos"], ["SRANDMEMBER", "nos", "2"], ["SADD", "s1m", "only"], ["SRANDMEMBER", "s1m"],
+    ["SRANDMEMBER", "s1m", "-3"], ("sort", ["SRANDMEMBER", "sc", "10"]), ["SRANDMEMBER", "sc", "0"],
+    ["SRANDMEMBER", "sc", "1", "2"], ["SRANDMEMBER", "sc", "x"],
+    ("scan", ["SSCAN", "sc", "0"]), ("scan", ["SSCAN", "sc", "0", "MATCH", "e*"]), ["SSCAN", "nos", "0"], ["SSCAN", "gr", "0"],
+    # sorted sets
+    ["ZADD", "zr", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e"], ["ZINCRBY", "zr", "2.5", "a"], ["ZINCRBY", "zr", "1", "new"],
+    ["ZINCRBY", "zr", "x", "a"], ["ZINCRBY", "zr", "nan", "a"], ["ZINCRBY", "gr", "1", "a"], ["ZINCRBY", "zr", "inf", "e"],
+    ["ZINCRBY", "zr", "-inf", "e"], ["ZREVRANGE", "zr", "0", "-1"], ["ZREVRANGE", "zr", "0", "1", "WITHSCORES"],
+    ["ZREVRANGE", "zr", "0", "-1", "LIMIT", "0", "1"], ["ZREVRANGE", "zr", "0", "-1", "FOO"], ["ZREVRANGE", "noz", "0", "1"],
+    ["ZREVRANK", "zr", "a"], ["ZREVRANK", "zr", "b"], ["ZREVRANK", "zr", "zz"], ["ZREVRANK", "noz", "a"], ["ZREVRANK", "gr", "a"],
+    ["ZCOUNT", "zr", "-inf", "+inf"], ["ZCOUNT", "zr", "(1", "3.5"], ["ZCOUNT", "zr", "4", "1"], ["ZCOUNT", "zr", "x", "1"],
+    ["ZCOUNT", "noz", "0", "1"], ["ZCOUNT", "gr", "0", "1"], ["ZCOUNT", "zr", "(3", "(3"],
+    ["ZREVRANGEBYSCORE", "zr", "+inf", "-inf"], ["ZREVRANGEBYSCORE", "zr", "(4", "2", "WITHSCORES", "LIMIT", "1", "5"],
+    ["ZRANGEBYSCORE", "zr", "1", "2", "REV"], ["ZRANGEBYSCORE", "zr", "1", "2", "BYLEX"],
+    ["ZADD", "zl", "0", "a", "0", "b", "0", "c", "0", "d", "0", "e", "0", "ee", "0", "f"],
+    ["ZRANGEBYLEX", "zl", "-", "+"], ["ZRANGEBYLEX", "zl", "[b", "(e"], ["ZRANGEBYLEX", "zl", "(b", "[e"],
+    ["ZRANGEBYLEX", "zl", "[e", "+", "LIMIT", "1", "1"], ["ZRANGEBYLEX", "zl", "-", "+", "LIMIT", "2", "-1"],
+    ["ZRANGEBYLEX", "zl", "+", "-"], ["ZRANGEBYLEX", "zl", "a", "b"], ["ZRANGEBYLEX", "zl", "", "+"],
+    ["ZRANGEBYLEX", "zl", "-", "+", "WITHSCORES"], ["ZRANGEBYLEX", "zl", "-", "+", "LIMIT", "0"], ["ZRANGEBYLEX", "noz", "-", "+"],
+    ["ZREVRANGEBYLEX", "zl", "+", "-"], ["ZREVRANGEBYLEX", "zl", "(e", "[b", "LIMIT", "0", "2"], ["ZREVRANGEBYLEX", "zl", "-", "+"],
+    ["ZRANGE", "zl", "[b", "[d", "BYLEX"], ["ZRANGE", "zl", "[d", "[b", "BYLEX", "REV"], ["ZRANGE", "zl", "-", "+", "BYLEX", "LIMIT", "1", "2"],
+    ["ZRANGE", "zl", "-", "+", "BYLEX", "WITHSCORES"], ["ZRANGE", "zl", "-", "+", "BYLEX", "BYSCORE"], ["ZRANGE", "zl", "0", "1", "REV", "REV"],
+    ["ZLEXCOUNT", "zl", "-", "+"], ["ZLEXCOUNT", "zl", "[b", "(ee"], ["ZLEXCOUNT", "zl", "x", "+"], ["ZLEXCOUNT", "noz", "-", "+"],
+    ["ZREMRANGEBYLEX", "zl", "[e", "[ee"], ["ZRANGE", "zl", "0", "-1"], ["ZREMRANGEBYLEX", "zl", "a", "b"],
+    ["ZREMRANGEBYRANK", "zr", "0", "1"], ["ZRANGE", "zr", "0", "-1", "WITHSCORES"], ["ZREMRANGEBYRANK", "zr", "-1", "-1"],
+    ["ZREMRANGEBYRANK", "zr", "5", "10"], ["ZREMRANGEBYRANK", "zr", "x", "1"], ["ZREMRANGEBYRANK", "noz", "0", "1"],
+    ["ZREMRANGEBYSCORE", "zr", "(3", "4"], ["ZRANGE", "zr", "0", "-1", "WITHSCORES"], ["ZREMRANGEBYSCORE", "zr", "x", "1"],
+    ["ZREMRANGEBYSCORE", "zr", "-inf", "+inf"], ["EXISTS", "zr"], ["ZREMRANGEBYSCORE", "gr", "0", "1"],
+    ["ZADD", "zm", "1.5", "a", "2", "b"], ["ZMSCORE", "zm", "a", "zz", "b"], ["ZMSCORE", "noz", "a", "b"], ["ZMSCORE", "gr", "a"],
+    ["ZPOPMAX", "zm"], ["ZPOPMAX", "zm", "5"], ["ZPOPMAX", "zm"], ["ZPOPMAX", "zm", "-1"], ["ZPOPMAX", "gr"],
+    ["ZADD", "zq", "1", "a", "2", "b"], ("scan", ["ZSCAN", "zq", "0"]), ["ZSCAN", "noz", "0"], ["ZSCAN", "zq", "0", "NOVALUES"],
+    ["ZRANDMEMBER", "noz"], ["ZRANDMEMBER", "zq", "0"], ("sort", ["ZRANDMEMBER", "zq", "5"]),
+    ["ZADD", "z1", "3", "x"], ["ZRANDMEMBER", "z1", "-2", "WITHSCORES"], ["ZRANDMEMBER", "z1", "1", "WITHVALUES"],
+    ["ZADD", "u1", "1", "a", "2", "b", "3", "c"], ["ZADD", "u2", "10", "b", "20", "c", "30", "d"], ["SADD", "u3", "c", "d", "e"],
+    ["ZUNION", "2", "u1", "u2", "WITHSCORES"], ["ZUNION", "3", "u1", "u2", "u3"], ["ZINTER", "2", "u1", "u2", "WITHSCORES"],
+    ["ZINTER", "3", "u1", "u2", "u3", "WITHSCORES"], ["ZDIFF", "2", "u1", "u2", "WITHSCORES"], ["ZDIFF", "2", "u2", "u3"],
+    ["ZUNION", "2", "u1", "u2", "WEIGHTS", "2", "0.5", "WITHSCORES"], ["ZUNION", "2", "u1", "u2", "AGGREGATE", "MIN", "WITHSCORES"],
+    ["ZINTER", "2", "u1", "u2", "AGGREGATE", "MAX", "WITHSCORES"], ["ZUNION", "2", "u1", "nokey", "WITHSCORES"],
+    ["ZINTER", "2", "u1", "nokey"], ["ZDIFF", "1", "nokey"], ["ZDIFF", "2", "u1", "nokey", "WITHSCORES"],
+    ["ZDIFF", "3", "u1", "nokey", "u2"], ["ZDIFFSTORE", "ud2", "2", "u1", "nokey"], ["ZRANGE", "ud2", "0", "-1"], ["ZUNION", "2", "u1", "u2", "WEIGHTS", "1", "x"],
+    ["ZUNION", "2", "u1", "u2", "WEIGHTS", "1"], ["ZUNION", "2", "u1", "u2", "AGGREGATE", "AVG"], ["ZUNION", "0", "u1"],
+    ["ZUNION", "x", "u1"], ["ZUNION", "3", "u1", "u2"], ["ZUNION", "2", "u1", "gr"], ["ZDIFF", "2", "u1", "u2", "WEIGHTS", "1", "1"],
+    ["ZADD", "ui", "inf", "a", "-inf", "b"], ["ZUNION", "2", "ui", "ui", "WITHSCORES"], ["ZUNION", "2", "ui", "u1", "WEIGHTS", "0", "1", "WITHSCORES"],
+    ["ZUNIONSTORE", "ud", "2", "u1", "u2"], ["ZRANGE", "ud", "0", "-1", "WITHSCORES"], ["ZINTERSTORE", "ud", "2", "u1", "u2", "WEIGHTS", "1", "2"],
+    ["ZRANGE", "ud", "0", "-1", "WITHSCORES"], ["ZDIFFSTORE", "ud", "2", "u1", "u3"], ["ZRANGE", "ud", "0", "-1", "WITHSCORES"],
+    ["ZINTERSTORE", "ud", "2", "u1", "nokey"], ["EXISTS", "ud"], ["ZUNIONSTORE", "ud", "1", "u1", "WITHSCORES"],
+    ["SET", "ud", "x", "EX", "100"], ["ZUNIONSTORE", "ud", "1", "u3"], ["TYPE", "ud"], ["TTL", "ud"], ["ZUNIONSTORE", "ud", "0", "u1"],
+    # introspection
+    ["SET", "oi", "12345"], ["OBJECT", "ENCODING", "oi"], ["SET", "oe", "short"], ["OBJECT", "ENCODING", "oe"],
+    ["SET", "or", "x" * 45], ["OBJECT", "ENCODING", "or"], ["SET", "oi2", "123456789012345678901"], ["OBJECT", "ENCODING", "oi2"],
+    ["OBJECT", "ENCODING", "nokey"], ["OBJECT", "REFCOUNT", "nokey"], ["OBJECT", "FOO", "oi"], ["OBJECT", "ENCODING"],
+    ["MEMORY", "USAGE", "nokey"], ["MEMORY", "USAGE"], ["MEMORY", "USAGE", "oi", "SAMPLES", "x"], ["MEMORY", "FOO"],
+    ["HELLO", "x"], ["HELLO", "2", "FOO"], ["HELLO", "2", "SETNAME", "a b"], ["HELLO", "2", "SETNAME"],
+]
 
 def sort_reply(raw):
     v = parse(raw)
@@ -111,15 +262,30 @@ def sort_reply(raw):
     return v
 
 
+def scan_reply(cmd, raw):
+    v = parse(raw)
+    if not isinstance(v, list):
+        return v
+    cursor, elems = v
+    if cmd[0] in ("HSCAN", "ZSCAN"):  # field/value or member/score pairs
+        elems = list(zip(elems[::2], elems[1::2]))
+    return cursor, sorted(elems, key=repr)
+
+
 def compare_script(ck, rs):
     a, b = Conn(ck.port), Conn(rs.port)
     bad = 0
     for item in SCRIPT:
         kind = item[0] if isinstance(item, tuple) else "exact"
         cmd = item[1] if isinstance(item, tuple) else item
+        if kind == "sleep":  # let keys with a short TTL expire on both
+            time.sleep(cmd)
+            continue
         ra, rb = a.call(*cmd), b.call(*cmd)
         if kind == "sort":
             same = sort_reply(ra) == sort_reply(rb)
+        elif kind == "scan":  # same cursor, same elements (order unspecified)
+            same = scan_reply(cmd, ra) == scan_reply(cmd, rb)
         elif kind == "approx":  # a PTTL: the two servers ran it a few ms apart
             same = ra[:1] == rb[:1] == b":" and abs(parse(ra) - parse(rb)) < 1000
         else:
@@ -129,9 +295,222 @@ def compare_script(ck, rs):
             print("MISMATCH %r\n  redis-ckpt:   %r\n  redis-server: %r" % (cmd, ra, rb))
     a.close()
     b.close()
-    check(bad == 0, "%d of %d commands differ from redis-server" % (bad, len(SCRIPT)))
-    print("ok: %d commands reply exactly as redis-server 7.0" % len(SCRIPT))
+    n = sum(1 for item in SCRIPT if not (isinstance(item, tuple) and item[0] == "sleep"))
+    check(bad == 0, "%d of %d commands differ from redis-server" % (bad, n))
+    print("ok: %d commands reply exactly as redis-server 7.0" % n)
 
+
+# Two-client scenarios run on both servers; every reply is compared.  Steps:
+# (client, "call", args) sends and reads one reply; "send" only sends (a
+# blocking command); "read" reads one reply; "sleep" waits; "close" drops.
+WATCH_STEPS = [
+    ("a", "call", ["SET", "w", "1"]), ("a", "call", ["WATCH", "w"]), ("b", "call", ["SET", "w", "2"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["SET", "w", "3"]), ("a", "call", ["EXEC"]), ("a", "call", ["GET", "w"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["MULTI"]), ("a", "call", ["INCR", "w"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w", "w2"]), ("b", "call", ["SET", "other", "1"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["GET", "w"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["UNWATCH"]), ("b", "call", ["SET", "w", "5"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["GET", "w"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("b", "call", ["DEL", "nokey", "w2"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("b", "call", ["FLUSHALL"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "absent"]), ("b", "call", ["SET", "x", "1"]), ("b", "call", ["FLUSHALL"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["WATCH", "x"]), ("a", "call", ["PING"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["SET", "w", "1"]), ("a", "call", ["WATCH", "w"]), ("b", "call", ["EXPIRE", "w", "100"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["SET", "w", "own"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("a", "call", ["MULTI"]), ("a", "call", ["DISCARD"]), ("b", "call", ["SET", "w", "9"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["SET", "e", "1", "PX", "100"]), ("a", "call", ["WATCH", "e"]), ("a", "sleep", 0.2),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["SET", "e2", "1", "PX", "1"]), ("a", "sleep", 0.05), ("a", "call", ["WATCH", "e2"]),
+    ("a", "call", ["GET", "e2"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "w"]), ("b", "call", ["LPUSH", "w", "x"]), ("b", "call", ["SADD", "s", "a"]),
+    ("a", "call", ["WATCH", "s"]), ("b", "call", ["SADD", "s", "a"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("b", "call", ["SET", "r1", "v"]), ("a", "call", ["WATCH", "r2"]), ("b", "call", ["RENAME", "r1", "r2"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "r2", "s"]), ("b", "call", ["COPY", "r2", "r3"]), ("b", "call", ["SINTERSTORE", "s2", "s"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["SET", "done", "1"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "s2"]), ("b", "call", ["SINTERSTORE", "s2", "s"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["EXEC"]), ("b", "call", ["RPUSH", "tl", "a", "b"]), ("a", "call", ["WATCH", "tl"]),
+    ("b", "call", ["LTRIM", "tl", "0", "-1"]), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("a", "call", ["WATCH", "tl"]), ("b", "call", ["LREM", "tl", "0", "zz"]), ("a", "call", ["MULTI"]),
+    ("a", "call", ["EXEC"]), ("a", "call", ["WATCH"]),
+]
+
+BLOCK_STEPS = [
+    ("a", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["RPUSH", "bl", "x"]), ("a", "read", None),
+    ("a", "call", ["BLPOP", "bl1", "bl2", "0.1"]), ("a", "call", ["BRPOP", "bl", "0.05"]),
+    ("a", "send", ["BLPOP", "bl", "0"]), ("c", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["RPUSH", "bl", "1", "2", "3"]),
+    ("a", "read", None), ("c", "read", None), ("b", "call", ["LRANGE", "bl", "0", "-1"]),
+    ("a", "call", ["BRPOP", "nol", "bl", "0"]),
+    ("a", "call", ["MULTI"]), ("a", "call", ["BLPOP", "nol", "0"]), ("a", "call", ["EXEC"]),
+    ("a", "send", ["BLPOP", "bl", "0"], ["PING"]), ("b", "call", ["RPUSH", "bl", "y"]), ("a", "read", None), ("a", "read", None),
+    ("c", "send", ["BLPOP", "bl", "0"]), ("c", "close", None), ("b", "call", ["RPUSH", "bl", "z"]),
+    ("b", "call", ["LLEN", "bl"]), ("b", "call", ["DEL", "bl"]),
+    ("a", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["MULTI"]), ("b", "call", ["RPUSH", "bl", "t"]),
+    ("b", "call", ["LPOP", "bl"]), ("b", "call", ["EXEC"]), ("b", "call", ["RPUSH", "bl", "u"]), ("a", "read", None),
+    ("a", "call", ["WATCH", "bl"]), ("a", "send", ["BLPOP", "bl", "0"]), ("b", "call", ["LPUSH", "bl", "v"]),
+    ("a", "read", None), ("a", "call", ["MULTI"]), ("a", "call", ["EXEC"]),
+    ("b", "call", ["SET", "str", "x"]), ("a", "call", ["BLPOP", "nol", "str", "0"]), ("a", "call", ["BLPOP", "bl", "x"]),
+    ("a", "call", ["BLPOP", "bl", "-1"]), ("a", "call", ["BLPOP", "bl", "inf"]), ("a", "call", ["BLPOP", "bl"]),
+]
+
+
+def run_steps(srv, steps):
+    conns = {}
+    out = []
+    for who, what, *args in steps:
+        if what == "sleep":
+            time.sleep(args[0])
+            continue
+        if who not in conns:
+            conns[who] = srv.conn()
+        c = conns[who]
+        if what == "call":
+            out.append(c.call(*args[0]))
+        elif what == "send":
+            c.send_raw(b"".join(encode(*a) for a in args))
+            time.sleep(0.05)  # let the server block the client before the next step
+        elif what == "read":
+            out.append(c.read_reply())
+        elif what == "close":
+            c.close()
+            del conns[who]
+            time.sleep(0.05)
+    for c in conns.values():
+        c.close()
+    return out
+
+
+def compare_steps(ck, rs, steps, what):
+    for srv in (ck, rs):
+        c = srv.conn()
+        c.call("FLUSHALL")
+        c.close()
+    ra, rb = run_steps(ck, steps), run_steps(rs, steps)
+    for i, (x, y) in enumerate(zip(ra, rb)):
+        check(x == y, "%s reply %d: redis-ckpt %r, redis-server %r" % (what, i, x, y))
+    check(len(ra) == len(rb), "%s: %d replies vs %d" % (what, len(ra), len(rb)))
+    print("ok: %s: %d replies in two-client scenarios equal redis-server's" % (what, len(ra)))
+
+def test_blocking_across_checkpoint(ck):
+    """A client blocked in BLPOP stays blocked across a checkpoint and is
+    served by the first push after it; a timeout still fires while a
+    checkpoint runs; a blocked client that disconnects takes nothing."""
+    a, b = ck.conn(), ck.conn()
+    b.call("FLUSHALL")
+    b.send_raw(b"".join(encode("SET", "ballast:%d" % i, "x" * 1000) for i in range(20000)))
+    for _ in range(20000):
+        b.read_reply()
+    a.send_raw(encode("BLPOP", "cq", "0"))
+    time.sleep(0.05)
+    check(b.call("BGSAVE") == b"+Background saving started\r\n", "BGSAVE")
+    ck.wait_bgsave()
+    check(b.call("RPUSH", "cq", "after") == b":1\r\n", "RPUSH after the checkpoint")
+    check(a.read_reply() == b"*2\r\n$2\r\ncq\r\n$5\r\nafter\r\n", "blocked client served after BGSAVE")
+    t0 = time.time()
+    a.send_raw(encode("BLPOP", "cq", "0.2"))
+    check(b.call("BGSAVE") == b"+Background saving started\r\n", "BGSAVE")
+    check(a.read_reply() == b"*-1\r\n", "timeout during a checkpoint")
+    check(time.time() - t0 < 5, "BLPOP 0.2 took %.1f s" % (time.time() - t0))
+    ck.wait_bgsave()
+    b.call("FLUSHALL")
+    a.close()
+    b.close()
+    print("ok: BLPOP blocked across a checkpoint, served after it; timeout during one")
+
+def info_memory(c):
+    text = parse(c.call("INFO", "memory")).decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+
+
+def pipeline(c, cmds):
+    c.send_raw(b"".join(encode(*cmd) for cmd in cmds))
+    return [c.read_reply() for _ in cmds]
+
+
+def test_memory(ck):
+    """used_memory is the allocator's live bytes: it rises with data and
+    drops after DEL and FLUSHALL; used_memory_peak keeps the highest value,
+    ckpt_heap_extent the allocator's high-water mark; MEMORY USAGE counts a
+    key's blocks."""
+    c = ck.conn()
+    c.call("FLUSHALL")
+    base = int(info_memory(c)["used_memory"])
+    n = 5000
+    pipeline(c, [["SET", "m:%d" % i, "v" * 1000] for i in range(n)])
+    full = int(info_memory(c)["used_memory"])
+    check(full >= base + n * 1000, "used_memory %d after %d x 1000 bytes (base %d)" % (full, n, base))
+    pipeline(c, [["DEL", "m:%d" % i] for i in range(n // 2)])
+    half = int(info_memory(c)["used_memory"])
+    check(half <= full - n // 2 * 1000, "used_memory %d after deleting half (was %d)" % (half, full))
+    mu = parse(c.call("MEMORY", "USAGE", "m:%d" % (n - 1)))
+    check(1000 < mu < 1300, "MEMORY USAGE of a 1000-byte string: %r" % mu)
+    pipeline(c, [["RPUSH", "ml", "x" * 100] for _ in range(1000)])
+    mu5, mu0 = parse(c.call("MEMORY", "USAGE", "ml")), parse(c.call("MEMORY", "USAGE", "ml", "SAMPLES", "0"))
+    check(100000 < mu0 < 200000 and abs(mu5 - mu0) < mu0 // 10, "MEMORY USAGE of a list: %r, %r" % (mu5, mu0))
+    check(c.call("FLUSHALL") == b"+OK\r\n", "FLUSHALL")
+    m = info_memory(c)
+    empty, peak, extent = int(m["used_memory"]), int(m["used_memory_peak"]), int(m["ckpt_heap_extent"])
+    check(empty < base + 256 * 1024, "used_memory %d after FLUSHALL (base %d)" % (empty, base))
+    check(peak >= full and extent >= peak, "used_memory_peak %d, ckpt_heap_extent %d, max seen %d" % (peak, extent, full))
+    check(m["used_memory_human"].endswith(("B", "K", "M")), "used_memory_human %r" % m["used_memory_human"])
+    c.close()
+    print("ok: used_memory %d -> %d (%d keys) -> %d (half deleted) -> %d (FLUSHALL); peak %d; MEMORY USAGE"
+          % (base, full, n, half, empty, peak))
+
+
+def test_encoding_random_scan(ck):
+    """What depends on internal encodings or randomness, checked by its
+    properties: OBJECT ENCODING names the structure that holds the value;
+    *RANDMEMBER/HRANDFIELD counts (distinct when positive, repeats when
+    negative, pairs WITHVALUES/WITHSCORES); a full H/S/ZSCAN iteration
+    returns every element with its value."""
+    c = ck.conn()
+    c.call("FLUSHALL")
+    enc = [(["SET", "e1", "12345"], "int"), (["SET", "e2", "hello"], "embstr"), (["SET", "e3", "x" * 45], "raw"),
+           (["RPUSH", "e4", "a"], "linkedlist"), (["HSET", "e5", "f", "v"], "hashtable"), (["SADD", "e6", "1"], "hashtable"),
+           (["ZADD", "e7", "1", "a"], "skiplist")]
+    for cmd, want in enc:
+        c.call(*cmd)
+        got = parse(c.call("OBJECT", "ENCODING", cmd[1]))
+        check(got == want.encode(), "OBJECT ENCODING of %r: %r" % (cmd, got))
+        check(parse(c.call("OBJECT", "REFCOUNT", cmd[1])) == 1, "OBJECT REFCOUNT")
+    n = 3000
+    pipeline(c, [["HSET", "bh", "f%d" % i, "v%d" % i] for i in range(n)])
+    pipeline(c, [["SADD", "bs", "m%d" % i] for i in range(n)])
+    pipeline(c, [["ZADD", "bz", str(i), "z%d" % i] for i in range(n)])
+    fields = {b"f%d" % i: b"v%d" % i for i in range(n)}
+    for key, extra, members in (("bh", "WITHVALUES", fields), ("bs", None, {b"m%d" % i: None for i in range(n)}),
+                                ("bz", "WITHSCORES", {b"z%d" % i: b"%d" % i for i in range(n)})):
+        cmd = "HRANDFIELD" if key == "bh" else "SRANDMEMBER" if key == "bs" else "ZRANDMEMBER"
+        r = parse(c.call(cmd, key, "50"))
+        check(len(r) == 50 and len(set(r)) == 50 and set(r) <= set(members), "%s 50: %r" % (cmd, r[:5]))
+        r = parse(c.call(cmd, key, str(n + 10)))
+        check(len(r) == n and set(r) == set(members), "%s more than the size: %d" % (cmd, len(r)))
+        r = parse(c.call(cmd, key, "-100"))
+        check(len(r) == 100 and set(r) <= set(members), "%s -100: %d" % (cmd, len(r)))
+        check(parse(c.call(cmd, key)) in members, "%s without count" % cmd)
+        if extra:
+            r = parse(c.call(cmd, key, "-20", extra))
+            check(len(r) == 40 and all(members[k] == v for k, v in zip(r[0::2], r[1::2])), "%s %s: %r" % (cmd, extra, r[:4]))
+        scan = {"bh": "HSCAN", "bs": "SSCAN", "bz": "ZSCAN"}[key]
+        seen, cursor, rounds = {}, b"0", 0
+        while True:
+            cursor, elems = parse(c.call(scan, key, cursor, "COUNT", "10"))
+            rounds += 1
+            if key == "bs":
+                seen.update((e, None) for e in elems)
+            else:
+                seen.update(zip(elems[0::2], elems[1::2]))
+            if cursor == b"0" or rounds > 10 * n:
+                break
+        check(seen == members, "%s: %d of %d elements in %d rounds" % (scan, len(seen), n, rounds))
+        check(rounds > 10, "%s COUNT 10 over %d elements returned them in %d rounds" % (scan, n, rounds))
+    c.call("FLUSHALL")
+    c.close()
+    print("ok: OBJECT ENCODING/REFCOUNT; HRANDFIELD/SRANDMEMBER/ZRANDMEMBER counts; full HSCAN/SSCAN/ZSCAN of %d" % n)
 
 def test_pipelining(ck):
     c = Conn(ck.port)
@@ -307,6 +686,7 @@ def test_oom():
     srv = Server(args=["--save", "", "--heap-size", "16mb"])
     c = srv.conn()
     val = b"v" * 100000
+    c.call("RPUSH", "l", "x")  # for LINSERT and LSET below
     ok = 0
     r = b""
     for i in range(1000):
@@ -319,7 +699,9 @@ def test_oom():
     check(ok > 10, "only %d values fit into a 16 MiB heap" % ok)
     # every other kind of write also gets the OOM reply, nothing crashes
     for cmd in (["RPUSH", "l", val], ["HSET", "h", "f", val], ["SADD", "s", val], ["ZADD", "z", "1", val],
-                ["APPEND", "k0", val], ["MSET", "a", val, "b", val]):
+                ["APPEND", "k0", val], ["MSET", "a", val, "b", val], ["SETEX", "sx", "100", val],
+                ["SETRANGE", "k1", "200000", "x"], ["LINSERT", "l", "BEFORE", "x", val], ["LSET", "l", "0", val],
+                ["HSETNX", "h", "g", val], ["COPY", "k0", "k0copy"]):
         for _ in range(200):
             r = c.call(*cmd)
             if r.startswith(b"-"):
@@ -333,15 +715,36 @@ def test_oom():
     print("ok: OOM reply on a full heap (%d x 100 kB fit in 16 MiB), recovery after DEL" % ok)
 
 
+# Before AUTH, with a password set: everything but AUTH, HELLO and QUIT is
+# refused (issue 11 item 7: SHUTDOWN too), exactly as redis-server does.
+AUTH_SCRIPT = [
+    ["GET", "a"], ["SHUTDOWN"], ["SHUTDOWN", "NOSAVE"], ["SHUTDOWN", "SAVE"], ["CONFIG", "GET", "save"],
+    ["FLUSHALL"], ["BGSAVE"], ["PING"], ["MULTI"], ["HELLO", "2"], ["AUTH", "wrong"], ["AUTH", "default", "wrong"],
+    ["HELLO", "2", "AUTH", "default", "wrong"], ["GET", "a"], ["AUTH", "sekret"], ["SET", "a", "1"], ["GET", "a"],
+]
+
+
 def test_auth():
-    srv = Server(args=["--save", "", "--requirepass", "sekret", "--heap-size", "64mb"])
-    c = srv.conn()
-    check(c.call("GET", "a") == b"-NOAUTH Authentication required.\r\n", "NOAUTH")
-    check(c.call("AUTH", "wrong") == b"-WRONGPASS invalid username-password pair or user is disabled.\r\n", "WRONGPASS")
-    check(c.call("AUTH", "sekret") == b"+OK\r\n", "AUTH")
-    check(c.call("SET", "a", "1") == b"+OK\r\n", "after AUTH")
-    srv.stop()
-    print("ok: requirepass")
+    ck = Server(args=["--save", "", "--requirepass", "sekret", "--heap-size", "64mb"])
+    rs = Server(kind="redis", args=["--requirepass", "sekret"])
+    a, b = ck.conn(), rs.conn()
+    for cmd in AUTH_SCRIPT:
+        ra, rb = a.call(*cmd), b.call(*cmd)
+        check(ra == rb, "before/after AUTH %r: redis-ckpt %r, redis-server %r" % (cmd, ra, rb))
+    check(ck.alive(), "SHUTDOWN without AUTH stopped the server")
+    # HELLO AUTH authenticates in one step; its reply has Redis's shape
+    for c in (ck.conn(), rs.conn()):
+        v = parse(c.call("HELLO", "2", "AUTH", "default", "sekret", "SETNAME", "hi"))
+        check(isinstance(v, list) and v[0::2] == [b"server", b"version", b"proto", b"id", b"mode", b"role", b"modules"]
+              and v[5] == 2, "HELLO 2 AUTH: %r" % v)
+        check(parse(c.call("CLIENT", "GETNAME")) == b"hi", "HELLO SETNAME")
+        c.close()
+    a.close()
+    b.close()
+    rs.stop()
+    check(ck.stop() == 0 and not ck.alive(), "SHUTDOWN after AUTH")
+    print("ok: requirepass: %d commands before/after AUTH as redis-server (SHUTDOWN refused without AUTH), "
+          "HELLO AUTH" % len(AUTH_SCRIPT))
 
 
 def test_bad_options():
@@ -405,6 +808,11 @@ def main():
     ck = Server(args=["--save", "", "--heap-size", "256mb"])
     rs = Server(kind="redis")
     compare_script(ck, rs)
+    compare_steps(ck, rs, WATCH_STEPS, "WATCH/UNWATCH/MULTI/EXEC")
+    compare_steps(ck, rs, BLOCK_STEPS, "BLPOP/BRPOP")
+    test_blocking_across_checkpoint(ck)
+    test_memory(ck)
+    test_encoding_random_scan(ck)
     test_inline(ck, rs)
     test_bad_input(ck, rs)
     test_pipelining(ck)

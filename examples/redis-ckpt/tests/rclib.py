@@ -68,6 +68,9 @@ class Server:
         self.dir = dir or tmpdir()
         self.port = port or free_port()
         self.log = os.path.join(self.dir, "server.log")
+        args = list(args)
+        # SHUTDOWN needs AUTH on a server with a password, as in Redis
+        self.password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
         if kind == "ckpt":
             cmd = [BINARY, "--port", str(self.port), "--dir", self.dir, "--logfile", self.log] + list(args)
         else:
@@ -119,7 +122,8 @@ class Server:
         if self.proc.poll() is None:
             try:
                 c = Conn(self.port)
-                c.send_raw(b"SHUTDOWN NOSAVE\r\n" if nosave else b"SHUTDOWN\r\n")
+                auth = encode("AUTH", self.password) if self.password else b""
+                c.send_raw(auth + (b"SHUTDOWN NOSAVE\r\n" if nosave else b"SHUTDOWN\r\n"))
                 c.close()
             except OSError:
                 pass

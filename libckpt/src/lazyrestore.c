@@ -1,0 +1,959 @@
+/*
+ * lazyrestore.c - ckpt_restore() with CKPT_RESTORE_LAZY: the heap is usable
+ * before its pages are, and a page is loaded when first touched.
+ *
+ * Up front, only the image's structure is read and checked: header, footer,
+ * trailer, every block header (against its trailer entry), every block's run
+ * records, the whole-file digest (it covers exactly those), page coverage,
+ * and the chain's links.  That gives an owner map: for every page the block
+ * that holds its newest contents (a chain's newest image wins), or that it
+ * is zero.  The heap's memfd starts empty and is mapped at the base; the
+ * range is registered with a userfaultfd of our own for MISSING faults.
+ *
+ * Installing a block: read it whole, check its payload hash (data and run
+ * records), its runs against the index, decompress, check the raw hash,
+ * then pwrite(2) the pages it owns into the memfd.  A page that is in the
+ * memfd's page cache no longer raises a missing fault, so the background
+ * loaders need no ioctl per page.  Each block is installed at most once
+ * (its state goes IDLE -> LOADING -> DONE or BAD under lz->mu): once DONE
+ * the application may have written its pages, and installing again would
+ * undo those writes.  Pages without data (zero runs, past the extent, or
+ * punched by the allocator after installing) are resolved by the fault
+ * thread with UFFDIO_ZEROPAGE, which fails with EEXIST instead of
+ * overwriting a page that exists: that is what keeps two faults on one
+ * zero page from clobbering a write made in between.
+ *
+ * Why MISSING + pwrite and not MINOR + UFFDIO_CONTINUE: a minor fault is
+ * raised only for a page already in the page cache; a page not loaded yet
+ * is a hole, and the kernel would fill it with zeroes without asking.
+ * Minor faults suit a memfd filled in advance, which is the eager restore.
+ *
+ * A block whose checks fail while the heap is in use is never served: its
+ * pages are poisoned (UFFDIO_POISON, or SIGBUS sent to the faulting thread
+ * on kernels without it), the log callback hears of it, and the heap can no
+ * longer checkpoint (ckpt__lazy_make_resident() returns CKPT_E_CORRUPT).
+ * While ckpt_restore() itself runs (the allocator reads its header) a bad
+ * block is filled with zeroes for that thread only, and the restore fails.
+ *
+ * When every block is installed the heap becomes an ordinary one: our uffd
+ * is unregistered and the heap's own uffd registered for write-protection
+ * (one uffd per range: see kernel/tests cases_lazy.c).
+ *
+ * Calls: image.h checks, heap.c (ckpt__heap_adopt_lazy,
+ * ckpt__heap_register_wp), ckpt__log.  Called by restore.c, heap.c and
+ * checkpoint.c through internal.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "image.h"
+#include "internal.h"
+
+#define OWN_NONE UINT32_MAX  /* no image records the page: zero */
+#define OWN_ZERO 0x80000000u /* the owning block records the page as zero */
+#define MAX_BLOCKS (OWN_ZERO - 1)
+#define MAX_LOADERS 8
+#define ZERO_BATCH 64        /* pages one zero fault fills ahead */
+
+enum { B_IDLE, B_LOADING, B_DONE, B_BAD };
+
+struct lz_block {
+	uint64_t off;                /* file offset of the block header */
+	struct ckpt__blk_header bh;  /* as checked up front */
+	struct ckpt__run *runs;      /* as checked up front */
+	uint32_t img;                /* index into lz->fd */
+	uint32_t owned;              /* data pages it installs */
+	int state;                   /* B_*, under lz->mu */
+	pid_t tid;                   /* who is loading it (B_LOADING), under lz->mu */
+};
+
+struct ckpt__lazy {
+	ckpt_heap *h;
+	uint32_t page_size;
+	uint64_t npages;           /* pages the owner map covers (the tip's extent) */
+	uint32_t *owner;           /* per page: block index | OWN_ZERO, or OWN_NONE */
+	struct lz_block *blk;
+	uint32_t nblk;
+	int *fd;                   /* image files, oldest first */
+	uint32_t nimg;
+	uint64_t total;            /* data pages to install */
+	_Atomic uint64_t resident; /* data pages installed */
+	_Atomic uint32_t next;     /* next block a loader looks at */
+	_Atomic int failed;        /* CKPT_E_CORRUPT or -errno once a block failed */
+	_Atomic bool serving;      /* ckpt_restore() returned: bad blocks poison */
+	_Atomic bool swapped;      /* resident, our uffd gone, the heap's registered */
+	_Atomic bool stop;
+	bool poison;               /* UFFDIO_POISON works */
+	int uffd, stop_fd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint32_t nsettled;         /* blocks DONE or BAD, under mu */
+	pthread_t fault_th, loader[MAX_LOADERS];
+	bool fault_up;
+	int nloaders;
+	char errmsg[200];
+};
+
+/* ------------------------------------------------------------ index */
+
+static int pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+	uint8_t *p = buf;
+	while (n) {
+		ssize_t k = pread(fd, p, n, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return CKPT_E_TRUNCATED;
+		p += k;
+		n -= (size_t)k;
+		off += (uint64_t)k;
+	}
+	return 0;
+}
+
+static int cmp_run(const void *x, const void *y)
+{
+	const struct ckpt__run *a = x, *b = y;
+	return a->first_page < b->first_page ? -1 : a->first_page > b->first_page;
+}
+
+/* Footer and trailer of @fd: the block index.  *ent_out (nblocks entries)
+ * is malloc'ed.  The trailer's own checksum is checked here; its counts
+ * against the blocks in index_blocks(). */
+static int read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt__trl_header *t,
+			struct ckpt__trl_entry **ent_out, XXH3_state_t *digest, char *err, size_t errsz)
+{
+	struct stat st;
+	struct ckpt__footer f;
+	if (fstat(fd, &st) != 0)
+		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
+	uint64_t size = (uint64_t)st.st_size;
+	if (size < CKPT__IMG_HEADER_SIZE + sizeof(*t) + 8 + sizeof(f) ||
+	    pread_all(fd, &f, sizeof(f), size - sizeof(f)) != 0)
+		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+				     "truncated: no footer at the end of the file (an incomplete image)");
+	if (memcmp(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic)) != 0) {
+		/* a footer whose checksum holds with the right magic was
+		 * damaged there; anything else is not a footer at all */
+		memcpy(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic));
+		if (ckpt__footer_check(&f, NULL, 0) == 0)
+			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer magic");
+		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+				     "truncated: no footer at the end of the file (an incomplete image)");
+	}
+	int rc = ckpt__footer_check(&f, err, errsz);
+	if (rc)
+		return rc;
+	if (f.file_size != size || memcmp(f.id, h->id, 16) != 0 ||
+	    f.trailer_offset < CKPT__IMG_HEADER_SIZE || f.trailer_size < sizeof(*t) + 8 ||
+	    f.trailer_offset + f.trailer_size != size - sizeof(f))
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
+	rc = pread_all(fd, t, sizeof(*t), f.trailer_offset);
+	if (!rc)
+		rc = ckpt__trl_header_check(t, err, errsz);
+	if (rc)
+		return rc == CKPT_E_TRUNCATED ? ckpt__img_err(err, errsz, rc, "truncated: trailer") : rc;
+	if (t->offset != f.trailer_offset || t->nblocks > MAX_BLOCKS ||
+	    f.trailer_size != sizeof(*t) + t->nblocks * sizeof(struct ckpt__trl_entry) + 8)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
+	size_t elen = (size_t)t->nblocks * sizeof(struct ckpt__trl_entry) + 8;
+	uint8_t *e = malloc(elen);
+	if (!e)
+		return -ENOMEM;
+	rc = pread_all(fd, e, elen, f.trailer_offset + sizeof(*t));
+	XXH3_state_t st3;
+	XXH3_64bits_reset(&st3);
+	XXH3_64bits_update(&st3, t, sizeof(*t));
+	XXH3_64bits_update(&st3, e, elen - 8);
+	uint64_t tsum;
+	memcpy(&tsum, e + elen - 8, 8);
+	if (!rc && XXH3_64bits_digest(&st3) != tsum)
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer block index checksum mismatch");
+	if (rc) {
+		free(e);
+		return rc;
+	}
+	/* the whole-file digest ends with the trailer; the caller adds it
+	 * after the block headers */
+	(void)digest;
+	*ent_out = (struct ckpt__trl_entry *)(void *)e;
+	return 0;
+}
+
+/* One block's header and runs at @en, checked against the entry. */
+static int index_block(struct ckpt__lazy *lz, int fd, const struct ckpt__img_header *h,
+		       const struct ckpt__trl_entry *en, uint64_t seq, uint64_t at, struct lz_block *b,
+		       char *err, size_t errsz)
+{
+	int rc = pread_all(fd, &b->bh, sizeof(b->bh), at);
+	if (rc)
+		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
+				     ckpt_strerror(rc));
+	const struct ckpt__blk_header *bh = &b->bh;
+	if (bh->magic != CKPT__BLK_MAGIC ||
+	    ckpt__hash(bh, offsetof(struct ckpt__blk_header, checksum)) != bh->checksum)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu header checksum mismatch (offset %llu)",
+				     (unsigned long long)seq, (unsigned long long)at);
+	rc = ckpt__blk_header_check(bh, seq, h->page_size, err, errsz);
+	if (rc)
+		return rc;
+	uint64_t len = sizeof(*bh) + (uint64_t)bh->data_len + (uint64_t)bh->nruns * sizeof(struct ckpt__run);
+	if (en->offset != at || en->checksum != bh->checksum || en->length != len ||
+	    en->data_pages != bh->data_pages || en->zero_pages != bh->zero_pages || en->nruns != bh->nruns)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu does not match its trailer entry", (unsigned long long)seq);
+	b->runs = malloc((size_t)bh->nruns * sizeof(*b->runs));
+	if (!b->runs)
+		return -ENOMEM;
+	rc = pread_all(fd, b->runs, (size_t)bh->nruns * sizeof(*b->runs), at + sizeof(*bh) + bh->data_len);
+	if (rc)
+		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
+				     ckpt_strerror(rc));
+	(void)lz;
+	return ckpt__runs_check(bh, b->runs, h->npages, err, errsz);
+}
+
+/* Every page recorded exactly once, pages_to_emit in all. */
+static int check_coverage(const struct lz_block *b, uint32_t n, const struct ckpt__img_header *h,
+			  char *err, size_t errsz)
+{
+	size_t nall = 0;
+	for (uint32_t i = 0; i < n; i++)
+		nall += b[i].bh.nruns;
+	struct ckpt__run *all = malloc((nall ? nall : 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	size_t k = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(all + k, b[i].runs, b[i].bh.nruns * sizeof(*all));
+		k += b[i].bh.nruns;
+	}
+	qsort(all, nall, sizeof(*all), cmp_run);
+	uint64_t total = 0;
+	int rc = 0;
+	for (size_t i = 0; i < nall && !rc; i++) {
+		if (i && all[i - 1].first_page + all[i - 1].npages > all[i].first_page)
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+					   (unsigned long long)all[i].first_page);
+		total += all[i].npages;
+	}
+	if (!rc && total != h->pages_to_emit)
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: %llu pages recorded, the header promises %llu",
+				   (unsigned long long)total, (unsigned long long)h->pages_to_emit);
+	free(all);
+	return rc;
+}
+
+static int grow_blocks(struct ckpt__lazy *lz, uint64_t more)
+{
+	if (lz->nblk + more > MAX_BLOCKS)
+		return CKPT_E_CORRUPT;
+	void *p = realloc(lz->blk, (size_t)(lz->nblk + more) * sizeof(*lz->blk));
+	if (!p)
+		return -ENOMEM;
+	lz->blk = p;
+	memset(lz->blk + lz->nblk, 0, (size_t)more * sizeof(*lz->blk));
+	return 0;
+}
+
+/* Indexes image @img (open as @fd, header @h already checked) and lays its
+ * runs over the owner map: images come oldest first, so the newest wins. */
+static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
+		       char *err, size_t errsz)
+{
+	struct ckpt__trl_header t;
+	struct ckpt__trl_entry *ent = NULL;
+	XXH3_state_t *dg = XXH3_createState();
+	if (!dg)
+		return -ENOMEM;
+	XXH3_64bits_reset(dg);
+	XXH3_64bits_update(dg, h, sizeof(*h));
+	int rc = read_trailer(fd, h, &t, &ent, dg, err, errsz);
+	if (!rc)
+		rc = grow_blocks(lz, t.nblocks);
+	uint32_t first = lz->nblk;
+	uint64_t at = CKPT__IMG_HEADER_SIZE, stored = 0, zero = 0, nruns = 0;
+	for (uint64_t i = 0; !rc && i < t.nblocks; i++) {
+		struct lz_block *b = &lz->blk[lz->nblk++];
+		b->img = img;
+		b->off = at;
+		rc = index_block(lz, fd, h, &ent[i], i, at, b, err, errsz);
+		if (rc)
+			break;
+		XXH3_64bits_update(dg, &b->bh, sizeof(b->bh));
+		at += ent[i].length;
+		stored += b->bh.data_pages;
+		zero += b->bh.zero_pages;
+		nruns += b->bh.nruns;
+	}
+	if (!rc && (at != t.offset || t.pages_stored != stored || t.pages_zero != zero || t.nruns != nruns))
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: the trailer's counts do not match the blocks read");
+	if (!rc) {
+		struct ckpt__footer f;
+		XXH3_64bits_update(dg, &t, sizeof(t));
+		XXH3_64bits_update(dg, ent, (size_t)t.nblocks * sizeof(*ent) + 8);
+		rc = pread_all(fd, &f, sizeof(f), t.offset + sizeof(t) + t.nblocks * sizeof(*ent) + 8);
+		if (!rc && f.file_hash != XXH3_64bits_digest(dg))
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
+	}
+	if (!rc)
+		rc = check_coverage(lz->blk + first, lz->nblk - first, h, err, errsz);
+	for (uint32_t i = first; !rc && i < lz->nblk; i++)
+		for (uint32_t r = 0; r < lz->blk[i].bh.nruns; r++) {
+			const struct ckpt__run *run = &lz->blk[i].runs[r];
+			uint32_t o = i | (run->kind == CKPT__RUN_ZERO ? OWN_ZERO : 0);
+			for (uint64_t p = run->first_page; p < run->first_page + run->npages && p < lz->npages; p++)
+				lz->owner[p] = o;
+		}
+	free(ent);
+	XXH3_freeState(dg);
+	return rc;
+}
+
+/* ------------------------------------------------------------ installing */
+
+/* Reads, checks and installs block @i.  @buf/@cap and @dctx are the
+ * caller's scratch.  0 or CKPT_E_CORRUPT / -errno with lz->errmsg set. */
+static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *cap, ZSTD_DCtx *dctx)
+{
+	struct lz_block *b = &lz->blk[i];
+	const struct ckpt__blk_header *bh = &b->bh;
+	size_t plen = (size_t)bh->data_len + (size_t)bh->nruns * sizeof(struct ckpt__run);
+	size_t raw_len = (size_t)bh->data_pages * lz->page_size;
+	bool z = (bh->flags & CKPT__BLK_ZSTD) != 0;
+	size_t need = sizeof(*bh) + plen + (z ? raw_len : 0);
+	char *msg = lz->errmsg;
+	unsigned long long seq = (unsigned long long)bh->seq;
+	if (*cap < need) {
+		free(*buf);
+		*cap = 0;
+		if (!(*buf = malloc(need)))
+			return -ENOMEM;
+		*cap = need;
+	}
+	uint8_t *p = *buf;
+	int rc = pread_all(lz->fd[b->img], p, sizeof(*bh) + plen, b->off);
+	if (rc)
+		return rc;
+	/* the file is read again: it must still be the file indexed */
+	if (memcmp(p, bh, sizeof(*bh)) != 0 || ckpt__hash(p + sizeof(*bh), plen) != bh->payload_hash ||
+	    memcmp(p + sizeof(*bh) + bh->data_len, b->runs, (size_t)bh->nruns * sizeof(struct ckpt__run)) != 0) {
+		snprintf(msg, sizeof(lz->errmsg), "corrupt: block %llu of image %u payload checksum mismatch", seq,
+			 b->img);
+		return CKPT_E_CORRUPT;
+	}
+	const uint8_t *raw = p + sizeof(*bh);
+	if (z) {
+		uint8_t *out = p + sizeof(*bh) + plen;
+		size_t got = ZSTD_decompressDCtx(dctx, out, raw_len, raw, bh->data_len);
+		if (ZSTD_isError(got) || got != raw_len || ckpt__hash(out, raw_len) != bh->raw_hash) {
+			snprintf(msg, sizeof(lz->errmsg), "corrupt: block %llu of image %u page contents checksum mismatch",
+				 seq, b->img);
+			return CKPT_E_CORRUPT;
+		}
+		raw = out;
+	}
+	/* only the pages this block owns: a newer image may hold the rest */
+	size_t k = 0;
+	for (uint32_t r = 0; r < bh->nruns; r++) {
+		const struct ckpt__run *run = &b->runs[r];
+		if (run->kind != CKPT__RUN_DATA)
+			continue;
+		for (uint64_t q = run->first_page; q < run->first_page + run->npages;) {
+			uint64_t e = q;
+			while (e < run->first_page + run->npages && e < lz->npages && lz->owner[e] == i)
+				e++;
+			if (e > q) {
+				size_t len = (size_t)(e - q) * lz->page_size;
+				const uint8_t *src = raw + k + (size_t)(q - run->first_page) * lz->page_size;
+				for (size_t done = 0; done < len;) {
+					ssize_t w = pwrite(lz->h->memfd, src + done, len - done,
+							   (off_t)(q * lz->page_size + done));
+					if (w < 0 && errno == EINTR)
+						continue;
+					if (w <= 0) {
+						snprintf(msg, sizeof(lz->errmsg), "filling the heap's memory: %s",
+							 strerror(w < 0 ? errno : EIO));
+						return w < 0 ? -errno : -EIO;
+					}
+					done += (size_t)w;
+				}
+				q = e;
+			} else {
+				q++;
+			}
+		}
+		k += (size_t)run->npages * lz->page_size;
+	}
+	return 0;
+}
+
+static void try_swap(struct ckpt__lazy *lz);
+
+/* Makes block @i DONE or BAD, loading it here unless another thread is:
+ * then waits for it.  With @wait false a block being loaded is left alone.
+ * Returns the block's state. */
+static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **buf, size_t *cap,
+			ZSTD_DCtx *dctx)
+{
+	struct lz_block *b = &lz->blk[i];
+	pthread_mutex_lock(&lz->mu);
+	if (wait && b->state == B_LOADING && b->tid)
+		/* a niced loader holds what a fault needs: lend it our
+		 * priority (works with CAP_SYS_NICE or RLIMIT_NICE; else the
+		 * wait is only longer); it takes nice 10 back after the block */
+		setpriority(PRIO_PROCESS, (id_t)b->tid, 0);
+	while (wait && b->state == B_LOADING)
+		pthread_cond_wait(&lz->cv, &lz->mu);
+	int st = b->state;
+	if (st != B_IDLE) {
+		pthread_mutex_unlock(&lz->mu);
+		return st;
+	}
+	b->state = B_LOADING;
+	b->tid = wait ? 0 : (pid_t)syscall(SYS_gettid);
+	pthread_mutex_unlock(&lz->mu);
+	int rc = dctx ? load_block(lz, i, buf, cap, dctx) : -ENOMEM;
+	pthread_mutex_lock(&lz->mu);
+	/* counted before anyone can see it DONE: a waiter that sees every
+	 * block settled must see the pages counted too */
+	if (!rc)
+		atomic_fetch_add(&lz->resident, b->owned);
+	if (rc) {
+		/* failed before BAD is visible: whoever sees every block
+		 * settled must not take the heap as resident */
+		int expect = 0;
+		atomic_compare_exchange_strong(&lz->failed, &expect, rc == -ENOMEM ? -ENOMEM : CKPT_E_CORRUPT);
+	}
+	b->state = rc ? B_BAD : B_DONE;
+	lz->nsettled++;
+	bool last = lz->nsettled == lz->nblk;
+	pthread_cond_broadcast(&lz->cv);
+	pthread_mutex_unlock(&lz->mu);
+	if (rc) {
+		/* loudly: the application will see SIGBUS on these pages */
+		ckpt__log(lz->h, CKPT_LOG_ERROR,
+			  "lazy restore: %s; its pages will not be served (SIGBUS on access) and the heap "
+			  "cannot checkpoint",
+			  lz->errmsg[0] ? lz->errmsg : ckpt_strerror(rc));
+	}
+	if (last)
+		try_swap(lz);
+	return rc ? B_BAD : B_DONE;
+}
+
+/* Fully resident and no block failed: the heap's own uffd takes the range. */
+static void try_swap(struct ckpt__lazy *lz)
+{
+	if (!atomic_load(&lz->serving) || atomic_load(&lz->failed) || atomic_load(&lz->swapped))
+		return;
+	pthread_mutex_lock(&lz->mu);
+	bool go = lz->nsettled == lz->nblk && !atomic_load(&lz->swapped) && !atomic_load(&lz->failed);
+	if (go) {
+		struct uffdio_range r = { (uint64_t)(uintptr_t)lz->h->base, lz->h->size };
+		/* every page with data is in the memfd: a hole is now truly a
+		 * zero page, which the kernel fills by itself */
+		ioctl(lz->uffd, UFFDIO_UNREGISTER, &r);
+		int rc = ckpt__heap_register_wp(lz->h);
+		if (rc) {
+			atomic_store(&lz->failed, rc);
+			ckpt__log(lz->h, CKPT_LOG_ERROR, "lazy restore: write-protect registration failed: %s",
+				  ckpt_strerror(rc));
+		} else {
+			atomic_store(&lz->swapped, true);
+		}
+	}
+	pthread_mutex_unlock(&lz->mu);
+}
+
+/* ------------------------------------------------------------ threads */
+
+static void fail_access(struct ckpt__lazy *lz, uint64_t addr, uint32_t tid)
+{
+	uint64_t pa = addr & ~((uint64_t)lz->page_size - 1);
+	if (lz->poison) {
+		struct uffdio_poison up = { .range = { pa, lz->page_size }, .mode = 0 };
+		if (ioctl(lz->uffd, UFFDIO_POISON, &up) == 0 || errno == EEXIST)
+			return;
+	}
+	/* no poison markers: the thread gets its SIGBUS before the access
+	 * is retried (the signal interrupts the fault) */
+	if (tid)
+		syscall(SYS_tgkill, getpid(), (pid_t)tid, SIGBUS);
+	struct uffdio_range w = { pa, lz->page_size };
+	ioctl(lz->uffd, UFFDIO_WAKE, &w);
+}
+
+/* Resolves a missing fault at @addr. */
+static void handle_fault(struct ckpt__lazy *lz, uint64_t addr, uint32_t tid, uint8_t **buf, size_t *cap,
+			 ZSTD_DCtx *dctx)
+{
+	uint64_t base = (uint64_t)(uintptr_t)lz->h->base;
+	uint64_t p = (addr - base) / lz->page_size;
+	uint64_t hp = lz->h->size / lz->page_size;
+	uint32_t o = p < lz->npages ? lz->owner[p] : OWN_NONE;
+	if (o != OWN_NONE && ensure_block(lz, o & ~OWN_ZERO, true, buf, cap, dctx) == B_BAD) {
+		if (atomic_load(&lz->serving)) {
+			fail_access(lz, addr, tid);
+			return;
+		}
+		/* ckpt_restore() is still running and will fail: zeroes for
+		 * its own thread, never seen by the application */
+	}
+	/* A data page is there now (EEXIST); a zero page is filled here,
+	 * and pages after it that are zero for the same reason with it. */
+	uint64_t n = 1;
+	if (o == OWN_NONE || (o & OWN_ZERO))
+		while (n < ZERO_BATCH && p + n < hp &&
+		       (p + n < lz->npages ? lz->owner[p + n] : OWN_NONE) == o)
+			n++;
+	struct uffdio_zeropage zp = { .range = { base + p * lz->page_size, n * lz->page_size },
+				      .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE };
+	ioctl(lz->uffd, UFFDIO_ZEROPAGE, &zp);
+	struct uffdio_range w = { base + p * lz->page_size, lz->page_size };
+	ioctl(lz->uffd, UFFDIO_WAKE, &w);
+}
+
+static void *fault_main(void *arg)
+{
+	struct ckpt__lazy *lz = arg;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	struct uffd_msg msgs[16];
+	while (!atomic_load(&lz->stop)) {
+		struct pollfd pfd[2] = { { lz->uffd, POLLIN, 0 }, { lz->stop_fd, POLLIN, 0 } };
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		ssize_t n = read(lz->uffd, msgs, sizeof(msgs));
+		if (n <= 0)
+			continue;
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				handle_fault(lz, msgs[i].arg.pagefault.address, msgs[i].arg.pagefault.feat.ptid,
+					     &buf, &cap, dctx);
+	}
+	free(buf);
+	ZSTD_freeDCtx(dctx);
+	return NULL;
+}
+
+/* A background loader: blocks in file order, skipping those a fault took. */
+static void *loader_main(void *arg)
+{
+	struct ckpt__lazy *lz = arg;
+	/* Background work: the fault thread and the application come first
+	 * (a fault stalls a request; a loader only shortens the warm-up).
+	 * Raising one's own nice value needs no privilege. */
+	id_t self = (id_t)syscall(SYS_gettid);
+	setpriority(PRIO_PROCESS, self, 10);
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	while (!atomic_load(&lz->stop)) {
+		uint32_t i = atomic_fetch_add(&lz->next, 1);
+		if (i >= lz->nblk)
+			break;
+		ensure_block(lz, i, false, &buf, &cap, dctx);
+		if (getpriority(PRIO_PROCESS, self) != 10)
+			setpriority(PRIO_PROCESS, self, 10); /* lent priority back */
+	}
+	free(buf);
+	ZSTD_freeDCtx(dctx);
+	return NULL;
+}
+
+static int open_lazy_uffd(bool *poison)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+	if (fd < 0)
+		return errno == ENOSYS ? CKPT_E_KERNEL : -EPERM;
+	/* THREAD_ID names the thread to signal where poison markers are
+	 * missing; ask for POISON and fall back if the kernel refuses */
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON };
+	if (ioctl(fd, UFFDIO_API, &api) == 0) {
+		*poison = true;
+		return fd;
+	}
+	close(fd);
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -EPERM;
+	api = (struct uffdio_api){ .api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID };
+	if (ioctl(fd, UFFDIO_API, &api) != 0) {
+		close(fd);
+		return CKPT_E_KERNEL;
+	}
+	*poison = false;
+	return fd;
+}
+
+int ckpt__lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h)
+{
+	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)h->base, h->size },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(lz->uffd, UFFDIO_REGISTER, &reg) != 0)
+		return errno == EINVAL ? CKPT_E_KERNEL : -errno;
+	lz->h = h;
+	if (pthread_create(&lz->fault_th, NULL, fault_main, lz) != 0) {
+		struct uffdio_range r = reg.range;
+		ioctl(lz->uffd, UFFDIO_UNREGISTER, &r);
+		lz->h = NULL;
+		return -EAGAIN;
+	}
+	lz->fault_up = true;
+	return 0;
+}
+
+void ckpt__lazy_detach(struct ckpt__lazy *lz)
+{
+	if (!lz)
+		return;
+	atomic_store(&lz->stop, true);
+	uint64_t one = 1;
+	if (write(lz->stop_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd write fails only on overflow: it is set already */
+	}
+	for (int i = 0; i < lz->nloaders; i++)
+		pthread_join(lz->loader[i], NULL);
+	lz->nloaders = 0;
+	if (lz->fault_up)
+		pthread_join(lz->fault_th, NULL);
+	lz->fault_up = false;
+	if (lz->h && !atomic_load(&lz->swapped)) {
+		/* wakes any thread still waiting on a fault */
+		struct uffdio_range r = { (uint64_t)(uintptr_t)lz->h->base, lz->h->size };
+		ioctl(lz->uffd, UFFDIO_UNREGISTER, &r);
+	}
+	lz->h = NULL; /* detached: the heap may go away before we are freed */
+}
+
+void ckpt__lazy_free(struct ckpt__lazy *lz)
+{
+	if (!lz)
+		return;
+	ckpt__lazy_detach(lz);
+	if (lz->uffd >= 0)
+		close(lz->uffd);
+	if (lz->stop_fd >= 0)
+		close(lz->stop_fd);
+	for (uint32_t i = 0; i < lz->nimg; i++)
+		if (lz->fd[i] >= 0)
+			close(lz->fd[i]);
+	for (uint32_t i = 0; i < lz->nblk; i++)
+		free(lz->blk[i].runs);
+	free(lz->blk);
+	free(lz->fd);
+	if (lz->owner)
+		munmap(lz->owner, lz->npages * sizeof(uint32_t));
+	pthread_mutex_destroy(&lz->mu);
+	pthread_cond_destroy(&lz->cv);
+	free(lz);
+}
+
+int ckpt__lazy_make_resident(ckpt_heap *h)
+{
+	struct ckpt__lazy *lz = h ? h->lazy : NULL;
+	if (!lz || atomic_load(&lz->swapped))
+		return 0;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	/* this thread loads too: a checkpoint asked for now is done sooner */
+	for (uint32_t i = 0; i < lz->nblk; i++)
+		ensure_block(lz, i, true, &buf, &cap, dctx);
+	free(buf);
+	ZSTD_freeDCtx(dctx);
+	try_swap(lz);
+	int f = atomic_load(&lz->failed);
+	return f ? f : atomic_load(&lz->swapped) ? 0 : CKPT_E_FAILED;
+}
+
+CKPT_API int ckpt_restore_wait(ckpt_heap *h)
+{
+	if (!h)
+		return -EINVAL;
+	return ckpt__lazy_make_resident(h);
+}
+
+CKPT_API int ckpt_restore_progress(ckpt_heap *h, uint64_t *resident, uint64_t *total)
+{
+	if (!h)
+		return -EINVAL;
+	struct ckpt__lazy *lz = h->lazy;
+	uint64_t r = lz ? atomic_load(&lz->resident) : h->npages;
+	uint64_t t = lz ? lz->total : h->npages;
+	if (resident)
+		*resident = r;
+	if (total)
+		*total = t;
+	return lz ? atomic_load(&lz->failed) : 0;
+}
+
+/* ------------------------------------------------------------ restore */
+
+/* Opens the chain ending at @path: lz->fd oldest first; @tip gets the
+ * tip's header. */
+static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header **hdrs,
+		      char *err, size_t errsz);
+
+static void count_owned(struct ckpt__lazy *lz)
+{
+	for (uint64_t p = 0; p < lz->npages; p++) {
+		uint32_t o = lz->owner[p];
+		if (o != OWN_NONE && !(o & OWN_ZERO))
+			lz->blk[o].owned++;
+	}
+	for (uint32_t i = 0; i < lz->nblk; i++)
+		lz->total += lz->blk[i].owned;
+}
+
+static int lazy_new(struct ckpt__lazy **out)
+{
+	struct ckpt__lazy *lz = calloc(1, sizeof(*lz));
+	if (!lz)
+		return -ENOMEM;
+	lz->uffd = lz->stop_fd = -1;
+	pthread_mutex_init(&lz->mu, NULL);
+	pthread_cond_init(&lz->cv, NULL);
+	*out = lz;
+	lz->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (lz->stop_fd < 0)
+		return -errno;
+	bool poison = false;
+	int fd = open_lazy_uffd(&poison);
+	if (fd < 0)
+		return fd;
+	lz->uffd = fd;
+	lz->poison = poison;
+	return 0;
+}
+
+/* Index of the whole chain; lz->fd and the owner map are filled. */
+static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header *tip, char *err,
+		      size_t errsz)
+{
+	struct ckpt__img_header *hd = NULL;
+	int rc = open_chain(lz, path, &hd, err, errsz);
+	if (rc) {
+		free(hd);
+		return rc;
+	}
+	*tip = hd[lz->nimg - 1];
+	lz->page_size = tip->page_size;
+	lz->npages = tip->npages;
+	size_t bytes = (size_t)lz->npages * sizeof(uint32_t);
+	if (bytes) {
+		void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m == MAP_FAILED) {
+			free(hd);
+			return -ENOMEM;
+		}
+		lz->owner = m;
+		memset(m, 0xff, bytes);
+	}
+	for (uint32_t i = 0; i < lz->nimg && !rc; i++) {
+		char msg[200] = "";
+		rc = index_image(lz, i, lz->fd[i], &hd[i], msg, sizeof(msg));
+		if (rc)
+			ckpt__img_err(err, errsz, rc, "image %u of %u in the chain: %s", i + 1, lz->nimg,
+				      msg[0] ? msg : ckpt_strerror(rc));
+	}
+	free(hd);
+	if (!rc)
+		count_owned(lz);
+	return rc;
+}
+
+static void start_loaders(struct ckpt__lazy *lz)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = n < 1 ? 1 : n > MAX_LOADERS ? MAX_LOADERS : (int)n;
+	for (int i = 0; i < want; i++)
+		if (pthread_create(&lz->loader[lz->nloaders], NULL, loader_main, lz) == 0)
+			lz->nloaders++;
+}
+
+int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out)
+{
+	char *err = o->errbuf;
+	size_t errsz = o->errbuf_size;
+	const struct ckpt_heap_opts *ho = o->heap;
+	if (ho && ((ho->flags & CKPT_HEAP_HUGETLB) || ho->backend == CKPT_BACKEND_FORK))
+		return 1; /* private or hugetlb memory: the eager path */
+	if (o->flags & CKPT_RESTORE_VERIFY_FIRST) {
+		int rc = ckpt_image_verify(path, CKPT_VERIFY_CHAIN, err, errsz);
+		if (rc)
+			return rc;
+	}
+	struct ckpt__lazy *lz = NULL;
+	struct ckpt__img_header h;
+	int rc = lazy_new(&lz);
+	if (rc)
+		ckpt__img_err(err, errsz, rc, "userfaultfd: %s", ckpt_strerror(rc));
+	else
+		rc = lazy_index(lz, path, &h, err, errsz);
+	if (!rc && h.page_size != (uint32_t)sysconf(_SC_PAGESIZE)) {
+		ckpt__lazy_free(lz);
+		return 1; /* a hugetlb image: the eager path */
+	}
+	if (!rc && ckpt__check_range(h.base, h.heap_size, h.page_size) != 0)
+		rc = ckpt__img_err(err, errsz, CKPT_E_RANGE,
+				   "the heap range %#llx + %#llx is outside this process's address space",
+				   (unsigned long long)h.base, (unsigned long long)h.heap_size);
+	int memfd = -1;
+	const char *name = ho && ho->name ? ho->name : "libckpt";
+	if (!rc && (rc = ckpt__memfd_create(name, h.heap_size, false, &memfd)) != 0)
+		ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
+	ckpt_heap *heap = NULL;
+	if (!rc) {
+		rc = ckpt__heap_adopt_lazy(memfd, h.base, h.heap_size, h.page_size, ho, lz, &heap);
+		if (rc == -EEXIST)
+			rc = CKPT_E_ADDRINUSE;
+		if (rc) {
+			close(memfd);
+			ckpt__img_err(err, errsz, rc, "cannot set up the restored heap: %s", ckpt_strerror(rc));
+		}
+	}
+	if (!rc && atomic_load(&lz->failed)) {
+		/* a block the allocator read while opening the heap was bad */
+		rc = atomic_load(&lz->failed);
+		ckpt__img_err(err, errsz, rc, "%s", lz->errmsg[0] ? lz->errmsg : ckpt_strerror(rc));
+		ckpt_heap_destroy(heap); /* frees lz */
+		return rc;
+	}
+	if (rc) {
+		ckpt__lazy_free(lz);
+		return rc;
+	}
+	ckpt__heap_set_lineage(heap, h.generation, h.id);
+	atomic_store(&lz->serving, true);
+	start_loaders(lz);
+	try_swap(lz); /* an image whose blocks the restore itself loaded */
+	*out = heap;
+	return 0;
+}
+
+/* ------------------------------------------------------------ chain */
+
+static int read_header_fd(int fd, struct ckpt__img_header *h, char *err, size_t errsz)
+{
+	ssize_t n;
+	do
+		n = pread(fd, h, sizeof(*h), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
+	return ckpt__img_header_check(h, (size_t)n, err, errsz);
+}
+
+static char *parent_path(const char *path, const char *name)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
+	char *p = malloc(dl + strlen(name) + 1);
+	if (p) {
+		memcpy(p, path, dl);
+		strcpy(p + dl, name);
+	}
+	return p;
+}
+
+/* Walks from the tip to the full image (each link checked against the one
+ * naming it), then stores the fds oldest first. */
+static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header **hdrs,
+		      char *err, size_t errsz)
+{
+	struct ckpt__img_header *h = NULL;
+	int *fd = NULL;
+	uint32_t n = 0;
+	char *cur = strdup(path);
+	int rc = cur ? 0 : -ENOMEM;
+	while (!rc) {
+		if (n >= CKPT__MAX_CHAIN) {
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images", CKPT__MAX_CHAIN);
+			break;
+		}
+		void *p1 = realloc(h, (n + 1) * sizeof(*h)), *p2 = p1 ? realloc(fd, (n + 1) * sizeof(*fd)) : NULL;
+		if (p1)
+			h = p1;
+		if (p2)
+			fd = p2;
+		if (!p1 || !p2) {
+			rc = -ENOMEM;
+			break;
+		}
+		fd[n] = open(cur, O_RDONLY | O_CLOEXEC);
+		if (fd[n] < 0) {
+			rc = n && errno == ENOENT ? CKPT_E_PARENT : -errno;
+			ckpt__img_err(err, errsz, rc, "%s: %s", cur, n ? "parent image is missing" : strerror(errno));
+			break;
+		}
+		char msg[200];
+		rc = read_header_fd(fd[n], &h[n], msg, sizeof(msg));
+		n++;
+		if (rc) {
+			ckpt__img_err(err, errsz, rc, "%s%s%s", n > 1 ? cur : "", n > 1 ? ": " : "", msg);
+			break;
+		}
+		if (n > 1) {
+			const struct ckpt__img_header *c = &h[n - 2], *k = &h[n - 1];
+			if (memcmp(k->id, c->parent_id, 16) != 0 || k->generation != c->parent_generation ||
+			    k->base != c->base || k->heap_size != c->heap_size || k->page_size != c->page_size ||
+			    k->npages > c->npages) {
+				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is not the one its child was made from", cur);
+				break;
+			}
+		}
+		if (!(h[n - 1].flags & CKPT__IMG_INCREMENTAL))
+			break;
+		char *next = parent_path(cur, h[n - 1].parent_name);
+		free(cur);
+		cur = next;
+		if (!cur)
+			rc = -ENOMEM;
+	}
+	free(cur);
+	/* oldest first, as they are applied */
+	for (uint32_t i = 0; i < n / 2; i++) {
+		struct ckpt__img_header th = h[i];
+		h[i] = h[n - 1 - i];
+		h[n - 1 - i] = th;
+		int tf = fd[i];
+		fd[i] = fd[n - 1 - i];
+		fd[n - 1 - i] = tf;
+	}
+	lz->fd = fd;
+	lz->nimg = n;
+	*hdrs = h;
+	return rc;
+}

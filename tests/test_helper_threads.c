@@ -1,0 +1,158 @@
+/*
+ * test_helper_threads.c - libckpt's helper threads never run the
+ * application's signal handlers: they are born with every signal blocked.
+ *
+ * A sender thread sends SIGUSR1 (which the application has a handler for
+ * and does not block) to every thread that appears while the library works,
+ * one by one with tgkill(); the handler notes any delivery.  A thread that
+ * blocks the signal keeps it pending and never runs the handler.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util/testutil.h"
+
+#define HEAP_SIZE (256u << 20)
+#define DATA (96u << 20)
+#define MAX_KNOWN 256
+
+static _Atomic int handler_runs;
+static _Atomic int stop_sender;
+static _Atomic int sender_ready;
+static _Atomic long signals_sent;
+static pid_t known[MAX_KNOWN];
+static int nknown;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&handler_runs, 1);
+}
+
+static bool is_known(pid_t t)
+{
+	for (int i = 0; i < nknown; i++)
+		if (known[i] == t)
+			return true;
+	return false;
+}
+
+/* Thread ids of this process other than io_uring's kernel workers (which
+ * never return to user space, so never run handlers). */
+static int list_tids(pid_t *out, int max)
+{
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+	struct dirent *de;
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) && n < max) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[300], comm[32] = "";
+		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", de->d_name);
+		FILE *f = fopen(p, "re");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = 0;
+			fclose(f);
+		}
+		if (strncmp(comm, "iou-", 4) == 0)
+			continue;
+		out[n++] = (pid_t)atoi(de->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+static void *sender_main(void *arg)
+{
+	(void)arg;
+	pid_t tids[MAX_KNOWN];
+	known[nknown++] = (pid_t)syscall(SYS_gettid); /* the sender is no library thread */
+	atomic_store(&sender_ready, 1);
+	while (!atomic_load(&stop_sender)) {
+		int n = list_tids(tids, MAX_KNOWN);
+		for (int i = 0; i < n; i++)
+			if (!is_known(tids[i]) &&
+			    syscall(SYS_tgkill, getpid(), tids[i], SIGUSR1) == 0)
+				atomic_fetch_add(&signals_sent, 1);
+		usleep(200);
+	}
+	return NULL;
+}
+
+static void make_image(const char *path)
+{
+	struct ckpt_heap_opts o;
+	ckpt_heap *h = NULL;
+	ckpt_heap_opts_init(&o);
+	o.size = HEAP_SIZE;
+	CKPT_ASSERT_OK(ckpt_heap_create(&o, &h));
+	uint8_t *d = ckpt_alloc(h, DATA);
+	cr_assert(d);
+	for (size_t i = 0; i < DATA; i += 64)
+		memset(d + i, (int)((i / 4096) * 31 + (i / 64)), 64); /* compressible, not zero */
+	struct ckpt_dest dest = {.kind = CKPT_DEST_PATH, .path = path};
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.flags = CKPT_BEGIN_NO_FSYNC;
+	bo.zstd_level = 1;
+	CKPT_ASSERT_OK(ckpt_begin(h, &dest, &bo));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	ckpt_heap_destroy(h);
+}
+
+/* The restore's decompression workers block every signal. */
+Test(helper_threads, restore_workers_never_run_application_signal_handlers, .timeout = 120)
+{
+	char dir[] = "/tmp/ckpt-sig.XXXXXX", path[64];
+	cr_assert(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/img", dir);
+	make_image(path);
+
+	struct sigaction sa = {.sa_handler = on_usr1};
+	sigemptyset(&sa.sa_mask);
+	cr_assert(sigaction(SIGUSR1, &sa, NULL) == 0);
+	nknown = list_tids(known, MAX_KNOWN);
+	pthread_t sender;
+	cr_assert(pthread_create(&sender, NULL, sender_main, NULL) == 0);
+	for (int i = 0; i < 5000 && !atomic_load(&sender_ready); i++)
+		usleep(1000);
+	cr_assert(atomic_load(&sender_ready));
+
+	/* SIGBUS mode: no handler thread, so only the restore's own threads appear */
+	struct ckpt_heap_opts o;
+	ckpt_heap_opts_init(&o);
+	o.size = HEAP_SIZE;
+	o.backend = CKPT_TRAP_SIGBUS;
+	struct ckpt_restore_opts ro;
+	ckpt_restore_opts_init(&ro);
+	ro.heap = &o;
+	ckpt_heap *h = NULL;
+	int rc = 0;
+	long before = atomic_load(&signals_sent);
+	/* a few rounds, so that the sender certainly catches the workers alive */
+	for (int round = 0; round < 20 && !rc && atomic_load(&signals_sent) - before < 8; round++) {
+		rc = ckpt_restore(path, &ro, &h);
+		ckpt_heap_destroy(h);
+		h = NULL;
+	}
+	atomic_store(&stop_sender, 1);
+	pthread_join(sender, NULL);
+	CKPT_ASSERT_OK(rc);
+	cr_assert(atomic_load(&signals_sent) - before > 0, "no restore worker was ever signalled");
+	cr_assert(atomic_load(&handler_runs) == 0,
+		  "the application's SIGUSR1 handler ran %d time(s) on a library thread (%ld sent)",
+		  atomic_load(&handler_runs), atomic_load(&signals_sent) - before);
+	signal(SIGUSR1, SIG_IGN);
+	unlink(path);
+	rmdir(dir);
+}

@@ -1,0 +1,573 @@
+/*
+ * test_lazy_restore.c - ckpt_restore() with CKPT_RESTORE_LAZY: the heap is
+ * the eager restore's byte for byte however its pages are first touched,
+ * chains serve each page's newest contents, damage is rejected up front or,
+ * once the heap is in use, never served (SIGBUS, log, CKPT_E_CORRUPT), both
+ * trap modes checkpoint the lazily restored heap correctly, and nothing
+ * leaks.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+
+#include "image_util.h"
+
+/* ------------------------------------------------------------ helpers */
+
+static struct ckpt_restore_opts lazy_opts(unsigned flags, const struct ckpt_heap_opts *ho, char *err,
+					  size_t errsz)
+{
+	struct ckpt_restore_opts ro;
+	ckpt_restore_opts_init(&ro);
+	ro.flags = CKPT_RESTORE_LAZY | flags;
+	ro.heap = ho;
+	ro.errbuf = err;
+	ro.errbuf_size = errsz;
+	return ro;
+}
+
+static ckpt_heap *make_heap(enum ckpt_backend be, unsigned flags, size_t size)
+{
+	struct ckpt_heap_opts ho;
+	ckpt_heap_opts_init(&ho);
+	ho.size = size;
+	ho.backend = be;
+	ho.flags = flags;
+	ckpt_heap *h = NULL;
+	int rc = ckpt_heap_create(&ho, &h);
+	if (rc == -EPERM || rc == CKPT_E_KERNEL)
+		CKPT_TEST_SKIP("heap needs userfaultfd: %s", ckpt_strerror(rc));
+	CKPT_ASSERT_OK(rc);
+	return h;
+}
+
+/* ~@mib MiB in objects of mixed sizes and contents (random, text, zero),
+ * all reachable from a root table. */
+static void fill_heap(ckpt_heap *h, unsigned mib, uint64_t seed)
+{
+	uint64_t st = seed;
+	void **tab = ckpt_calloc(h, 1024, sizeof(void *));
+	cr_assert(tab);
+	size_t per = ((size_t)mib << 20) / 1024;
+	for (int i = 0; i < 1024; i++) {
+		uint8_t *p = ckpt_alloc(h, per);
+		cr_assert(p);
+		iu_fill(p, per / 4096, 4096, iu_rand(&st));
+		tab[i] = p;
+	}
+	CKPT_ASSERT_OK(ckpt_root_set(h, tab));
+}
+
+static void checkpoint(ckpt_heap *h, const char *path, int level)
+{
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.zstd_level = level;
+	bo.flags |= CKPT_BEGIN_NO_FSYNC;
+	CKPT_ASSERT_OK(ckpt_begin(h, &d, &bo));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+}
+
+static uint8_t *snapshot(ckpt_heap *h, size_t *used)
+{
+	*used = ckpt_heap_used(h);
+	uint8_t *c = malloc(*used);
+	cr_assert(c);
+	memcpy(c, ckpt_heap_base(h), *used);
+	return c;
+}
+
+static ckpt_heap *restore_lazy(const char *path, unsigned flags, const struct ckpt_heap_opts *ho)
+{
+	char err[256] = "";
+	struct ckpt_restore_opts ro = lazy_opts(flags, ho, err, sizeof(err));
+	ckpt_heap *r = NULL;
+	int rc = ckpt_restore(path, &ro, &r);
+	cr_assert(rc == 0, "lazy restore: %s (%s)", ckpt_err_name(rc), err);
+	return r;
+}
+
+struct toucher {
+	const uint8_t *base, *copy;
+	size_t used;
+	uint64_t seed;
+	size_t bad;
+};
+
+/* Compares pages in a random order: each first touch is a fault the lazy
+ * loader resolves while the background loaders run. */
+static void *toucher_main(void *arg)
+{
+	struct toucher *t = arg;
+	uint64_t st = t->seed;
+	size_t np = t->used / 4096;
+	for (size_t k = 0; k < np; k++) {
+		size_t p = iu_rand(&st) % np;
+		if (memcmp(t->base + p * 4096, t->copy + p * 4096, 4096) != 0)
+			t->bad++;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ consistency */
+
+static void lazy_matches_eager(int level)
+{
+	char *dir = iu_tmpdir("lazy");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0, 64u << 20);
+	fill_heap(h, 24, ckpt_test_seed("lazy_matches_eager") + (uint64_t)level);
+	size_t used;
+	uint8_t *copy = snapshot(h, &used);
+	void *root = ckpt_root_get(h);
+	checkpoint(h, path, level);
+	ckpt_heap_destroy(h);
+
+	ckpt_heap *r = restore_lazy(path, 0, NULL);
+	uint64_t res, tot;
+	CKPT_ASSERT_OK(ckpt_restore_progress(r, &res, &tot));
+	cr_assert(tot >= used / 4096 / 2, "total %llu pages for %zu bytes", (unsigned long long)tot, used);
+	cr_assert_eq(ckpt_root_get(r), root);
+	struct toucher t[2];
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++) {
+		t[i] = (struct toucher){ ckpt_heap_base(r), copy, used, 11 + (uint64_t)i, 0 };
+		cr_assert_eq(pthread_create(&th[i], NULL, toucher_main, &t[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(t[i].bad, 0, "level %d: %zu pages differ while warming up", level, t[i].bad);
+	}
+	CKPT_ASSERT_OK(ckpt_restore_wait(r));
+	CKPT_ASSERT_OK(ckpt_restore_progress(r, &res, &tot));
+	cr_assert_eq(res, tot, "fully resident: %llu of %llu", (unsigned long long)res, (unsigned long long)tot);
+	cr_assert(memcmp(ckpt_heap_base(r), copy, used) == 0, "level %d: restored heap differs", level);
+	/* past the extent: zero */
+	const uint8_t *past = (const uint8_t *)ckpt_heap_base(r) + ((used + 4095) & ~(size_t)4095);
+	for (size_t i = 0; i < 8192; i++)
+		cr_assert_eq(past[i], 0);
+	ckpt_heap_destroy(r);
+	free(copy);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+Test(lazy_restore, stored_image_serves_the_eager_bytes_on_first_touch, .timeout = 120)
+{
+	lazy_matches_eager(0);
+}
+
+Test(lazy_restore, zstd_image_serves_the_eager_bytes_on_first_touch, .timeout = 120)
+{
+	lazy_matches_eager(1);
+}
+
+/* Freeing, allocating and writing right after a lazy restore, before the
+ * loaders are done, then checkpointing: the checkpoint (which first makes
+ * the heap resident) holds exactly the heap as the application left it. */
+static void lazy_then_checkpoint(enum ckpt_backend be)
+{
+	char *dir = iu_tmpdir("lazyck");
+	char path[300], path2[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	snprintf(path2, sizeof(path2), "%s/again.ckpt", dir);
+	ckpt_heap *h = make_heap(be, 0, 64u << 20);
+	fill_heap(h, 16, ckpt_test_seed("lazy_then_checkpoint"));
+	checkpoint(h, path, 1);
+	ckpt_heap_destroy(h);
+
+	struct ckpt_heap_opts ho;
+	ckpt_heap_opts_init(&ho);
+	ho.backend = be;
+	ckpt_heap *r = restore_lazy(path, 0, &ho);
+	void **tab = ckpt_root_get(r);
+	for (int i = 0; i < 1024; i += 3) {
+		ckpt_free(r, tab[i]);
+		tab[i] = ckpt_alloc(r, 5000);
+		cr_assert(tab[i]);
+		memset(tab[i], i & 0xff, 5000);
+	}
+	for (int i = 1; i < 1024; i += 7)
+		((uint8_t *)tab[i])[100] ^= 0x5a;
+	size_t used;
+	uint8_t *copy = snapshot(r, &used);
+	checkpoint(r, path2, 0);
+	/* the trap mode works on the lazily restored heap: writes during a
+	 * second checkpoint do not reach it */
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	CKPT_ASSERT_OK(ckpt_begin(r, &d, NULL));
+	for (int i = 2; i < 1024; i += 5)
+		memset(tab[i], 0xee, 64);
+	CKPT_ASSERT_OK(ckpt_wait(r));
+	ckpt_heap_destroy(r);
+
+	ckpt_heap *e = NULL;
+	CKPT_ASSERT_OK(ckpt_restore(path2, NULL, &e));
+	cr_assert(memcmp(ckpt_heap_base(e), copy, used) == 0, "checkpoint after lazy restore differs");
+	ckpt_heap_destroy(e);
+	CKPT_ASSERT_OK(ckpt_restore(path, NULL, &e));
+	cr_assert(memcmp(ckpt_heap_base(e), copy, used) == 0, "writes during the checkpoint reached it");
+	ckpt_heap_destroy(e);
+	free(copy);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+Test(lazy_restore, checkpoint_after_lazy_restore_holds_the_heap_thread_mode, .timeout = 120)
+{
+	lazy_then_checkpoint(CKPT_TRAP_THREAD);
+}
+
+Test(lazy_restore, checkpoint_after_lazy_restore_holds_the_heap_sigbus_mode, .timeout = 120)
+{
+	lazy_then_checkpoint(CKPT_TRAP_SIGBUS);
+}
+
+Test(lazy_restore, incremental_chain_serves_each_pages_newest_contents, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazychain");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, CKPT_HEAP_INCREMENTAL, 64u << 20);
+	fill_heap(h, 8, ckpt_test_seed("lazy_chain"));
+	checkpoint(h, path, 1);
+	void **tab = ckpt_root_get(h);
+	uint64_t st = 5;
+	for (int k = 0; k < 4; k++) {
+		for (int i = 0; i < 60; i++) {
+			int j = (int)(iu_rand(&st) % 1024);
+			if (i % 5 == 0) {
+				ckpt_free(h, tab[j]);
+				tab[j] = ckpt_calloc(h, 1, 3 * 4096);
+				cr_assert(tab[j]);
+			} else {
+				memset(tab[j], (int)(iu_rand(&st) & 0xff), 4096);
+			}
+		}
+		checkpoint(h, path, k % 2);
+		struct ckpt_stats s = { .struct_size = sizeof(s) };
+		CKPT_ASSERT_OK(ckpt_stats(h, &s));
+		cr_assert(s.incremental, "checkpoint %d is not incremental", k + 1);
+	}
+	size_t used;
+	uint8_t *copy = snapshot(h, &used);
+	ckpt_heap_destroy(h);
+
+	ckpt_heap *r = restore_lazy(path, 0, NULL);
+	struct toucher t = { ckpt_heap_base(r), copy, used, 3, 0 };
+	toucher_main(&t);
+	cr_assert_eq(t.bad, 0, "%zu pages differ from the chain's tip", t.bad);
+	CKPT_ASSERT_OK(ckpt_restore_wait(r));
+	cr_assert(memcmp(ckpt_heap_base(r), copy, used) == 0);
+	ckpt_heap_destroy(r);
+	free(copy);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+/* ------------------------------------------------------------ damage */
+
+struct small {
+	char *dir;
+	char path[300], bad[300];
+	uint8_t *img;
+	size_t len;
+	uint64_t base, size;
+	uint8_t *copy;
+	size_t used;
+};
+
+/* As test_image_corrupt.c: a few kilobytes holding several blocks. */
+static void small_make(struct small *S)
+{
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0, 32u << 20);
+	uint8_t *a = ckpt_alloc(h, 1300 * 1024);
+	uint8_t *b = ckpt_alloc(h, 16 * 1024);
+	cr_assert(a && b);
+	for (size_t i = 0; i < 1300 * 1024; i += 4096)
+		memset(a + i, (int)(i / 4096 % 7), 4096);
+	for (size_t i = 0; i < 16 * 1024; i++)
+		b[i] = (uint8_t)(i % 13);
+	CKPT_ASSERT_OK(ckpt_root_set(h, b));
+	S->dir = iu_tmpdir("lazycorrupt");
+	snprintf(S->path, sizeof(S->path), "%s/img", S->dir);
+	snprintf(S->bad, sizeof(S->bad), "%s/bad", S->dir);
+	size_t psz = ckpt_heap_page_size(h);
+	S->used = ckpt_heap_used(h);
+	S->base = (uint64_t)(uintptr_t)ckpt_heap_base(h);
+	S->size = ckpt_heap_size(h);
+	S->copy = malloc(S->used);
+	memcpy(S->copy, ckpt_heap_base(h), S->used);
+	struct ckpt_sink_info in = iu_info(S->base, S->size, (uint32_t)psz, (S->used + psz - 1) / psz, 8);
+	struct ckpt_begin_opts o = iu_opts(1, CKPT_BEGIN_NO_FSYNC);
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = S->path };
+	CKPT_ASSERT_OK(iu_write(&d, &o, &in, ckpt_heap_base(h), NULL, 0, 3));
+	ckpt_heap_destroy(h);
+	S->img = iu_read_file(S->path, &S->len);
+	cr_assert(S->len < 16384, "image is %zu bytes: too big for a byte-by-byte test", S->len);
+}
+
+static void small_free(struct small *S)
+{
+	free(S->img);
+	free(S->copy);
+	iu_rmtree(S->dir);
+	free(S->dir);
+}
+
+/* The damaged file at S->bad: the lazy restore fails with @want, or (data
+ * damage, found only when the block is loaded) succeeds and then the heap
+ * never becomes resident.  Returns 1 when it was found after serving. */
+static int expect_lazy_reject(struct small *S, int want, const char *what, size_t at, int fds, int thr)
+{
+	char err[256] = "";
+	struct ckpt_restore_opts ro = lazy_opts(0, NULL, err, sizeof(err));
+	ckpt_heap *r = NULL;
+	int rc = ckpt_restore(S->bad, &ro, &r);
+	int late = 0;
+	if (rc == 0) {
+		late = 1;
+		rc = ckpt_restore_wait(r);
+		uint64_t res, tot;
+		int prc = ckpt_restore_progress(r, &res, &tot);
+		cr_assert_eq(prc, rc, "%s at %zu: progress says %s, wait said %s", what, at, ckpt_err_name(prc),
+			     ckpt_err_name(rc));
+		cr_assert(res < tot || rc == 0, "%s at %zu: a failed restore reports full residency", what, at);
+		ckpt_heap_destroy(r);
+		r = NULL;
+	}
+	cr_assert(rc == want, "%s at %zu: lazy restore gave %s (%s), want %s", what, at, ckpt_err_name(rc), err,
+		  ckpt_err_name(want));
+	if (!late)
+		cr_assert(err[0], "%s at %zu: no sentence in errbuf", what, at);
+	cr_assert(!iu_range_mapped(S->base, S->size), "%s at %zu: the heap range stayed mapped", what, at);
+	cr_assert_eq(ckpt_test_count_fds(), fds, "%s at %zu: fd leaked", what, at);
+	cr_assert_eq(ckpt_test_count_threads(), thr, "%s at %zu: thread leaked", what, at);
+	return late;
+}
+
+Test(lazy_restore, every_flipped_byte_is_rejected_before_or_after_serving, .timeout = 300)
+{
+	struct small S;
+	small_make(&S);
+	int fds = ckpt_test_count_fds(), thr = ckpt_test_count_threads();
+	uint8_t *b = malloc(S.len);
+	int late = 0;
+	for (size_t i = 0; i < S.len; i++) {
+		memcpy(b, S.img, S.len);
+		b[i] ^= 0xff;
+		cr_assert_eq(iu_write_file(S.bad, b, S.len), 0);
+		int want = i < 8 ? CKPT_E_NOTIMAGE : i < 12 ? CKPT_E_VERSION : CKPT_E_CORRUPT;
+		late += expect_lazy_reject(&S, want, "flip", i, fds, thr);
+	}
+	cr_log_info("%d of %zu flips found after serving started", late, S.len);
+	cr_assert(late > 0, "no damage was left for the loaders: the test proves nothing about them");
+	free(b);
+	small_free(&S);
+}
+
+Test(lazy_restore, every_truncation_is_rejected_up_front, .timeout = 300)
+{
+	struct small S;
+	small_make(&S);
+	int fds = ckpt_test_count_fds(), thr = ckpt_test_count_threads();
+	for (size_t n = 0; n < S.len; n++) {
+		cr_assert_eq(iu_write_file(S.bad, S.img, n), 0);
+		int late = expect_lazy_reject(&S, CKPT_E_TRUNCATED, "truncate", n, fds, thr);
+		cr_assert_eq(late, 0, "truncation at %zu was not seen before serving", n);
+	}
+	small_free(&S);
+}
+
+Test(lazy_restore, verify_first_rejects_data_damage_before_serving)
+{
+	struct small S;
+	small_make(&S);
+	/* the last block's data: loaded on demand, checked only then */
+	struct ckpt__footer f;
+	memcpy(&f, S.img + S.len - sizeof(f), sizeof(f));
+	struct ckpt__trl_entry e;
+	struct ckpt__trl_header t;
+	memcpy(&t, S.img + f.trailer_offset, sizeof(t));
+	memcpy(&e, S.img + f.trailer_offset + sizeof(t) + (t.nblocks - 1) * sizeof(e), sizeof(e));
+	uint8_t *b = malloc(S.len);
+	memcpy(b, S.img, S.len);
+	b[e.offset + sizeof(struct ckpt__blk_header) + 1] ^= 0x01;
+	cr_assert_eq(iu_write_file(S.bad, b, S.len), 0);
+	char err[256] = "";
+	struct ckpt_restore_opts ro = lazy_opts(0, NULL, err, sizeof(err));
+	ckpt_heap *r = NULL;
+	CKPT_ASSERT_OK(ckpt_restore(S.bad, &ro, &r)); /* lazily: not yet seen */
+	cr_assert_eq(ckpt_restore_wait(r), CKPT_E_CORRUPT);
+	ckpt_heap_destroy(r);
+	ro = lazy_opts(CKPT_RESTORE_VERIFY_FIRST, NULL, err, sizeof(err));
+	r = NULL;
+	cr_assert_eq(ckpt_restore(S.bad, &ro, &r), CKPT_E_CORRUPT);
+	cr_assert_null(r);
+	cr_assert(strstr(err, "block"), "errbuf names the block: %s", err);
+	free(b);
+	small_free(&S);
+}
+
+/* --------------------------------- damage found after serving started */
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_hits;
+static void *volatile bus_addr;
+
+static void on_bus(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	bus_hits++;
+	bus_addr = si->si_addr;
+	siglongjmp(bus_jmp, 1);
+}
+
+struct logbuf {
+	pthread_mutex_t mu;
+	int errors;
+	char last[512];
+};
+
+static void log_cb(void *arg, int level, const char *msg)
+{
+	struct logbuf *lb = arg;
+	pthread_mutex_lock(&lb->mu);
+	if (level == CKPT_LOG_ERROR) {
+		lb->errors++;
+		snprintf(lb->last, sizeof(lb->last), "%s", msg);
+	}
+	pthread_mutex_unlock(&lb->mu);
+}
+
+/* Reads one byte at @p; 1 if that raised SIGBUS. */
+static int touch_faults(const volatile uint8_t *p, uint8_t *out)
+{
+	if (sigsetjmp(bus_jmp, 1))
+		return 1;
+	*out = *p;
+	return 0;
+}
+
+Test(lazy_restore, a_block_damaged_after_serving_started_is_never_served, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazybus");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0, 64u << 20);
+	fill_heap(h, 16, 77);
+	size_t used;
+	uint8_t *copy = snapshot(h, &used);
+	uint8_t *base = ckpt_heap_base(h);
+	checkpoint(h, path, 0); /* stored: the data is the pages */
+	ckpt_heap_destroy(h);
+
+	/* damage the data of a block in the middle: not read by the
+	 * allocator while ckpt_restore() opens the heap */
+	size_t len = 0;
+	uint8_t *img = iu_read_file(path, &len);
+	struct ckpt__footer f;
+	memcpy(&f, img + len - sizeof(f), sizeof(f));
+	struct ckpt__trl_header t;
+	memcpy(&t, img + f.trailer_offset, sizeof(t));
+	cr_assert(t.nblocks >= 8, "want several blocks, got %llu", (unsigned long long)t.nblocks);
+	struct ckpt__trl_entry e;
+	memcpy(&e, img + f.trailer_offset + sizeof(t) + (t.nblocks / 2) * sizeof(e), sizeof(e));
+	struct ckpt__blk_header bh;
+	memcpy(&bh, img + e.offset, sizeof(bh));
+	struct ckpt__run run;
+	memcpy(&run, img + e.offset + sizeof(bh) + bh.data_len, sizeof(run));
+	cr_assert_eq(run.kind, CKPT__RUN_DATA, "the block opens with a data run");
+	img[e.offset + sizeof(bh) + 100] ^= 0x40; /* inside the run's first page */
+	cr_assert_eq(iu_write_file(path, img, len), 0);
+	uint8_t *bad_page = base + run.first_page * 4096;
+
+	struct logbuf lb = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct ckpt_heap_opts ho;
+	ckpt_heap_opts_init(&ho);
+	ho.log = log_cb;
+	ho.log_arg = &lb;
+	ckpt_heap *r = restore_lazy(path, 0, &ho);
+	struct sigaction sa = { .sa_sigaction = on_bus, .sa_flags = SA_SIGINFO }, old;
+	sigaction(SIGBUS, &sa, &old);
+	uint8_t v = 0;
+	int faulted = touch_faults(bad_page + 100, &v);
+	cr_assert(faulted, "a page of the damaged block was served (byte %#x, stored %#x)", v, copy[(size_t)(bad_page + 100 - base)]);
+	cr_assert(touch_faults(bad_page + 4000, &v), "second access to the damaged page was served");
+	sigaction(SIGBUS, &old, NULL);
+	cr_assert(bus_addr == bad_page || bus_addr == NULL || bus_addr == bad_page + 100 || bus_addr == bad_page + 4000,
+		  "si_addr %p, the page is %p", bus_addr, (void *)bad_page);
+	pthread_mutex_lock(&lb.mu);
+	cr_assert(lb.errors >= 1 && strstr(lb.last, "block"), "not logged: %d errors, last '%s'", lb.errors, lb.last);
+	pthread_mutex_unlock(&lb.mu);
+	/* the rest of the heap is served, but it can never checkpoint */
+	cr_assert_eq(ckpt_restore_wait(r), CKPT_E_CORRUPT);
+	size_t bad_lo = (size_t)((uint8_t *)(bad_page)-base) / 4096;
+	for (size_t p = 0; p < used / 4096; p++) {
+		if (p >= bad_lo - 512 && p < bad_lo + 512)
+			continue; /* the damaged block's neighbourhood */
+		cr_assert(memcmp(base + p * 4096, copy + p * 4096, 4096) == 0, "good page %zu differs", p);
+	}
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = path };
+	cr_assert_eq(ckpt_begin(r, &d, NULL), CKPT_E_CORRUPT);
+	ckpt_heap_destroy(r);
+	free(img);
+	free(copy);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+/* ------------------------------------------------------------ leaks */
+
+Test(lazy_restore, destroy_while_warming_up_leaks_nothing, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazyleak");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0, 64u << 20);
+	fill_heap(h, 24, 5);
+	uint64_t base = (uint64_t)(uintptr_t)ckpt_heap_base(h);
+	checkpoint(h, path, 1);
+	ckpt_heap_destroy(h);
+	int fds = ckpt_test_count_fds(), thr = ckpt_test_count_threads();
+	for (int k = 0; k < 20; k++) {
+		ckpt_heap *r = restore_lazy(path, 0, NULL);
+		void **tab = ckpt_root_get(r);
+		volatile uint8_t x = ((uint8_t *)tab[k * 37])[0];
+		(void)x;
+		ckpt_heap_destroy(r); /* loaders are still running */
+		cr_assert(!iu_range_mapped(base, 64u << 20));
+		cr_assert_eq(ckpt_test_count_fds(), fds, "round %d: fd leaked", k);
+		cr_assert_eq(ckpt_test_count_threads(), thr, "round %d: thread leaked", k);
+	}
+	/* a taken range: refused, nothing left behind */
+	ckpt_heap *r = restore_lazy(path, 0, NULL);
+	ckpt_heap *r2 = NULL;
+	struct ckpt_restore_opts ro = lazy_opts(0, NULL, NULL, 0);
+	cr_assert_eq(ckpt_restore(path, &ro, &r2), CKPT_E_ADDRINUSE);
+	cr_assert_null(r2);
+	ckpt_heap_destroy(r);
+	cr_assert_eq(ckpt_test_count_fds(), fds);
+	cr_assert_eq(ckpt_test_count_threads(), thr);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+Test(lazy_restore, eager_and_created_heaps_report_full_residency)
+{
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0, 16u << 20);
+	uint64_t r = 1, t = 2;
+	CKPT_ASSERT_OK(ckpt_restore_progress(h, &r, &t));
+	cr_assert_eq(r, t);
+	CKPT_ASSERT_OK(ckpt_restore_wait(h));
+	ckpt_heap_destroy(h);
+	cr_assert_eq(ckpt_restore_progress(NULL, &r, &t), -EINVAL);
+	struct ckpt_restore_opts ro;
+	ckpt_restore_opts_init(&ro);
+	ro.flags = 1u << 7;
+	ckpt_heap *x = NULL;
+	cr_assert_eq(ckpt_restore("/nonexistent", &ro, &x), -EINVAL, "unknown flags are refused");
+}
