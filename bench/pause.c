@@ -16,9 +16,35 @@
  * Output: "pause method=M size=BYTES ns=N stats_pause_ns=N reps=R"
  * (stats_pause_ns: ckpt_stats().pause_ns, the library's own figure; -1 for
  * the raw methods).  The checkpoints go to a sink that discards.
+ *
+ *   build/bench/pause --loaded [--sizes 1g,2g] [--reps R] [--rate PAGES/S]
+ *
+ * Issue 10: the same pauses while a writer thread dirties random pages of the
+ * heap throughout (--rate, default 100,000 pages/s; the rate it achieved is
+ * reported: a trap-bound writer falls short of it), each method on its own
+ * heap of the size, one at a time:
+ *   fork        fork() of a touched private anon heap
+ *   ckpt-full   ckpt_begin(): today's one call, the pause is the full
+ *               write-protect of the heap
+ *   ckpt-cut    the new cut: ckpt_prepare(), then, once ckpt_ready() says 1
+ *               (woken by ckpt_event_fd()), ckpt_cut(); ns is the ckpt_cut()
+ *               call, stats_pause_ns the library's pause
+ *   ckpt-incr1  ckpt_begin() of an incremental checkpoint after 1% of pages
+ *               were dirtied at random (writer stopped: the dirty set is 1%)
+ *   ckpt-incr1-cut  the same through prepare + cut
+ * Output: "pause loaded method=M size=BYTES ns=N stats_pause_ns=N
+ * dirty_rate=PAGES/S reps=R" (medians; ns: wall time of the call), and for
+ * the cut methods "prepare_ns= prep_passes= cut_pages= prep_traps=
+ * prep_p50_ns= prep_p99_ns=" (preparation's cost: its duration, the traps
+ * it caused and their latency, from prep_trap_hist: the upper bound of the
+ * bucket holding the percentile) and prep_dirty_rate (the writer's pages/s
+ * during the preparation).
  */
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/file.h>
@@ -194,6 +220,284 @@ fail:
 	ckpt_heap_destroy(h);
 }
 
+/* ------------------------------------------------------------ loaded */
+
+/* A thread writing one byte into random pages at a fixed rate (paced every
+ * 100 us, no catch-up bursts beyond 10 ms behind). */
+struct dirtier {
+	uint8_t *p;
+	size_t npages;
+	double rate;
+	uint64_t seed, t0, t1;
+	_Atomic uint64_t writes; /* read by the timing thread while it runs */
+	atomic_bool stop;
+	pthread_t th;
+};
+
+static void *dirtier_main(void *arg)
+{
+	struct dirtier *d = arg;
+	uint64_t rs = d->seed, done = 0;
+	d->t0 = bench_now_ns();
+	while (!atomic_load(&d->stop)) {
+		uint64_t now = bench_now_ns();
+		uint64_t due = (uint64_t)((double)(now - d->t0) * d->rate / 1e9);
+		uint64_t lag = (uint64_t)(d->rate / 100); /* 10 ms of writes */
+		if (due > done + lag)
+			done = due - lag;
+		for (; done < due; done++) {
+			d->p[(bench_rand(&rs) % d->npages) * PG] += 1;
+			atomic_fetch_add_explicit(&d->writes, 1, memory_order_relaxed);
+		}
+		usleep(100);
+	}
+	d->t1 = bench_now_ns();
+	return NULL;
+}
+
+static void dirtier_start(struct dirtier *d, uint8_t *p, size_t size, double rate)
+{
+	memset(d, 0, sizeof(*d));
+	d->p = p;
+	d->npages = size / PG;
+	d->rate = rate;
+	d->seed = g_seed ^ size;
+	pthread_create(&d->th, NULL, dirtier_main, d);
+	usleep(200000); /* running at its rate before the first measurement */
+}
+
+/* Stops the writer; @return the rate it achieved, pages/s. */
+static double dirtier_stop(struct dirtier *d)
+{
+	atomic_store(&d->stop, true);
+	pthread_join(d->th, NULL);
+	return (double)atomic_load(&d->writes) / ((double)(d->t1 - d->t0) / 1e9);
+}
+
+static void report_loaded(const char *m, size_t size, double *ns, double *sp, int n, double rate)
+{
+	if (n == 0)
+		return;
+	printf("pause loaded method=%s size=%zu ns=%.0f stats_pause_ns=%.0f dirty_rate=%.0f reps=%d\n", m,
+	       size, bench_median(ns, (size_t)n), sp ? bench_median(sp, (size_t)n) : -1.0, rate, n);
+	fflush(stdout);
+}
+
+/* Upper bound (ns) of the bucket of @h holding quantile @q; -1 if empty. */
+static double hist_quantile(const uint64_t *h, double q)
+{
+	uint64_t n = 0, acc = 0;
+	for (int i = 0; i < CKPT_HIST_BUCKETS; i++)
+		n += h[i];
+	if (!n)
+		return -1;
+	for (int i = 0; i < CKPT_HIST_BUCKETS; i++) {
+		acc += h[i];
+		if ((double)acc >= q * (double)n)
+			return (double)(2ull << i);
+	}
+	return -1;
+}
+
+/* Preparation's figures of the cut methods, one array per field. */
+struct prep_figs {
+	double cut_ns[16], pause[16], prep[16], passes[16], cut_pages[16], traps[16], p50[16], p99[16];
+	double prep_rate[16]; /* the writer's pages/s from ckpt_prepare() to ckpt_cut() */
+};
+
+/* ckpt_prepare(), wait for ckpt_ready() on the event fd, timed ckpt_cut(),
+ * wait for the end; fills rep @k of @f.  @d: the running writer, or NULL. */
+static int timed_cut(ckpt_heap *h, struct dirtier *d, struct prep_figs *f, int k)
+{
+	struct ckpt_dest dest = { .kind = CKPT_DEST_SINK, .sink = &null_sink };
+	uint64_t gen = 0, w0 = d ? atomic_load(&d->writes) : 0, tp = bench_now_ns();
+	int rc = ckpt_prepare(h, &dest, NULL, &gen);
+	if (rc != 0)
+		return rc;
+	int efd = ckpt_event_fd(h);
+	uint64_t deadline = bench_now_ns() + 300000000000ull;
+	while ((rc = ckpt_ready(h)) == 0) {
+		if (bench_now_ns() > deadline)
+			return -ETIMEDOUT;
+		struct pollfd p = { efd, POLLIN, 0 };
+		uint64_t v;
+		/* the fd says "ready"; the 10 ms timeout only bounds a missed wake */
+		if (efd >= 0 && poll(&p, 1, 10) > 0 && read(efd, &v, sizeof(v)) < 0)
+			usleep(1000);
+		else if (efd < 0)
+			usleep(1000);
+	}
+	if (rc < 0) {
+		/* -ENOENT: the preparation failed; its result says why */
+		int w = ckpt_wait_gen(h, gen);
+		return w ? w : rc;
+	}
+	uint64_t t0 = bench_now_ns();
+	f->prep_rate[k] = d ? (double)(atomic_load(&d->writes) - w0) / ((double)(t0 - tp) / 1e9) : 0;
+	rc = ckpt_cut(h);
+	f->cut_ns[k] = (double)(bench_now_ns() - t0);
+	if (rc != 0)
+		return rc;
+	rc = ckpt_wait_gen(h, gen);
+	struct ckpt_stats st = { .struct_size = sizeof(st) };
+	ckpt_stats(h, &st);
+	f->pause[k] = (double)st.pause_ns;
+	f->prep[k] = (double)st.prepare_ns;
+	f->passes[k] = (double)st.prep_passes;
+	f->cut_pages[k] = (double)st.cut_pages;
+	f->traps[k] = (double)st.prep_traps;
+	f->p50[k] = hist_quantile(st.prep_trap_hist, 0.5);
+	f->p99[k] = hist_quantile(st.prep_trap_hist, 0.99);
+	return rc;
+}
+
+static void report_cut(const char *m, size_t size, struct prep_figs *f, int n, double rate)
+{
+	size_t z = (size_t)n;
+	printf("pause loaded method=%s size=%zu ns=%.0f stats_pause_ns=%.0f dirty_rate=%.0f reps=%d "
+	       "prepare_ns=%.0f prep_passes=%.0f cut_pages=%.0f prep_traps=%.0f prep_p50_ns=%.0f "
+	       "prep_p99_ns=%.0f prep_dirty_rate=%.0f\n",
+	       m, size, bench_median(f->cut_ns, z), bench_median(f->pause, z), rate, n,
+	       bench_median(f->prep, z), bench_median(f->passes, z), bench_median(f->cut_pages, z),
+	       bench_median(f->traps, z), bench_median(f->p50, z), bench_median(f->p99, z),
+	       bench_median(f->prep_rate, z));
+	fflush(stdout);
+}
+
+static void loaded_fork(size_t size, double rate)
+{
+	double ns[16];
+	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		printf("pause loaded method=fork size=%zu unavailable: mmap: %s\n", size, strerror(errno));
+		return;
+	}
+	madvise(p, size, MADV_NOHUGEPAGE);
+	touch(p, size, PG);
+	struct dirtier d;
+	dirtier_start(&d, p, size, rate);
+	for (int k = 0; k < g_reps; k++) {
+		fflush(stdout);
+		uint64_t t0 = bench_now_ns();
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(0);
+		ns[k] = (double)(bench_now_ns() - t0);
+		waitpid(pid, NULL, 0);
+		usleep(200000);
+	}
+	report_loaded("fork", size, ns, NULL, g_reps, dirtier_stop(&d));
+	munmap(p, size);
+}
+
+/* A touched heap of @size (+ 64 MiB for the allocator) with its one block. */
+static ckpt_heap *loaded_heap(const char *name, size_t size, unsigned flags, uint8_t **pp)
+{
+	struct ckpt_heap_opts ho;
+	ckpt_heap_opts_init(&ho);
+	ho.size = size + (64ul << 20);
+	ho.flags = flags;
+	ho.name = "pause";
+	ckpt_heap *h = NULL;
+	int rc = ckpt_heap_create(&ho, &h);
+	if (rc == 0 && !(*pp = ckpt_alloc(h, size)))
+		rc = -ENOMEM;
+	if (rc != 0) {
+		printf("pause loaded method=%s size=%zu unavailable: %s\n", name, size, ckpt_strerror(rc));
+		ckpt_heap_destroy(h);
+		return NULL;
+	}
+	touch(*pp, size, PG);
+	return h;
+}
+
+static void loaded_full(size_t size, double rate)
+{
+	double ns[16], sp[16];
+	uint8_t *p;
+	ckpt_heap *h = loaded_heap("ckpt-full", size, 0, &p);
+	if (!h)
+		return;
+	struct dirtier d;
+	dirtier_start(&d, p, size, rate);
+	int n = 0, rc = 0;
+	for (; n < g_reps && (rc = timed_begin(h, &ns[n], &sp[n])) == 0; n++)
+		usleep(200000);
+	double r = dirtier_stop(&d);
+	if (rc != 0)
+		printf("pause loaded method=ckpt-full size=%zu unavailable: %s\n", size, ckpt_strerror(rc));
+	else
+		report_loaded("ckpt-full", size, ns, sp, n, r);
+	ckpt_heap_destroy(h);
+}
+
+static void loaded_cut(size_t size, double rate)
+{
+	struct prep_figs f;
+	uint8_t *p;
+	ckpt_heap *h = loaded_heap("ckpt-cut", size, 0, &p);
+	if (!h)
+		return;
+	struct dirtier d;
+	dirtier_start(&d, p, size, rate);
+	int n = 0, rc = 0;
+	for (; n < g_reps && (rc = timed_cut(h, &d, &f, n)) == 0; n++)
+		usleep(200000);
+	double r = dirtier_stop(&d);
+	if (rc != 0)
+		printf("pause loaded method=ckpt-cut size=%zu unavailable: %s\n", size, ckpt_strerror(rc));
+	else
+		report_cut("ckpt-cut", size, &f, n, r);
+	ckpt_heap_destroy(h);
+}
+
+/* Dirties @pct % of the heap's pages, chosen at random (with repeats). */
+static void dirty_random(uint8_t *p, size_t size, int pct, uint64_t *rs)
+{
+	size_t np = size / PG, nd = np * (size_t)pct / 100;
+	for (size_t i = 0; i < nd; i++)
+		p[(bench_rand(rs) % np) * PG] ^= 1;
+}
+
+static void loaded_incr(size_t size)
+{
+	double ns[16], sp[16], a, b;
+	uint8_t *p;
+	ckpt_heap *h = loaded_heap("ckpt-incr1", size, CKPT_HEAP_INCREMENTAL, &p);
+	if (!h)
+		return;
+	uint64_t rs = g_seed + 1;
+	int n = 0, rc = timed_begin(h, &a, &b); /* the full base */
+	for (; rc == 0 && n < g_reps; n++) {
+		dirty_random(p, size, 1, &rs);
+		rc = timed_begin(h, &ns[n], &sp[n]);
+	}
+	if (rc != 0)
+		printf("pause loaded method=ckpt-incr1 size=%zu unavailable: %s\n", size, ckpt_strerror(rc));
+	else
+		report_loaded("ckpt-incr1", size, ns, sp, n, 0);
+	/* the same 1% through prepare + cut, on the same heap (its base is the
+	 * last checkpoint above) */
+	struct prep_figs f;
+	for (n = 0; rc == 0 && n < g_reps; n++) {
+		dirty_random(p, size, 1, &rs);
+		rc = timed_cut(h, NULL, &f, n);
+	}
+	if (rc != 0)
+		printf("pause loaded method=ckpt-incr1-cut size=%zu unavailable: %s\n", size, ckpt_strerror(rc));
+	else
+		report_cut("ckpt-incr1-cut", size, &f, n, 0);
+	ckpt_heap_destroy(h);
+}
+
+static void bench_loaded(size_t size, double rate)
+{
+	loaded_fork(size, rate);
+	loaded_full(size, rate);
+	loaded_cut(size, rate);
+	loaded_incr(size);
+}
+
 /* hugetlb reservation, restored on every exit path (atexit + signals) */
 static long g_old_nr = -1;
 static int g_lock_fd = -1;
@@ -265,10 +569,12 @@ static void bench_hugetlb(size_t size)
 int main(int argc, char **argv)
 {
 	const char *sizes = "256m,1g";
-	bool hugetlb = true;
+	bool hugetlb = true, loaded = false;
+	double rate = 100000;
 	static const struct option lo[] = {
 		{ "sizes", required_argument, 0, 'z' }, { "reps", required_argument, 0, 'r' },
 		{ "seed", required_argument, 0, 's' },  { "no-hugetlb", no_argument, 0, 'H' },
+		{ "loaded", no_argument, 0, 'L' },      { "rate", required_argument, 0, 'R' },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
@@ -278,8 +584,11 @@ int main(int argc, char **argv)
 		case 'r': g_reps = atoi(optarg); break;
 		case 's': g_seed = strtoull(optarg, NULL, 0); break;
 		case 'H': hugetlb = false; break;
+		case 'L': loaded = true; break;
+		case 'R': rate = atof(optarg); break;
 		default:
-			fprintf(stderr, "usage: pause [--sizes 256m,1g] [--reps R] [--seed S] [--no-hugetlb]\n");
+			fprintf(stderr, "usage: pause [--sizes 256m,1g] [--reps R] [--seed S] [--no-hugetlb]\n"
+					"       pause --loaded [--sizes 1g,2g] [--reps R] [--rate PAGES/S]\n");
 			return 2;
 		}
 	}
@@ -288,10 +597,14 @@ int main(int argc, char **argv)
 	atexit(restore_hugetlb);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	printf("pause reps=%d seed=%llu\n", g_reps, (unsigned long long)g_seed);
+	printf("pause reps=%d seed=%llu%s\n", g_reps, (unsigned long long)g_seed, loaded ? " loaded" : "");
 	for (const char *s = sizes; *s;) {
 		size_t size = bench_parse_size(s);
 		size = (size + (2ul << 20) - 1) & ~((2ul << 20) - 1);
+		if (loaded) {
+			bench_loaded(size, rate);
+			goto next;
+		}
 		bench_fork(size);
 		bench_wp_raw(size);
 		bench_ckpt("ckpt-full", size, 0, 0);
@@ -299,6 +612,7 @@ int main(int argc, char **argv)
 		bench_ckpt("ckpt-incr10", size, CKPT_HEAP_INCREMENTAL, 10);
 		if (hugetlb && geteuid() == 0)
 			bench_hugetlb(size);
+next:
 		s = strchr(s, ',');
 		if (!s)
 			break;

@@ -5,8 +5,15 @@
 #
 #   bench/run.sh            quick: a few minutes on 2 cores
 #   bench/run.sh --full     bigger heaps, more repetitions, 4 GiB pause point
-#   options: --no-redis  --only faultlat,pause,memgrowth,throughput,alloc,redis,restart
-#            --seed N    --out DIR (default bench/results)
+#   options: --no-redis  --only faultlat,pause,memgrowth,throughput,alloc,redis,restart,loaded
+#            --seed N    --out DIR (default bench/results)  --reps N (loaded)
+#
+# loaded (issue 10): redis-server and redis-ckpt in each snapshot mode, one
+# after the other: N keys of 100 bytes (quick 2M, --full 20M), a
+# redis-benchmark writer overwriting random existing keys, a 2,000 SET/s
+# open-loop probe, BGSAVE; the probe's 5 s windows before and from BGSAVE,
+# the server's INFO (ckpt_* / rdb_*) and the extra Pss.  --reps N times
+# (default 1 quick, 3 full).
 #
 # Writes DIR/<date>-<host>.md (every figure, each comparison as a ratio to its
 # baseline, the goals of issue 6 marked met/missed) and PNG plots next to it,
@@ -26,7 +33,8 @@ while [ $# -gt 0 ]; do
 	--only) only=$2; shift ;;
 	--seed) seed=$2; shift ;;
 	--out) out=$2; shift ;;
-	-h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+	--reps) L_REPS=$2; shift ;;
+	-h|--help) sed -n '2,24p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -36,15 +44,19 @@ want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 if [ $full = 1 ]; then
 	FL_PAGES=32768 FL_REPS=5 PAUSE_SIZES=256m,1g,4g MG_SIZE=1g TP_SIZE=1g
 	R_KEYS=4000000 R_RATE=10000 R_DUR=20 R_SAVE_AT=4 R_REPS=3
+	L_KEYS=20000000 L_HEAP=8gb L_REPS=${L_REPS:-3} PL_SIZES=1g,4g,8g
 else
 	FL_PAGES=8192 FL_REPS=5 PAUSE_SIZES=256m,1g MG_SIZE=256m TP_SIZE=256m
 	R_KEYS=1000000 R_RATE=10000 R_DUR=8 R_SAVE_AT=2 R_REPS=3
+	L_KEYS=2000000 L_HEAP=2gb L_REPS=${L_REPS:-1} PL_SIZES=1g,2g
 fi
+L_WIN=5 L_RATE=2000
 
 # overrides for trying things out (the committed results use the defaults)
 FL_PAGES=${BENCH_FL_PAGES:-$FL_PAGES} R_KEYS=${BENCH_REDIS_KEYS:-$R_KEYS} R_DUR=${BENCH_REDIS_DUR:-$R_DUR}
 R_SAVE_AT=${BENCH_REDIS_SAVE_AT:-$R_SAVE_AT} R_RATE=${BENCH_REDIS_RATE:-$R_RATE}
 R_REPS=${BENCH_REDIS_REPS:-$R_REPS}
+L_KEYS=${BENCH_LOADED_KEYS:-$L_KEYS} PL_SIZES=${BENCH_PAUSE_LOADED_SIZES:-$PL_SIZES}
 
 B=build
 stamp=$(date -u +%Y-%m-%d)
@@ -115,7 +127,7 @@ fi
 	echo "mode=$([ $full = 1 ] && echo full || echo quick)"
 	echo "thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 	echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "faultlat_pages=$FL_PAGES faultlat_reps=$FL_REPS pause_sizes=$PAUSE_SIZES memgrowth_size=$MG_SIZE throughput_size=$TP_SIZE redis_keys=$R_KEYS redis_rate=$R_RATE redis_reps=$R_REPS"
+	echo "faultlat_pages=$FL_PAGES faultlat_reps=$FL_REPS pause_sizes=$PAUSE_SIZES memgrowth_size=$MG_SIZE throughput_size=$TP_SIZE redis_keys=$R_KEYS redis_rate=$R_RATE redis_reps=$R_REPS loaded_keys=$L_KEYS loaded_reps=$L_REPS loaded_window_s=$L_WIN loaded_probe_rate=$L_RATE pause_loaded_sizes=$PL_SIZES"
 } >"$raw/env.txt"
 if [ -x "$B/ckpt" ]; then
 	"$B/ckpt" kcheck >"$raw/kcheck.txt" 2>&1
@@ -144,6 +156,11 @@ fi
 if want pause; then
 	log "pause: $PAUSE_SIZES"
 	timeout -k 10 900 "$B/bench/pause" --sizes "$PAUSE_SIZES" --reps 3 --seed "$seed" >"$raw/pause.txt" 2>"$raw/pause.err"
+	# issue 10: the pause while a writer thread dirties random pages
+	# throughout, fork() / full protect / prepare+cut, and incremental
+	log "pause --loaded: $PL_SIZES"
+	timeout -k 10 1800 "$B/bench/pause" --loaded --sizes "$PL_SIZES" --reps 3 --seed "$seed" \
+		>"$raw/pause-loaded.txt" 2>"$raw/pause-loaded.err"
 fi
 
 # ------------------------------------------------------------ 3. memory
@@ -288,6 +305,75 @@ run_restart() {
 }
 if want restart && [ $redis = 1 ]; then
 	run_restart
+fi
+
+# ------------------------------------------------------------ 7. loaded server
+# run_loaded NAME CMD... (issue 10's method): one server, populated, with a
+# writer on existing keys and the 2,000 SET/s probe around BGSAVE, L_REPS
+# times; everything into $raw/loaded-NAME.txt.  The writer is redis-benchmark,
+# as in the issue: -r N draws key:000000000000..N-1, every one loaded before.
+run_loaded() {
+	local name=$1; shift
+	local f="$raw/loaded-$name.txt" k wpid
+	: >"$f"
+	"$@" >>"$raw/loaded-$name.log" 2>&1 &
+	SRV_PID=$!
+	pids+=("$SRV_PID")
+	# a failed server is stopped here, not at exit: the next one must not
+	# start beside it (at --full each holds ~4 GB)
+	"$B/bench/loadgen" --port "$PORT" --ready --timeout 120 >/dev/null 2>&1 ||
+		{ log "$name did not start"; stop_server; return 1; }
+	timeout -k 5 1800 "$B/bench/loadgen" --port "$PORT" --populate "$L_KEYS" --value-size 100 >>"$f" ||
+		{ log "$name: populate failed"; stop_server; return 1; }
+	redis-benchmark -p "$PORT" -t set -r "$L_KEYS" -d 100 -c 4 -n 2000000000 -q >/dev/null 2>&1 &
+	wpid=$!
+	pids+=("$wpid")
+	sleep 2
+	for k in $(seq "$L_REPS"); do
+		echo "loaded rep=$k" >>"$f"
+		# BGSAVE at L_WIN+1 s (the before-window starts after the probe's
+		# first second); the load goes on L_WIN+1 s past it (the send, and
+		# so the after-window, may start a little late), then the probe
+		# waits for the snapshot's end (and samples Pss) up to 30 min
+		timeout -k 5 2000 "$B/bench/loadgen" --port "$PORT" --rate "$L_RATE" --conns 4 --set-ratio 1 \
+			--value-size 100 --keys "$L_KEYS" --save-at $((L_WIN + 1)) --window "$L_WIN" \
+			--duration $((2 * L_WIN + 2)) --save-wait 1800 --pid "$SRV_PID" \
+			--trace "$raw/loaded-$name.trace$([ "$k" = 1 ] || echo ".$k")" >>"$f"
+		# the server's own account: every INFO persistence field that starts
+		# with ckpt_ or rdb_ (the pause, preparation, pages left for the cut),
+		# and fork's duration (redis-server has it in INFO stats)
+		echo "loadgen info $( { redis-cli -p "$PORT" info persistence; redis-cli -p "$PORT" info stats; } 2>/dev/null |
+			tr -d '\r' | grep -E '^(ckpt_|rdb_|latest_fork_usec)[a-z0-9_]*:' | grep -v ':.* ' | sort -u -t: -k1,1 |
+			tr ':' '=' | tr '\n' ' ')" >>"$f"
+		sleep 2
+	done
+	kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+	stop_server
+}
+
+if want loaded && [ $redis = 1 ]; then
+	if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+		log "loaded: redis-server (fork BGSAVE), $L_KEYS keys, $L_REPS reps"
+		mkdir -p "$W/ls"
+		PORT=$(free_port)
+		run_loaded server redis-server --port "$PORT" --bind 127.0.0.1 --dir "$W/ls" --dbfilename dump.rdb \
+			--save '' --appendonly no --protected-mode no || log "loaded: redis-server failed"
+		rm -rf "$W/ls"
+	fi
+	RC=examples/redis-ckpt/redis-ckpt
+	if [ -x "$RC" ]; then
+		# one server at a time, each stopped before the next: at --full each
+		# holds ~4 GB
+		for mode in thread sigbus fork; do
+			log "loaded: redis-ckpt --snapshot-mode $mode"
+			mkdir -p "$W/lc-$mode"
+			PORT=$(free_port)
+			run_loaded "ckpt-$mode" "$RC" --port "$PORT" --bind 127.0.0.1 --dir "$W/lc-$mode" \
+				--dbfilename dump.ckpt --save '' --snapshot-mode "$mode" --heap-size "$L_HEAP" ||
+				log "loaded: redis-ckpt $mode failed"
+			rm -rf "$W/lc-$mode"
+		done
+	fi
 fi
 
 # ------------------------------------------------------------ report

@@ -6,6 +6,8 @@
 #   NAME-pause.png                     pause vs heap size per method
 #   NAME-memory.png                    extra memory over time, fork vs libckpt
 #   NAME-redis-SERVER.png              Redis latency over time, snapshot window shaded
+#   NAME-loaded-SERVER.png             the same for the loaded-server runs (issue 10)
+#   NAME-pause-loaded.png              pause vs heap size with a writer dirtying pages
 set -u
 raw=$1 out=$2 name=$3
 term="pngcairo size 1000,600 font ',10'"
@@ -80,6 +82,31 @@ if [ -s "$raw/pause.txt" ]; then
 	EOF
 fi
 
+# pause vs heap size with a writer dirtying pages (issue 10): linear axes, so
+# a pause that does not grow with the heap is a flat line
+if [ -s "$raw/pause-loaded.txt" ]; then
+	plots=""
+	for m in fork ckpt-full ckpt-cut ckpt-incr1 ckpt-incr1-cut; do
+		# the library's pause_ns where it reports one, else the call's time
+		sed -n "s/^pause loaded method=$m size=\([0-9]*\) ns=\([0-9]*\) stats_pause_ns=\([-0-9]*\) .*/\1 \2 \3/p" \
+			"$raw/pause-loaded.txt" |
+			awk '{ printf "%.3f %.4f\n", $1 / 1073741824, ($3 >= 0 ? $3 : $2) / 1e6 }' >"$raw/pause-loaded-$m.dat"
+		[ -s "$raw/pause-loaded-$m.dat" ] && plots="$plots${plots:+, }'$raw/pause-loaded-$m.dat' using 1:2 with linespoints lw 2 pt 7 title '$m'"
+	done
+	[ -n "$plots" ] && gnuplot <<-EOF
+	set terminal $term
+	set output '$out/$name-pause-loaded.png'
+	set title 'Application pause vs heap size, a writer dirtying random pages throughout'
+	set xlabel 'heap (GiB)'
+	set ylabel 'pause (ms)'
+	set key left top
+	set grid
+	set xrange [0:*]
+	set yrange [0:*]
+	plot $plots
+	EOF
+fi
+
 # memory over time
 plots=""
 [ -s "$raw/memgrowth-fork.dat" ] && plots="'$raw/memgrowth-fork.dat' using 1:(\$2/1048576) with lines lw 2 title 'fork: child-only (copied) pages'"
@@ -100,18 +127,19 @@ if [ -n "$plots" ]; then
 fi
 
 # Redis latency over time
-for t in "$raw"/redis-*.trace; do
+for t in "$raw"/redis-*.trace "$raw"/loaded-*.trace; do
 	[ -s "$t" ] || continue
 	srv=$(basename "$t" .trace)
-	srv=${srv#redis-}
+	kind=${srv%%-*}
+	srv=${srv#*-}
 	win=$(sed -n 's/^# window //p' "$t")
 	ws=${win% *} we=${win#* }
 	rect=""
 	[ -n "$win" ] && rect="set object 1 rect from $ws, graph 0 to $we, graph 1 fc rgb '#ffd0d0' fs solid 0.5 behind"
 	gnuplot <<-EOF
 	set terminal $term
-	set output '$out/$name-redis-$srv.png'
-	set title 'Redis ($srv): request latency over time, open-loop load; snapshot window shaded'
+	set output '$out/$name-$kind-$srv.png'
+	set title 'Redis ($srv$([ "$kind" = loaded ] && echo ', loaded server')): request latency over time, open-loop load; snapshot window shaded'
 	set xlabel 'time (ms)'
 	set ylabel 'latency (us, log scale)'
 	set logscale y

@@ -97,6 +97,222 @@ class Report:
                            verdict, detail))
 
 
+# ---------------------------------------------------------------- issue 10
+LOADED_MODES = ("ckpt-thread", "ckpt-sigbus", "ckpt-fork")
+
+
+def loaded_parse(raw):
+    """{server: [run, ...]}; a run is {"before": row, "after": row,
+    "snapshot": row, "memory": row, "info": row} from loaded-SERVER.txt."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(raw, "loaded-*.txt"))):
+        nm = os.path.basename(path)[len("loaded-"):-len(".txt")]
+        runs = []
+        for r in parse(path):
+            if r["_prog"] == "loaded" and "rep" in r:
+                runs.append({})
+            elif runs and r["_prog"] == "loadgen":
+                if r.get("window") in ("before", "after"):
+                    runs[-1][r["window"]] = r
+                elif r["_tags"] and r["_tags"][0] in ("snapshot", "memory", "info"):
+                    runs[-1][r["_tags"][0]] = r
+        out[nm] = runs
+    return out
+
+
+def LV(run, sec, key):
+    v = (run or {}).get(sec, {}).get(key)
+    return v if isinstance(v, float) else None
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def loaded_ratios(ld, nm, i):
+    """The issue's four ratios for run i of server nm (None: not measured);
+    redis-server's run of the same index is the baseline (its median when it
+    has fewer runs)."""
+    run = ld[nm][i]
+    srv = ld.get("server", [])
+    base = srv[i] if i < len(srv) else None
+
+    def b(sec, key):
+        if base is not None:
+            return LV(base, sec, key)
+        return median([LV(x, sec, key) for x in srv])
+    return {
+        "p99_after_before": ratio(LV(run, "after", "p99_us"), LV(run, "before", "p99_us")),
+        "max_after_before": ratio(LV(run, "after", "max_us"), LV(run, "before", "max_us")),
+        "p99_vs_server": ratio(LV(run, "after", "p99_us"), b("after", "p99_us")),
+        "max_vs_server": ratio(LV(run, "after", "max_us"), b("after", "max_us")),
+        "mem_vs_server": ratio(LV(run, "memory", "extra_kb"), b("memory", "extra_kb")),
+    }
+
+
+LOADED_TARGETS = (("p99_after_before", "p99 after / before BGSAVE", 1.2),
+                  ("max_after_before", "max after / before BGSAVE", 1.2),
+                  ("p99_vs_server", "p99 after BGSAVE / redis-server's", 0.25),
+                  ("max_vs_server", "max after BGSAVE / redis-server's", 0.25),
+                  ("mem_vs_server", "extra memory / redis-server's", 0.1))
+
+
+def loaded_goals(R, ld):
+    for nm in LOADED_MODES:
+        if nm not in ld:
+            continue
+        for key, text, lim in LOADED_TARGETS:
+            vals = [loaded_ratios(ld, nm, i)[key] for i in range(len(ld[nm]))]
+            R.goal("loaded server (issue 10), redis-%s: %s (median of %d runs)" % (nm, text, len(vals)),
+                   median(vals), lim, fmt_ratio,
+                   "runs: " + ", ".join(fmt_ratio(v) for v in vals))
+    if not any(nm in ld for nm in LOADED_MODES):
+        R.goal("loaded server (issue 10): redis-ckpt vs redis-server", None, 0.25, fmt_ratio,
+               "the loaded section did not run")
+
+
+def mark(v, lim):
+    return "n/a" if v is None else "%s %s" % (fmt_ratio(v), "met" if v <= lim else "**missed**")
+
+
+def loaded_write(R, ld, env, name):
+    R.p("### 7. Loaded server: a snapshot under load (issue 10, `bench/run.sh` loaded)")
+    R.p()
+    R.p("%s keys of 100 bytes (`key:%%012d`, loaded pipelined), a writer overwriting random existing keys "
+        "(`redis-benchmark -t set -r N -d 100 -c 4`), an open-loop probe at %s SET/s (latency from each "
+        "probe's scheduled send time), BGSAVE; `before` / `after` = the probes scheduled in the %s s "
+        "before BGSAVE and the %s s from it. Extra memory = peak Pss of the server's processes minus Pss "
+        "before BGSAVE. Servers run one after the other; each run is reported."
+        % (env.get("loaded_keys", "?"), env.get("loaded_probe_rate", "?"),
+           env.get("loaded_window_s", "?"), env.get("loaded_window_s", "?")))
+    R.p()
+    for nm in sorted(ld, key=lambda k: (k != "server", k)):
+        R.p("#### %s" % ("redis-server 7.0 (fork BGSAVE)" if nm == "server" else "redis-" + nm))
+        R.p()
+        R.p("| run | window | count | p50 | p99 | p99.9 | max | snapshot | extra memory | pause (INFO) |")
+        R.p("|---|---|---|---|---|---|---|---|---|---|")
+        for i, run in enumerate(ld[nm]):
+            for w in ("before", "after"):
+                r = run.get(w)
+                if not r:
+                    R.p("| %d | %s | n/a | | | | | | | |" % (i + 1, w))
+                    continue
+                us = lambda k: fmt_ns(r[k] * 1e3) if isinstance(r.get(k), float) else "n/a"
+                pause = LV(run, "info", "ckpt_pause_us")
+                if pause is None:
+                    pause = LV(run, "info", "latest_fork_usec")
+                prep = LV(run, "info", "ckpt_prepare_us")
+                R.p("| %d | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                    i + 1, w, r.get("count", 0), us("p50_us"), us("p99_us"), us("p999_us"), us("max_us"),
+                    ("%.0f ms (%s)" % (LV(run, "snapshot", "duration_ms"), run["snapshot"].get("status"))
+                     if w == "after" and LV(run, "snapshot", "duration_ms") is not None else ""),
+                    (fmt_bytes(LV(run, "memory", "extra_kb") * 1024)
+                     if w == "after" and LV(run, "memory", "extra_kb") is not None else ""),
+                    ("%s%s" % (fmt_ns(pause * 1e3), "" if prep is None else " (prepare %s)" % fmt_ns(prep * 1e3)))
+                    if w == "after" and pause is not None else ""))
+        R.p()
+        if nm != "server":
+            R.p("| run | " + " | ".join("%s (<= %.2fx)" % (t, lim) for _, t, lim in LOADED_TARGETS) + " |")
+            R.p("|---|" + "---|" * len(LOADED_TARGETS))
+            for i in range(len(ld[nm])):
+                rr = loaded_ratios(ld, nm, i)
+                R.p("| %d | %s |" % (i + 1, " | ".join(mark(rr[k], lim) for k, _, lim in LOADED_TARGETS)))
+            R.p()
+        for i, run in enumerate(ld[nm]):
+            info = run.get("info", {})
+            fields = ["%s=%s" % (k, info[k] if not isinstance(info[k], float) else "%.0f" % info[k])
+                      for k in info if not k.startswith("_")]
+            R.p("- run %d, INFO persistence: `%s`" % (i + 1, " ".join(fields) or "n/a"))
+        R.p()
+        R.p("![latency over time, %s](%s-loaded-%s.png)" % (nm, name, nm))
+        R.p()
+
+
+def pause_loaded_parse(raw):
+    rows = [r for r in parse(os.path.join(raw, "pause-loaded.txt")) if "method" in r and "ns" in r]
+    unavail = [r["_line"] for r in parse(os.path.join(raw, "pause-loaded.txt")) if "unavailable:" in r["_line"]]
+    return rows, unavail
+
+
+def PL(rows, method, size, key="ns"):
+    for r in rows:
+        if r["method"] == method and int(r["size"]) == size:
+            v = r.get(key)
+            return v if isinstance(v, float) and v >= 0 else None
+    return None
+
+
+def PP(rows, method, size):
+    """The pause: the library's pause_ns where it reports one, else the
+    call's wall time (fork)."""
+    v = PL(rows, method, size, "stats_pause_ns")
+    return v if v is not None else PL(rows, method, size)
+
+
+def pause_loaded_goals(R, rows):
+    sizes = sorted({int(r["size"]) for r in rows})
+    for s in sizes:
+        gib = s / float(1 << 30)
+        cut = PL(rows, "ckpt-cut", s, "stats_pause_ns")
+        R.goal("pause at the cut per GiB, writer dirtying pages, %s heap (issue 10; ms/GiB)" % fmt_bytes(s),
+               cut / 1e6 / gib if cut is not None else None, 0.5, lambda v: "%.2f" % v,
+               "cut %s (ckpt_cut call %s), full protect %s (ckpt_begin call %s), fork %s; writer %s pages/s" % (
+                   fmt_ns(cut), fmt_ns(PL(rows, "ckpt-cut", s)), fmt_ns(PP(rows, "ckpt-full", s)),
+                   fmt_ns(PL(rows, "ckpt-full", s)),
+                   fmt_ns(PL(rows, "fork", s)), "n/a" if PL(rows, "ckpt-cut", s, "dirty_rate") is None else
+                   "%.0f" % PL(rows, "ckpt-cut", s, "dirty_rate")))
+        for m in ("ckpt-incr1", "ckpt-incr1-cut"):
+            if PL(rows, m, s) is None and m.endswith("-cut"):
+                continue
+            R.goal("incremental pause, 1%% dirty at random, %s vs fork() of the same size, %s heap (issue 10)"
+                   % (m, fmt_bytes(s)), ratio(PP(rows, m, s), PL(rows, "fork", s)), 0.05, fmt_ratio,
+                   "pause_ns %s (the call: %s) vs fork %s" % (fmt_ns(PP(rows, m, s)), fmt_ns(PL(rows, m, s)),
+                                                              fmt_ns(PL(rows, "fork", s))))
+    if not sizes:
+        R.goal("pause at the cut per GiB, writer dirtying pages (issue 10; ms/GiB)", None, 0.5,
+               lambda v: "%.2f" % v, "pause --loaded did not run")
+
+
+def pause_loaded_write(R, rows, unavail, name):
+    R.p("### 8. Pause against heap size with a writer dirtying random pages (issue 10, `bench/pause --loaded`)")
+    R.p()
+    R.p("A thread writes one byte to random pages of the heap throughout (its achieved rate in "
+        "pages/s is shown). fork: fork() of an equal touched anonymous heap; ckpt-full: `ckpt_begin()`, whose "
+        "pause is the full write-protect; ckpt-cut: `ckpt_prepare()`, then `ckpt_cut()` when `ckpt_ready()`; "
+        "ckpt-incr1(-cut): incremental after 1% of pages dirtied at random, writer stopped. "
+        "`pause` = wall time of the call that stops the application (fork, ckpt_begin, ckpt_cut): for "
+        "`ckpt_begin()` it includes the preparation it does synchronously; "
+        "`pause_ns` = `ckpt_stats()`, the protect at the cut; ms/GiB, the goals and the plot use pause_ns where "
+        "the library reports it, else the call's wall time. "
+        "Medians of the repetitions.")
+    R.p()
+    R.p("| heap | method | pause | pause_ns | ms/GiB | pause / fork() | writer pages/s | prepare | prep traps | "
+        "prep trap p50 / p99 | pages left for the cut |")
+    R.p("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        s = int(r["size"])
+        sp = r.get("stats_pause_ns", -1)
+        pv = sp if isinstance(sp, float) and sp >= 0 else r["ns"]
+        R.p("| %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %s |" % (
+            fmt_bytes(s), r["method"], fmt_ns(r["ns"]), "-" if sp is None or sp < 0 else fmt_ns(sp),
+            pv / 1e6 / (s / float(1 << 30)), fmt_ratio(ratio(pv, PL(rows, "fork", s))),
+            ("%.0f" % r["dirty_rate"] if r.get("dirty_rate") else "-") +
+            (" (%.0f during preparation)" % r["prep_dirty_rate"] if r.get("prep_dirty_rate") else ""),
+            fmt_ns(r["prepare_ns"]) if "prepare_ns" in r else "-",
+            "%.0f" % r["prep_traps"] if "prep_traps" in r else "-",
+            "%s / %s" % (fmt_ns(r["prep_p50_ns"]), fmt_ns(r["prep_p99_ns"])) if r.get("prep_p50_ns", -1) >= 0 else "-",
+            "%.0f" % r["cut_pages"] if "cut_pages" in r else "-"))
+    for l in unavail:
+        R.p("- `%s`" % l)
+    R.p()
+    R.p("![pause vs heap size, loaded](%s-pause-loaded.png)" % name)
+    R.p()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", required=True)
@@ -113,7 +329,9 @@ def main():
         if "=" in line:
             k, v = line.split("=", 1)
             env[k] = v
-    for tok in re.findall(r"(redis_keys|redis_rate|redis_reps)=(\S+)", open(os.path.join(raw, "env.txt")).read()):
+    for tok in re.findall(r"(redis_keys|redis_rate|redis_reps|loaded_keys|loaded_reps|loaded_window_s|"
+                          r"loaded_probe_rate|pause_loaded_sizes)=(\S+)",
+                          open(os.path.join(raw, "env.txt")).read()):
         env[tok[0]] = tok[1]
 
     # ------------------------------------------------------------ faultlat
@@ -251,6 +469,10 @@ def main():
     if not [k for k in redis if k != base]:
         R.goal("Redis end to end: redis-ckpt vs redis-server", None, 0.2, fmt_ratio,
                "redis-ckpt was not built or did not run")
+    ld = loaded_parse(raw)
+    loaded_goals(R, ld)
+    pl, pl_unavail = pause_loaded_parse(raw)
+    pause_loaded_goals(R, pl)
 
     # ============================================================ write
     R.p("# libckpt benchmark results: %s" % a.name)
@@ -271,7 +493,7 @@ def main():
     R.p()
     R.p("## Summary")
     R.p()
-    R.p("Goals of issue 6 (ratio = libckpt / baseline unless stated):")
+    R.p("Goals of issues 6 and 10 (ratio = libckpt / baseline unless stated):")
     R.p()
     R.p("| goal | measured | target | verdict | figures |")
     R.p("|---|---|---|---|---|")
@@ -478,6 +700,11 @@ def main():
     for nm in sorted(redis, key=lambda k: (k != base, k)):
         R.p("![Redis latency over time, %s](%s-redis-%s.png)" % (nm, a.name, nm))
     R.p()
+
+    if ld:
+        loaded_write(R, ld, env, a.name)
+    if pl or pl_unavail:
+        pause_loaded_write(R, pl, pl_unavail, a.name)
 
     with open(a.out, "w") as f:
         f.write("\n".join(R.out) + "\n")
