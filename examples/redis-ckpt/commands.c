@@ -19,6 +19,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "repl.h"
 #include "server.h"
 
 #define ARG(i) (c->argv[i])
@@ -235,6 +236,9 @@ dent *lookup_key(const char *key, size_t klen)
 {
 	dent *e = dict_find(g_ks->db, key, klen);
 	if (e && expired(e)) {
+		if (repl_is_replica()) /* hidden from clients; the primary's DEL removes it */
+			return repl_applying_primary() ? e : NULL;
+		repl_propagate_expired(e->key, e->klen);
 		delete_expired(e);
 		return NULL;
 	}
@@ -370,6 +374,7 @@ void active_expire_cycle(int budget_us)
 			}
 			sampled++;
 			if (expired(e)) {
+				repl_propagate_expired(e->key, e->klen);
 				delete_expired(e);
 				found++;
 				g_srv.dirty++;
@@ -3826,6 +3831,8 @@ char *info_text(const char *section)
 		  "rejected_connections:%lld\r\nexpired_keys:%lld\r\nkeyspace_hits:%lld\r\nkeyspace_misses:%lld\r\n\r\n",
 		  g_srv.stat_conns, g_srv.stat_commands, g_srv.stat_rejected, g_srv.stat_expired,
 		  g_srv.stat_keyspace_hits, g_srv.stat_keyspace_misses);
+	if (SEC("replication"))
+		off += repl_info(b + off, cap - off);
 	if (SEC("keyspace")) {
 		P("# Keyspace\r\n");
 		if (dict_size(g_ks->db))
@@ -4201,6 +4208,14 @@ struct command g_commands[] = {
 	{ "multi", cmd_multi, 1, CMD_FAST, 0, 0, 0 },
 	{ "exec", cmd_exec, 1, 0, 0, 0, 0 },
 	{ "discard", cmd_discard, 1, CMD_FAST, 0, 0, 0 },
+	{ "sync", cmd_sync, 1, CMD_ADMIN, 0, 0, 0 },
+	{ "psync", cmd_sync, -3, CMD_ADMIN, 0, 0, 0 },
+	{ "replconf", cmd_replconf, -1, CMD_ADMIN, 0, 0, 0 },
+	{ "wait", cmd_wait, 3, 0, 0, 0, 0 },
+	{ "dump", cmd_dump, 2, R, 1, 1, 1 },
+	{ "replicaof", cmd_replicaof, 3, CMD_ADMIN, 0, 0, 0 },
+	{ "slaveof", cmd_replicaof, 3, CMD_ADMIN, 0, 0, 0 },
+	{ "restore", cmd_restore, -4, W, 1, 1, 1 },
 };
 #undef W
 #undef R

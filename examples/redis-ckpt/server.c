@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rdb.h"
+#include "repl.h"
 #include "server.h"
 
 struct server g_srv;
@@ -112,7 +114,7 @@ static void mark_pending(client *c)
 
 void add_reply(client *c, const char *p, size_t len)
 {
-	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP))
+	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_MASTER))
 		return;
 	reply_reserve(c, len);
 	if (c->olen + len > c->ocap)
@@ -188,7 +190,7 @@ static void add_reply_len(client *c, char prefix, long long n)
 
 void add_reply_bulk(client *c, const char *p, size_t len)
 {
-	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP))
+	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_MASTER))
 		return;
 	char hdr[32];
 	size_t hl = fmt_len(hdr, '$', (long long)len);
@@ -259,7 +261,7 @@ size_t add_reply_deferred(client *c)
 
 void set_deferred_array(client *c, size_t off, long long n)
 {
-	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP))
+	if (c->flags & (CF_CLOSE_AFTER_REPLY | CF_CLOSE_ASAP | CF_MASTER))
 		return;
 	char hdr[32];
 	int hl = snprintf(hdr, sizeof(hdr), "*%lld\r\n", n);
@@ -381,7 +383,7 @@ void cmd_exec(client *c)
 		c->argc = queue[i].argc;
 		c->argv = queue[i].argv;
 		c->argvlen = queue[i].argvlen;
-		command_run(c, command_lookup(c->argv[0], c->argvlen[0]));
+		repl_call(c, command_lookup(c->argv[0], c->argvlen[0]));
 		g_srv.stat_commands++;
 	}
 	c->flags &= ~CF_IN_EXEC;
@@ -396,6 +398,7 @@ void cmd_exec(client *c)
 static void client_free_now(client *c)
 {
 	multi_reset(c);
+	repl_client_freed(c);
 	blocking_forget(c);
 	if (c->fd >= 0) {
 		epoll_ctl(g_srv.epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -578,16 +581,7 @@ static void accept_clients(void)
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		client *c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		c->fd = fd;
-		c->id = ++g_srv.next_client_id;
-		c->bulklen = -1;
-		c->ctime = time(NULL);
-		char host[INET6_ADDRSTRLEN] = "?";
+		char host[INET6_ADDRSTRLEN] = "?", addr[64];
 		int port = 0;
 		if (ss.ss_family == AF_INET) {
 			struct sockaddr_in *s = (struct sockaddr_in *)&ss;
@@ -598,21 +592,35 @@ static void accept_clients(void)
 			inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
 			port = ntohs(s->sin6_port);
 		}
-		snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
-		if (!g_srv.requirepass[0])
-			c->flags |= CF_AUTHED;
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-		if (epoll_ctl(g_srv.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		snprintf(addr, sizeof(addr), "%s:%d", host, port);
+		if (!client_new(fd, addr))
 			close(fd);
-			free(c);
-			continue;
-		}
-		c->next = g_srv.clients;
-		if (g_srv.clients)
-			g_srv.clients->prev = c;
-		g_srv.clients = c;
-		g_srv.nclients++;
 	}
+}
+
+client *client_new(int fd, const char *addr)
+{
+	client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->id = ++g_srv.next_client_id;
+	c->bulklen = -1;
+	c->ctime = time(NULL);
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	if (!g_srv.requirepass[0])
+		c->flags |= CF_AUTHED;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+	if (epoll_ctl(g_srv.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		free(c);
+		return NULL;
+	}
+	c->next = g_srv.clients;
+	if (g_srv.clients)
+		g_srv.clients->prev = c;
+	g_srv.clients = c;
+	g_srv.nclients++;
+	return c;
 }
 
 /* ------------------------------------------------------------- protocol */
@@ -1005,6 +1013,8 @@ static void lowercase(char *dst, const char *src, size_t n)
 static void call_command(client *c)
 {
 	g_now_ms = mstime();
+	if (c->flags & CF_MASTER)
+		replica_count(c);
 	struct command *cmd = command_lookup(c->argv[0], c->argvlen[0]);
 	if (!cmd) {
 		/* "ERR unknown command 'x', with args beginning with: 'a' 'b' " */
@@ -1042,7 +1052,7 @@ static void call_command(client *c)
 		return;
 	}
 	g_srv.stat_commands++;
-	command_run(c, cmd);
+	repl_call(c, cmd); /* command_run(), then replicas get it */
 	blocking_serve_ready(); /* after the whole command, as Redis */
 }
 
@@ -1072,6 +1082,8 @@ int persist_begin(bool background)
 	struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = g_srv.path };
 	struct ckpt_begin_opts bo;
 	ckpt_begin_opts_init(&bo);
+	if (repl_ckpt_busy())
+		return -EBUSY; /* a replica's sync holds the heap's one checkpoint: retried */
 	g_srv.last_bgsave_try = time(NULL);
 	int rc;
 	if (background) {
@@ -1434,6 +1446,7 @@ static void open_heap(void)
 	 * version (KS_MAGIC) is the tag: an image of another layout is refused */
 	ho.app_tag = "redis-ckpt/RCKPTKS2";
 
+	bool import_rdb = rdb_startup_redirect(g_srv.path, sizeof(g_srv.path));
 	struct stat stbuf;
 	if (stat(g_srv.path, &stbuf) == 0) {
 		char err[512] = "";
@@ -1491,6 +1504,8 @@ static void open_heap(void)
 		log_msg('#', "The libckpt heap is too small for an empty keyspace");
 		exit(1);
 	}
+	if (import_rdb)
+		rdb_startup_import();
 }
 
 /* epoll data of the heap's event fd (clients have their own pointers) */
@@ -1540,13 +1555,15 @@ static void event_loop(void)
 			 * bounded slice so that the loop never stalls. */
 			g_now_ms = now;
 			persist_cron();
+			repl_cron();
 			blocking_cron(now);
 			memory_cron();
-			active_expire_cycle(1000);
+			if (!repl_is_replica()) /* a replica waits for its primary's DELs */
+				active_expire_cycle(1000);
 			dict_maybe_shrink(g_ks->db);
 			/* active rehash would touch (and trap on) page after page
 			 * of both tables while a checkpoint runs: wait for its end */
-			if (!g_srv.ckpt_running)
+			if (!g_srv.ckpt_running && !repl_ckpt_busy())
 				dict_rehash_ms(g_ks->db, 1);
 			next_cron = now + 10;
 		}
@@ -1556,6 +1573,7 @@ static void event_loop(void)
 /* SHUTDOWN and SIGTERM: save unless told not to. */
 int server_prepare_shutdown(bool save, bool nosave)
 {
+	repl_stop_sync();
 	if (g_srv.ckpt_running) {
 		log_msg('#', "There is a checkpoint in progress: waiting for it before shutting down");
 		if (g_srv.ckpt_preparing)

@@ -25,6 +25,7 @@
 #define CF_EPOLLOUT (1u << 4)
 #define CF_BLOCKED (1u << 5) /* BLPOP/BRPOP: no further command runs until client_unblock() */
 #define CF_IN_EXEC (1u << 6) /* running EXEC's queue: commands must not block */
+#define CF_MASTER (1u << 7)  /* our primary's link (replica.c): its commands get no reply */
 
 typedef struct client {
 	int fd;
@@ -62,6 +63,9 @@ typedef struct client {
 		char **argv;
 		size_t *argvlen;
 	} *queue;
+
+	struct replica *repl; /* REPLCONF/SYNC state (repl.c), NULL otherwise */
+	long long repl_woff;  /* replication offset after its last write (WAIT) */
 
 	/* WATCH (watch.c): names copied, flags per key */
 	struct watched_key {
@@ -105,6 +109,9 @@ size_t add_reply_deferred(client *c);
 void set_deferred_array(client *c, size_t off, long long n);
 void add_reply_oom(client *c);
 
+/* A client for a connected non-blocking socket (replica.c: the primary's
+ * link); @addr names it in logs.  NULL when out of memory. */
+client *client_new(int fd, const char *addr);
 /* Replies to a blocked client were sent: run what it sent meanwhile. */
 void client_unblock(client *c);
 

@@ -101,7 +101,7 @@ def refuse_damaged(good_dir):
         check(r.returncode == 1, "%s image: exit %d, output %r" % (what, r.returncode, out))
         check(p in out and "Refusing to start" in out, "%s image: message does not name the file: %r" % (what, out))
         check(open(p, "rb").read() == data, "%s image: file was modified" % what)
-        print("ok: %s image refused: %s" % (what, [ln for ln in out.splitlines() if "restore" in ln][0][:300]))
+        print("ok: %s image refused: %s" % (what, [ln for ln in out.splitlines() if "restore" in ln or "Can't import" in ln][0][:300]))
 
 
 def main():

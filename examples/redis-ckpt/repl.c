@@ -1,0 +1,668 @@
+/*
+ * repl.c - redis-ckpt as a replication primary for real Redis replicas and
+ * `redis-cli --rdb`.
+ *
+ * A full sync needs the dataset as of one instant, serialised as an RDB,
+ * while the server goes on.  Redis forks; redis-ckpt's heap is
+ * MADV_DONTFORK, and forking a big heap is what libckpt avoids anyway.
+ * Instead:
+ *   1. ckpt_begin() to a temporary image in --dir, as a BGSAVE does: the
+ *      instant it returns is the sync's point in time, and the replication
+ *      offset is read in the same event-loop step, so no command falls
+ *      between the two; the server pays what it pays for a BGSAVE;
+ *   2. once the image is complete, fork() a helper: cheap, the heap is not
+ *      in the child, whose address range is therefore free;
+ *   3. the helper ckpt_restore()s the image at the heap's own address,
+ *      removes the file, serialises that keyspace as an RDB straight to the
+ *      replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
+ *      and exits;
+ *   4. from step 1 on, every write command is propagated into the
+ *      replica's held-back buffer; when the helper exits successfully the
+ *      buffer follows the RDB, then the replica gets the live stream.
+ * The server writes nothing to the replica's socket while the helper does.
+ * Offsets count the bytes of the command stream as Redis does, so that
+ * REPLCONF ACK and INFO replication compare with a real primary's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rdb.h"
+#include "repl.h"
+
+/* A replica's output (held back or queued) beyond this is dropped with the
+ * replica, as Redis's client-output-buffer-limit replica 256mb. */
+#define REPL_OUTPUT_LIMIT (256ull << 20)
+#define REPL_PING_PERIOD_MS 10000
+
+enum rstate { RS_HANDSHAKE, RS_WAIT_START, RS_TRANSFER, RS_ONLINE };
+
+struct replica {
+	client *c;
+	enum rstate state;
+	bool psync;             /* PSYNC (gets +FULLRESYNC) rather than SYNC */
+	int listening_port;
+	long long ack_off;
+	long long ack_ms;
+	char *held;             /* the stream while the helper sends the RDB */
+	size_t hlen, hcap;
+	bool over_limit;
+	struct replica *next;
+};
+
+static struct {
+	char replid[41];
+	long long offset;        /* master_repl_offset */
+	struct replica *list;    /* replicas past the handshake */
+	int nlinked;
+	/* the running sync */
+	struct replica *syncing;
+	pid_t child;
+	char tmp[1500];          /* the sync's image, removed by the helper */
+	long long sync_off;      /* the offset of the sync's instant */
+	bool ckpt;
+	long long sync_start_ms;
+	long long last_ping_ms;
+	long long syncs_done, syncs_failed;
+	long long last_held; /* bytes of stream held back during the last sync */
+	struct ckpt_stats last; /* the last sync's checkpoint */
+} R;
+
+static const char *state_name(enum rstate s)
+{
+	return s == RS_ONLINE ? "online" : s == RS_TRANSFER ? "send_bulk" : "wait_bgsave";
+}
+
+static void random_hex(char *out, size_t n)
+{
+	unsigned char raw[64];
+	if (getrandom(raw, n / 2 + 1, 0) < 0)
+		for (size_t i = 0; i < sizeof(raw); i++)
+			raw[i] = (unsigned char)random();
+	for (size_t i = 0; i < n; i++)
+		out[i] = "0123456789abcdef"[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+	out[n] = 0;
+}
+
+static const char *replid(void)
+{
+	if (!R.replid[0])
+		random_hex(R.replid, 40);
+	return R.replid;
+}
+
+/* Drops a replica: shutting the socket down makes the event loop see the
+ * hang-up and free the client (which calls repl_client_freed()). */
+static void drop_replica(struct replica *r, const char *why)
+{
+	log_msg('#', "Dropping replica %s: %s", r->c->addr, why);
+	shutdown(r->c->fd, SHUT_RDWR);
+	r->over_limit = true;
+}
+
+static bool hold(struct replica *r, const char *p, size_t n)
+{
+	if (r->hlen + n > r->hcap) {
+		size_t cap = r->hcap ? r->hcap : 65536;
+		while (cap < r->hlen + n)
+			cap *= 2;
+		char *nb = realloc(r->held, cap);
+		if (!nb)
+			return false;
+		r->held = nb;
+		r->hcap = cap;
+	}
+	memcpy(r->held + r->hlen, p, n);
+	r->hlen += n;
+	return true;
+}
+
+/* Appends a piece of the replication stream for every replica.  Replicas
+ * still waiting for their snapshot get nothing: it will include this. */
+static void feed(const char *p, size_t n)
+{
+	R.offset += (long long)n;
+	for (struct replica *r = R.list; r; r = r->next) {
+		if (r->over_limit)
+			continue;
+		if (r->state == RS_TRANSFER) {
+			if (r->hlen + n > REPL_OUTPUT_LIMIT || !hold(r, p, n))
+				drop_replica(r, "output held during the sync is over 256 MB");
+		} else if (r->state == RS_ONLINE) {
+			add_reply(r->c, p, n);
+			if (r->c->olen - r->c->opos > REPL_OUTPUT_LIMIT)
+				drop_replica(r, "output buffer over 256 MB");
+		}
+	}
+}
+
+static void propagate(int argc, char **argv, const size_t *len)
+{
+	size_t cap = 32;
+	for (int i = 0; i < argc; i++)
+		cap += len[i] + 32;
+	char *b = malloc(cap);
+	if (!b)
+		return;
+	size_t off = (size_t)snprintf(b, cap, "*%d\r\n", argc);
+	for (int i = 0; i < argc; i++) {
+		off += (size_t)snprintf(b + off, cap - off, "$%zu\r\n", len[i]);
+		memcpy(b + off, argv[i], len[i]);
+		off += len[i];
+		b[off++] = '\r';
+		b[off++] = '\n';
+	}
+	feed(b, off);
+	free(b);
+}
+
+static bool streaming(void)
+{
+	return R.list != NULL;
+}
+
+void repl_propagate_expired(const char *key, size_t klen)
+{
+	if (!streaming())
+		return;
+	char *argv[2] = { "DEL", (char *)key };
+	size_t len[2] = { 3, klen };
+	propagate(2, argv, len);
+}
+
+/* SPOP chooses members at random: replicas get SREM of the ones this
+ * server popped, read back from the reply just added at @off. */
+static void propagate_spop(client *c, size_t off)
+{
+	const char *p = c->obuf + off, *end = c->obuf + c->olen;
+	long n = 1;
+	if (p < end && *p == '*') {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		n = strtol(p + 1, NULL, 10);
+		p = nl ? nl + 1 : end;
+	}
+	if (n <= 0 || n > 1 << 20)
+		return;
+	char **argv = calloc((size_t)n + 2, sizeof(char *));
+	size_t *len = calloc((size_t)n + 2, sizeof(size_t));
+	int argc = 0;
+	if (!argv || !len)
+		goto out;
+	argv[argc] = "SREM", len[argc++] = 4;
+	argv[argc] = c->argv[1], len[argc++] = c->argvlen[1];
+	for (long i = 0; i < n && p < end && *p == '$'; i++) {
+		long l = strtol(p + 1, NULL, 10);
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (l < 0 || !nl || nl + 1 + l > end)
+			goto out;
+		argv[argc] = (char *)nl + 1, len[argc++] = (size_t)l;
+		p = nl + 1 + l + 2;
+	}
+	if (argc > 2)
+		propagate(argc, argv, len);
+out:
+	free(argv);
+	free(len);
+}
+
+static bool g_applying;
+
+bool repl_applying_primary(void)
+{
+	return g_applying;
+}
+
+void repl_call(client *c, struct command *cmd)
+{
+	if ((cmd->flags & CMD_WRITE) && !(c->flags & CF_MASTER) && repl_is_replica()) {
+		add_reply_error(c, "READONLY You can't write against a read only replica.");
+		return;
+	}
+	if ((c->flags & CF_MASTER) && strcmp(cmd->name, "select") == 0 &&
+	    (c->argc != 2 || strcmp(c->argv[1], "0") != 0)) {
+		log_msg('#', "The primary selects database %s: redis-ckpt has database 0 only; link closed",
+			c->argc == 2 ? c->argv[1] : "?");
+		shutdown(c->fd, SHUT_RDWR);
+		return;
+	}
+	long long dirty = g_srv.dirty;
+	size_t olen = c->olen;
+	bool was = g_applying;
+	g_applying = (c->flags & CF_MASTER) != 0;
+	command_run(c, cmd); /* cmd->proc(c) and WATCH/BLPOP bookkeeping */
+	g_applying = was;
+	if (!streaming() || !(cmd->flags & CMD_WRITE) || g_srv.dirty == dirty)
+		return;
+	if (strcmp(cmd->name, "spop") == 0)
+		propagate_spop(c, olen);
+	else
+		propagate(c->argc, c->argv, c->argvlen);
+	c->repl_woff = R.offset;
+}
+
+/* ------------------------------------------------------------- WAIT */
+
+struct waiter {
+	client *c;
+	long long target;    /* the offset every write before the WAIT ends at */
+	long long numreplicas;
+	long long deadline;  /* ms, 0: none */
+	struct waiter *next;
+};
+static struct waiter *g_waiters;
+
+#define GETACK "*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n"
+
+static long long acked(long long target)
+{
+	long long n = 0;
+	for (struct replica *r = R.list; r; r = r->next)
+		if (r->state == RS_ONLINE && r->ack_off >= target)
+			n++;
+	return n;
+}
+
+/* From the cron: answers the WAITs whose replicas acknowledged or whose
+ * time is up.  One at a time: unblocking runs the client's next commands,
+ * which may add waiters. */
+static void check_waiters(void)
+{
+	long long now = mstime();
+	for (int guard = 0; guard < 10000; guard++) {
+		struct waiter **pp = &g_waiters;
+		while (*pp) {
+			struct waiter *w = *pp;
+			long long got = acked(w->target);
+			if (got >= w->numreplicas || (w->deadline && now >= w->deadline))
+				break;
+			pp = &w->next;
+		}
+		struct waiter *w = *pp;
+		if (!w)
+			return;
+		*pp = w->next;
+		add_reply_int(w->c, acked(w->target));
+		client *c = w->c;
+		free(w);
+		client_unblock(c);
+	}
+}
+
+static void forget_waiter(client *c)
+{
+	for (struct waiter **pp = &g_waiters; *pp; pp = &(*pp)->next) {
+		if ((*pp)->c == c) {
+			struct waiter *w = *pp;
+			*pp = w->next;
+			free(w);
+			return;
+		}
+	}
+}
+
+void cmd_wait(client *c)
+{
+	long long n, timeout;
+	if (!parse_ll(c->argv[1], c->argvlen[1], &n) || !parse_ll(c->argv[2], c->argvlen[2], &timeout)) {
+		add_reply_error(c, "ERR value is not an integer or out of range");
+		return;
+	}
+	if (timeout < 0) {
+		add_reply_error(c, "ERR timeout is negative");
+		return;
+	}
+	long long target = c->repl_woff;
+	if (acked(target) >= n || (c->flags & CF_IN_EXEC)) {
+		add_reply_int(c, acked(target));
+		return;
+	}
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w) {
+		add_reply_error(c, "ERR out of memory");
+		return;
+	}
+	*w = (struct waiter){ c, target, n, timeout ? mstime() + timeout : 0, g_waiters };
+	g_waiters = w;
+	c->flags |= CF_BLOCKED;
+	if (streaming()) /* replicas answer with REPLCONF ACK at once */
+		feed(GETACK, sizeof(GETACK) - 1);
+}
+
+/* ------------------------------------------------------------- helper */
+
+/* The helper process: restores the sync's image (the heap is not mapped in
+ * a child: MADV_DONTFORK, so its address range is free), then sends the
+ * RDB.  Never returns.  Exit status: 0 sent, 2 restore failed, 3 write
+ * failed. */
+static void helper_main(int sfd, bool psync, long long off, const char *mark)
+{
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	/* the server's event loop comes first when cores are scarce */
+	if (nice(10) == -1)
+		errno = 0;
+	/* other clients' sockets must close when the server closes them */
+	for (client *x = g_srv.clients; x; x = x->next)
+		if (x->fd != sfd)
+			close(x->fd);
+	close(g_srv.lfd);
+	close(g_srv.epfd);
+
+	struct ckpt_heap_opts ho;
+	ckpt_heap_opts_init(&ho);
+	ho.name = "redis-ckpt-sync";
+	ho.app_tag = "redis-ckpt/RCKPTKS2"; /* the server's (server.c): images carry it */
+	struct ckpt_restore_opts ro;
+	ckpt_restore_opts_init(&ro);
+	ro.heap = &ho;
+	char why[400] = "";
+	ro.errbuf = why;
+	ro.errbuf_size = sizeof(why);
+	ckpt_heap *h;
+	char hdr[160];
+	int rc = ckpt_restore(R.tmp, &ro, &h);
+	unlink(R.tmp); /* restored into the helper's own memory */
+	if (rc != 0) {
+		char e[600];
+		int n = snprintf(e, sizeof(e), "-ERR the sync's checkpoint could not be restored: %s %s\r\n",
+				 ckpt_err_name(rc), ro.errbuf ? ro.errbuf : "");
+		rdb_write_all(sfd, e, (size_t)n);
+		_exit(2);
+	}
+	g_heap = h;
+	g_ks = ckpt_root_get(h);
+	int n = 0;
+	if (psync)
+		n = snprintf(hdr, sizeof(hdr), "+FULLRESYNC %s %lld\r\n", R.replid, off);
+	n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "$EOF:%s\r\n", mark);
+	struct rdb_aux aux = { .replid = R.replid, .repl_offset = off };
+	if (rdb_write_all(sfd, hdr, (size_t)n) || rdb_write_keyspace(sfd, &aux) || rdb_write_all(sfd, mark, 40))
+		_exit(3);
+	_exit(0);
+}
+
+/* The sync's point in time: a checkpoint to a temporary image, exactly as
+ * a BGSAVE.  (A pipe into the helper was tried first: it ties the
+ * checkpoint's length, during which the server's writes trap, to how fast
+ * the helper reads; a file does not.) */
+static void start_sync(struct replica *r)
+{
+	snprintf(R.tmp, sizeof(R.tmp), "%s/temp-sync-%d.ckpt", g_srv.dir, (int)getpid());
+	struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = R.tmp };
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.flags = CKPT_BEGIN_FULL | CKPT_BEGIN_NO_FSYNC;
+	replid();
+	/* single-threaded: between two commands, and R.offset is the offset
+	 * of this very instant */
+	R.sync_off = R.offset;
+	int rc = ckpt_begin(g_heap, &dest, &bo);
+	if (rc < 0) {
+		log_msg('#', "Can't start the checkpoint for replica %s: %s", r->c->addr, ckpt_strerror(rc));
+		drop_replica(r, "no checkpoint");
+		return;
+	}
+	R.syncing = r;
+	R.sync_start_ms = mstime();
+	R.ckpt = true;
+	g_dict_resize_ok = false;
+	r->state = RS_TRANSFER;
+	struct ckpt_stats st = { .struct_size = sizeof(st) };
+	ckpt_stats(g_heap, &st);
+	log_msg('*', "Starting full sync for replica %s at offset %lld: checkpoint (pause %.3f ms)", r->c->addr,
+		R.sync_off, st.pause_ns / 1e6);
+}
+
+/* The checkpoint is complete: a helper restores and sends it. */
+static void start_helper(void)
+{
+	struct replica *r = R.syncing;
+	char mark[41];
+	random_hex(mark, 40);
+	pid_t pid = r ? fork() : -1;
+	if (pid == 0)
+		helper_main(r->c->fd, r->psync, R.sync_off, mark);
+	if (pid < 0) {
+		unlink(R.tmp);
+		R.syncing = NULL;
+		if (r)
+			drop_replica(r, strerror(errno));
+		return;
+	}
+	R.child = pid;
+}
+
+static void sync_finished(int status)
+{
+	struct replica *r = R.syncing;
+	R.syncing = NULL;
+	R.child = 0;
+	unlink(R.tmp); /* normally gone already */
+	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	ok ? R.syncs_done++ : R.syncs_failed++;
+	if (!r)
+		return; /* the replica went away meanwhile */
+	if (!ok) {
+		drop_replica(r, WIFEXITED(status) && WEXITSTATUS(status) == 2 ? "the helper could not restore "
+			     "the checkpoint" : "sending the RDB failed");
+		return;
+	}
+	r->state = RS_ONLINE;
+	r->ack_ms = mstime();
+	R.last_held = (long long)r->hlen;
+	if (r->hlen)
+		add_reply(r->c, r->held, r->hlen);
+	log_msg('*', "Synchronization with replica %s succeeded in %.3f s (%zu bytes of writes held back)",
+		r->c->addr, (mstime() - R.sync_start_ms) / 1e3, r->hlen);
+	free(r->held);
+	r->held = NULL;
+	r->hlen = r->hcap = 0;
+}
+
+void repl_cron(void)
+{
+	replica_cron();
+	if (R.ckpt && ckpt_poll(g_heap, NULL, NULL) != 1) {
+		int rc = ckpt_wait(g_heap);
+		R.last.struct_size = sizeof(R.last);
+		ckpt_stats(g_heap, &R.last);
+		R.ckpt = false;
+		if (!g_srv.ckpt_running)
+			g_dict_resize_ok = true;
+		if (rc) {
+			log_msg('#', "The sync's checkpoint failed: %s", ckpt_strerror(rc));
+			unlink(R.tmp);
+			R.syncs_failed++;
+			if (R.syncing)
+				drop_replica(R.syncing, "no checkpoint");
+			R.syncing = NULL;
+		} else {
+			start_helper();
+		}
+	}
+	if (R.child > 0) {
+		int status;
+		if (waitpid(R.child, &status, WNOHANG) == R.child)
+			sync_finished(status);
+	}
+	if (!R.ckpt && R.child == 0 && !R.syncing && !g_srv.ckpt_running) {
+		for (struct replica *r = R.list; r; r = r->next) {
+			/* its earlier replies must reach the socket before the helper writes */
+			if (r->state == RS_WAIT_START && !r->over_limit && r->c->olen == r->c->opos) {
+				start_sync(r);
+				break;
+			}
+		}
+	}
+	if (g_waiters)
+		check_waiters();
+	long long now = mstime();
+	if (streaming() && now - R.last_ping_ms >= REPL_PING_PERIOD_MS) {
+		R.last_ping_ms = now;
+		feed("*1\r\n$4\r\nPING\r\n", 14);
+	}
+}
+
+bool repl_ckpt_busy(void)
+{
+	return R.ckpt;
+}
+
+void repl_stop_sync(void)
+{
+	if (R.child > 0) {
+		kill(R.child, SIGKILL);
+		waitpid(R.child, NULL, 0);
+		R.child = 0;
+	}
+	if (R.ckpt) {
+		ckpt_cancel(g_heap);
+		ckpt_wait(g_heap);
+		R.ckpt = false;
+	}
+	if (R.tmp[0])
+		unlink(R.tmp);
+}
+
+void repl_drop_replicas(const char *why)
+{
+	for (struct replica *r = R.list; r; r = r->next)
+		if (!r->over_limit)
+			drop_replica(r, why);
+}
+
+void repl_client_freed(client *c)
+{
+	replica_link_freed(c);
+	if (c->flags & CF_BLOCKED)
+		forget_waiter(c);
+	struct replica *r = c->repl;
+	if (!r)
+		return;
+	for (struct replica **pp = &R.list; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			R.nlinked--;
+			break;
+		}
+	}
+	/* A running helper is left to finish: a peer that hung up makes its
+	 * writes fail (it exits), and `redis-cli --rdb` hangs up as soon as it
+	 * has read the EOF mark, possibly before the helper's exit. */
+	if (R.syncing == r)
+		R.syncing = NULL;
+	if (r->state != RS_HANDSHAKE)
+		log_msg('*', "Connection with replica %s lost", c->addr);
+	free(r->held);
+	free(r);
+	c->repl = NULL;
+}
+
+/* ------------------------------------------------------------- commands */
+
+static struct replica *replica_of(client *c)
+{
+	if (!c->repl) {
+		c->repl = calloc(1, sizeof(struct replica));
+		if (c->repl)
+			c->repl->c = c;
+	}
+	return c->repl;
+}
+
+void cmd_sync(client *c)
+{
+	if (c->repl && c->repl->state != RS_HANDSHAKE)
+		return; /* already a replica: ignored, as Redis does */
+	if (g_srv.mode == CKPT_BACKEND_FORK) {
+		add_reply_error(c, "ERR replication needs --snapshot-mode thread or sigbus (the sync helper "
+			    "restores a checkpoint; with the fork backend the heap is already mapped in it)");
+		return;
+	}
+	struct replica *r = replica_of(c);
+	if (!r) {
+		add_reply_error(c, "ERR out of memory");
+		return;
+	}
+	r->psync = strcasecmp(c->argv[0], "psync") == 0;
+	r->state = RS_WAIT_START;
+	r->next = R.list;
+	R.list = r;
+	R.nlinked++;
+	replid();
+	log_msg('*', "Replica %s asks for synchronization (%s): full resync", c->addr, r->psync ? "PSYNC" : "SYNC");
+	/* nothing is replied now: the helper sends +FULLRESYNC with the offset
+	 * of the snapshot's instant */
+}
+
+void cmd_replconf(client *c)
+{
+	if (c->argc % 2 == 0) {
+		add_reply_error(c, "ERR syntax error");
+		return;
+	}
+	struct replica *r = replica_of(c);
+	for (int i = 1; r && i < c->argc; i += 2) {
+		const char *opt = c->argv[i], *val = c->argv[i + 1];
+		if (!strcasecmp(opt, "ack")) {
+			r->ack_off = strtoll(val, NULL, 10);
+			r->ack_ms = mstime();
+			return; /* never answered */
+		}
+		if (!strcasecmp(opt, "getack")) {
+			if (c->flags & CF_MASTER)
+				replica_getack();
+			return;
+		}
+		if (!strcasecmp(opt, "listening-port"))
+			r->listening_port = atoi(val);
+		/* capa eof/psync2, ip-address, rdb-only: the sync is always
+		 * streamed with an EOF mark, which redis-cli and replicas read */
+	}
+	add_reply_ok(c);
+}
+
+size_t repl_info(char *b, size_t cap)
+{
+	size_t off = 0;
+#define P(...) (off += (off < cap ? (size_t)snprintf(b + off, cap - off, __VA_ARGS__) : 0))
+	if (repl_is_replica())
+		off = replica_info(b, cap);
+	else
+		P("# Replication\r\nrole:master\r\n");
+	P("connected_slaves:%d\r\n", R.nlinked);
+	int i = 0;
+	long long now = mstime();
+	for (struct replica *r = R.list; r; r = r->next, i++) {
+		char ip[64];
+		snprintf(ip, sizeof(ip), "%s", r->c->addr);
+		char *colon = strrchr(ip, ':');
+		if (colon)
+			*colon = 0;
+		P("slave%d:ip=%s,port=%d,state=%s,offset=%lld,lag=%lld\r\n", i, ip, r->listening_port,
+		  state_name(r->state), r->ack_off, r->state == RS_ONLINE ? (now - r->ack_ms) / 1000 : 0);
+	}
+	P("master_failover_state:no-failover\r\nmaster_replid:%s\r\n"
+	  "master_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:%lld\r\n"
+	  "second_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:0\r\n"
+	  "repl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n"
+	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n"
+	  "ckpt_sync_last_held_bytes:%lld\r\n",
+	  replid(), R.offset, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed, R.last_held);
+	P("ckpt_sync_pause_us:%llu\r\nckpt_sync_duration_us:%llu\r\nckpt_sync_traps:%llu\r\n"
+	  "ckpt_sync_pool_peak_bytes:%llu\r\nckpt_sync_pool_waits:%llu\r\n\r\n",
+	  (unsigned long long)R.last.pause_ns / 1000, (unsigned long long)R.last.duration_ns / 1000,
+	  (unsigned long long)R.last.traps, (unsigned long long)R.last.pool_peak_bytes,
+	  (unsigned long long)R.last.pool_waits);
+#undef P
+	return off < cap ? off : cap - 1;
+}
