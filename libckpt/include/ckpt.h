@@ -261,6 +261,15 @@ CKPT_API void *ckpt_alloc(ckpt_heap *heap, size_t size);
 /*! ckpt_calloc() : as ckpt_alloc() for @n * @size zeroed bytes; NULL with
  *  errno = ENOMEM also when the product overflows. */
 CKPT_API void *ckpt_calloc(ckpt_heap *heap, size_t n, size_t size);
+/*! ckpt_aligned_alloc() : a block of at least @size bytes whose address is a
+ *  multiple of @alignment, a power of two (16 or less: as ckpt_alloc(); 32:
+ *  from the small classes; 64 up to the page size and beyond: a whole run
+ *  of 4 KiB granules, so small blocks with large alignments cost at least
+ *  4 KiB each).  Free it with ckpt_free(); ckpt_realloc() keeps only 16-byte
+ *  alignment.  @return the block, or NULL with errno = EINVAL (@alignment 0
+ *  or not a power of two, @heap NULL) or ENOMEM (heap full, or @alignment
+ *  or @size larger than the heap).  Thread-safe. */
+CKPT_API void *ckpt_aligned_alloc(ckpt_heap *heap, size_t alignment, size_t size);
 /*! ckpt_realloc() : like realloc(3): NULL @ptr allocates; @size 0 frees
  *  @ptr and returns NULL; on failure NULL is returned and @ptr is untouched
  *  (errno = ENOMEM, or EINVAL when @ptr is not a live block of @heap).

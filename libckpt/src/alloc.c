@@ -3,16 +3,19 @@
  *
  * Everything the allocator knows lives inside the heap, as granule numbers
  * or absolute addresses (the heap's base never moves), so a restored heap is
- * usable at once.  Its one lock (h->alloc_lock) lives in process memory: a
+ * usable at once.  Its locks live in process memory (struct ckpt_heap): a
  * lock word inside the heap could be captured "held" by a checkpoint.
  *
  * Layout (granule = 4 KiB, whatever the heap's page size):
  *
- *   granule 0        struct alloc_hdr: identity, root, top, class lists
+ *   granule 0        struct alloc_hdr: identity, root, top, the caches'
+ *                    class lists and counters, in-flight reallocs
  *   map              one uint32 per granule of the heap (see T_* below)
  *   heads            bitmap, one bit per granule: "a free run starts here"
  *   tree             max-tree over 64-granule blocks: the longest free run
  *                    that starts in the block (implicit binary heap)
+ *   defer            bitmap, one bit per granule: freed while a checkpoint
+ *                    ran, so not given back yet
  *   data_start ...   runs: free runs, large blocks, spans of small objects
  *   top ...          never handed out: zero, and never written by us
  *
@@ -30,6 +33,19 @@
  *  - Memory past top is known to be zero: it is never memset (calloc of a
  *    fresh run writes nothing), and pages past top are never touched.
  *
+ * Threads.  Small objects come from NCACHE caches, chosen by the CPU the
+ * thread runs on (sched_getcpu(): per-CPU, so no thread-local state and any
+ * number of threads).  A cache is a set of spans it owns (span->owner) and
+ * its class lists, all in the heap's header, guarded by the cache's lock.
+ * A block freed by any thread goes back to its span under the owner's
+ * lock, so nothing is ever held "in a cache" outside the heap's own
+ * structures: a restored heap finds every block where it always is, and
+ * any cache takes over (steals) a span with room from another cache's list
+ * when its own is empty, so spans of caches no CPU maps to any more are
+ * used again.  The global lock (h->alloc_lock) guards runs, the tree, top,
+ * the root pointer and large blocks.  Lock order: at most one cache lock,
+ * then the global lock; a cache only ever try-locks a second cache.
+ *
  * Map entries (3-bit tag, 29-bit value):
  *   T_FREE_HEAD|len, T_FREE_TAIL|len   first / last granule of a free run
  *   T_LARGE_HEAD|len, T_LARGE_TAIL|len first / last granule of a large block
@@ -40,14 +56,19 @@
  * live block (that is what makes double frees and wild pointers harmless).
  */
 #include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 #define A_MAGIC 0x636f6c6c61706b63ull /* "ckpalloc" little-endian */
-#define A_VERSION 2u /* 2: live_bytes / live_blocks counters */
+/* 2: live counters; 3: per-CPU caches, in-flight reallocs, defer bitmap */
+#define A_VERSION 3u
 
 #define GSHIFT 12
 #define GSIZE ((size_t)1 << GSHIFT)
@@ -65,6 +86,13 @@
 
 /* Freed runs of at least this size are offered to the engine to give back. */
 #define DISCARD_MIN ((size_t)64 << 10)
+
+#define NCACHE CKPT__ALLOC_NCACHE
+#define GLOBAL NCACHE    /* lock id of h->alloc_lock */
+#define NO_LOCK (NCACHE + 1)
+/* Reallocs that may be copying at once; more wait for a slot. */
+#define NPENDING 32
+#define PENDING_CLAIMED 1u /* a slot taken, no block recorded yet */
 
 /* ------------------------------------------------------------ classes */
 
@@ -109,6 +137,17 @@ static inline unsigned size_class(size_t size)
 
 /* ---------------------------------------------------------- in-heap state */
 
+/* One per cache.  The counters are the cache's share of the live blocks,
+ * modulo 2^64: a block allocated through one cache may be freed into a span
+ * another owns by then, so only the sum over all caches (and the global
+ * counters) means anything; that sum is exact. */
+struct cache_hdr {
+	uint32_t partial[NCLASS]; /* per class: first owned span with free slots */
+	uint64_t live_bytes;
+	uint64_t live_blocks;
+	uint8_t pad[192 - NCLASS * 4 - 16]; /* own cache lines */
+};
+
 struct alloc_hdr {
 	uint64_t magic;
 	uint32_t version;
@@ -120,16 +159,19 @@ struct alloc_hdr {
 	uint64_t ngran;      /* granules in the heap */
 	uint64_t top;        /* first granule never handed out */
 	uint64_t data_start; /* first granule after the metadata */
-	uint64_t map_off, heads_off, tree_off; /* byte offsets from base */
+	uint64_t map_off, heads_off, tree_off, defer_off; /* byte offsets from base */
 	uint64_t tree_p;     /* leaves in the tree (power of two) */
 	uint32_t nclass;
-	uint32_t partial[NCLASS]; /* per class: first span with free slots */
-	/* Exact counters of live blocks (usable bytes), updated with the
-	 * structures they describe under the same lock, so the image a
-	 * checkpoint takes holds them consistent with its blocks and a
-	 * restored heap needs no O(extent) recount. */
+	uint32_t ncache;
+	/* Large blocks: their live counters (the caches hold the rest). */
 	uint64_t live_bytes;
 	uint64_t live_blocks;
+	/* Reallocs between allocating the new block and freeing the old one:
+	 * the new block's address (or PENDING_CLAIMED).  Written in the same
+	 * critical sections as those two steps, so an image taken between
+	 * them says which block the application does not know yet. */
+	uint64_t pending[NPENDING];
+	struct cache_hdr cache[NCACHE] __attribute__((aligned(64)));
 };
 
 struct span {
@@ -138,13 +180,16 @@ struct span {
 	uint16_t nslots;
 	uint16_t nfree;
 	uint16_t hint;  /* lowest word of free[] that may have a bit set */
-	uint32_t next;  /* partial list of the class (granules, 0 = none) */
+	uint32_t next;  /* partial list of the owner's class (granules, 0 = none) */
 	uint32_t prev;
-	uint32_t pad[3];
+	uint32_t owner; /* the cache whose lock guards this span */
+	uint32_t pad[2];
 	uint64_t free[8]; /* bit set: slot free */
 };
+_Static_assert(sizeof(struct cache_hdr) == 192, "cache header size");
 _Static_assert(sizeof(struct span) == SPAN_HDR, "span header size");
 _Static_assert(sizeof(struct alloc_hdr) <= GSIZE, "allocator header fits a granule");
+_Static_assert(offsetof(struct alloc_hdr, cache) % 64 == 0, "caches on their own lines");
 
 /* Pointers into one heap's metadata, rebuilt on each call (cheap loads from
  * the header's cache line). */
@@ -154,6 +199,7 @@ struct actx {
 	uint32_t *map;
 	uint64_t *heads;
 	uint32_t *tree;
+	uint64_t *defer;
 	uint64_t p;
 };
 
@@ -165,6 +211,7 @@ static inline void ctx_init(struct actx *a, ckpt_heap *h)
 	a->map = (uint32_t *)(void *)(h->base + hd->map_off);
 	a->heads = (uint64_t *)(void *)(h->base + hd->heads_off);
 	a->tree = (uint32_t *)(void *)(h->base + hd->tree_off);
+	a->defer = (uint64_t *)(void *)(h->base + hd->defer_off);
 	a->p = hd->tree_p;
 }
 
@@ -180,7 +227,7 @@ static inline struct span *span_at(const struct actx *a, uint64_t g)
 
 /* The layout every heap of this size has; format writes it, open checks it. */
 struct layout {
-	uint64_t ngran, map_off, heads_off, tree_off, tree_p, data_start;
+	uint64_t ngran, map_off, heads_off, tree_off, defer_off, tree_p, data_start;
 };
 
 static inline uint64_t round_up(uint64_t x, uint64_t a)
@@ -200,7 +247,32 @@ static void layout_of(uint64_t heap_size, struct layout *l)
 	l->heads_off = l->map_off + round_up(n * 4, 64);
 	l->tree_off = l->heads_off + round_up(leaves * 8, 64);
 	l->tree_p = p;
-	l->data_start = round_up(l->tree_off + 2 * p * 4, GSIZE) >> GSHIFT;
+	l->defer_off = l->tree_off + round_up(2 * p * 4, 64);
+	l->data_start = round_up(l->defer_off + leaves * 8, GSIZE) >> GSHIFT;
+}
+
+/* ---------------------------------------------------- the defer bitmap */
+
+/* Granules handed out again are no longer to be given back.  Reads first:
+ * the bitmap is almost always clear, and a store could cost a trap. */
+static void defer_clear(struct actx *a, uint64_t g, uint64_t n)
+{
+	for (uint64_t i = g; i < g + n;) {
+		uint64_t w = i >> 6, lo = i & 63, cnt = 64 - lo < g + n - i ? 64 - lo : g + n - i;
+		uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << lo;
+		if (a->defer[w] & mask)
+			a->defer[w] &= ~mask;
+		i += cnt;
+	}
+}
+
+static void defer_set(struct actx *a, uint64_t g, uint64_t n)
+{
+	for (uint64_t i = g; i < g + n;) {
+		uint64_t w = i >> 6, lo = i & 63, cnt = 64 - lo < g + n - i ? 64 - lo : g + n - i;
+		a->defer[w] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << lo;
+		i += cnt;
+	}
 }
 
 /* ---------------------------------------------------- the run max-tree */
@@ -300,6 +372,7 @@ static uint64_t run_alloc(struct actx *a, uint64_t n, uint64_t *zero_from)
 		freerun_remove(a, g, len);
 		if (len > n)
 			freerun_insert(a, g + n, len - n);
+		defer_clear(a, g, n);
 		*zero_from = g + n;
 		return g;
 	}
@@ -310,8 +383,10 @@ static uint64_t run_alloc(struct actx *a, uint64_t n, uint64_t *zero_from)
 	}
 	if (start + n > hd->ngran)
 		return 0;
-	if (tail)
+	if (tail) {
 		freerun_remove(a, start, tail);
+		defer_clear(a, start, tail);
+	}
 	hd->top = start + n;
 	*zero_from = top;
 	return start;
@@ -340,16 +415,29 @@ static void run_free(struct actx *a, uint64_t g, uint64_t n)
 	freerun_insert(a, start, len);
 }
 
-/* Offers the whole heap pages inside a freed run to the engine. */
-static void run_discard(struct actx *a, uint64_t g, uint64_t n)
+/* Offers the whole heap pages inside [g, g+n) to the engine. */
+static void pages_discard(struct actx *a, uint64_t g, uint64_t n)
 {
 	ckpt_heap *h = a->h;
-	if ((n << GSHIFT) < DISCARD_MIN)
-		return;
 	size_t first = (size_t)((((g << GSHIFT) + h->page_size - 1)) >> h->page_shift);
 	size_t end = (size_t)(((g + n) << GSHIFT) >> h->page_shift);
 	if (end > first)
 		ckpt__track_discard(h, first, end - first);
+}
+
+/* A run was freed.  While a checkpoint may run (from the cut until the
+ * engine calls ckpt__alloc_release_deferred) the engine keeps the memory
+ * (a hole punch would lose pre-images), so the run is also recorded in the
+ * defer bitmap, to be given back when the checkpoint ends. */
+static void run_discard(struct actx *a, uint64_t g, uint64_t n)
+{
+	if ((n << GSHIFT) < DISCARD_MIN)
+		return;
+	if (atomic_load_explicit(&a->h->alloc_deferring, memory_order_relaxed)) {
+		defer_set(a, g, n);
+		a->h->alloc_deferred = true;
+	}
+	pages_discard(a, g, n);
 }
 
 static inline void large_mark(struct actx *a, uint64_t g, uint64_t n)
@@ -366,70 +454,223 @@ static inline void large_unmark(struct actx *a, uint64_t g, uint64_t n)
 		a->map[g + n - 1] = 0;
 }
 
-/* ------------------------------------------------------------------ spans */
 
-static void partial_push(struct actx *a, unsigned c, uint64_t g)
+/* ------------------------------------------------------------------ locks */
+
+static inline void cpu_relax(void)
 {
-	struct span *s = span_at(a, g);
-	uint32_t head = a->hd->partial[c];
-	s->prev = 0;
-	s->next = head;
-	if (head)
-		span_at(a, head)->prev = (uint32_t)g;
-	a->hd->partial[c] = (uint32_t)g;
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
 }
 
-static void partial_unlink(struct actx *a, unsigned c, uint64_t g)
+static inline void global_lock(ckpt_heap *h)
+{
+	/* A short spin first: allocator critical sections are tens of
+	 * nanoseconds, far less than a futex sleep and wake-up. */
+	for (int i = 0; i < 64; i++) {
+		if (pthread_mutex_trylock(&h->alloc_lock) == 0)
+			return;
+		cpu_relax();
+	}
+	pthread_mutex_lock(&h->alloc_lock);
+}
+
+static inline void global_unlock(ckpt_heap *h)
+{
+	pthread_mutex_unlock(&h->alloc_lock);
+}
+
+/*
+ * Cache locks: a futex word, 0 free, 1 held, 2 held with waiters (Drepper,
+ * "Futexes are tricky", mutex 3).  Not a pthread mutex because the fast path
+ * is the allocator's fast path: one compare-and-swap to take it, one
+ * exchange to drop it, both inlined.
+ */
+static inline bool cache_trylock(ckpt_heap *h, unsigned k)
+{
+	uint32_t z = 0;
+	return atomic_compare_exchange_strong_explicit(&h->alloc_cache[k].word, &z, 1,
+						       memory_order_acquire, memory_order_relaxed);
+}
+
+static void cache_lock_slow(ckpt_heap *h, unsigned k)
+{
+	_Atomic uint32_t *w = &h->alloc_cache[k].word;
+	for (int i = 0; i < 100; i++) {
+		if (atomic_load_explicit(w, memory_order_relaxed) == 0 && cache_trylock(h, k))
+			return;
+		cpu_relax();
+	}
+	while (atomic_exchange_explicit(w, 2, memory_order_acquire) != 0)
+		syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+
+static inline void cache_lock(ckpt_heap *h, unsigned k)
+{
+	if (!cache_trylock(h, k))
+		cache_lock_slow(h, k);
+}
+
+static inline void cache_unlock(ckpt_heap *h, unsigned k)
+{
+	if (atomic_exchange_explicit(&h->alloc_cache[k].word, 0, memory_order_release) == 2)
+		syscall(SYS_futex, &h->alloc_cache[k].word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static inline void lock_id(ckpt_heap *h, unsigned id)
+{
+	if (id == GLOBAL)
+		global_lock(h);
+	else
+		cache_lock(h, id);
+}
+
+static inline void unlock_id(ckpt_heap *h, unsigned id)
+{
+	if (id == GLOBAL)
+		global_unlock(h);
+	else if (id < NCACHE)
+		cache_unlock(h, id);
+}
+
+/* The cache of the CPU we run on (sched_getcpu() reads the rseq area: a
+ * few nanoseconds), or the next free one if another thread holds it (it
+ * may have been preempted there). */
+static inline unsigned cache_pick_lock(ckpt_heap *h)
+{
+	unsigned k = (unsigned)sched_getcpu() & (NCACHE - 1);
+	if (CKPT__LIKELY(cache_trylock(h, k)))
+		return k;
+	for (unsigned i = 1; i < NCACHE; i++) {
+		unsigned j = (k + i) & (NCACHE - 1);
+		if (cache_trylock(h, j))
+			return j;
+	}
+	cache_lock_slow(h, k);
+	return k;
+}
+
+/* Every lock, caches in index order then the global one: nobody else ever
+ * waits for a second cache lock, so this cannot deadlock. */
+static void lock_all(ckpt_heap *h)
+{
+	for (unsigned k = 0; k < NCACHE; k++)
+		cache_lock(h, k);
+	global_lock(h);
+}
+
+static void unlock_all(ckpt_heap *h)
+{
+	global_unlock(h);
+	for (unsigned k = NCACHE; k-- > 0;)
+		cache_unlock(h, k);
+}
+
+/* ------------------------------------------------------------------ spans */
+
+static void partial_push(struct actx *a, uint32_t *head, uint64_t g)
+{
+	struct span *s = span_at(a, g);
+	s->prev = 0;
+	s->next = *head;
+	if (*head)
+		span_at(a, *head)->prev = (uint32_t)g;
+	__atomic_store_n(head, (uint32_t)g, __ATOMIC_RELAXED); /* peeked by span_steal */
+}
+
+static void partial_unlink(struct actx *a, uint32_t *head, uint64_t g)
 {
 	struct span *s = span_at(a, g);
 	if (s->prev)
 		span_at(a, s->prev)->next = s->next;
 	else
-		a->hd->partial[c] = s->next;
+		__atomic_store_n(head, s->next, __ATOMIC_RELAXED);
 	if (s->next)
 		span_at(a, s->next)->prev = s->prev;
 	s->next = s->prev = 0;
 }
 
-static uint64_t span_new(struct actx *a, unsigned c)
+/* A new span of class c for cache k.  Cache k's lock held; takes the
+ * global one for the run. */
+static uint64_t span_new(struct actx *a, unsigned k, unsigned c)
 {
-	uint64_t zero_from, k = cls[c].gran;
-	uint64_t g = run_alloc(a, k, &zero_from);
+	uint64_t zero_from, n = cls[c].gran;
+	global_lock(a->h);
+	uint64_t g = run_alloc(a, n, &zero_from);
+	if (g)
+		for (uint64_t i = 0; i < n; i++)
+			a->map[g + i] = ENT(T_SPAN, i);
+	global_unlock(a->h);
 	if (!g)
 		return 0;
-	for (uint64_t i = 0; i < k; i++)
-		a->map[g + i] = ENT(T_SPAN, i);
 	struct span *s = span_at(a, g);
-	unsigned n = cls[c].slots;
-	s->magic = SPAN_MAGIC ^ (uint32_t)g;
+	unsigned slots = cls[c].slots;
+	s->owner = k;
 	s->cls = (uint16_t)c;
-	s->nslots = (uint16_t)n;
-	s->nfree = (uint16_t)n;
+	s->nslots = (uint16_t)slots;
+	s->nfree = (uint16_t)slots;
 	s->hint = 0;
 	for (unsigned w = 0; w < 8; w++) {
 		unsigned lo = w * 64;
-		s->free[w] = n >= lo + 64 ? ~0ull : n > lo ? (1ull << (n - lo)) - 1 : 0;
+		s->free[w] = slots >= lo + 64 ? ~0ull : slots > lo ? (1ull << (slots - lo)) - 1 : 0;
 	}
-	partial_push(a, c, g);
+	/* magic last: a wild free that finds it finds a complete header */
+	__atomic_store_n(&s->magic, SPAN_MAGIC ^ (uint32_t)g, __ATOMIC_RELEASE);
+	partial_push(a, &a->hd->cache[k].partial[c], g);
 	return g;
 }
 
-static void span_release(struct actx *a, unsigned c, uint64_t g)
+/* An empty span goes back to the runs.  Its owner's lock held. */
+static void span_release(struct actx *a, unsigned k, unsigned c, uint64_t g)
 {
-	uint64_t k = cls[c].gran;
-	partial_unlink(a, c, g);
-	span_at(a, g)->magic = 0;
-	for (uint64_t i = 0; i < k; i++)
+	uint64_t n = cls[c].gran;
+	struct span *s = span_at(a, g);
+	partial_unlink(a, &a->hd->cache[k].partial[c], g);
+	__atomic_store_n(&s->magic, 0, __ATOMIC_RELAXED);
+	s->owner = UINT32_MAX;
+	global_lock(a->h);
+	for (uint64_t i = 0; i < n; i++)
 		a->map[g + i] = 0;
-	run_free(a, g, k);
-	run_discard(a, g, k);
+	run_free(a, g, n);
+	run_discard(a, g, n);
+	global_unlock(a->h);
 }
 
-static void *small_alloc(struct actx *a, unsigned c)
+/* Takes over a span with room of class c from another cache (its CPU is
+ * idle, or no CPU maps to it any more, e.g. after a restore on a smaller
+ * machine).  Only try-locks: we hold cache k's lock. */
+static uint64_t span_steal(struct actx *a, unsigned k, unsigned c)
 {
-	uint64_t g = a->hd->partial[c];
+	for (unsigned i = 1; i < NCACHE; i++) {
+		unsigned j = (k + i) & (NCACHE - 1);
+		uint32_t *head = &a->hd->cache[j].partial[c];
+		if (!__atomic_load_n(head, __ATOMIC_RELAXED) || !cache_trylock(a->h, j))
+			continue;
+		uint64_t g = *head;
+		if (g) {
+			partial_unlink(a, head, g);
+			span_at(a, g)->owner = k; /* under both owners' locks */
+			partial_push(a, &a->hd->cache[k].partial[c], g);
+		}
+		cache_unlock(a->h, j);
+		if (g)
+			return g;
+	}
+	return 0;
+}
+
+/* Cache k's lock held. */
+static void *small_alloc(struct actx *a, unsigned k, unsigned c)
+{
+	struct cache_hdr *ch = &a->hd->cache[k];
+	uint64_t g = ch->partial[c];
 	if (!g) {
-		g = span_new(a, c);
+		g = span_steal(a, k, c);
+		if (!g)
+			g = span_new(a, k, c);
 		if (!g)
 			return NULL;
 	}
@@ -441,33 +682,59 @@ static void *small_alloc(struct actx *a, unsigned c)
 	s->free[w] &= ~(1ull << b);
 	s->hint = (uint16_t)w;
 	if (--s->nfree == 0)
-		partial_unlink(a, c, g);
-	a->hd->live_bytes += cls[c].size;
-	a->hd->live_blocks++;
+		partial_unlink(a, &ch->partial[c], g);
+	ch->live_bytes += cls[c].size;
+	ch->live_blocks++;
 	return gran_ptr(a, g) + SPAN_HDR + (size_t)(w * 64 + b) * cls[c].size;
 }
 
 /* ----------------------------------------------------------- block lookup */
 
 struct block {
-	int kind;     /* 0 invalid, 1 small, 2 large */
-	uint64_t g;   /* span or run granule */
-	uint64_t n;   /* run granules (large) */
-	unsigned c;   /* class (small) */
-	unsigned idx; /* slot (small) */
+	int kind;       /* 0 invalid, 1 small, 2 large */
+	uint64_t g;     /* span or run granule */
+	uint64_t n;     /* run granules (large) */
+	unsigned c;     /* class (small) */
+	unsigned idx;   /* slot (small) */
+	unsigned owner; /* span's cache (small) */
 	size_t usable;
 };
 
-/* Identifies a live block from a pointer the application gave us; anything
- * else (foreign pointer, interior pointer, freed block) gives kind 0. */
-static void block_of(const struct actx *a, const void *ptr, struct block *b)
+/*
+ * Which lock guards the block at ptr, read without any lock: a live block's
+ * map entries and its span's owner only change under that lock, so for a
+ * valid pointer the answer is right; for anything else block_of() under the
+ * lock decides.  NO_LOCK: certainly not a block.
+ */
+static unsigned block_lock_of(const struct actx *a, const void *ptr)
 {
 	const uint8_t *p = ptr;
-	b->kind = 0;
 	if (!ckpt__in_heap(a->h, p) || ((uintptr_t)p & 15))
+		return NO_LOCK;
+	uint64_t g = (uint64_t)(p - a->h->base) >> GSHIFT;
+	if (g < a->hd->data_start)
+		return NO_LOCK;
+	uint32_t e = __atomic_load_n(&a->map[g], __ATOMIC_RELAXED);
+	if (ETAG(e) == T_LARGE_HEAD)
+		return GLOBAL;
+	if (ETAG(e) != T_SPAN || EVAL(e) > g)
+		return NO_LOCK;
+	uint32_t o = __atomic_load_n(&span_at(a, g - EVAL(e))->owner, __ATOMIC_RELAXED);
+	return o < NCACHE ? o : NO_LOCK;
+}
+
+/* Identifies a live block from a pointer the application gave us; anything
+ * else (foreign, interior, freed) gives kind 0.  The lock that guards it
+ * (block_lock_of) is held. */
+static void block_of(const struct actx *a, const void *ptr, struct block *b)
+{
+	const struct alloc_hdr *hd = a->hd;
+	b->kind = 0;
+	if (!ckpt__in_heap(a->h, ptr) || ((uintptr_t)ptr & 15))
 		return;
-	uint64_t off = (uint64_t)(p - a->h->base), g = off >> GSHIFT;
-	if (g < a->hd->data_start || g >= a->hd->top)
+	uint64_t off = (uint64_t)((const uint8_t *)ptr - a->h->base);
+	uint64_t g = off >> GSHIFT;
+	if (g < hd->data_start || g >= hd->ngran)
 		return;
 	uint32_t e = a->map[g];
 	if (ETAG(e) == T_LARGE_HEAD) {
@@ -483,7 +750,8 @@ static void block_of(const struct actx *a, const void *ptr, struct block *b)
 		return;
 	uint64_t sg = g - EVAL(e);
 	const struct span *s = span_at(a, sg);
-	if (s->magic != (SPAN_MAGIC ^ (uint32_t)sg) || s->cls >= NCLASS)
+	if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != (SPAN_MAGIC ^ (uint32_t)sg) ||
+	    s->cls >= NCLASS || s->owner >= NCACHE)
 		return;
 	uint64_t rel = off - (sg << GSHIFT);
 	if (rel < SPAN_HDR)
@@ -504,48 +772,70 @@ static void block_of(const struct actx *a, const void *ptr, struct block *b)
 	b->g = sg;
 	b->c = s->cls;
 	b->idx = (unsigned)idx;
+	b->owner = s->owner;
 	b->usable = size;
 }
 
+/* Finds the block at ptr and returns with the lock that guards it held
+ * (its id), or NO_LOCK and kind 0.  Retries when a steal moved the span to
+ * another cache between the peek and the lock. */
+static unsigned lock_block(const struct actx *a, const void *ptr, struct block *b)
+{
+	for (;;) {
+		unsigned id = block_lock_of(a, ptr);
+		if (id == NO_LOCK) {
+			b->kind = 0;
+			return NO_LOCK;
+		}
+		lock_id(a->h, id);
+		block_of(a, ptr, b);
+		if (b->kind == 0) {
+			unlock_id(a->h, id);
+			return NO_LOCK;
+		}
+		if ((b->kind == 2 && id == GLOBAL) || (b->kind == 1 && b->owner == id))
+			return id;
+		unlock_id(a->h, id);
+	}
+}
+
+/* Frees a block found by lock_block(), with its lock held. */
 static void block_free(struct actx *a, const struct block *b)
 {
-	a->hd->live_bytes -= b->usable;
-	a->hd->live_blocks--;
 	if (b->kind == 2) {
+		a->hd->live_bytes -= b->usable;
+		a->hd->live_blocks--;
 		large_unmark(a, b->g, b->n);
 		run_free(a, b->g, b->n);
 		run_discard(a, b->g, b->n);
 		return;
 	}
+	struct cache_hdr *ch = &a->hd->cache[b->owner];
 	struct span *s = span_at(a, b->g);
 	unsigned w = b->idx >> 6;
+	ch->live_bytes -= b->usable;
+	ch->live_blocks--;
 	s->free[w] |= 1ull << (b->idx & 63);
 	if (w < s->hint)
 		s->hint = (uint16_t)w;
 	if (s->nfree++ == 0) {
-		partial_push(a, b->c, b->g);
+		partial_push(a, &ch->partial[b->c], b->g);
 	} else if (s->nfree == s->nslots &&
-		   !(a->hd->partial[b->c] == b->g && s->next == 0)) {
-		/* Empty, and not the class's only span with room: keeping one
-		 * avoids creating and releasing a span on alternating calls. */
-		span_release(a, b->c, b->g);
+		   !(ch->partial[b->c] == b->g && s->next == 0)) {
+		/* Empty, and not the cache's only span of the class with room:
+		 * keeping one avoids creating and releasing a span on
+		 * alternating calls. */
+		span_release(a, b->owner, b->c, b->g);
 	}
 }
 
 /* ------------------------------------------------------------ allocation */
 
-/* Allocates with the lock held.  *zero_from: from this address on, the
- * block is known to be zero. */
-static void *alloc_locked(struct actx *a, size_t size, uint8_t **zero_from)
+/* A large block of n granules; the global lock held.  *zero_from: from
+ * this address on, the block is known to be zero. */
+static void *large_alloc(struct actx *a, uint64_t n, uint8_t **zero_from)
 {
-	if (size <= SMALL_MAX) {
-		void *p = small_alloc(a, size_class(size));
-		*zero_from = NULL;
-		return p;
-	}
-	if (size > a->h->size)
-		return NULL;
-	uint64_t n = (size + GSIZE - 1) >> GSHIFT, zg;
+	uint64_t zg;
 	uint64_t g = run_alloc(a, n, &zg);
 	if (!g)
 		return NULL;
@@ -556,23 +846,32 @@ static void *alloc_locked(struct actx *a, size_t size, uint8_t **zero_from)
 	return gran_ptr(a, g);
 }
 
-static inline void lock(ckpt_heap *h)
+/*
+ * Allocates @size bytes, taking and dropping the lock it needs.  If @slot
+ * is not NULL, the block's address is stored there in the same critical
+ * section (an in-flight realloc's record).  *zero_from as large_alloc's.
+ */
+static void *alloc_any(struct actx *a, size_t size, uint8_t **zero_from, uint64_t *slot)
 {
-	/* A short spin first: allocator critical sections are tens of
-	 * nanoseconds, far less than a futex sleep and wake-up. */
-	for (int i = 0; i < 64; i++) {
-		if (pthread_mutex_trylock(&h->alloc_lock) == 0)
-			return;
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
-#endif
+	ckpt_heap *h = a->h;
+	void *p;
+	if (size <= SMALL_MAX) {
+		unsigned k = cache_pick_lock(h);
+		p = small_alloc(a, k, size_class(size));
+		if (p && slot)
+			__atomic_store_n(slot, (uint64_t)(uintptr_t)p, __ATOMIC_RELAXED);
+		cache_unlock(h, k);
+		*zero_from = NULL;
+		return p;
 	}
-	pthread_mutex_lock(&h->alloc_lock);
-}
-
-static inline void unlock(ckpt_heap *h)
-{
-	pthread_mutex_unlock(&h->alloc_lock);
+	if (size > h->size)
+		return NULL;
+	global_lock(h);
+	p = large_alloc(a, (size + GSIZE - 1) >> GSHIFT, zero_from);
+	if (p && slot)
+		__atomic_store_n(slot, (uint64_t)(uintptr_t)p, __ATOMIC_RELAXED);
+	global_unlock(h);
+	return p;
 }
 
 CKPT_API void *ckpt_alloc(ckpt_heap *heap, size_t size)
@@ -583,10 +882,8 @@ CKPT_API void *ckpt_alloc(ckpt_heap *heap, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
-	lock(heap);
 	ctx_init(&a, heap);
-	void *p = alloc_locked(&a, size, &zf);
-	unlock(heap);
+	void *p = alloc_any(&a, size, &zf, NULL);
 	if (!p)
 		errno = ENOMEM;
 	return p;
@@ -605,10 +902,8 @@ CKPT_API void *ckpt_calloc(ckpt_heap *heap, size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	lock(heap);
 	ctx_init(&a, heap);
-	uint8_t *p = alloc_locked(&a, total, &zf);
-	unlock(heap);
+	uint8_t *p = alloc_any(&a, total, &zf, NULL);
 	if (!p) {
 		errno = ENOMEM;
 		return NULL;
@@ -629,12 +924,11 @@ CKPT_API void ckpt_free(ckpt_heap *heap, void *ptr)
 	struct block b;
 	if (!heap || !ptr)
 		return;
-	lock(heap);
 	ctx_init(&a, heap);
-	block_of(&a, ptr, &b);
+	unsigned id = lock_block(&a, ptr, &b);
 	if (b.kind)
 		block_free(&a, &b);
-	unlock(heap);
+	unlock_id(heap, id);
 }
 
 CKPT_API size_t ckpt_usable_size(ckpt_heap *heap, const void *ptr)
@@ -643,14 +937,82 @@ CKPT_API size_t ckpt_usable_size(ckpt_heap *heap, const void *ptr)
 	struct block b;
 	if (!heap || !ptr)
 		return 0;
-	lock(heap);
 	ctx_init(&a, heap);
-	block_of(&a, ptr, &b);
-	unlock(heap);
+	unlock_id(heap, lock_block(&a, ptr, &b));
 	return b.kind ? b.usable : 0;
 }
 
-/* Resizes a large block in place; 0 on success, -1 when it cannot. */
+/* ----------------------------------------------------- aligned allocation */
+
+/* A run of n granules whose address is a multiple of align (> GSIZE): takes
+ * n + align/GSIZE - 1 granules and gives back the head and tail around the
+ * aligned part.  The global lock held. */
+static void *large_alloc_aligned(struct actx *a, uint64_t n, size_t align)
+{
+	uint64_t ag = align >> GSHIFT, extra = ag - 1, zg;
+	if (n + extra > VAL_MAX)
+		return NULL;
+	uint64_t g = run_alloc(a, n + extra, &zg);
+	if (!g)
+		return NULL;
+	uint64_t abs_g = ((uint64_t)(uintptr_t)a->h->base >> GSHIFT) + g;
+	uint64_t lead = (ag - (abs_g & (ag - 1))) & (ag - 1);
+	uint64_t trail = extra - lead;
+	if (lead)
+		run_free(a, g, lead);
+	if (trail && g + lead + n >= zg && g + n + extra == a->hd->top)
+		a->hd->top = g + lead + n; /* never handed out: stays past top */
+	else if (trail)
+		run_free(a, g + lead + n, trail);
+	large_mark(a, g + lead, n);
+	a->hd->live_bytes += n << GSHIFT;
+	a->hd->live_blocks++;
+	return gran_ptr(a, g + lead);
+}
+
+/*
+ * Small classes whose slots are all aligned: slot addresses are span + 96
+ * + i * size, so a class serves alignment 32 when its size is a multiple
+ * of 32 (96 is); 64 and more need a run (granule-aligned, 4 KiB).
+ */
+CKPT_API void *ckpt_aligned_alloc(ckpt_heap *heap, size_t alignment, size_t size)
+{
+	struct actx a;
+	uint8_t *zf;
+	if (!heap || alignment == 0 || (alignment & (alignment - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (alignment <= 16)
+		return ckpt_alloc(heap, size);
+	if (alignment > heap->size || size > heap->size) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ctx_init(&a, heap);
+	void *p = NULL;
+	if (alignment == 32 && size <= SMALL_MAX) {
+		unsigned c = size_class(size ? size : 1);
+		while (cls[c].size % 32)
+			c++; /* 48 -> 64, 80 -> 96, 112 -> 128: one step at most */
+		p = alloc_any(&a, cls[c].size, &zf, NULL);
+	} else {
+		uint64_t n = (size + GSIZE - 1) >> GSHIFT;
+		if (n == 0)
+			n = 1;
+		global_lock(heap);
+		p = alignment <= GSIZE ? large_alloc(&a, n, &zf) : large_alloc_aligned(&a, n, alignment);
+		global_unlock(heap);
+	}
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+/* ---------------------------------------------------------------- realloc */
+
+/* Resizes a large block in place; 0 on success, -1 when it cannot.  The
+ * global lock held. */
 static int large_resize(struct actx *a, const struct block *b, size_t size)
 {
 	uint64_t g = b->g, n = b->n;
@@ -683,8 +1045,10 @@ static int large_resize(struct actx *a, const struct block *b, size_t size)
 			freerun_remove(a, next, l);
 			if (l > need)
 				freerun_insert(a, next + need, l - need);
+			defer_clear(a, next, need);
 		} else if (next + l == top && g + nn <= a->hd->ngran) {
 			freerun_remove(a, next, l);
+			defer_clear(a, next, l);
 			a->hd->top = g + nn;
 		} else {
 			return -1;
@@ -696,11 +1060,57 @@ static int large_resize(struct actx *a, const struct block *b, size_t size)
 	return 0;
 }
 
+/* Takes an in-flight realloc slot (lock-free: a slot holds 0 or an address
+ * only inside critical sections, PENDING_CLAIMED outside them).  Waits
+ * while NPENDING reallocs are copying. */
+static uint64_t *pending_claim(struct actx *a)
+{
+	for (;;) {
+		for (unsigned i = 0; i < NPENDING; i++) {
+			uint64_t z = 0;
+			if (__atomic_load_n(&a->hd->pending[i], __ATOMIC_RELAXED) == 0 &&
+			    __atomic_compare_exchange_n(&a->hd->pending[i], &z, PENDING_CLAIMED, false,
+							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				return &a->hd->pending[i];
+		}
+		sched_yield();
+	}
+}
+
+/*
+ * Moves the block to a new one of @size.  The copy runs without any lock
+ * (a large block could hold other threads, and a checkpoint's pause, up for
+ * milliseconds), so a checkpoint may cut between allocating the new block
+ * and freeing the old one: the new block is recorded in an in-heap slot in
+ * the same critical section that allocates it, and the record is cleared in
+ * the one that frees the old block.  An image cut in between holds the
+ * record, and opening it frees the block the application never saw.
+ */
+static void *realloc_move(struct actx *a, void *ptr, size_t old_usable, size_t size)
+{
+	uint8_t *zf;
+	struct block b;
+	uint64_t *slot = pending_claim(a);
+	void *q = alloc_any(a, size, &zf, slot);
+	if (!q) {
+		__atomic_store_n(slot, 0, __ATOMIC_RELEASE);
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(q, ptr, size < old_usable ? size : old_usable);
+	/* ptr is still the same live block: only the caller may free or resize it */
+	unsigned id = lock_block(a, ptr, &b);
+	if (b.kind)
+		block_free(a, &b);
+	__atomic_store_n(slot, 0, __ATOMIC_RELEASE);
+	unlock_id(a->h, id);
+	return q;
+}
+
 CKPT_API void *ckpt_realloc(ckpt_heap *heap, void *ptr, size_t size)
 {
 	struct actx a;
 	struct block b;
-	uint8_t *zf;
 	if (!heap) {
 		errno = EINVAL;
 		return NULL;
@@ -712,51 +1122,32 @@ CKPT_API void *ckpt_realloc(ckpt_heap *heap, void *ptr, size_t size)
 		ckpt_free(heap, ptr);
 		return NULL;
 	}
-	lock(heap);
 	ctx_init(&a, heap);
-	block_of(&a, ptr, &b);
+	unsigned id = lock_block(&a, ptr, &b);
 	if (!b.kind) {
-		unlock(heap);
 		errno = EINVAL;
 		return NULL;
 	}
 	if (size > heap->size) {
-		unlock(heap);
+		unlock_id(heap, id);
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (b.kind == 1 && size <= b.usable && (size > b.usable / 2 || b.c == 0)) {
-		unlock(heap);
+	bool in_place = (b.kind == 1 && size <= b.usable && (size > b.usable / 2 || b.c == 0)) ||
+			(b.kind == 2 && size > SMALL_MAX && large_resize(&a, &b, size) == 0);
+	unlock_id(heap, id);
+	if (in_place)
 		return ptr;
-	}
-	if (b.kind == 2 && size > SMALL_MAX && large_resize(&a, &b, size) == 0) {
-		unlock(heap);
-		return ptr;
-	}
-	void *q = alloc_locked(&a, size, &zf);
-	if (!q) {
-		unlock(heap);
-		errno = ENOMEM;
-		return NULL;
-	}
-	/* Copy without the lock (a large block could hold other threads up for
-	 * milliseconds): both blocks stay allocated meanwhile, and b stays
-	 * valid because only the caller may free or resize ptr. */
-	unlock(heap);
-	memcpy(q, ptr, size < b.usable ? size : b.usable);
-	lock(heap);
-	block_free(&a, &b);
-	unlock(heap);
-	return q;
+	return realloc_move(&a, ptr, b.usable, size);
 }
 
 CKPT_API int ckpt_root_set(ckpt_heap *heap, void *ptr)
 {
 	if (!heap || (ptr && !ckpt__in_heap(heap, ptr)))
 		return -EINVAL;
-	lock(heap);
+	global_lock(heap);
 	((struct alloc_hdr *)(void *)heap->base)->root = (uint64_t)(uintptr_t)ptr;
-	unlock(heap);
+	global_unlock(heap);
 	return 0;
 }
 
@@ -764,17 +1155,76 @@ CKPT_API void *ckpt_root_get(ckpt_heap *heap)
 {
 	if (!heap)
 		return NULL;
-	lock(heap);
+	global_lock(heap);
 	void *p = (void *)(uintptr_t)((struct alloc_hdr *)(void *)heap->base)->root;
-	unlock(heap);
+	global_unlock(heap);
 	return p;
 }
+
+/* ------------------------------------------------- the engine's interface */
 
 size_t ckpt__alloc_extent_pages(ckpt_heap *h)
 {
 	const struct alloc_hdr *hd = (const struct alloc_hdr *)(void *)h->base;
 	uint64_t bytes = hd->top << GSHIFT;
 	return (size_t)((bytes + h->page_size - 1) >> h->page_shift);
+}
+
+/*
+ * The checkpoint's cut.  Costs NCACHE + 1 uncontended lock operations when
+ * no allocator call is in flight (16 compare-and-swaps, well under a
+ * microsecond), plus waiting out the calls that are: each is a short
+ * critical section (a copy of realloc never runs under a lock).  From here
+ * until ckpt__alloc_release_deferred() freed runs are recorded to be given
+ * back later: the engine keeps their memory meanwhile.
+ */
+void ckpt__alloc_quiesce(ckpt_heap *h)
+{
+	lock_all(h);
+	atomic_store_explicit(&h->alloc_deferring, true, memory_order_relaxed);
+}
+
+void ckpt__alloc_resume(ckpt_heap *h)
+{
+	unlock_all(h);
+}
+
+/* Gives back, through the engine, the whole pages of every run freed since
+ * the cut that is still free.  The global lock held: no run can be handed
+ * out meanwhile.  O(heap / 256 KiB) word reads when anything was deferred. */
+void ckpt__alloc_release_deferred(ckpt_heap *h)
+{
+	struct actx a;
+	global_lock(h);
+	atomic_store_explicit(&h->alloc_deferring, false, memory_order_relaxed);
+	if (!h->alloc_deferred) {
+		global_unlock(h);
+		return;
+	}
+	h->alloc_deferred = false;
+	ctx_init(&a, h);
+	uint64_t words = (a.hd->ngran + 63) / 64, start = 0;
+	bool in = false;
+	for (uint64_t w = 0; w <= words; w++) {
+		uint64_t bits = w < words ? a.defer[w] : 0;
+		if (!in && bits == 0)
+			continue;
+		if (in && bits == ~0ull)
+			continue;
+		for (unsigned i = 0; i < 64; i++) {
+			bool set = (bits >> i) & 1;
+			if (set && !in) {
+				start = w * 64 + i;
+				in = true;
+			} else if (!set && in) {
+				pages_discard(&a, start, w * 64 + i - start);
+				in = false;
+			}
+		}
+		if (bits)
+			a.defer[w] = 0;
+	}
+	global_unlock(h);
 }
 
 CKPT_API int ckpt_alloc_stats(ckpt_heap *heap, struct ckpt_alloc_stats *st)
@@ -784,12 +1234,17 @@ CKPT_API int ckpt_alloc_stats(ckpt_heap *heap, struct ckpt_alloc_stats *st)
 		return -EINVAL;
 	memset(&out, 0, sizeof(out));
 	out.struct_size = sizeof(out);
-	lock(heap);
+	/* every lock: the sum is exact only with no call in flight */
+	lock_all(heap);
 	const struct alloc_hdr *hd = (const struct alloc_hdr *)(void *)heap->base;
 	out.live_bytes = hd->live_bytes;
 	out.live_blocks = hd->live_blocks;
+	for (unsigned k = 0; k < NCACHE; k++) {
+		out.live_bytes += hd->cache[k].live_bytes;
+		out.live_blocks += hd->cache[k].live_blocks;
+	}
 	out.extent_bytes = (uint64_t)ckpt__alloc_extent_pages(heap) << heap->page_shift;
-	unlock(heap);
+	unlock_all(heap);
 	out.heap_size = heap->size;
 	size_t n = st->struct_size < sizeof(out) ? st->struct_size : sizeof(out);
 	memcpy(st, &out, n);
@@ -802,9 +1257,9 @@ CKPT_API size_t ckpt_heap_used(const ckpt_heap *heap)
 	if (!heap)
 		return 0;
 	ckpt_heap *h = (ckpt_heap *)(uintptr_t)heap; /* the lock is not const */
-	lock(h);
+	global_lock(h);
 	size_t pages = ckpt__alloc_extent_pages(h);
-	unlock(h);
+	global_unlock(h);
 	return pages << h->page_shift;
 }
 
@@ -819,31 +1274,32 @@ int ckpt__alloc_format(ckpt_heap *h)
 	if (l.ngran - 1 > VAL_MAX || l.data_start + 1 > l.ngran)
 		return -EINVAL; /* too large for 29-bit run lengths, or too small */
 	struct alloc_hdr *hd = (struct alloc_hdr *)(void *)h->base;
-	/* The heap is fresh and all zero: only the header is written; the
-	 * map, the bitmap and the tree start out correct as zeroes. */
+	/* The heap is fresh and all zero: only the header's identity is
+	 * written; the caches, the map, the bitmaps and the tree start out
+	 * correct as zeroes. */
 	hd->version = A_VERSION;
 	hd->hdr_size = sizeof(*hd);
 	hd->page_size = h->page_size;
 	hd->heap_size = h->size;
 	hd->base = (uint64_t)(uintptr_t)h->base;
-	hd->root = 0;
 	hd->ngran = l.ngran;
 	hd->top = l.data_start;
 	hd->data_start = l.data_start;
 	hd->map_off = l.map_off;
 	hd->heads_off = l.heads_off;
 	hd->tree_off = l.tree_off;
+	hd->defer_off = l.defer_off;
 	hd->tree_p = l.tree_p;
 	hd->nclass = NCLASS;
-	for (unsigned c = 0; c < NCLASS; c++)
-		hd->partial[c] = 0;
-	hd->live_bytes = hd->live_blocks = 0;
+	hd->ncache = NCACHE;
 	/* magic last: a header with the magic is a complete header */
 	__atomic_store_n(&hd->magic, A_MAGIC, __ATOMIC_RELEASE);
 	return 0;
 }
 
-int ckpt__alloc_open(ckpt_heap *h)
+/* The header, the layout and every list head (followed on the next
+ * allocation: a damaged image must fail here, not in the allocator). */
+static int header_valid(ckpt_heap *h)
 {
 	struct layout l;
 	if (!h || !h->base || h->size < GSIZE)
@@ -851,27 +1307,59 @@ int ckpt__alloc_open(ckpt_heap *h)
 	const struct alloc_hdr *hd = (const struct alloc_hdr *)(void *)h->base;
 	if (hd->magic != A_MAGIC || hd->version != A_VERSION || hd->hdr_size != sizeof(*hd) ||
 	    hd->page_size != h->page_size || hd->heap_size != h->size ||
-	    hd->base != (uint64_t)(uintptr_t)h->base || hd->nclass != NCLASS)
+	    hd->base != (uint64_t)(uintptr_t)h->base || hd->nclass != NCLASS ||
+	    hd->ncache != NCACHE)
 		return CKPT_E_CORRUPT;
 	layout_of(h->size, &l);
 	if (hd->ngran != l.ngran || hd->map_off != l.map_off || hd->heads_off != l.heads_off ||
-	    hd->tree_off != l.tree_off || hd->tree_p != l.tree_p ||
-	    hd->data_start != l.data_start || hd->top < l.data_start || hd->top > l.ngran)
+	    hd->tree_off != l.tree_off || hd->defer_off != l.defer_off ||
+	    hd->tree_p != l.tree_p || hd->data_start != l.data_start ||
+	    hd->top < l.data_start || hd->top > l.ngran)
 		return CKPT_E_CORRUPT;
 	if (hd->root && !ckpt__in_heap(h, (const void *)(uintptr_t)hd->root))
 		return CKPT_E_CORRUPT;
-	/* The class lists are followed on the next allocation: check their
-	 * heads now, so a damaged image fails here and not in the allocator. */
 	const uint32_t *map = (const uint32_t *)(const void *)(h->base + hd->map_off);
-	for (unsigned c = 0; c < NCLASS; c++) {
-		uint64_t g = hd->partial[c];
-		if (!g)
+	for (unsigned k = 0; k < NCACHE; k++)
+		for (unsigned c = 0; c < NCLASS; c++) {
+			uint64_t g = hd->cache[k].partial[c];
+			if (!g)
+				continue;
+			const struct span *s =
+				(const struct span *)(const void *)(h->base + (g << GSHIFT));
+			if (g < hd->data_start || g >= hd->top || map[g] != ENT(T_SPAN, 0) ||
+			    s->magic != (SPAN_MAGIC ^ (uint32_t)g) || s->cls != c ||
+			    s->owner != k || s->nslots != cls[c].slots || s->nfree == 0 ||
+			    s->nfree > s->nslots)
+				return CKPT_E_CORRUPT;
+		}
+	return 0;
+}
+
+/*
+ * A restored heap: validate, then finish what the checkpoint cut in the
+ * middle of.  A realloc that had allocated its new block but not freed the
+ * old one left the new block's address in a pending slot: the application
+ * (as of the image) holds only the old block, so the new one is freed.
+ */
+int ckpt__alloc_open(ckpt_heap *h)
+{
+	struct actx a;
+	struct block b;
+	int rc = header_valid(h);
+	if (rc)
+		return rc;
+	ctx_init(&a, h);
+	for (unsigned i = 0; i < NPENDING; i++) {
+		uint64_t v = a.hd->pending[i];
+		if (v == 0)
 			continue;
-		const struct span *s = (const struct span *)(const void *)(h->base + (g << GSHIFT));
-		if (g < hd->data_start || g >= hd->top || map[g] != ENT(T_SPAN, 0) ||
-		    s->magic != (SPAN_MAGIC ^ (uint32_t)g) || s->cls != c ||
-		    s->nslots != cls[c].slots || s->nfree == 0 || s->nfree > s->nslots)
-			return CKPT_E_CORRUPT;
+		if (v != PENDING_CLAIMED) {
+			block_of(&a, (const void *)(uintptr_t)v, &b);
+			if (!b.kind)
+				return CKPT_E_CORRUPT;
+			block_free(&a, &b);
+		}
+		a.hd->pending[i] = 0;
 	}
 	return 0;
 }
@@ -890,191 +1378,228 @@ static int check_fail(char *why, size_t why_len, const char *fmt, ...)
 	return CKPT_E_CORRUPT;
 }
 
+/* What the walk over [data_start, top) counts, for the checks after it. */
+struct walk {
+	uint64_t nfree_runs, nspans_partial, live_bytes, live_blocks;
+	char *why;
+	size_t why_len;
+};
+
+static bool defer_any(const struct actx *a, uint64_t g, uint64_t n)
+{
+	for (uint64_t i = g; i < g + n; i++)
+		if (a->defer[i >> 6] & (1ull << (i & 63)))
+			return true;
+	return false;
+}
+
+/* A free run or a large block at g: its entries, interior and heads bit. */
+static int check_run(const struct actx *a, uint64_t g, struct walk *w, bool *prev_free,
+		     uint64_t *len_out)
+{
+	uint32_t e = a->map[g];
+	bool fr = ETAG(e) == T_FREE_HEAD;
+	uint64_t len = EVAL(e);
+	*len_out = len;
+	if (len == 0 || g + len > a->hd->top)
+		return check_fail(w->why, w->why_len, "granule %llu: run of %llu past top %llu",
+				  (unsigned long long)g, (unsigned long long)len,
+				  (unsigned long long)a->hd->top);
+	if (len > 1 && a->map[g + len - 1] != ENT(fr ? T_FREE_TAIL : T_LARGE_TAIL, len))
+		return check_fail(w->why, w->why_len, "granule %llu: run tail entry 0x%x",
+				  (unsigned long long)g, a->map[g + len - 1]);
+	for (uint64_t i = 1; i + 1 < len; i++)
+		if (a->map[g + i])
+			return check_fail(w->why, w->why_len, "granule %llu: interior entry 0x%x",
+					  (unsigned long long)(g + i), a->map[g + i]);
+	bool bit = a->heads[g >> 6] & (1ull << (g & 63));
+	if (bit != fr)
+		return check_fail(w->why, w->why_len, "granule %llu: heads bit %d for a %s run",
+				  (unsigned long long)g, bit, fr ? "free" : "used");
+	if (fr && *prev_free)
+		return check_fail(w->why, w->why_len, "granule %llu: two free runs touch",
+				  (unsigned long long)g);
+	if (!fr && defer_any(a, g, len))
+		return check_fail(w->why, w->why_len, "granule %llu: deferred bit on a live block",
+				  (unsigned long long)g);
+	*prev_free = fr;
+	w->nfree_runs += fr;
+	if (!fr) {
+		w->live_bytes += len << GSHIFT;
+		w->live_blocks++;
+	}
+	return 0;
+}
+
+/* A span at g: header, map entries, bitmap against counts. */
+static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t *len_out)
+{
+	const struct span *sp = span_at(a, g);
+	unsigned c = sp->cls;
+	if (EVAL(a->map[g]) != 0 || sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS ||
+	    sp->owner >= NCACHE || sp->nslots != cls[c].slots || sp->nfree > sp->nslots)
+		return check_fail(w->why, w->why_len, "granule %llu: bad span header",
+				  (unsigned long long)g);
+	uint64_t len = cls[c].gran;
+	*len_out = len;
+	if (g + len > a->hd->top)
+		return check_fail(w->why, w->why_len, "granule %llu: span past top",
+				  (unsigned long long)g);
+	for (uint64_t i = 0; i < len; i++)
+		if (a->map[g + i] != ENT(T_SPAN, i))
+			return check_fail(w->why, w->why_len, "granule %llu: span entry 0x%x",
+					  (unsigned long long)(g + i), a->map[g + i]);
+	unsigned bits = 0;
+	for (unsigned i = 0; i < 8; i++) {
+		uint64_t word = sp->free[i];
+		uint64_t valid = sp->nslots >= i * 64 + 64 ? ~0ull
+				 : sp->nslots > i * 64 ? (1ull << (sp->nslots - i * 64)) - 1
+				 : 0;
+		if (word & ~valid)
+			return check_fail(w->why, w->why_len,
+					  "granule %llu: free bit past the last slot",
+					  (unsigned long long)g);
+		if (i < sp->hint && word)
+			return check_fail(w->why, w->why_len, "granule %llu: free slot below hint",
+					  (unsigned long long)g);
+		bits += (unsigned)__builtin_popcountll(word);
+	}
+	if (bits != sp->nfree)
+		return check_fail(w->why, w->why_len, "granule %llu: %u free bits, nfree %u",
+				  (unsigned long long)g, bits, sp->nfree);
+	if (a->heads[g >> 6] & (1ull << (g & 63)))
+		return check_fail(w->why, w->why_len, "granule %llu: heads bit on a span",
+				  (unsigned long long)g);
+	if (defer_any(a, g, len))
+		return check_fail(w->why, w->why_len, "granule %llu: deferred bit on a span",
+				  (unsigned long long)g);
+	w->nspans_partial += sp->nfree > 0;
+	w->live_blocks += (uint64_t)(sp->nslots - sp->nfree);
+	w->live_bytes += (uint64_t)(sp->nslots - sp->nfree) * cls[c].size;
+	return 0;
+}
+
+/* Runs tile [data_start, top) exactly; nothing past top. */
+static int check_walk(const struct actx *a, struct walk *w)
+{
+	const struct alloc_hdr *hd = a->hd;
+	uint64_t g = hd->data_start, len = 0;
+	bool prev_free = false;
+	int rc;
+	while (g < hd->top) {
+		uint32_t e = a->map[g];
+		if (ETAG(e) == T_FREE_HEAD || ETAG(e) == T_LARGE_HEAD)
+			rc = check_run(a, g, w, &prev_free, &len);
+		else if (ETAG(e) == T_SPAN) {
+			rc = check_span(a, g, w, &len);
+			prev_free = false;
+		} else
+			rc = check_fail(w->why, w->why_len, "granule %llu: entry 0x%x where a run starts",
+					(unsigned long long)g, e);
+		if (rc)
+			return rc;
+		g += len;
+	}
+	for (g = hd->top; g < hd->ngran; g++)
+		if (a->map[g])
+			return check_fail(w->why, w->why_len,
+					  "granule %llu at or past top has entry 0x%x",
+					  (unsigned long long)g, a->map[g]);
+	if (defer_any(a, hd->top, hd->ngran - hd->top))
+		return check_fail(w->why, w->why_len, "deferred bit at or past top");
+	return 0;
+}
+
+/* The heads bitmap and the max-tree agree with the free runs. */
+static int check_index(const struct actx *a, struct walk *w)
+{
+	const struct alloc_hdr *hd = a->hd;
+	uint64_t heads = 0;
+	for (uint64_t l = 0; l < (hd->ngran + 63) / 64; l++)
+		heads += (uint64_t)__builtin_popcountll(a->heads[l]);
+	if (heads != w->nfree_runs)
+		return check_fail(w->why, w->why_len, "%llu heads bits, %llu free runs",
+				  (unsigned long long)heads, (unsigned long long)w->nfree_runs);
+	for (uint64_t i = a->p - 1 + a->p; i >= 1; i--) {
+		uint32_t want;
+		if (i >= a->p) {
+			uint64_t leaf = i - a->p;
+			want = leaf < (hd->ngran + 63) / 64 ? leaf_compute(a, leaf) : 0;
+		} else {
+			uint32_t l = a->tree[2 * i], r = a->tree[2 * i + 1];
+			want = l > r ? l : r;
+		}
+		if (a->tree[i] != want)
+			return check_fail(w->why, w->why_len, "tree node %llu is %u, want %u",
+					  (unsigned long long)i, a->tree[i], want);
+	}
+	return 0;
+}
+
+/* The caches' class lists hold exactly the spans with free slots, each on
+ * its owner's list; pending reallocs name live blocks; counters add up. */
+static int check_lists(const struct actx *a, struct walk *w)
+{
+	const struct alloc_hdr *hd = a->hd;
+	uint64_t listed = 0, cbytes = hd->live_bytes, cblocks = hd->live_blocks;
+	for (unsigned k = 0; k < NCACHE; k++) {
+		cbytes += hd->cache[k].live_bytes;
+		cblocks += hd->cache[k].live_blocks;
+		for (unsigned c = 0; c < NCLASS; c++) {
+			uint64_t prev = 0;
+			for (uint64_t sg = hd->cache[k].partial[c]; sg; sg = span_at(a, sg)->next) {
+				const struct span *sp;
+				if (sg < hd->data_start || sg >= hd->top || a->map[sg] != ENT(T_SPAN, 0) ||
+				    (sp = span_at(a, sg))->cls != c || sp->owner != k ||
+				    sp->nfree == 0 || sp->prev != prev || ++listed > w->nspans_partial)
+					return check_fail(w->why, w->why_len,
+							  "cache %u class %u: bad list at granule %llu",
+							  k, c, (unsigned long long)sg);
+				prev = sg;
+			}
+		}
+	}
+	if (listed != w->nspans_partial)
+		return check_fail(w->why, w->why_len, "%llu spans with free slots, %llu listed",
+				  (unsigned long long)w->nspans_partial, (unsigned long long)listed);
+	for (unsigned i = 0; i < NPENDING; i++) {
+		struct block b;
+		uint64_t v = hd->pending[i];
+		if (v > PENDING_CLAIMED && (block_of(a, (const void *)(uintptr_t)v, &b), !b.kind))
+			return check_fail(w->why, w->why_len, "pending realloc %u: %#llx is no block",
+					  i, (unsigned long long)v);
+	}
+	if (w->live_bytes != cbytes || w->live_blocks != cblocks)
+		return check_fail(w->why, w->why_len,
+				  "%llu live blocks of %llu bytes, counters say %llu of %llu",
+				  (unsigned long long)w->live_blocks, (unsigned long long)w->live_bytes,
+				  (unsigned long long)cblocks, (unsigned long long)cbytes);
+	return 0;
+}
+
 /*
  * Walks every run and span below top and checks every invariant the
  * allocator relies on: runs tile [data_start, top) exactly, head and tail
  * entries agree, interiors are zero, no two free runs touch, the heads
  * bitmap and the max-tree match the free runs, span headers match the map,
- * their bitmaps match their counts, and the class lists hold exactly the
- * spans with free slots.  O(top) time: for tests and offline checks, not
- * for every restore.
+ * their bitmaps match their counts, the caches' lists hold exactly the
+ * spans with free slots, deferred bits lie only on free runs, and the live
+ * counters add up.  O(top) time, all locks held: for tests and offline
+ * checks, not for every restore.
  */
 int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 {
 	struct actx a;
-	int rc = ckpt__alloc_open(h);
-	if (rc)
+	struct walk w = {.why = why, .why_len = why_len};
+	if (header_valid(h))
 		return check_fail(why, why_len, "header check failed");
-	lock(h);
+	lock_all(h);
 	ctx_init(&a, h);
-	const struct alloc_hdr *hd = a.hd;
-	uint64_t g = hd->data_start, nfree_runs = 0, nspans_partial = 0;
-	uint64_t live_bytes = 0, live_blocks = 0;
-	bool prev_free = false;
-	rc = 0;
-	while (g < hd->top) {
-		uint32_t e = a.map[g];
-		uint64_t len;
-		switch (ETAG(e)) {
-		case T_FREE_HEAD:
-		case T_LARGE_HEAD: {
-			bool fr = ETAG(e) == T_FREE_HEAD;
-			len = EVAL(e);
-			if (len == 0 || g + len > hd->top) {
-				rc = check_fail(why, why_len, "granule %llu: run of %llu past top %llu",
-						(unsigned long long)g, (unsigned long long)len,
-						(unsigned long long)hd->top);
-				goto out;
-			}
-			if (len > 1 && a.map[g + len - 1] != ENT(fr ? T_FREE_TAIL : T_LARGE_TAIL, len)) {
-				rc = check_fail(why, why_len, "granule %llu: run tail entry 0x%x",
-						(unsigned long long)g, a.map[g + len - 1]);
-				goto out;
-			}
-			for (uint64_t i = 1; i + 1 < len; i++)
-				if (a.map[g + i]) {
-					rc = check_fail(why, why_len, "granule %llu: interior entry 0x%x",
-							(unsigned long long)(g + i), a.map[g + i]);
-					goto out;
-				}
-			bool bit = a.heads[g >> 6] & (1ull << (g & 63));
-			if (bit != fr) {
-				rc = check_fail(why, why_len, "granule %llu: heads bit %d for a %s run",
-						(unsigned long long)g, bit, fr ? "free" : "used");
-				goto out;
-			}
-			if (fr && prev_free) {
-				rc = check_fail(why, why_len, "granule %llu: two free runs touch",
-						(unsigned long long)g);
-				goto out;
-			}
-			prev_free = fr;
-			nfree_runs += fr;
-			if (!fr) {
-				live_bytes += len << GSHIFT;
-				live_blocks++;
-			}
-			break;
-		}
-		case T_SPAN: {
-			const struct span *sp = span_at(&a, g);
-			unsigned c = sp->cls;
-			if (EVAL(e) != 0 || sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS ||
-			    sp->nslots != cls[c].slots || sp->nfree > sp->nslots) {
-				rc = check_fail(why, why_len, "granule %llu: bad span header",
-						(unsigned long long)g);
-				goto out;
-			}
-			len = cls[c].gran;
-			if (g + len > hd->top) {
-				rc = check_fail(why, why_len, "granule %llu: span past top",
-						(unsigned long long)g);
-				goto out;
-			}
-			for (uint64_t i = 0; i < len; i++)
-				if (a.map[g + i] != ENT(T_SPAN, i)) {
-					rc = check_fail(why, why_len, "granule %llu: span entry 0x%x",
-							(unsigned long long)(g + i), a.map[g + i]);
-					goto out;
-				}
-			unsigned bits = 0;
-			for (unsigned w = 0; w < 8; w++) {
-				uint64_t word = sp->free[w];
-				uint64_t valid = sp->nslots >= w * 64 + 64 ? ~0ull
-						 : sp->nslots > w * 64 ? (1ull << (sp->nslots - w * 64)) - 1
-						 : 0;
-				if (word & ~valid) {
-					rc = check_fail(why, why_len,
-							"granule %llu: free bit past the last slot",
-							(unsigned long long)g);
-					goto out;
-				}
-				if (w < sp->hint && word) {
-					rc = check_fail(why, why_len, "granule %llu: free slot below hint",
-							(unsigned long long)g);
-					goto out;
-				}
-				bits += (unsigned)__builtin_popcountll(word);
-			}
-			if (bits != sp->nfree) {
-				rc = check_fail(why, why_len, "granule %llu: %u free bits, nfree %u",
-						(unsigned long long)g, bits, sp->nfree);
-				goto out;
-			}
-			if (a.heads[g >> 6] & (1ull << (g & 63))) {
-				rc = check_fail(why, why_len, "granule %llu: heads bit on a span",
-						(unsigned long long)g);
-				goto out;
-			}
-			nspans_partial += sp->nfree > 0;
-			live_blocks += (uint64_t)(sp->nslots - sp->nfree);
-			live_bytes += (uint64_t)(sp->nslots - sp->nfree) * cls[c].size;
-			prev_free = false;
-			break;
-		}
-		default:
-			rc = check_fail(why, why_len, "granule %llu: entry 0x%x where a run starts",
-					(unsigned long long)g, e);
-			goto out;
-		}
-		g += len;
-	}
-	for (g = hd->top; g < hd->ngran; g++)
-		if (a.map[g]) {
-			rc = check_fail(why, why_len, "granule %llu at or past top has entry 0x%x",
-					(unsigned long long)g, a.map[g]);
-			goto out;
-		}
-	uint64_t heads = 0;
-	for (uint64_t l = 0; l < (hd->ngran + 63) / 64; l++)
-		heads += (uint64_t)__builtin_popcountll(a.heads[l]);
-	if (heads != nfree_runs) {
-		rc = check_fail(why, why_len, "%llu heads bits, %llu free runs",
-				(unsigned long long)heads, (unsigned long long)nfree_runs);
-		goto out;
-	}
-	for (uint64_t i = a.p - 1 + a.p; i >= 1; i--) {
-		uint32_t want;
-		if (i >= a.p) {
-			uint64_t leaf = i - a.p;
-			want = leaf < (hd->ngran + 63) / 64 ? leaf_compute(&a, leaf) : 0;
-		} else {
-			uint32_t l = a.tree[2 * i], r = a.tree[2 * i + 1];
-			want = l > r ? l : r;
-		}
-		if (a.tree[i] != want) {
-			rc = check_fail(why, why_len, "tree node %llu is %u, want %u",
-					(unsigned long long)i, a.tree[i], want);
-			goto out;
-		}
-	}
-	uint64_t listed = 0;
-	for (unsigned c = 0; c < NCLASS; c++) {
-		uint64_t prev = 0;
-		for (uint64_t sg = hd->partial[c]; sg; sg = span_at(&a, sg)->next) {
-			const struct span *sp;
-			if (sg < hd->data_start || sg >= hd->top || a.map[sg] != ENT(T_SPAN, 0) ||
-			    (sp = span_at(&a, sg))->cls != c || sp->nfree == 0 || sp->prev != prev ||
-			    ++listed > nspans_partial) {
-				rc = check_fail(why, why_len, "class %u: bad partial list at granule %llu",
-						c, (unsigned long long)sg);
-				goto out;
-			}
-			prev = sg;
-		}
-	}
-	if (listed != nspans_partial) {
-		rc = check_fail(why, why_len, "%llu spans with free slots, %llu listed",
-				(unsigned long long)nspans_partial, (unsigned long long)listed);
-		goto out;
-	}
-	if (live_bytes != hd->live_bytes || live_blocks != hd->live_blocks)
-		rc = check_fail(why, why_len,
-				"%llu live blocks of %llu bytes, counters say %llu of %llu",
-				(unsigned long long)live_blocks, (unsigned long long)live_bytes,
-				(unsigned long long)hd->live_blocks,
-				(unsigned long long)hd->live_bytes);
-out:
-	unlock(h);
+	int rc = check_walk(&a, &w);
+	if (!rc)
+		rc = check_index(&a, &w);
+	if (!rc)
+		rc = check_lists(&a, &w);
+	unlock_all(h);
 	return rc;
 }

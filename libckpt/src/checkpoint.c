@@ -220,6 +220,8 @@ static void finish(ckpt_heap *h, struct ckpt__engine *e, int rc)
 		atomic_store(&e->active, 0);
 	}
 	ckpt__pool_trim(&e->pool);
+	/* no checkpoint active, and none can start while running is set */
+	ckpt__alloc_release_deferred(h);
 
 	pthread_mutex_lock(&e->lock);
 	if (rc == 0) {
@@ -777,7 +779,7 @@ CKPT_API int ckpt_cut(ckpt_heap *h)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	e->info.root = (uint64_t)(uintptr_t)ckpt_root_get(h); /* takes the allocator lock */
-	pthread_mutex_lock(&h->alloc_lock);
+	ckpt__alloc_quiesce(h);
 	e->t_begin = ckpt__now_ns();
 	size_t ext = ckpt__alloc_extent_pages(h);
 	e->ck_npages = ext;
@@ -788,7 +790,7 @@ CKPT_API int ckpt_cut(ckpt_heap *h)
 	rc = cut_locked(h, e, ext);
 	/* the pause is all the caller waited for, passes and locks included */
 	e->pause_ns = ckpt__now_ns() - t_enter;
-	pthread_mutex_unlock(&h->alloc_lock);
+	ckpt__alloc_resume(h);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (rc) {

@@ -86,8 +86,19 @@ uint64_t ckpt__realtime_ns(void); /* CLOCK_REALTIME */
  * checkpoint engine with alloc_lock held.
  */
 int ckpt__alloc_format(ckpt_heap *h); /* fresh, all-zero heap */
-int ckpt__alloc_open(ckpt_heap *h);   /* restored heap: validate the header */
+/* restored heap: validate the header, free what an interrupted realloc had
+ * allocated (the image was cut in the middle of it) */
+int ckpt__alloc_open(ckpt_heap *h);
 size_t ckpt__alloc_extent_pages(ckpt_heap *h); /* caller holds alloc_lock */
+/* The checkpoint's cut: returns with every allocator update excluded (all
+ * cache locks and alloc_lock held; the extent is stable) and, until
+ * ckpt__alloc_release_deferred(), records freed runs instead of expecting
+ * the engine to give them back.  Cost: NCACHE + 1 uncontended locks. */
+void ckpt__alloc_quiesce(ckpt_heap *h);
+void ckpt__alloc_resume(ckpt_heap *h);
+/* After a checkpoint has finished (none active): gives back, through
+ * ckpt__track_discard(), the freed runs it deferred.  Takes alloc_lock. */
+void ckpt__alloc_release_deferred(ckpt_heap *h);
 /* Walks all allocator state and checks every invariant (O(extent); tests,
  * offline checks).  0 or CKPT_E_CORRUPT with a reason in @why. */
 int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len);
@@ -163,6 +174,8 @@ int ckpt__file_sink_prepare(const struct ckpt_sink *sink, const struct ckpt_sink
 
 struct ckpt__engine; /* checkpoint.c */
 
+#define CKPT__ALLOC_NCACHE 16 /* power of two; part of the in-heap format */
+
 struct ckpt_heap {
 	/* immutable after create */
 	uint8_t *base;
@@ -181,8 +194,15 @@ struct ckpt_heap {
 	char app_tag[CKPT_APP_TAG_MAX]; /* opts.app_tag points here */
 	_Atomic bool plain_io_said; /* the io_uring fallback was logged (writer.c) */
 
-	/* allocator */
-	pthread_mutex_t alloc_lock;
+	/* allocator (alloc.c): its locks and flags live here, never in the
+	 * heap, where a checkpoint could capture a lock word held */
+	pthread_mutex_t alloc_lock; /* runs, tree, top, root, large blocks */
+	struct {
+		_Atomic uint32_t word; /* futex: 0 free, 1 held, 2 waiters */
+		char pad[124];         /* no two words share a cache line */
+	} alloc_cache[CKPT__ALLOC_NCACHE]; /* per-CPU small-object caches */
+	_Atomic bool alloc_deferring; /* a checkpoint may run: record freed runs */
+	bool alloc_deferred;          /* some are recorded (under alloc_lock) */
 
 	/* the checkpoint engine, track.c + checkpoint.c */
 	struct ckpt__engine *eng;
