@@ -2,7 +2,8 @@
  * allocbench.c - ckpt_alloc/ckpt_free against glibc malloc/free on a
  * small-object workload.
  *
- *   build/bench/allocbench [--quick] [--ops N] [--slots N]
+ *   build/bench/allocbench [--quick] [--ops N] [--slots N] [--reps N]
+ *                          [--threads 1|2] [--only ckpt|glibc]
  *
  * Each thread owns an array of slots.  One operation picks a random slot:
  * an empty slot gets a new block (16..512 bytes, skewed small: 16 +
@@ -187,7 +188,8 @@ static double measure(int use_ckpt, ckpt_heap *heap, int nthreads, struct seq *s
 int main(int argc, char **argv)
 {
 	size_t ops = 4000000, nslots = 20000;
-	int reps = 5;
+	int reps = 5, max_threads = 2;
+	char only = 0; /* 'c' or 'g': run one allocator (for perf stat / record) */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
 			ops = 100000;
@@ -199,13 +201,19 @@ int main(int argc, char **argv)
 			nslots = strtoull(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			only = argv[++i][0];
+		} else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+			max_threads = atoi(argv[++i]);
 		} else {
-			fprintf(stderr, "usage: %s [--quick] [--ops N] [--slots N] [--reps N]\n",
-				argv[0]);
+			fprintf(stderr,
+				"usage: %s [--quick] [--ops N] [--slots N] [--reps N] [--threads 1|2]\n"
+				"          [--only ckpt|glibc]\n", argv[0]);
 			return 2;
 		}
 	}
-	if (reps < 1 || ops == 0 || nslots == 0 || nslots > UINT32_MAX) {
+	if (reps < 1 || ops == 0 || nslots == 0 || nslots > UINT32_MAX || max_threads < 1 ||
+	    max_threads > 2 || (only && only != 'c' && only != 'g')) {
 		fprintf(stderr, "allocbench: bad arguments\n");
 		return 2;
 	}
@@ -234,13 +242,16 @@ int main(int argc, char **argv)
 	printf("%-8s %14s %14s %8s %14s %14s %8s\n", "threads", "ckpt ns/op", "glibc ns/op",
 	       "ratio", "ckpt cpu-ns", "glibc cpu-ns", "ratio");
 	uint64_t failures = 0;
-	for (int nthreads = 1; nthreads <= 2; nthreads++) {
-		double best_c = 1e30, best_g = 1e30, best_cc = 1e30, best_gc = 1e30, cc, gc;
+	double wall_c[3] = {0}, wall_g[3] = {0};
+	for (int nthreads = 1; nthreads <= max_threads; nthreads++) {
+		double best_c = 1e30, best_g = 1e30, best_cc = 1e30, best_gc = 1e30, cc = 0, gc = 0;
 		/* alternate the two so that neither always runs on a warmer
 		 * machine; best of reps filters other engineers' load */
 		for (int r = 0; r < reps; r++) {
-			double c = measure(1, heap, nthreads, seqs, ops, nslots, &failures, &cc);
-			double g = measure(0, NULL, nthreads, seqs, ops, nslots, &failures, &gc);
+			double c = only != 'g' ? measure(1, heap, nthreads, seqs, ops, nslots,
+							 &failures, &cc) : 0;
+			double g = only != 'c' ? measure(0, NULL, nthreads, seqs, ops, nslots,
+							 &failures, &gc) : 0;
 			best_c = c < best_c ? c : best_c;
 			best_g = g < best_g ? g : best_g;
 			best_cc = cc < best_cc ? cc : best_cc;
@@ -248,7 +259,14 @@ int main(int argc, char **argv)
 		}
 		printf("%-8d %14.1f %14.1f %8.2f %14.1f %14.1f %8.2f\n", nthreads, best_c, best_g,
 		       best_c / best_g, best_cc, best_gc, best_cc / best_gc);
+		wall_c[nthreads] = best_c;
+		wall_g[nthreads] = best_g;
 	}
+	/* ns/op is wall time per operation of one thread: n threads that
+	 * scale perfectly keep the 1-thread figure and do n times the work */
+	if (max_threads == 2 && !only)
+		printf("throughput, 2 threads vs 1: ckpt %.2fx, glibc %.2fx\n",
+		       2 * wall_c[1] / wall_c[2], 2 * wall_g[1] / wall_g[2]);
 	printf("heap extent after the runs: %zu KiB\n", ckpt_heap_used(heap) >> 10);
 	if (failures) {
 		fprintf(stderr, "allocbench: %llu allocations failed\n",

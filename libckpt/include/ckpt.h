@@ -31,7 +31,8 @@
  *    including while a checkpoint runs.  While ckpt_begin() runs, no thread
  *    may be in the middle of an update that must be atomic for the database
  *    (a database holds its own write lock around ckpt_begin()).  Allocator
- *    calls are safe at any time: ckpt_begin() takes the allocator lock.
+ *    calls are safe at any time: ckpt_begin() takes every allocator lock
+ *    (the per-CPU caches' and the global one).
  *  - Syscalls that write into the heap (read(2), recv(2), pread(2), ...):
  *    in CKPT_TRAP_THREAD mode they block until libckpt has saved the page and
  *    then succeed.  In CKPT_TRAP_SIGBUS mode the kernel does not deliver a
@@ -273,7 +274,10 @@ CKPT_API void *ckpt_aligned_alloc(ckpt_heap *heap, size_t alignment, size_t size
 /*! ckpt_realloc() : like realloc(3): NULL @ptr allocates; @size 0 frees
  *  @ptr and returns NULL; on failure NULL is returned and @ptr is untouched
  *  (errno = ENOMEM, or EINVAL when @ptr is not a live block of @heap).
- *  Resizes in place when it can (large blocks grow into free neighbours). */
+ *  Resizes in place when it can (large blocks grow into free neighbours).
+ *  When it moves the block it copies without holding a lock; a checkpoint
+ *  taken meanwhile restores with the old block only (the new one, which
+ *  the caller has not seen, is freed when the image is opened). */
 CKPT_API void *ckpt_realloc(ckpt_heap *heap, void *ptr, size_t size);
 /*! ckpt_free() : @ptr may be NULL.  A pointer that is not a live block of
  *  @heap (foreign, interior, already freed) is ignored without damage; a

@@ -142,9 +142,10 @@ static inline unsigned size_class(size_t size)
  * another owns by then, so only the sum over all caches (and the global
  * counters) means anything; that sum is exact. */
 struct cache_hdr {
-	uint32_t partial[NCLASS]; /* per class: first owned span with free slots */
+	/* the counters first: the same cache line as the small classes' heads */
 	uint64_t live_bytes;
 	uint64_t live_blocks;
+	uint32_t partial[NCLASS]; /* per class: first owned span with free slots */
 	uint8_t pad[192 - NCLASS * 4 - 16]; /* own cache lines */
 };
 
@@ -700,32 +701,11 @@ struct block {
 	size_t usable;
 };
 
-/*
- * Which lock guards the block at ptr, read without any lock: a live block's
- * map entries and its span's owner only change under that lock, so for a
- * valid pointer the answer is right; for anything else block_of() under the
- * lock decides.  NO_LOCK: certainly not a block.
- */
-static unsigned block_lock_of(const struct actx *a, const void *ptr)
-{
-	const uint8_t *p = ptr;
-	if (!ckpt__in_heap(a->h, p) || ((uintptr_t)p & 15))
-		return NO_LOCK;
-	uint64_t g = (uint64_t)(p - a->h->base) >> GSHIFT;
-	if (g < a->hd->data_start)
-		return NO_LOCK;
-	uint32_t e = __atomic_load_n(&a->map[g], __ATOMIC_RELAXED);
-	if (ETAG(e) == T_LARGE_HEAD)
-		return GLOBAL;
-	if (ETAG(e) != T_SPAN || EVAL(e) > g)
-		return NO_LOCK;
-	uint32_t o = __atomic_load_n(&span_at(a, g - EVAL(e))->owner, __ATOMIC_RELAXED);
-	return o < NCACHE ? o : NO_LOCK;
-}
-
 /* Identifies a live block from a pointer the application gave us; anything
- * else (foreign, interior, freed) gives kind 0.  The lock that guards it
- * (block_lock_of) is held. */
+ * else (foreign, interior, freed) gives kind 0.  Callable without a lock:
+ * a live block's map entries, span header and free bit change only under
+ * the lock that guards it, and only its holder (the caller) ends it, so
+ * for a live block the answer is right; lock_block() checks again. */
 static void block_of(const struct actx *a, const void *ptr, struct block *b)
 {
 	const struct alloc_hdr *hd = a->hd;
@@ -751,7 +731,7 @@ static void block_of(const struct actx *a, const void *ptr, struct block *b)
 	uint64_t sg = g - EVAL(e);
 	const struct span *s = span_at(a, sg);
 	if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != (SPAN_MAGIC ^ (uint32_t)sg) ||
-	    s->cls >= NCLASS || s->owner >= NCACHE)
+	    s->cls >= NCLASS || __atomic_load_n(&s->owner, __ATOMIC_RELAXED) >= NCACHE)
 		return;
 	uint64_t rel = off - (sg << GSHIFT);
 	if (rel < SPAN_HDR)
@@ -766,34 +746,42 @@ static void block_of(const struct actx *a, const void *ptr, struct block *b)
 	uint64_t idx = (rel * (((uint64_t)1 << 32) / size + 1)) >> 32;
 	if (idx * size != rel || idx >= s->nslots)
 		return;
-	if (s->free[idx >> 6] & (1ull << (idx & 63)))
+	if (__atomic_load_n(&s->free[idx >> 6], __ATOMIC_RELAXED) & (1ull << (idx & 63)))
 		return; /* already free */
 	b->kind = 1;
 	b->g = sg;
 	b->c = s->cls;
 	b->idx = (unsigned)idx;
-	b->owner = s->owner;
+	b->owner = __atomic_load_n(&s->owner, __ATOMIC_RELAXED);
 	b->usable = size;
 }
 
-/* Finds the block at ptr and returns with the lock that guards it held
- * (its id), or NO_LOCK and kind 0.  Retries when a steal moved the span to
- * another cache between the peek and the lock. */
+/* Whether the block block_of() found without a lock is still that block
+ * now that the lock it names (id) is held. */
+static bool block_still(const struct actx *a, const struct block *b, unsigned id)
+{
+	if (b->kind == 2)
+		return id == GLOBAL && a->map[b->g] == ENT(T_LARGE_HEAD, b->n);
+	const struct span *s = span_at(a, b->g);
+	return s->owner == id && s->magic == (SPAN_MAGIC ^ (uint32_t)b->g) && s->cls == b->c &&
+	       !(s->free[b->idx >> 6] & (1ull << (b->idx & 63)));
+}
+
+/*
+ * Finds the block at ptr and returns with the lock that guards it held
+ * (its id), or NO_LOCK and kind 0.  One lookup without the lock (which
+ * lock depends on it), a cheap check under it; a steal that moved the span
+ * to another cache in between makes it look again.
+ */
 static unsigned lock_block(const struct actx *a, const void *ptr, struct block *b)
 {
 	for (;;) {
-		unsigned id = block_lock_of(a, ptr);
-		if (id == NO_LOCK) {
-			b->kind = 0;
-			return NO_LOCK;
-		}
-		lock_id(a->h, id);
 		block_of(a, ptr, b);
-		if (b->kind == 0) {
-			unlock_id(a->h, id);
+		if (b->kind == 0)
 			return NO_LOCK;
-		}
-		if ((b->kind == 2 && id == GLOBAL) || (b->kind == 1 && b->owner == id))
+		unsigned id = b->kind == 2 ? GLOBAL : b->owner;
+		lock_id(a->h, id);
+		if (block_still(a, b, id))
 			return id;
 		unlock_id(a->h, id);
 	}
