@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "image_util.h"
 #include "internal.h"
 #include "util/memsink.h"
 #include "util/testutil.h"
@@ -1297,6 +1298,70 @@ static uint64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The same through the real restore path: a checkpoint written to a file
+ * while four threads allocate, then ckpt_restore() in place of the heap.
+ * The restored heap passes the deep check, reports the counters its
+ * blocks add up to, and four threads allocate on from it (taking over
+ * spans the caches had at the cut) and it passes again.
+ */
+Test(alloc_heap, heap_restored_from_a_checkpoint_amid_threads_passes_the_deep_check,
+     .timeout = 240)
+{
+	enum { T = 4 };
+	size_t size = 128u << 20;
+	ckpt_heap *h = real_heap(size);
+	uint64_t seed = ckpt_test_seed("heap_restored_amid_threads");
+	_Atomic int stop = 0;
+	struct churn t[T];
+	pthread_t tid[T];
+	for (int i = 0; i < T; i++) {
+		t[i] = (struct churn){.m = {.h = h, .rng = seed + (uint64_t)i * 7919}, .stop = &stop};
+		cr_assert(pthread_create(&tid[i], NULL, i < 2 ? churn_body : churn_small_body,
+					 &t[i]) == 0);
+	}
+	char *dir = iu_tmpdir("alloc");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/img", dir);
+	usleep(50000);
+	struct ckpt_dest dest = {.kind = CKPT_DEST_PATH, .path = path};
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.flags = CKPT_BEGIN_NO_FSYNC;
+	CKPT_ASSERT_OK(ckpt_begin(h, &dest, &bo));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	atomic_store(&stop, 1);
+	for (int i = 0; i < T; i++) {
+		pthread_join(tid[i], NULL);
+		free(t[i].m.b);
+	}
+	ckpt_heap_destroy(h);
+
+	ckpt_heap *r = NULL;
+	CKPT_ASSERT_OK(ckpt_restore(path, NULL, &r));
+	check_invariants(r, "restored");
+	struct ckpt_alloc_stats st = {.struct_size = sizeof(st)};
+	CKPT_ASSERT_OK(ckpt_alloc_stats(r, &st));
+	cr_assert_gt(st.live_blocks, 0);
+	cr_assert_eq(st.extent_bytes, ckpt_heap_used(r));
+	pthread_barrier_t bar;
+	struct thr u[T];
+	pthread_barrier_init(&bar, NULL, T);
+	for (int i = 0; i < T; i++) {
+		u[i] = (struct thr){.m = {.h = r, .rng = seed + 17 + (uint64_t)i}, .bar = &bar};
+		cr_assert(pthread_create(&tid[i], NULL, thread_body, &u[i]) == 0);
+	}
+	for (int i = 0; i < T; i++) {
+		pthread_join(tid[i], NULL);
+		free(u[i].m.b);
+	}
+	pthread_barrier_destroy(&bar);
+	check_invariants(r, "restored heap after four threads allocated on");
+	ckpt_heap_destroy(r);
+	iu_rmtree(dir);
+	free(dir);
 }
 
 struct mover {
