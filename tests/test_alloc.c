@@ -975,7 +975,7 @@ Test(alloc, operations_write_only_a_few_metadata_pages)
 	size_t n_alloc_large = wp_disarm(h);
 	cr_assert(big2);
 	cr_assert(!wp_any_dirty(h, big2, 1u << 20), "alloc wrote inside the new 1 MiB block");
-	cr_assert_leq(n_alloc_large, 4, "allocating a large block wrote %zu pages", n_alloc_large);
+	cr_assert_leq(n_alloc_large, 5, "allocating a large block wrote %zu pages", n_alloc_large);
 
 	/* a small alloc + free in a span with room: only that span's header
 	 * and the allocator's header page (its live counters; one trap per
@@ -1386,7 +1386,7 @@ static void *mover_body(void *arg)
  * with only the old block live: the new one, which the application never
  * saw, is not leaked.  The copy of a 48 MiB block into fresh memory takes
  * tens of milliseconds; the cut is known to be inside it when the live
- * block count has risen and the realloc had not returned when ckpt_begin()
+ * block count has risen and the realloc had not returned when ckpt_cut()
  * did.
  */
 Test(alloc_heap, checkpoint_cut_during_realloc_copy_reopens_without_the_new_block,
@@ -1407,15 +1407,21 @@ Test(alloc_heap, checkpoint_cut_during_realloc_copy_reopens_without_the_new_bloc
 		struct memsink ms;
 		cr_assert(memsink_init(&ms, size, psz) == 0);
 		struct ckpt_dest dest = {.kind = CKPT_DEST_SINK, .sink = &ms.sink};
+		/* prepared first, so that the cut itself is quick */
+		CKPT_ASSERT_OK(ckpt_prepare(h, &dest, NULL, NULL));
+		uint64_t t0 = now_ns();
+		while (ckpt_ready(h) == 0 && now_ns() - t0 < 10000000000ull)
+			usleep(1000);
+		cr_assert_eq(ckpt_ready(h), 1, "the checkpoint never became ready to cut");
 		struct mover mv = {.h = h, .blk = blk, .from = from, .to = to};
 		pthread_t tid;
 		cr_assert(pthread_create(&tid, NULL, mover_body, &mv) == 0);
-		uint64_t t0 = now_ns();
+		t0 = now_ns();
 		do
 			CKPT_ASSERT_OK(ckpt_alloc_stats(h, &st));
 		while (st.live_blocks == blocks && !atomic_load(&mv.done) &&
 		       now_ns() - t0 < 10000000000ull);
-		CKPT_ASSERT_OK(ckpt_begin(h, &dest, NULL));
+		CKPT_ASSERT_OK(ckpt_cut(h));
 		in_window = st.live_blocks == blocks + 1 && !atomic_load(&mv.done);
 		pthread_join(tid, NULL);
 		CKPT_ASSERT_OK(ckpt_wait(h));

@@ -91,9 +91,8 @@ int ckpt__alloc_format(ckpt_heap *h); /* fresh, all-zero heap */
 int ckpt__alloc_open(ckpt_heap *h);
 size_t ckpt__alloc_extent_pages(ckpt_heap *h); /* caller holds alloc_lock */
 /* The checkpoint's cut: returns with every allocator update excluded (all
- * cache locks and alloc_lock held; the extent is stable) and, until
- * ckpt__alloc_release_deferred(), records freed runs instead of expecting
- * the engine to give them back.  Cost: NCACHE + 1 uncontended locks. */
+ * cache locks and alloc_lock held; the extent is stable).  Cost: NCACHE + 1
+ * uncontended locks. */
 void ckpt__alloc_quiesce(ckpt_heap *h);
 void ckpt__alloc_resume(ckpt_heap *h);
 /* After a checkpoint has finished (none active): gives back, through
@@ -105,8 +104,10 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len);
 
 /* Large runs freed by the allocator: the engine decides whether their
  * memory can be given back now (MADV_REMOVE) and records the pages as dirty.
+ * false: kept (a checkpoint is being prepared or runs, or the fork backend);
+ * the allocator then records the run for ckpt__alloc_release_deferred().
  * Called with alloc_lock held. */
-void ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages);
+bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages);
 
 /* --------------------------------------------------------------- memfd */
 int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out);
@@ -201,8 +202,7 @@ struct ckpt_heap {
 		_Atomic uint32_t word; /* futex: 0 free, 1 held, 2 waiters */
 		char pad[124];         /* no two words share a cache line */
 	} alloc_cache[CKPT__ALLOC_NCACHE]; /* per-CPU small-object caches */
-	_Atomic bool alloc_deferring; /* a checkpoint may run: record freed runs */
-	bool alloc_deferred;          /* some are recorded (under alloc_lock) */
+	bool alloc_deferred; /* freed runs the engine kept are recorded (under alloc_lock) */
 
 	/* the checkpoint engine, track.c + checkpoint.c */
 	struct ckpt__engine *eng;

@@ -569,7 +569,7 @@ void ckpt__handler_stop(ckpt_heap *h)
 
 /* ---------------------------------------------------------- discard, API */
 
-void ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
+bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
 {
 	struct ckpt__engine *e = h->eng;
 
@@ -581,10 +581,11 @@ void ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
 	 * their new (zero) contents.
 	 */
 	if (!e || atomic_load(&e->active) || h->backend == CKPT_BACKEND_FORK)
-		return;
+		return false;
 	for (size_t q = first_page; q < first_page + npages && q < h->npages; q++)
 		atomic_fetch_or(&e->pg[q], PG_UNPROT);
 	madvise(h->base + (first_page << h->page_shift), npages << h->page_shift, MADV_REMOVE);
+	return true;
 }
 
 /*
