@@ -14,8 +14,8 @@
  *   heads            bitmap, one bit per granule: "a free run starts here"
  *   tree             max-tree over 64-granule blocks: the longest free run
  *                    that starts in the block (implicit binary heap)
- *   defer            bitmap, one bit per granule: freed while a checkpoint
- *                    ran, so not given back yet
+ *   defer            bitmap, one bit per granule: freed while the engine
+ *                    could not give it back (a checkpoint), so not yet
  *   data_start ...   runs: free runs, large blocks, spans of small objects
  *   top ...          never handed out: zero, and never written by us
  *
