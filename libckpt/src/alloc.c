@@ -459,14 +459,6 @@ static inline void large_unmark(struct actx *a, uint64_t g, uint64_t n)
 
 /* ------------------------------------------------------------------ locks */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
 
 static inline void global_lock(ckpt_heap *h)
 {
@@ -475,7 +467,7 @@ static inline void global_lock(ckpt_heap *h)
 	for (int i = 0; i < 64; i++) {
 		if (pthread_mutex_trylock(&h->alloc_lock) == 0)
 			return;
-		cpu_relax();
+		ckpt__cpu_relax();
 	}
 	pthread_mutex_lock(&h->alloc_lock);
 }
@@ -504,7 +496,7 @@ static void cache_lock_slow(ckpt_heap *h, unsigned k)
 	for (int i = 0; i < 100; i++) {
 		if (atomic_load_explicit(w, memory_order_relaxed) == 0 && cache_trylock(h, k))
 			return;
-		cpu_relax();
+		ckpt__cpu_relax();
 	}
 	while (atomic_exchange_explicit(w, 2, memory_order_acquire) != 0)
 		syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
