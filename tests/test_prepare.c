@@ -396,3 +396,31 @@ Test(prepare, signal_handler_writing_the_trapping_page_does_not_deadlock, .timeo
 	ckpt_heap_destroy(h);
 	memsink_fini(&ms);
 }
+
+/* Issue 11, item 5: the slow set-up (stale temp scan, temp file, buffers,
+ * io_uring, pool warm-up) used to run on the writer thread after the
+ * checkpoint's instant, while traps filled the pool.  It now runs in the
+ * preparation: once ready, and before the cut, the temp file exists. */
+Test(prepare, destination_is_set_up_before_the_cut, .timeout = 60)
+{
+	uint8_t *d;
+	char dir[] = "/tmp/ckpt-setup.XXXXXX", path[64];
+	ckpt_heap *h = heap(CKPT_TRAP_THREAD, 0, &d, 256);
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/img", dir);
+	struct ckpt_dest dest = {.kind = CKPT_DEST_PATH, .path = path};
+	struct ckpt_begin_opts bo;
+	ckpt_begin_opts_init(&bo);
+	bo.flags = CKPT_BEGIN_NO_FSYNC;
+	CKPT_ASSERT_OK(ckpt_prepare(h, &dest, &bo, NULL));
+	cr_assert(wait_ready(h) == 1);
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "ls -a %s | grep -q '^\\.img\\.tmp\\.'", dir);
+	cr_assert(system(cmd) == 0, "no temp file in %s when the checkpoint is ready to cut", dir);
+	CKPT_ASSERT_OK(ckpt_cut(h));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	cr_assert(access(path, F_OK) == 0, "image not published");
+	ckpt_heap_destroy(h);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert(system(cmd) == 0);
+}
