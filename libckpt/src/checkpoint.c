@@ -288,19 +288,20 @@ static void enter_preparation(ckpt_heap *h, struct ckpt__engine *e)
 	ckpt__gate_open(e);
 }
 
-/* Protection passes until the pages left open stop shrinking (the
- * application dirties them as fast as a pass protects them) or are few. */
+/* Protection passes until the pages left open are few, or stop shrinking
+ * (the application dirties them as fast as a pass protects them). */
 static int converge(ckpt_heap *h, struct ckpt__engine *e)
 {
-	uint64_t left = 0, prev = UINT64_MAX;
-	int rc = ckpt__protect_pass(h, true, e->prep_npages, &left);
+	uint64_t left, prev = UINT64_MAX, unused;
+	int rc = ckpt__protect_pass(h, true, e->prep_npages, &unused);
 	e->prep_passes = 1;
-	while (rc == 0 && left > CUT_TARGET_PAGES && left * 2 < prev && e->prep_passes < PASSES_MAX &&
+	left = ckpt__open_pages(h, e->prep_npages);
+	while (rc == 0 && left > CUT_TARGET_PAGES && left < prev && e->prep_passes < PASSES_MAX &&
 	       !atomic_load(&e->prot_stop) && !atomic_load(&e->cancel)) {
 		prev = left;
-		left = 0;
-		rc = ckpt__protect_pass(h, false, e->prep_npages, &left);
+		rc = ckpt__protect_pass(h, false, e->prep_npages, &unused);
 		e->prep_passes++;
+		left = ckpt__open_pages(h, e->prep_npages);
 	}
 	return rc;
 }

@@ -254,6 +254,7 @@ void ckpt__groups_fill(struct ckpt__engine *e, size_t npages);
 int ckpt__protect_pass(ckpt_heap *h, bool all, size_t npages, uint64_t *left);
 int ckpt__protect_remainder(ckpt_heap *h, size_t npages, uint64_t *protected_pages);
 void ckpt__protect_reset(struct ckpt__engine *e);
+uint64_t ckpt__open_pages(ckpt_heap *h, size_t npages);
 int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi);
 void ckpt__pause(unsigned *spins);
 

@@ -270,6 +270,29 @@ int ckpt__protect_pass(ckpt_heap *h, bool all, size_t npages, uint64_t *left)
 }
 
 /*
+ * ckpt__open_pages() : how many pages of [0, npages) may be open now, for
+ * preparation's "converged?" test.  A pass's own count misses every page
+ * written after the pass left its chunk, which is most of them: under a
+ * random writer a 4 GiB heap was declared ready after one pass with 1,472
+ * pages open (a 2.7 ms cut).  Reads only the chunks in the group map.
+ */
+uint64_t ckpt__open_pages(ckpt_heap *h, size_t npages)
+{
+	struct ckpt__engine *e = h->eng;
+	size_t nchunks = (npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	uint64_t n = 0;
+
+	for (size_t c = 0; c < nchunks; c++) {
+		if (!chunk_marked(e, c))
+			continue;
+		size_t lo = c * CHUNK_PAGES, hi = lo + CHUNK_PAGES < npages ? lo + CHUNK_PAGES : npages;
+		for (size_t q = lo; q < hi; q++)
+			n += (atomic_load_explicit(&e->pg[q], memory_order_relaxed) & PG_UNPROT) != 0;
+	}
+	return n;
+}
+
+/*
  * ckpt__protect_remainder() : inside the cut (gate closed, passes stopped,
  * so nothing else changes page states): protect every page of [0, npages)
  * that may be unprotected, pinned ones included, and clear PG_UNPROT,
