@@ -875,6 +875,13 @@ static int wait_locked(struct ckpt__engine *e, uint64_t gen)
 			return -EAGAIN;
 		pthread_cond_wait(&e->cond, &e->lock);
 	}
+	/* The checkpoint's thread has finished it and only returns now (it
+	 * needs no lock for that): reap it, so that no thread of a finished
+	 * checkpoint outlives ckpt_wait(). */
+	if (!e->running && e->writer_up) {
+		pthread_join(e->writer, NULL);
+		e->writer_up = false;
+	}
 	if (e->past[gen % 8].gen == gen)
 		return e->past[gen % 8].result;
 	return gen > e->info.generation ? -ENOENT : -ESTALE;
