@@ -64,11 +64,15 @@ if [ $only_unit = 0 ] && [ -f kernel/Makefile ]; then
 	run kernel-suite 300 make -s -C kernel check
 fi
 
+# sanitizer builds run the same cases 2-4x slower (test_checkpoint's
+# consistency rounds took ~150 s of the 300 s in the plain build)
+unit_tmo=300
+case $B in *asan*|*tsan*) unit_tmo=900 ;; esac
 for t in "$B"/tests/test_* "$B"/tests/fi_test_*; do
 	[ -x "$t" ] || continue
 	case $t in *.d|*.o) continue ;; esac
 	# --jobs 2: two cores; tests that change machine state take tests/util's lock
-	run "unit/$(basename "$t")" 300 "$t" --jobs 2
+	run "unit/$(basename "$t")" "$unit_tmo" "$t" --jobs 2
 done
 
 if [ $only_unit = 0 ]; then
