@@ -602,25 +602,32 @@ static void cmd_mset(client *c)
 	add_reply_ok(c);
 }
 
+/* INCRBY / HINCRBY: the stored integer (0 when @s is NULL) plus @by, or
+ * the error reply Redis gives (not an integer, overflow). */
+static bool incr_checked(client *c, const hstr *s, long long by, const char *notint, long long *out)
+{
+	long long v = 0;
+	if (s && !parse_ll(s->buf, s->len, &v)) {
+		add_reply_error(c, notint);
+		return false;
+	}
+	if ((by < 0 && v < 0 && by < LLONG_MIN - v) || (by > 0 && v > 0 && by > LLONG_MAX - v)) {
+		add_reply_error(c, OVERFLOW);
+		return false;
+	}
+	*out = v + by;
+	return true;
+}
+
 static void incr_generic(client *c, long long by)
 {
 	bool wrong;
 	dent *e = lookup_typed(c, 1, T_STRING, &wrong);
 	if (wrong)
 		return;
-	long long v = 0;
-	if (e) {
-		hstr *s = e->v.p;
-		if (!parse_ll(s->buf, s->len, &v)) {
-			add_reply_error(c, NOTINT);
-			return;
-		}
-	}
-	if ((by < 0 && v < 0 && by < LLONG_MIN - v) || (by > 0 && v > 0 && by > LLONG_MAX - v)) {
-		add_reply_error(c, OVERFLOW);
+	long long v;
+	if (!incr_checked(c, e ? e->v.p : NULL, by, NOTINT, &v))
 		return;
-	}
-	v += by;
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%lld", v);
 	if (e) {
@@ -2126,18 +2133,8 @@ static void cmd_hincrby(client *c)
 	if (wrong)
 		return;
 	dent *f = e ? dict_find(e->v.p, ARG(2), ALEN(2)) : NULL;
-	if (f) {
-		hstr *s = f->v.p;
-		if (!parse_ll(s->buf, s->len, &v)) {
-			add_reply_error(c, "ERR hash value is not an integer");
-			return;
-		}
-	}
-	if ((by < 0 && v < 0 && by < LLONG_MIN - v) || (by > 0 && v > 0 && by > LLONG_MAX - v)) {
-		add_reply_error(c, OVERFLOW);
+	if (!incr_checked(c, f ? f->v.p : NULL, by, "ERR hash value is not an integer", &v))
 		return;
-	}
-	v += by;
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%lld", v);
 	if (f) {
