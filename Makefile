@@ -88,7 +88,7 @@ $(B)/tests/test_%: tests/test_%.c $(TEST_UTIL_OBJS) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_UTIL_OBJS) $(STLIB) $(LDFLAGS) -lcriterion $(LIBDEPS) -lm
 
-# Fault-injection build (libckpt/src/fault.h): the library again with
+# Fault-injection build (libckpt/src/faultinject.h): the library again with
 # -DCKPT_FAULT_INJECTION, linked only by tests/fi_test_*.c; the release
 # library has no injection hook.
 FI_STLIB := $(B)/libckpt-fi.a

@@ -1,6 +1,6 @@
 /*
  * fi_test_engine.c - injected failures of the checkpoint engine itself
- * (linked with build/libckpt-fi.a, see libckpt/src/fault.h).
+ * (linked with build/libckpt-fi.a, see libckpt/src/faultinject.h).
  *
  * The handler thread's read of the userfaultfd fails (issue 11, item 9): it
  * used to exit silently, and every later write fault then hung forever.
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fault.h"
+#include "faultinject.h"
 #include "uffd_compat.h"
 #include "util/memsink.h"
 #include "util/testutil.h"

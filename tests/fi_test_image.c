@@ -1,13 +1,13 @@
 /*
  * fi_test_image.c - injected I/O failures while an image is written
- * (linked with build/libckpt-fi.a, see libckpt/src/fault.h): an EIO from a
+ * (linked with build/libckpt-fi.a, see libckpt/src/faultinject.h): an EIO from a
  * write, a failing fsync, rename or io_uring submission is reported by
  * ckpt_wait(); the previous image at the path is intact, no temp file is
  * left, the heap is unprotected and writable, and the next checkpoint to a
  * good destination works.
  */
 #include "image_util.h"
-#include "fault.h"
+#include "faultinject.h"
 
 #define HEAP (32u << 20)
 

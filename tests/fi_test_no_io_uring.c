@@ -5,7 +5,7 @@
  */
 #include <sys/wait.h>
 
-#include "fault.h"
+#include "faultinject.h"
 #include "no_uring_work.h"
 #include "util/testutil.h"
 

@@ -1,6 +1,6 @@
 /*
  * fi_test_walk.c - the fault-injection walk (issue 7): for every call site
- * the fault hook guards (libckpt/src/fault.h) and every N up to the number
+ * the fault hook guards (libckpt/src/faultinject.h) and every N up to the number
  * of times a clean run reaches it, make the N-th call fail and check what
  * the caller is promised:
  *
@@ -32,7 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fault.h"
+#include "faultinject.h"
 #include "image.h"
 #include "internal.h"
 #include "uffd_compat.h"

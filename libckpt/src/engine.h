@@ -2,7 +2,7 @@
  * engine.h - the checkpoint engine's shared state: per-page states, the
  * pool of pages copied aside, the fault path and the writer.
  *
- * Private to heap.c, pool.c, track.c, checkpoint.c and forkbackend.c.  The
+ * Private to heap.c, pool.c, trap.c, checkpoint.c and forkbackend.c.  The
  * protocol between the fault path and the writer is written down in
  * docs/design.md ("The page protocol"); the comments here name the
  * invariant each ordering keeps.
@@ -233,7 +233,7 @@ struct ckpt__engine {
 	size_t wbuf_pages;
 };
 
-/* track.c: the fault path */
+/* trap.c: the fault path */
 int ckpt__trap(ckpt_heap *h, size_t page);
 void ckpt__mark_open(struct ckpt__engine *e, size_t first, size_t n, int phase, uint8_t extra);
 int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect);

@@ -21,7 +21,7 @@
 #include <linux/memfd.h>
 
 #include "engine.h"
-#include "fault.h"
+#include "faultinject.h"
 
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21u << 26)

@@ -5,12 +5,12 @@
  * One mechanism per file:
  *   heap.c       memfd, mappings, userfaultfd registration, create/destroy
  *   alloc.c      the in-heap allocator (all metadata inside the heap)
- *   track.c      per-page state, the fault path (handler thread / SIGBUS)
+ *   trap.c       per-page state, the fault path (handler thread / SIGBUS)
  *   pool.c       the bounded pool of pages copied aside, lock-free queues
  *   checkpoint.c ckpt_begin/poll/wait/cancel/stats, the writer thread
  *   forkbackend.c the fork() backend
  *   image.h/.c   the on-disk image format: encode, decode, validate
- *   writer.c     the file/fd sink: io_uring + zstd, atomic publish, chains
+ *   filesink.c   the file/fd sink: io_uring + zstd, atomic publish, chains
  *   restore.c    ckpt_restore*, image info/verify/merge
  *   lazyrestore.c ckpt_restore(CKPT_RESTORE_LAZY): pages served on first touch
  *   probe.c      ckpt_kernel_probe()
@@ -155,7 +155,7 @@ int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
 
 /*
  * ckpt__file_sink_open() : a sink that writes an image to @dest (a path,
- * published atomically, or an fd) — writer.c.  @last_id / @last_gen describe
+ * published atomically, or an fd) — filesink.c.  @last_id / @last_gen describe
  * the image the heap last wrote to the same path (for incrementals).
  * *bytes_written is updated as bytes reach the destination.  @log_heap
  * (may be NULL) hears, once, that io_uring is unavailable and plain writes
@@ -193,7 +193,7 @@ struct ckpt_heap {
 	struct ckpt_heap_opts opts;
 	char name[64];
 	char app_tag[CKPT_APP_TAG_MAX]; /* opts.app_tag points here */
-	_Atomic bool plain_io_said; /* the io_uring fallback was logged (writer.c) */
+	_Atomic bool plain_io_said; /* the io_uring fallback was logged (filesink.c) */
 
 	/* allocator (alloc.c): its locks and flags live here, never in the
 	 * heap, where a checkpoint could capture a lock word held */
@@ -204,7 +204,7 @@ struct ckpt_heap {
 	} alloc_cache[CKPT__ALLOC_NCACHE]; /* per-CPU small-object caches */
 	bool alloc_deferred; /* freed runs the engine kept are recorded (under alloc_lock) */
 
-	/* the checkpoint engine, track.c + checkpoint.c */
+	/* the checkpoint engine, trap.c + checkpoint.c */
 	struct ckpt__engine *eng;
 
 	/* lazy restore still filling the heap (NULL otherwise), lazyrestore.c */

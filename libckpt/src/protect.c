@@ -5,7 +5,7 @@
  *
  * Owns the group map (one bit per GROUP_PAGES pages: "may hold PG_UNPROT
  * pages") and the TRAPPED protocol below.  Calls only the userfaultfd
- * wrapper (ckpt__wp_range, track.c) and the page-state atomics.
+ * wrapper (ckpt__wp_range, trap.c) and the page-state atomics.
  *
  * A pass over a chunk of pages, concurrent with traps:
  *   A  clear the chunk's group bits
@@ -13,7 +13,7 @@
  *   C  write-protect the candidates (runs, one ioctl each)
  *   D  clear PG_UNPROT with a CAS that fails if PG_TRAPPED is set
  * A trap before the cut unprotects its page and only then marks it
- * PG_UNPROT | PG_TRAPPED and sets its group bit (track.c).  So whatever the
+ * PG_UNPROT | PG_TRAPPED and sets its group bit (trap.c).  So whatever the
  * interleaving, once both are done the page is either protected (C after
  * the trap's unprotect) or still marked and in the group map (the trap's
  * mark after B): I3 holds whenever no trap is in flight, which is what the

@@ -33,7 +33,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "fault.h"
+#include "faultinject.h"
 #include "image.h"
 #include "internal.h"
 

@@ -1,5 +1,5 @@
 /*
- * fault.h - fault injection for tests.
+ * faultinject.h - fault injection for tests.
  *
  * A call site asks ckpt__fault_hit(SITE) just before the operation it guards
  * and, if the result is negative, behaves as if the operation had failed
@@ -12,7 +12,7 @@
 #define CKPT_FAULT_H
 
 enum ckpt__fault_site {
-	CKPT_FAULT_WRITE = 0,    /* a write of image bytes (writer.c) */
+	CKPT_FAULT_WRITE = 0,    /* a write of image bytes (filesink.c) */
 	CKPT_FAULT_FSYNC,        /* fsync of the image or its directory */
 	CKPT_FAULT_RENAME,       /* rename/link of the image (publish) */
 	CKPT_FAULT_URING_SUBMIT, /* io_uring set-up or submission */

@@ -1,5 +1,5 @@
 /*
- * track.c - the fault path: what happens when the application writes a
+ * trap.c - the fault path: what happens when the application writes a
  * write-protected heap page, delivered either to a handler thread that reads
  * the userfaultfd (CKPT_TRAP_THREAD) or as SIGBUS to the faulting thread
  * (CKPT_TRAP_SIGBUS).
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "engine.h"
-#include "fault.h"
+#include "faultinject.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23

@@ -1,8 +1,8 @@
 /*
- * fault.c - the fault-injection hook (see fault.h).  Compiled to nothing
+ * faultinject.c - the fault-injection hook (see faultinject.h).  Compiled to nothing
  * unless -DCKPT_FAULT_INJECTION.
  */
-#include "fault.h"
+#include "faultinject.h"
 
 #ifdef CKPT_FAULT_INJECTION
 #include <stdatomic.h>

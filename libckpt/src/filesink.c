@@ -1,5 +1,5 @@
 /*
- * writer.c - the file/fd sink: turns the engine's page stream into an image
+ * filesink.c - the file/fd sink: turns the engine's page stream into an image
  * (format in image.h) and makes it durable.
  *
  * Threads: every callback runs on the checkpoint's writer thread, one at a
@@ -48,7 +48,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#include "fault.h"
+#include "faultinject.h"
 #include "image.h"
 #include "internal.h"
 
