@@ -4,8 +4,8 @@
  * Most tests run on a "bare" heap: a struct ckpt_heap filled in by hand
  * over an anonymous mapping, formatted with ckpt__alloc_format().  That
  * tests the allocator alone, with no userfaultfd, and lets the tests see
- * which pages the allocator touched (pagemap present bit); the engine's
- * ckpt__track_discard() does nothing on a heap without an engine.  The last
+ * which pages the allocator touched (pagemap present bit); a bare heap has
+ * no discard hook, so freed runs are kept.  The last
  * tests go through ckpt_heap_create(), where freed runs really are given
  * back.
  */

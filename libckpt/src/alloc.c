@@ -416,14 +416,15 @@ static void run_free(struct actx *a, uint64_t g, uint64_t n)
 	freerun_insert(a, start, len);
 }
 
-/* Offers the whole heap pages inside [g, g+n) to the engine; false when it
- * kept them. */
+/* Offers the whole heap pages inside [g, g+n) to the engine through the
+ * heap's discard hook; false when it kept them (or, with no hook, a heap
+ * without an engine, nobody takes them). */
 static bool pages_discard(struct actx *a, uint64_t g, uint64_t n)
 {
 	ckpt_heap *h = a->h;
 	size_t first = (size_t)((((g << GSHIFT) + h->page_size - 1)) >> h->page_shift);
 	size_t end = (size_t)(((g + n) << GSHIFT) >> h->page_shift);
-	return end <= first || ckpt__track_discard(h, first, end - first);
+	return end <= first || (h->discard && h->discard(h, first, end - first));
 }
 
 /* A run was freed.  While a checkpoint is prepared or runs the engine keeps

@@ -32,16 +32,6 @@
 #define CUT_TARGET_PAGES 64   /* ready once this few pages are left open */
 #define READY_PASS_MS 2       /* while ready, a pass this often keeps the remainder small */
 
-bool ckpt__page_is_zero(const void *p, size_t len)
-{
-	const uint64_t *w = p;
-	for (size_t i = 0; i < len / 8; i += 8) {
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
-			return false;
-	}
-	return true;
-}
-
 /* Hand pages to the sink, splitting all-zero pages off as NULL runs so
  * sinks can record them without storing them. */
 static int emit(ckpt_heap *h, struct ckpt__engine *e, uint64_t first, uint32_t n, const uint8_t *data)
@@ -640,7 +630,7 @@ static int prepare_common(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 	if (rc)
 		return rc;
 	/* the writer reads pages through the alias: they must all be there */
-	rc = ckpt__lazy_make_resident(h);
+	rc = h->lazy ? h->lazy_ops->make_resident(h) : 0;
 	if (rc)
 		return rc;
 	e = h->eng;

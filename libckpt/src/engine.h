@@ -236,7 +236,6 @@ struct ckpt__engine {
 /* trap.c: the fault path */
 int ckpt__trap(ckpt_heap *h, size_t page);
 void ckpt__mark_open(struct ckpt__engine *e, size_t first, size_t n, int phase, uint8_t extra);
-int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect);
 void ckpt__gate_close(struct ckpt__engine *e);
 void ckpt__gate_open(struct ckpt__engine *e);
 int ckpt__sigbus_register(ckpt_heap *h);
@@ -247,6 +246,9 @@ void ckpt__hist_add(struct ckpt__stats *st, uint64_t ns);
 
 /* protect.c: write-protection in passes during preparation, and the cut's
  * remainder */
+/* Write-protect or unprotect heap pages [first, first + n); unprotecting
+ * also wakes threads blocked on a fault there (handler-thread mode). */
+int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect);
 int ckpt__protect_init(ckpt_heap *h);
 void ckpt__protect_fini(ckpt_heap *h);
 void ckpt__groups_set(struct ckpt__engine *e, size_t page);
@@ -256,7 +258,6 @@ int ckpt__protect_remainder(ckpt_heap *h, size_t npages, uint64_t *protected_pag
 void ckpt__protect_reset(struct ckpt__engine *e);
 uint64_t ckpt__open_pages(ckpt_heap *h, size_t npages);
 int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi);
-void ckpt__pause(unsigned *spins);
 
 /* checkpoint.c */
 int ckpt__engine_init(ckpt_heap *h);
@@ -269,6 +270,5 @@ void ckpt__fork_kill(ckpt_heap *h);
 void ckpt__fork_signal(ckpt_heap *h);        /* cancel: kill the child; e->lock held */
 
 /* zero test used by the writer and the fork child (async-signal-safe) */
-bool ckpt__page_is_zero(const void *p, size_t len);
 
 #endif /* CKPT_ENGINE_H */

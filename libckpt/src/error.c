@@ -103,17 +103,3 @@ void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
 	va_end(ap);
 	h->opts.log(h->opts.log_arg, level, buf);
 }
-
-uint64_t ckpt__now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t ckpt__realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}

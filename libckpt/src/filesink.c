@@ -350,12 +350,6 @@ static int out_flush(struct fsink *s)
 
 /* ------------------------------------------------------------- blocks */
 
-static bool page_is_zero(const uint8_t *p, size_t n)
-{
-	static const uint8_t z[8];
-	return memcmp(p, z, 8) == 0 && memcmp(p, p + 8, n - 8) == 0;
-}
-
 /* Where the next data page of the block goes. */
 static uint8_t *data_area(struct fsink *s)
 {
@@ -1040,7 +1034,7 @@ static int sink_pages(void *arg, uint64_t first, uint32_t n, const void *data)
 			return 0;
 		}
 		const uint8_t *p = src + (size_t)i * s->page_size;
-		if (page_is_zero(p, s->page_size)) {
+		if (ckpt__page_is_zero(p, s->page_size)) {
 			if (add_run(s, page, CKPT__RUN_ZERO))
 				return s->err;
 			s->zero_pages++;

@@ -23,10 +23,6 @@
 #include "engine.h"
 #include "faultinject.h"
 
-#ifndef MFD_HUGE_2MB
-#define MFD_HUGE_2MB (21u << 26)
-#endif
-
 #define HUGE_PAGE_SIZE (2u << 20)
 #define DEFAULT_SIZE (1ull << 30)
 
@@ -54,86 +50,19 @@ CKPT_API void ckpt_heap_opts_init(struct ckpt_heap_opts *o)
 	o->writer_nice = CKPT_DEFAULT_WRITER_NICE;
 }
 
-int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size)
-{
-	/* x86-64 with 4-level page tables: user space ends at 2^47 - 4096;
-	 * libckpt never places heaps above that even with 5-level tables. */
-	const uint64_t user_top = (1ull << 47) - 4096;
-
-	if (page_size == 0 || (base % page_size) || (size % page_size) || size == 0)
-		return CKPT_E_RANGE;
-	if (base < (1ull << 20) || base >= user_top || size > user_top - base)
-		return CKPT_E_RANGE;
-	return 0;
-}
-
-int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out)
-{
-	unsigned flags = MFD_CLOEXEC | (hugetlb ? (MFD_HUGETLB | MFD_HUGE_2MB) : 0);
-	int frc = ckpt__fault_hit(CKPT_FAULT_MEMFD);
-	if (frc)
-		return frc;
-	int fd = (int)syscall(SYS_memfd_create, name ? name : "libckpt", flags);
-
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) != 0) {
-		int rc = -errno;
-		close(fd);
-		return rc;
-	}
-	*fd_out = fd;
-	return 0;
-}
-
+/* The heap's userfaultfd: write-protect on shmem (5.19+), SIGBUS delivery in
+ * that mode. */
 static int open_uffd(bool sigbus_mode, int *out)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	uint64_t offered = 0;
+	int rc = ckpt__uffd_open(sigbus_mode ? UFFD_FEATURE_SIGBUS : 0, &offered, out);
 
-	/* vm.unprivileged_userfaultfd=0 refuses the syscall without
-	 * CAP_SYS_PTRACE; /dev/userfaultfd is the way granted by file
-	 * permissions instead. */
-	if (fd < 0) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-			close(dev);
-		}
+	if (rc == 0 && !(offered & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)) {
+		close(*out);
+		*out = -1;
+		rc = CKPT_E_KERNEL;
 	}
-	if (fd < 0)
-		return errno == ENOSYS ? CKPT_E_KERNEL : -EPERM;
-
-	struct uffdio_api api = {.api = UFFD_API};
-	if (ioctl(fd, UFFDIO_API, &api) != 0) {
-		close(fd);
-		return CKPT_E_KERNEL;
-	}
-	uint64_t want = sigbus_mode ? UFFD_FEATURE_SIGBUS : 0;
-	if ((api.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) == 0 ||
-	    (api.features & want) != want) {
-		close(fd);
-		return CKPT_E_KERNEL;
-	}
-	/* UFFDIO_API may be called once per fd: reopen with the features. */
-	close(fd);
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-			close(dev);
-		}
-	}
-	if (fd < 0)
-		return -EPERM;
-	api.api = UFFD_API;
-	api.features = want;
-	if (ioctl(fd, UFFDIO_API, &api) != 0) {
-		close(fd);
-		return CKPT_E_KERNEL;
-	}
-	*out = fd;
-	return 0;
+	return rc;
 }
 
 static int map_fixed(void *base, size_t size, int prot, int flags, int fd)
@@ -160,7 +89,7 @@ static void heap_teardown(ckpt_heap *h)
 	/* first: the lazy loader's threads write into the memfd and serve
 	 * faults on the mapping */
 	if (h->lazy)
-		ckpt__lazy_free(h->lazy);
+		h->lazy_ops->release(h->lazy);
 	if (h->eng)
 		ckpt__engine_fini(h);
 	if (h->uffd >= 0)
@@ -182,7 +111,7 @@ static void heap_teardown(ckpt_heap *h)
  */
 static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_in,
 		      uint64_t size_in, uint32_t page_size_in, struct ckpt__lazy *lazy,
-		      ckpt_heap **out)
+		      const struct ckpt__lazy_ops *lazy_ops, ckpt_heap **out)
 {
 	struct ckpt_heap_opts o;
 	ckpt_heap *h;
@@ -335,9 +264,11 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 		 * the heap is resident, and only then registers ours (one
 		 * uffd per range: kernel/tests lazy_second_uffd_ebusy). */
 		if (lazy) {
-			rc = ckpt__lazy_attach(lazy, h);
-			if (!rc)
+			rc = lazy_ops->attach(lazy, h);
+			if (!rc) {
 				h->lazy = lazy;
+				h->lazy_ops = lazy_ops;
+			}
 		} else {
 			rc = ckpt__heap_register_wp(h);
 		}
@@ -348,6 +279,7 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 	rc = ckpt__engine_init(h);
 	if (rc)
 		goto fail;
+	h->discard = ckpt__track_discard;
 	if (memfd >= 0)
 		rc = ckpt__alloc_open(h);
 	else
@@ -361,7 +293,7 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 
 fail:
 	if (h->lazy) {
-		ckpt__lazy_detach(h->lazy); /* the caller keeps its lazy loader */
+		h->lazy_ops->detach(h->lazy); /* the caller keeps its lazy loader */
 		h->lazy = NULL;
 	}
 	if (memfd >= 0 && h->memfd == memfd)
@@ -374,7 +306,7 @@ CKPT_API int ckpt_heap_create(const struct ckpt_heap_opts *opts, ckpt_heap **out
 {
 	if (!out)
 		return -EINVAL;
-	return heap_build(opts, -1, 0, 0, 0, NULL, out);
+	return heap_build(opts, -1, 0, 0, 0, NULL, NULL, out);
 }
 
 int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
@@ -382,15 +314,16 @@ int ckpt__heap_adopt(int memfd, uint64_t base, uint64_t size, uint32_t page_size
 {
 	if (memfd < 0 || !out)
 		return -EINVAL;
-	return heap_build(opts, memfd, base, size, page_size, NULL, out);
+	return heap_build(opts, memfd, base, size, page_size, NULL, NULL, out);
 }
 
 int ckpt__heap_adopt_lazy(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
-			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy, ckpt_heap **out)
+			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy,
+			  const struct ckpt__lazy_ops *ops, ckpt_heap **out)
 {
-	if (memfd < 0 || !lazy || !out)
+	if (memfd < 0 || !lazy || !ops || !out)
 		return -EINVAL;
-	return heap_build(opts, memfd, base, size, page_size, lazy, out);
+	return heap_build(opts, memfd, base, size, page_size, lazy, ops, out);
 }
 
 int ckpt__heap_register_wp(ckpt_heap *h)

@@ -14,6 +14,7 @@
  *   restore.c    ckpt_restore*, image info/verify/merge
  *   lazyrestore.c ckpt_restore(CKPT_RESTORE_LAZY): pages served on first touch
  *   probe.c      ckpt_kernel_probe()
+ *   util.c       clocks, spin-wait, zero-page test, memfd and userfaultfd opening
  *   error.c      ckpt_strerror(), ckpt_err_name(), ckpt_version()
  */
 #ifndef CKPT_INTERNAL_H
@@ -66,9 +67,23 @@ static inline int ckpt__thread_start(pthread_t *t, void *(*fn)(void *), void *ar
 	return -rc;
 }
 
-/* ---------------------------------------------------------------- time */
+/* ------------------------------------------------------ util.c (bottom) */
 uint64_t ckpt__now_ns(void);      /* CLOCK_MONOTONIC, async-signal-safe */
 uint64_t ckpt__realtime_ns(void); /* CLOCK_REALTIME */
+/* spin-wait for a short wait (a memcpy, a pool slot), sleeping after 64 spins */
+void ckpt__pause(unsigned *spins);
+bool ckpt__page_is_zero(const void *p, size_t len);
+/* CKPT_E_RANGE unless [base, base+size) is page-aligned user address space */
+int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
+int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out);
+/* one way of opening a userfaultfd each: the fd or -errno */
+int ckpt__uffd_syscall(int flags);
+int ckpt__uffd_dev(int flags);
+/*! ckpt__uffd_open() : a userfaultfd (O_CLOEXEC | O_NONBLOCK, by the syscall or
+ *  /dev/userfaultfd) with UFFDIO_API done for @features; @offered (may be
+ *  NULL) gets every feature the kernel offers.  @return 0, -EPERM when no way
+ *  of opening works, CKPT_E_KERNEL when a feature is missing. */
+int ckpt__uffd_open(uint64_t features, uint64_t *offered, int *out);
 
 /* ------------------------------------------------------------ allocator */
 
@@ -109,9 +124,6 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len);
  * Called with alloc_lock held. */
 bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages);
 
-/* --------------------------------------------------------------- memfd */
-int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out);
-
 /*
  * ckpt__heap_adopt() : builds a heap around a memfd that already holds a
  * heap's pages (restore): maps it at @base with MAP_FIXED_NOREPLACE, sets up
@@ -126,30 +138,34 @@ int ckpt__heap_register_wp(ckpt_heap *h);
 
 /* ------------------------------------------------ lazy restore (lazyrestore.c) */
 struct ckpt__lazy;
-/* ckpt_restore() with CKPT_RESTORE_LAZY: 0, an error, or 1 when lazy
- * restore does not apply to this heap (the caller restores eagerly). */
+/*
+ * What the heap and the engine may ask of a lazy restore still filling the
+ * heap.  They call through this table, never lazyrestore.c's symbols: the
+ * restore layer sits above the heap (docs/design.md, "Layers").
+ */
+struct ckpt__lazy_ops {
+	int (*attach)(struct ckpt__lazy *lz, ckpt_heap *h); /* serve h's missing pages */
+	void (*detach)(struct ckpt__lazy *lz);  /* stop serving; the owner frees it */
+	void (*release)(struct ckpt__lazy *lz); /* detach and free (heap destroy) */
+	/* Drives the heap to full residency and hands its range to the
+	 * write-protect uffd; the engine calls it before a checkpoint (whose
+	 * writer reads the memfd directly and would see holes).  0, or
+	 * CKPT_E_CORRUPT if a block failed its checks. */
+	int (*make_resident)(ckpt_heap *h);
+};
+/* ckpt_restore() with CKPT_RESTORE_LAZY of a shmem heap (restore.c decides
+ * whether lazy restore applies and verifies first if asked): 0 or an error. */
 int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out);
 /* Like ckpt__heap_adopt() with the range served by @lazy's uffd (heap.c
  * calls ckpt__lazy_attach() once the range is mapped, instead of
  * registering write-protection). */
 int ckpt__heap_adopt_lazy(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
-			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy, ckpt_heap **out);
-int ckpt__lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h);
-void ckpt__lazy_detach(struct ckpt__lazy *lz); /* stop serving; the owner frees it */
-void ckpt__lazy_free(struct ckpt__lazy *lz);   /* detach and free */
-/* Drives a lazily restored heap to full residency and hands its range to
- * the write-protect uffd; the engine calls it before a checkpoint (whose
- * writer reads the memfd directly and would see holes).  0 at once for any
- * other heap; CKPT_E_CORRUPT if a block failed its checks. */
-int ckpt__lazy_make_resident(ckpt_heap *h);
+			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy,
+			  const struct ckpt__lazy_ops *ops, ckpt_heap **out);
 
 /* After a restore: the heap continues the lineage of the image it came
  * from (its next checkpoint gets generation + 1; it is a full image). */
 void ckpt__heap_set_lineage(ckpt_heap *h, uint64_t generation, const uint8_t id[16]);
-
-/* Checks that [base, base+size) is a sane user range for this process (page
- * aligned, inside the user address space).  0 or CKPT_E_RANGE. */
-int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
 
 /* ---------------------------------------------------------- file sink */
 
@@ -209,6 +225,11 @@ struct ckpt_heap {
 
 	/* lazy restore still filling the heap (NULL otherwise), lazyrestore.c */
 	struct ckpt__lazy *lazy;
+	const struct ckpt__lazy_ops *lazy_ops;
+
+	/* the allocator offers freed page runs here (the engine decides;
+	 * heap.c wires it): true when given back, see ckpt__track_discard() */
+	bool (*discard)(ckpt_heap *h, size_t first_page, size_t npages);
 };
 
 static inline size_t ckpt__page_of(const ckpt_heap *h, const void *p)

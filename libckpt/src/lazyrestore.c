@@ -31,7 +31,7 @@
  * A block whose checks fail while the heap is in use is never served: its
  * pages are poisoned (UFFDIO_POISON, or SIGBUS sent to the faulting thread
  * on kernels without it), the log callback hears of it, and the heap can no
- * longer checkpoint (ckpt__lazy_make_resident() returns CKPT_E_CORRUPT).
+ * longer checkpoint (lazy_make_resident() returns CKPT_E_CORRUPT).
  * While ckpt_restore() itself runs (the allocator reads its header) a bad
  * block is filled with zeroes for that thread only, and the restore fails.
  *
@@ -585,39 +585,20 @@ static void *loader_main(void *arg)
 	return NULL;
 }
 
+/* THREAD_ID names the thread to signal where poison markers are missing;
+ * ask for POISON (6.6+) and fall back if the kernel refuses. */
 static int open_lazy_uffd(bool *poison)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-			close(dev);
-		}
-	}
-	if (fd < 0)
-		return errno == ENOSYS ? CKPT_E_KERNEL : -EPERM;
-	/* THREAD_ID names the thread to signal where poison markers are
-	 * missing; ask for POISON and fall back if the kernel refuses */
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON };
-	if (ioctl(fd, UFFDIO_API, &api) == 0) {
-		*poison = true;
-		return fd;
-	}
-	close(fd);
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return -EPERM;
-	api = (struct uffdio_api){ .api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID };
-	if (ioctl(fd, UFFDIO_API, &api) != 0) {
-		close(fd);
-		return CKPT_E_KERNEL;
-	}
-	*poison = false;
-	return fd;
+	int fd = -1;
+	int rc = ckpt__uffd_open(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON, NULL, &fd);
+
+	*poison = rc == 0;
+	if (rc == CKPT_E_KERNEL)
+		rc = ckpt__uffd_open(UFFD_FEATURE_THREAD_ID, NULL, &fd);
+	return rc < 0 ? rc : fd;
 }
 
-int ckpt__lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h)
+static int lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h)
 {
 	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)h->base, h->size },
 				       .mode = UFFDIO_REGISTER_MODE_MISSING };
@@ -634,7 +615,7 @@ int ckpt__lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h)
 	return 0;
 }
 
-void ckpt__lazy_detach(struct ckpt__lazy *lz)
+static void lazy_detach(struct ckpt__lazy *lz)
 {
 	if (!lz)
 		return;
@@ -657,11 +638,11 @@ void ckpt__lazy_detach(struct ckpt__lazy *lz)
 	lz->h = NULL; /* detached: the heap may go away before we are freed */
 }
 
-void ckpt__lazy_free(struct ckpt__lazy *lz)
+static void lazy_free(struct ckpt__lazy *lz)
 {
 	if (!lz)
 		return;
-	ckpt__lazy_detach(lz);
+	lazy_detach(lz);
 	if (lz->uffd >= 0)
 		close(lz->uffd);
 	if (lz->stop_fd >= 0)
@@ -680,7 +661,7 @@ void ckpt__lazy_free(struct ckpt__lazy *lz)
 	free(lz);
 }
 
-int ckpt__lazy_make_resident(ckpt_heap *h)
+static int lazy_make_resident(ckpt_heap *h)
 {
 	struct ckpt__lazy *lz = h ? h->lazy : NULL;
 	if (!lz || atomic_load(&lz->swapped))
@@ -698,11 +679,19 @@ int ckpt__lazy_make_resident(ckpt_heap *h)
 	return f ? f : atomic_load(&lz->swapped) ? 0 : CKPT_E_FAILED;
 }
 
+/* how heap.c and the engine reach this file (internal.h) */
+static const struct ckpt__lazy_ops lazy_ops = {
+	.attach = lazy_attach,
+	.detach = lazy_detach,
+	.release = lazy_free,
+	.make_resident = lazy_make_resident,
+};
+
 CKPT_API int ckpt_restore_wait(ckpt_heap *h)
 {
 	if (!h)
 		return -EINVAL;
-	return ckpt__lazy_make_resident(h);
+	return lazy_make_resident(h);
 }
 
 CKPT_API int ckpt_restore_progress(ckpt_heap *h, uint64_t *resident, uint64_t *total)
@@ -808,13 +797,6 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 	char *err = o->errbuf;
 	size_t errsz = o->errbuf_size;
 	const struct ckpt_heap_opts *ho = o->heap;
-	if (ho && ((ho->flags & CKPT_HEAP_HUGETLB) || ho->backend == CKPT_BACKEND_FORK))
-		return 1; /* private or hugetlb memory: the eager path */
-	if (o->flags & CKPT_RESTORE_VERIFY_FIRST) {
-		int rc = ckpt_image_verify(path, CKPT_VERIFY_CHAIN, err, errsz);
-		if (rc)
-			return rc;
-	}
 	struct ckpt__lazy *lz = NULL;
 	struct ckpt__img_header h;
 	int rc = lazy_new(&lz);
@@ -823,7 +805,7 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 	else
 		rc = lazy_index(lz, path, &h, err, errsz);
 	if (!rc && h.page_size != (uint32_t)sysconf(_SC_PAGESIZE)) {
-		ckpt__lazy_free(lz);
+		lazy_free(lz);
 		return 1; /* a hugetlb image: the eager path */
 	}
 	if (!rc && ckpt__check_range(h.base, h.heap_size, h.page_size) != 0)
@@ -836,7 +818,7 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 		ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
 	ckpt_heap *heap = NULL;
 	if (!rc) {
-		rc = ckpt__heap_adopt_lazy(memfd, h.base, h.heap_size, h.page_size, ho, lz, &heap);
+		rc = ckpt__heap_adopt_lazy(memfd, h.base, h.heap_size, h.page_size, ho, lz, &lazy_ops, &heap);
 		if (rc == -EEXIST)
 			rc = CKPT_E_ADDRINUSE;
 		if (rc) {
@@ -852,7 +834,7 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 		return rc;
 	}
 	if (rc) {
-		ckpt__lazy_free(lz);
+		lazy_free(lz);
 		return rc;
 	}
 	ckpt__heap_set_lineage(heap, h.generation, h.id);

@@ -170,9 +170,6 @@ void ckpt__pool_trim(struct ckpt__pool *p)
 	p->warmed = 0;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 /*
  * A trap that copies into a never-touched slot first takes an anonymous

@@ -89,45 +89,20 @@ static void set_reason(struct ckpt_kernel_info *info, const char *fmt, ...)
 
 /* ------------------------------------------------------------ opening */
 
-static int uffd_syscall(int flags)
-{
-#ifdef SYS_userfaultfd
-	return (int)syscall(SYS_userfaultfd, flags);
-#else
-	(void)flags;
-	errno = ENOSYS;
-	return -1;
-#endif
-}
-
-static int uffd_dev(int flags)
-{
-	int dev, fd, err;
-
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return -1;
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-	err = errno;
-	close(dev);
-	errno = err;
-	return fd;
-}
-
 /* Opens a userfaultfd by whichever way works here, O_CLOEXEC|O_NONBLOCK.
  * Returns the fd or -errno of the first (preferred) way. */
 static int uffd_open_any(const struct ckpt_kernel_info *info)
 {
-	int fl = O_CLOEXEC | O_NONBLOCK, fd = -1;
+	int fl = O_CLOEXEC | O_NONBLOCK, fd = -ENOENT;
 
 	if (info->open_syscall)
-		fd = uffd_syscall(fl);
+		fd = ckpt__uffd_syscall(fl);
 	if (fd < 0 && info->open_dev)
-		fd = uffd_dev(fl);
+		fd = ckpt__uffd_dev(fl);
 	/* user-mode-only is enough for the canary: its write is a user write */
 	if (fd < 0 && info->user_mode_only)
-		fd = uffd_syscall(fl | UFFD_USER_MODE_ONLY);
-	return fd < 0 ? -errno : fd;
+		fd = ckpt__uffd_syscall(fl | UFFD_USER_MODE_ONLY);
+	return fd;
 }
 
 /* Tries each way of opening a userfaultfd; records which work; returns 0 if
@@ -136,18 +111,18 @@ static int probe_open_ways(struct ckpt_kernel_info *info)
 {
 	int fl = O_CLOEXEC | O_NONBLOCK, fd, err_sys;
 
-	fd = uffd_syscall(fl);
-	err_sys = fd < 0 ? errno : 0;
+	fd = ckpt__uffd_syscall(fl);
+	err_sys = fd < 0 ? -fd : 0;
 	if (fd >= 0) {
 		info->open_syscall = 1;
 		close(fd);
 	}
-	fd = uffd_dev(fl);
+	fd = ckpt__uffd_dev(fl);
 	if (fd >= 0) {
 		info->open_dev = 1;
 		close(fd);
 	}
-	fd = uffd_syscall(fl | UFFD_USER_MODE_ONLY);
+	fd = ckpt__uffd_syscall(fl | UFFD_USER_MODE_ONLY);
 	if (fd >= 0) {
 		info->user_mode_only = 1;
 		close(fd);

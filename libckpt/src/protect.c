@@ -4,8 +4,9 @@
  * remainder the cut protects inside the pause.
  *
  * Owns the group map (one bit per GROUP_PAGES pages: "may hold PG_UNPROT
- * pages") and the TRAPPED protocol below.  Calls only the userfaultfd
- * wrapper (ckpt__wp_range, trap.c) and the page-state atomics.
+ * pages"), the TRAPPED protocol below and ckpt__wp_range(), the one wrapper
+ * of UFFDIO_WRITEPROTECT.  Calls only util.c and the page-state atomics;
+ * trap.c calls in here (group bits, unprotect), never the other way.
  *
  * A pass over a chunk of pages, concurrent with traps:
  *   A  clear the chunk's group bits
@@ -33,26 +34,42 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
+#include "faultinject.h"
 
 #define CHUNK_PAGES 2048u    /* 8 MiB with 4 KiB pages: one ioctl ~0.1 ms */
 #define MAX_GAP 32u          /* protect across this many clean pages rather than split */
 #define PARALLEL_PAGES 32768u /* ranges this long are split over the CPUs */
 
-void ckpt__pause(unsigned *spins)
+/*
+ * Write-protect or unprotect heap pages [first, first + n).  Unprotecting
+ * also wakes threads blocked on a fault in the range (handler-thread mode).
+ */
+int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect)
 {
-	/* Spin a little, then sleep: waits here are for a memcpy of the
-	 * writer's batch, for a pool slot or for one protection chunk,
-	 * normally microseconds. */
-	if (++*spins < 64) {
-		ckpt__cpu_relax();
-		return;
+	struct uffdio_writeprotect wp;
+
+	if (n == 0)
+		return 0;
+	wp.range.start = (uint64_t)(uintptr_t)(h->base + (first << h->page_shift));
+	wp.range.len = (uint64_t)n << h->page_shift;
+	wp.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+	if (protect) {
+		int frc = ckpt__fault_hit(CKPT_FAULT_UFFD_WP);
+		if (frc)
+			return frc;
+		atomic_fetch_add_explicit(&h->eng->wp_epoch, 1, memory_order_relaxed);
 	}
-	struct timespec ts = {0, 20000};
-	nanosleep(&ts, NULL);
+	for (;;) {
+		if (ioctl(h->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
+			return 0;
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+	}
 }
 
 int ckpt__protect_init(ckpt_heap *h)

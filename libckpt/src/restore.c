@@ -1361,10 +1361,17 @@ CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts
 	size_t errsz = o.errbuf_size;
 	if (err && errsz)
 		err[0] = 0;
-	if (o.flags & CKPT_RESTORE_LAZY) {
-		rc = ckpt__lazy_restore(path, &o, out); /* lazyrestore.c */
-		if (rc != 1)
-			return rc;
+	/* lazy restore serves shmem pages through userfaultfd; private (fork
+	 * backend) or hugetlb memory is restored eagerly */
+	const struct ckpt_heap_opts *ho = o.heap;
+	if ((o.flags & CKPT_RESTORE_LAZY) &&
+	    !(ho && ((ho->flags & CKPT_HEAP_HUGETLB) || ho->backend == CKPT_BACKEND_FORK))) {
+		if (o.flags & CKPT_RESTORE_VERIFY_FIRST) {
+			rc = ckpt_image_verify(path, CKPT_VERIFY_CHAIN, err, errsz);
+			if (rc)
+				return rc;
+		}
+		return ckpt__lazy_restore(path, &o, out); /* lazyrestore.c */
 	}
 	struct link *l;
 	size_t n;

@@ -21,9 +21,6 @@
 #include "engine.h"
 #include "faultinject.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 void ckpt__hist_add(struct ckpt__stats *st, uint64_t ns)
 {
@@ -31,33 +28,6 @@ void ckpt__hist_add(struct ckpt__stats *st, uint64_t ns)
 	if (b >= CKPT_HIST_BUCKETS)
 		b = CKPT_HIST_BUCKETS - 1;
 	atomic_fetch_add_explicit(&st->hist[b], 1, memory_order_relaxed);
-}
-
-/*
- * Write-protect or unprotect heap pages [first, first + n).  Unprotecting
- * also wakes threads blocked on a fault in the range (handler-thread mode).
- */
-int ckpt__wp_range(ckpt_heap *h, size_t first, size_t n, bool protect)
-{
-	struct uffdio_writeprotect wp;
-
-	if (n == 0)
-		return 0;
-	wp.range.start = (uint64_t)(uintptr_t)(h->base + (first << h->page_shift));
-	wp.range.len = (uint64_t)n << h->page_shift;
-	wp.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
-	if (protect) {
-		int frc = ckpt__fault_hit(CKPT_FAULT_UFFD_WP);
-		if (frc)
-			return frc;
-		atomic_fetch_add_explicit(&h->eng->wp_epoch, 1, memory_order_relaxed);
-	}
-	for (;;) {
-		if (ioctl(h->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
-			return 0;
-		if (errno != EAGAIN && errno != EINTR)
-			return -errno;
-	}
 }
 
 void ckpt__gate_close(struct ckpt__engine *e)

@@ -101,6 +101,9 @@ struct pm_scan_arg {
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* 5.14 */
+#endif
 #ifndef MADV_COLD
 #define MADV_COLD 20
 #endif
