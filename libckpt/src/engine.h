@@ -2,7 +2,8 @@
  * engine.h - the checkpoint engine's shared state: per-page states, the
  * pool of pages copied aside, the fault path and the writer.
  *
- * Private to heap.c, pool.c, trap.c, checkpoint.c and forkbackend.c.  The
+ * Private to heap.c, pool.c, trap.c, protect.c, checkpoint.c, uffdbackend.c
+ * and forkbackend.c.  The
  * protocol between the fault path and the writer is written down in
  * docs/design.md ("The page protocol"); the comments here name the
  * invariant each ordering keeps.
@@ -60,6 +61,10 @@
  * cut find the remainder without reading every page's state. */
 #define GROUP_SHIFT 6
 #define GROUP_PAGES (1u << GROUP_SHIFT)
+
+#define WRITER_BATCH_PAGES 64 /* the writer copies 256 KiB (4 KiB pages) at a time */
+
+struct ckpt__backend;
 
 /* Life of a checkpoint (e->phase). */
 enum ckpt__phase {
@@ -140,6 +145,7 @@ struct ckpt__stats {
 };
 
 struct ckpt__engine {
+	const struct ckpt__backend *be; /* the heap's backend, fixed at creation */
 	_Atomic uint8_t *pg;        /* npages states */
 	struct ckpt__pool pool;
 	unsigned fault_around;      /* pages, power of two */
@@ -259,15 +265,40 @@ void ckpt__protect_reset(struct ckpt__engine *e);
 uint64_t ckpt__open_pages(ckpt_heap *h, size_t npages);
 int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi);
 
+/*
+ * What differs between the ways of taking a snapshot, stated once: the two
+ * userfaultfd backends (uffdbackend.c) and fork() (forkbackend.c).
+ * checkpoint.c runs a checkpoint's life and calls these at its steps; a
+ * NULL hook means "nothing to do".  @e->lock is not held unless said.
+ */
+struct ckpt__backend {
+	const char *name;
+	/* page states, protection, the pool and traps are in use (the
+	 * userfaultfd backends); fork relies on the child's copy-on-write */
+	bool tracks_pages;
+	int (*attach)(ckpt_heap *h);  /* heap creation: start taking traps */
+	void (*detach)(ckpt_heap *h); /* heap destruction */
+	/* the checkpoint's thread, after the destination is set up */
+	int (*prepare)(ckpt_heap *h, struct ckpt__engine *e);
+	/* while ready and not cut, every few ms */
+	int (*ready_pass)(ckpt_heap *h, struct ckpt__engine *e);
+	/* the pause: gate and allocator quiescent, @ext pages in the image;
+	 * sets e->to_emit */
+	int (*cut)(ckpt_heap *h, struct ckpt__engine *e, size_t ext);
+	/* the checkpoint's thread, after the cut: every page to the sink */
+	int (*stream)(ckpt_heap *h, struct ckpt__engine *e);
+	/* after the sink's end(@rc): back to idle (and to a known protection
+	 * state after a failure) */
+	void (*settle)(ckpt_heap *h, struct ckpt__engine *e, int rc);
+	/* cancel or destroy while running: stop what would not notice the
+	 * cancel flag; e->lock held */
+	void (*interrupt)(ckpt_heap *h);
+};
+extern const struct ckpt__backend ckpt__backend_thread, ckpt__backend_sigbus, ckpt__backend_fork;
+
 /* checkpoint.c */
 int ckpt__engine_init(ckpt_heap *h);
 void ckpt__engine_fini(ckpt_heap *h);
-
-/* forkbackend.c */
-int ckpt__fork_start(ckpt_heap *h);          /* in ckpt_begin, heap quiescent */
-int ckpt__fork_stream(ckpt_heap *h);         /* on the writer thread */
-void ckpt__fork_kill(ckpt_heap *h);
-void ckpt__fork_signal(ckpt_heap *h);        /* cancel: kill the child; e->lock held */
 
 /* zero test used by the writer and the fork child (async-signal-safe) */
 

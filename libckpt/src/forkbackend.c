@@ -8,6 +8,8 @@
  * the userfaultfd backends use; so every destination works unchanged.
  * The child runs only async-signal-safe code (it is the fork of a possibly
  * multi-threaded process): loads, write(2), _exit(2).
+ *
+ * checkpoint.c reaches it through ckpt__backend_fork; calls only util.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,10 +65,13 @@ static __attribute__((noreturn)) void child_main(ckpt_heap *h, size_t npages, in
 	_exit(write_all(fd, &end, sizeof(end)) ? 1 : 0);
 }
 
-int ckpt__fork_start(ckpt_heap *h)
+/* The cut: the fork() is the instant; every page of the extent goes out. */
+static int fork_cut(ckpt_heap *h, struct ckpt__engine *e, size_t ext)
 {
-	struct ckpt__engine *e = h->eng;
 	int p[2];
+
+	e->to_emit = ext;
+	e->info.pages_to_emit = ext;
 
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return -errno;
@@ -106,9 +111,8 @@ static int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int ckpt__fork_stream(ckpt_heap *h)
+static int fork_stream(ckpt_heap *h, struct ckpt__engine *e)
 {
-	struct ckpt__engine *e = h->eng;
 	struct frame f;
 	int rc;
 
@@ -137,8 +141,8 @@ int ckpt__fork_stream(ckpt_heap *h)
 	return atomic_load(&e->st.emitted) == e->to_emit ? 0 : -EIO;
 }
 
-/* Reap the child: after a complete stream it has exited; after a failure
- * or cancel it is killed.
+/* Reap the child (after a complete stream it has exited; after a failure
+ * or cancel it is killed), and the checkpoint is over.
  *
  * ckpt_cancel() and ckpt_heap_destroy() kill e->child under e->lock, so
  * the reap and the clearing of e->child happen under it too: once
@@ -146,9 +150,8 @@ int ckpt__fork_stream(ckpt_heap *h)
  * between the reap and "e->child = 0" could hit an unrelated process.
  * Holding the lock across waitpid() is short: the child has exited or has
  * just been sent SIGKILL. */
-void ckpt__fork_kill(ckpt_heap *h)
+static void fork_settle(ckpt_heap *h, struct ckpt__engine *e, int rc)
 {
-	struct ckpt__engine *e = h->eng;
 	int status;
 
 	pthread_mutex_lock(&e->lock);
@@ -165,13 +168,24 @@ void ckpt__fork_kill(ckpt_heap *h)
 		close(e->pipe_rd);
 		e->pipe_rd = -1;
 	}
+	atomic_store(&e->phase, PH_IDLE);
+	atomic_store(&e->active, 0);
 }
 
 /* Cancel and destroy stop a running child at once; the writer reaps it
- * (ckpt__fork_kill).  Called with e->lock held. */
-void ckpt__fork_signal(ckpt_heap *h)
+ * (fork_settle).  Called with e->lock held. */
+static void fork_interrupt(ckpt_heap *h)
 {
 	struct ckpt__engine *e = h->eng;
 	if (e->child > 0)
 		kill(e->child, SIGKILL);
 }
+
+const struct ckpt__backend ckpt__backend_fork = {
+	.name = "fork",
+	.tracks_pages = false,
+	.cut = fork_cut,
+	.stream = fork_stream,
+	.settle = fork_settle,
+	.interrupt = fork_interrupt,
+};

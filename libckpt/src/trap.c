@@ -6,6 +6,9 @@
  *
  * Everything reachable from ckpt__trap() is async-signal-safe: atomics,
  * memcpy, ioctl, nanosleep, clock_gettime.  No locks, no allocation.
+ *
+ * Calls protect.c (unprotect, group bits), pool.c and util.c; the engine's
+ * state is in engine.h.  checkpoint.c and uffdbackend.c call in here.
  */
 #include <errno.h>
 #include <poll.h>
@@ -550,7 +553,7 @@ bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
 	 * unprotected-and-changed so that an incremental checkpoint carries
 	 * their new (zero) contents.
 	 */
-	if (!e || atomic_load(&e->active) || h->backend == CKPT_BACKEND_FORK)
+	if (!e || atomic_load(&e->active) || !e->be->tracks_pages)
 		return false;
 	for (size_t q = first_page; q < first_page + npages && q < h->npages; q++)
 		atomic_fetch_or(&e->pg[q], PG_UNPROT);
@@ -576,7 +579,7 @@ CKPT_API int ckpt_prepare_write(ckpt_heap *h, void *ptr, size_t len)
 		return 0;
 	if (!ckpt__in_heap(h, ptr) || len > (size_t)(h->base + h->size - (uint8_t *)ptr))
 		return -EINVAL;
-	if (h->backend == CKPT_BACKEND_FORK)
+	if (!h->eng->be->tracks_pages)
 		return 0;
 	e = h->eng;
 	first = ckpt__page_of(h, ptr);
