@@ -1,5 +1,6 @@
 /*
- * error.c - error codes, version, logging and clocks.
+ * error.c - error codes and their strings, the version, and logging through
+ * the application's callback.  Calls nothing else in libckpt.
  */
 #include <errno.h>
 #include <stdarg.h>

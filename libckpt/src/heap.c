@@ -9,6 +9,11 @@
  * Why an alias: the writer must read pages without tripping over the
  * protection it is about to lift, and a second mapping that is never
  * registered with userfaultfd is the cheapest way.
+ *
+ * The composition root: builds the memory, then the engine (checkpoint.c),
+ * then the allocator (alloc.c), and wires them (h->discard).  Calls those,
+ * trap.c (the discard hook), probe.c and util.c; a lazy restore only through
+ * the ckpt__lazy_ops it was given.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,82 +109,84 @@ static void heap_teardown(ckpt_heap *h)
 	free(h);
 }
 
-/*
- * Common construction.  @memfd < 0: a new heap; else adopt a filled memfd
- * (restore).  On failure nothing stays mapped and an adopted memfd is left
- * open for the caller.
- */
-static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_in,
-		      uint64_t size_in, uint32_t page_size_in, struct ckpt__lazy *lazy,
-		      const struct ckpt__lazy_ops *lazy_ops, ckpt_heap **out)
+/* The caller's options, completed with defaults and checked. */
+static int opts_complete(const struct ckpt_heap_opts *in, struct ckpt_heap_opts *o)
 {
-	struct ckpt_heap_opts o;
-	ckpt_heap *h;
-	int rc;
-
-	*out = NULL;
-	ckpt_heap_opts_init(&o);
+	ckpt_heap_opts_init(o);
 	if (in) {
-		if (in->struct_size == 0 || in->struct_size > sizeof(o))
+		if (in->struct_size == 0 || in->struct_size > sizeof(*o))
 			return -EINVAL;
-		memcpy(&o, in, in->struct_size);
-		o.struct_size = sizeof(o);
+		memcpy(o, in, in->struct_size);
+		o->struct_size = sizeof(*o);
 	}
-	if (o.backend != CKPT_TRAP_THREAD && o.backend != CKPT_TRAP_SIGBUS &&
-	    o.backend != CKPT_BACKEND_FORK)
+	if (o->backend != CKPT_TRAP_THREAD && o->backend != CKPT_TRAP_SIGBUS &&
+	    o->backend != CKPT_BACKEND_FORK)
 		return -EINVAL;
-	if (o.fault_around == 0)
-		o.fault_around = CKPT_DEFAULT_FAULT_AROUND;
-	if (o.fault_around & (o.fault_around - 1) || o.fault_around > 1024)
+	if (o->fault_around == 0)
+		o->fault_around = CKPT_DEFAULT_FAULT_AROUND;
+	if (o->fault_around & (o->fault_around - 1) || o->fault_around > 1024)
 		return -EINVAL;
-	if (o.pool_bytes == 0)
-		o.pool_bytes = CKPT_DEFAULT_POOL_BYTES;
-	if (o.writer_nice < 0 || o.writer_nice > 19)
+	if (o->pool_bytes == 0)
+		o->pool_bytes = CKPT_DEFAULT_POOL_BYTES;
+	if (o->writer_nice < 0 || o->writer_nice > 19)
 		return -EINVAL;
-	if (o.flags & ~(CKPT_HEAP_HUGETLB | CKPT_HEAP_INCREMENTAL | CKPT_HEAP_BUSY_POLL |
-			CKPT_HEAP_NO_PROBE))
+	if (o->flags & ~(CKPT_HEAP_HUGETLB | CKPT_HEAP_INCREMENTAL | CKPT_HEAP_BUSY_POLL |
+			 CKPT_HEAP_NO_PROBE))
 		return -EINVAL;
-	if (o.app_tag && strnlen(o.app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
+	if (o->app_tag && strnlen(o->app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
 		return -EINVAL;
-
-	bool huge = (o.flags & CKPT_HEAP_HUGETLB) != 0;
 	/* A trap on a 2 MiB page already copies 2 MiB: saving neighbours too
 	 * would multiply the fault's latency for no gain in trap count. */
-	if (huge)
-		o.fault_around = 1;
-	size_t psz = huge ? HUGE_PAGE_SIZE : (size_t)sysconf(_SC_PAGESIZE);
-	uint64_t base = memfd >= 0 ? base_in : (uint64_t)(uintptr_t)(o.base ? o.base : CKPT_DEFAULT_BASE);
-	uint64_t size = memfd >= 0 ? size_in : (o.size ? o.size : DEFAULT_SIZE);
+	if (o->flags & CKPT_HEAP_HUGETLB)
+		o->fault_around = 1;
+	return 0;
+}
 
-	if (memfd >= 0 && page_size_in != psz)
+/* Where the heap goes: the options' base and size for a new heap, the
+ * image's for an adopted memfd (whose page size must be ours). */
+static int heap_geometry(const struct ckpt_heap_opts *o, int memfd, uint64_t base_in,
+			 uint64_t size_in, uint32_t page_size_in, uint64_t *base, uint64_t *size,
+			 size_t *psz)
+{
+	bool huge = (o->flags & CKPT_HEAP_HUGETLB) != 0;
+	*psz = huge ? HUGE_PAGE_SIZE : (size_t)sysconf(_SC_PAGESIZE);
+	*base = memfd >= 0 ? base_in : (uint64_t)(uintptr_t)(o->base ? o->base : CKPT_DEFAULT_BASE);
+	*size = memfd >= 0 ? size_in : (o->size ? o->size : DEFAULT_SIZE);
+
+	if (memfd >= 0 && page_size_in != *psz)
 		return CKPT_E_PAGESIZE;
-	size = (size + psz - 1) & ~((uint64_t)psz - 1);
-	if (size < 16 * (uint64_t)psz && !huge)
+	*size = (*size + *psz - 1) & ~((uint64_t)*psz - 1);
+	if (*size < 16 * (uint64_t)*psz && !huge)
 		return -EINVAL; /* the allocator needs room for its header */
-	if (base % psz)
+	if (*base % *psz)
 		return -EINVAL;
-	rc = ckpt__check_range(base, size, psz);
-	if (rc)
-		return rc;
+	return ckpt__check_range(*base, *size, *psz);
+}
 
-	if (o.backend != CKPT_BACKEND_FORK && !(o.flags & CKPT_HEAP_NO_PROBE)) {
-		pthread_once(&probe_once, run_probe);
-		if (probe_rc != 0) {
-			h = NULL;
-			if (o.log) {
-				char msg[320];
-				snprintf(msg, sizeof(msg),
-					 "kernel %s is not safe for libckpt: %s; use CKPT_BACKEND_FORK",
-					 probe_info.release, probe_info.reason);
-				o.log(o.log_arg, CKPT_LOG_ERROR, msg);
-			}
-			return probe_rc == -EPERM ? -EPERM : CKPT_E_KERNEL;
-		}
+/* The userfaultfd backends refuse a kernel that fails the probe (once per
+ * process), saying why through the caller's log callback. */
+static int kernel_check(const struct ckpt_heap_opts *o)
+{
+	if (o->backend == CKPT_BACKEND_FORK || (o->flags & CKPT_HEAP_NO_PROBE))
+		return 0;
+	pthread_once(&probe_once, run_probe);
+	if (probe_rc == 0)
+		return 0;
+	if (o->log) {
+		char msg[320];
+		snprintf(msg, sizeof(msg), "kernel %s is not safe for libckpt: %s; use CKPT_BACKEND_FORK",
+			 probe_info.release, probe_info.reason);
+		o->log(o->log_arg, CKPT_LOG_ERROR, msg);
 	}
+	return probe_rc == -EPERM ? -EPERM : CKPT_E_KERNEL;
+}
 
-	h = calloc(1, sizeof(*h));
+static ckpt_heap *heap_new(const struct ckpt_heap_opts *in, uint64_t size, size_t psz)
+{
+	ckpt_heap *h = calloc(1, sizeof(*h));
 	if (!h)
-		return -ENOMEM;
+		return NULL;
+	struct ckpt_heap_opts o = *in;
 	h->memfd = -1;
 	h->uffd = -1;
 	h->size = size;
@@ -194,104 +201,132 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 	o.app_tag = h->app_tag; /* the caller's string need not outlive the call */
 	h->opts = o;
 	pthread_mutex_init(&h->alloc_lock, NULL);
+	return h;
+}
 
-	if (o.backend == CKPT_BACKEND_FORK) {
-		/* Private anonymous memory: fork() gives the child a
-		 * copy-on-write view.  (A shared mapping would not.) */
-		int mflags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-		if (huge)
-			mflags |= MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
-		rc = map_fixed((void *)(uintptr_t)base, size, PROT_READ | PROT_WRITE, mflags, -1);
-		if (rc)
-			goto fail;
-		h->base = (uint8_t *)(uintptr_t)base;
-		if (memfd >= 0) {
-			/* restore: copy the pages in (the memfd stays the
-			 * caller's on failure, and is closed on success).  Only
-			 * the data regions: the holes are the untouched rest of
-			 * the reservation, and reading them would populate the
-			 * whole heap with zero pages. */
-			off_t off = 0;
-			while ((uint64_t)off < size) {
-				off_t d = lseek(memfd, off, SEEK_DATA);
-				if (d < 0) {
-					if (errno == ENXIO)
-						break; /* only holes are left */
-					rc = -errno;
-					goto fail;
-				}
-				off_t e = lseek(memfd, d, SEEK_HOLE);
-				if (e < 0 || (uint64_t)e > size)
-					e = (off_t)size;
-				while (d < e) {
-					ssize_t n = pread(memfd, h->base + d, (size_t)(e - d), d);
-					if (n <= 0) {
-						rc = n < 0 ? -errno : -EIO;
-						goto fail;
-					}
-					d += n;
-				}
-				off = e;
-			}
+/* Copies the data regions of @memfd into the private mapping.  Only those:
+ * the holes are the untouched rest of the reservation, and reading them
+ * would populate the whole heap with zero pages. */
+static int copy_data_regions(ckpt_heap *h, int memfd)
+{
+	off_t off = 0;
+	while ((uint64_t)off < h->size) {
+		off_t d = lseek(memfd, off, SEEK_DATA);
+		if (d < 0)
+			return errno == ENXIO ? 0 : -errno; /* ENXIO: only holes are left */
+		off_t e = lseek(memfd, d, SEEK_HOLE);
+		if (e < 0 || (uint64_t)e > h->size)
+			e = (off_t)h->size;
+		while (d < e) {
+			ssize_t n = pread(memfd, h->base + d, (size_t)(e - d), d);
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+			d += n;
 		}
-	} else {
-		int fd = memfd;
-		if (fd < 0) {
-			rc = ckpt__memfd_create(h->name, size, huge, &fd);
-			if (rc)
-				goto fail;
-		}
-		h->memfd = fd;
-		rc = map_fixed((void *)(uintptr_t)base, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
-		if (rc)
-			goto fail;
-		h->base = (uint8_t *)(uintptr_t)base;
-		/* A fork child's writes would reach the shared pages without a
-		 * write-protect fault (its ptes carry no marks): keep the heap
-		 * out of children altogether. */
-		madvise(h->base, size, MADV_DONTFORK);
-		h->alias = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-		if (h->alias == MAP_FAILED) {
-			h->alias = NULL;
-			rc = -errno;
-			goto fail;
-		}
-		madvise(h->alias, size, MADV_DONTFORK);
-		rc = open_uffd(o.backend == CKPT_TRAP_SIGBUS, &h->uffd);
-		if (rc)
-			goto fail;
-		/* A lazy restore serves missing pages from its own uffd until
-		 * the heap is resident, and only then registers ours (one
-		 * uffd per range: kernel/tests lazy_second_uffd_ebusy). */
-		if (lazy) {
-			rc = lazy_ops->attach(lazy, h);
-			if (!rc) {
-				h->lazy = lazy;
-				h->lazy_ops = lazy_ops;
-			}
-		} else {
-			rc = ckpt__heap_register_wp(h);
-		}
-		if (rc)
-			goto fail;
+		off = e;
 	}
-
-	rc = ckpt__engine_init(h);
-	if (rc)
-		goto fail;
-	h->discard = ckpt__track_discard;
-	if (memfd >= 0)
-		rc = ckpt__alloc_open(h);
-	else
-		rc = ckpt__alloc_format(h);
-	if (rc)
-		goto fail;
-	if (memfd >= 0 && h->backend == CKPT_BACKEND_FORK)
-		close(memfd); /* copied; the heap owns nothing of it */
-	*out = h;
 	return 0;
+}
 
-fail:
+/* The fork backend's memory: private anonymous, so that fork() gives the
+ * child a copy-on-write view (a shared mapping would not).  A restore
+ * copies the pages in; the memfd stays the caller's. */
+static int map_private(ckpt_heap *h, uint64_t base, int memfd)
+{
+	int mflags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	if (h->flags & CKPT_HEAP_HUGETLB)
+		mflags |= MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
+	int rc = map_fixed((void *)(uintptr_t)base, h->size, PROT_READ | PROT_WRITE, mflags, -1);
+	if (rc)
+		return rc;
+	h->base = (uint8_t *)(uintptr_t)base;
+	return memfd >= 0 ? copy_data_regions(h, memfd) : 0;
+}
+
+/* The userfaultfd backends' memory: the memfd (a new one, or the adopted
+ * @memfd) shared at @base, its read-only alias for the writer, and the uffd
+ * registered for write-protection, or handed to a lazy restore first. */
+static int map_shared(ckpt_heap *h, uint64_t base, int memfd, struct ckpt__lazy *lazy,
+		      const struct ckpt__lazy_ops *lazy_ops)
+{
+	int rc, fd = memfd;
+	if (fd < 0) {
+		rc = ckpt__memfd_create(h->name, h->size, (h->flags & CKPT_HEAP_HUGETLB) != 0, &fd);
+		if (rc)
+			return rc;
+	}
+	h->memfd = fd;
+	rc = map_fixed((void *)(uintptr_t)base, h->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	if (rc)
+		return rc;
+	h->base = (uint8_t *)(uintptr_t)base;
+	/* A fork child's writes would reach the shared pages without a
+	 * write-protect fault (its ptes carry no marks): keep the heap out of
+	 * children altogether. */
+	madvise(h->base, h->size, MADV_DONTFORK);
+	h->alias = mmap(NULL, h->size, PROT_READ, MAP_SHARED, fd, 0);
+	if (h->alias == MAP_FAILED) {
+		h->alias = NULL;
+		return -errno;
+	}
+	madvise(h->alias, h->size, MADV_DONTFORK);
+	rc = open_uffd(h->backend == CKPT_TRAP_SIGBUS, &h->uffd);
+	if (rc)
+		return rc;
+	/* A lazy restore serves missing pages from its own uffd until the
+	 * heap is resident, and only then registers ours (one uffd per range:
+	 * kernel/tests lazy_second_uffd_ebusy). */
+	if (!lazy)
+		return ckpt__heap_register_wp(h);
+	rc = lazy_ops->attach(lazy, h);
+	if (!rc) {
+		h->lazy = lazy;
+		h->lazy_ops = lazy_ops;
+	}
+	return rc;
+}
+
+/*
+ * Common construction, the composition root: memory, then the engine, then
+ * the allocator, wired together (the allocator offers freed runs to the
+ * engine through h->discard).  @memfd < 0: a new heap; else adopt a filled
+ * memfd (restore).  On failure nothing stays mapped and an adopted memfd is
+ * left open for the caller.
+ */
+static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_in,
+		      uint64_t size_in, uint32_t page_size_in, struct ckpt__lazy *lazy,
+		      const struct ckpt__lazy_ops *lazy_ops, ckpt_heap **out)
+{
+	struct ckpt_heap_opts o;
+	uint64_t base, size;
+	size_t psz;
+	ckpt_heap *h;
+
+	*out = NULL;
+	int rc = opts_complete(in, &o);
+	if (!rc)
+		rc = heap_geometry(&o, memfd, base_in, size_in, page_size_in, &base, &size, &psz);
+	if (!rc)
+		rc = kernel_check(&o);
+	if (rc)
+		return rc;
+	h = heap_new(&o, size, psz);
+	if (!h)
+		return -ENOMEM;
+	rc = o.backend == CKPT_BACKEND_FORK ? map_private(h, base, memfd)
+					    : map_shared(h, base, memfd, lazy, lazy_ops);
+	if (!rc)
+		rc = ckpt__engine_init(h);
+	if (!rc) {
+		h->discard = ckpt__track_discard;
+		rc = memfd >= 0 ? ckpt__alloc_open(h) : ckpt__alloc_format(h);
+	}
+	if (!rc) {
+		if (memfd >= 0 && h->backend == CKPT_BACKEND_FORK)
+			close(memfd); /* copied; the heap owns nothing of it */
+		*out = h;
+		return 0;
+	}
 	if (h->lazy) {
 		h->lazy_ops->detach(h->lazy); /* the caller keeps its lazy loader */
 		h->lazy = NULL;

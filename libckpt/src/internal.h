@@ -2,20 +2,25 @@
  * internal.h - what libckpt's source files share and nobody else sees.
  *
  * Names: ckpt__ for internal non-static functions, static for the rest.
- * One mechanism per file:
- *   heap.c       memfd, mappings, userfaultfd registration, create/destroy
- *   alloc.c      the in-heap allocator (all metadata inside the heap)
- *   trap.c       per-page state, the fault path (handler thread / SIGBUS)
- *   pool.c       the bounded pool of pages copied aside, lock-free queues
- *   checkpoint.c ckpt_begin/poll/wait/cancel/stats, the writer thread
- *   forkbackend.c the fork() backend
- *   image.h/.c   the on-disk image format: encode, decode, validate
- *   filesink.c   the file/fd sink: io_uring + zstd, atomic publish, chains
- *   restore.c    ckpt_restore*, image info/verify/merge
+ * One mechanism per file, in layers (docs/design.md, "Layers"; each file
+ * calls only those below it, tests/sh/test_layers.sh checks it):
+ *   restore.c     ckpt_restore*, image info/verify/merge
  *   lazyrestore.c ckpt_restore(CKPT_RESTORE_LAZY): pages served on first touch
- *   probe.c      ckpt_kernel_probe()
- *   util.c       clocks, spin-wait, zero-page test, memfd and userfaultfd opening
- *   error.c      ckpt_strerror(), ckpt_err_name(), ckpt_version()
+ *   heap.c        the composition root: memfd, mappings, uffd registration,
+ *                 create/destroy; wires allocator and engine together
+ *   checkpoint.c  a checkpoint's life (prepare/cut/wait/stats) and its thread
+ *   uffdbackend.c the userfaultfd backends' steps (passes, cut, stream)
+ *   forkbackend.c the fork() backend
+ *   trap.c        the fault path (handler thread / SIGBUS), ckpt_prepare_write
+ *   protect.c     write-protection: passes, the cut's remainder, ckpt__wp_range
+ *   pool.c        the bounded pool of pages copied aside, lock-free queues
+ *   alloc.c       the in-heap allocator (all metadata inside the heap)
+ *   filesink.c    the file/fd sink: io_uring + zstd, atomic publish, chains
+ *   image.h/.c    the on-disk image format: encode, decode, validate
+ *   probe.c       ckpt_kernel_probe()
+ *   util.c        clocks, spin-wait, zero-page test, memfd and uffd opening
+ *   error.c       ckpt_strerror(), ckpt_err_name(), ckpt_version(), logging
+ *   faultinject.c the fault-injection hook for tests
  */
 #ifndef CKPT_INTERNAL_H
 #define CKPT_INTERNAL_H

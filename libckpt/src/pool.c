@@ -7,6 +7,8 @@
  * popped from free_s, filled, and pushed to ready_q; the writer pops ready_q,
  * hands the page to the sink and pushes the slot back onto free_s.  The pool
  * never holds more than nslots pages: that is the memory cap.
+ *
+ * Calls nothing else in libckpt.
  */
 #include <errno.h>
 #include <stdlib.h>

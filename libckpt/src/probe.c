@@ -30,6 +30,8 @@
  * No process-global state is touched: no signal handler, no fork.  The
  * helper thread, when there is one, runs with every signal blocked so the
  * caller's handlers never run on it.
+ *
+ * Calls only util.c (kernel/tests links this file and util.c on their own).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -279,8 +281,9 @@ static int canary_kernel_write(struct ckpt_kernel_info *info, int uffd, volatile
 	ssize_t r;
 
 	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-		set_reason(info, "canary: pipe: %s", strerror(errno));
-		return -errno;
+		int err = errno;
+		set_reason(info, "canary: pipe: %s", strerror(err));
+		return -err;
 	}
 	if (write(p[1], &b, 1) != 1) {
 		rc = -errno;
@@ -324,6 +327,47 @@ out:
 	return rc;
 }
 
+/* Waits until the helper's write either parks in a WP fault (@faulted,
+ * the message in @msg) or lands (no fault: the mark was lost). */
+static int wait_fault_or_write(struct ckpt_kernel_info *info, int uffd, struct canary *c,
+			       struct uffd_msg *msg, int *faulted)
+{
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = uffd, .events = POLLIN },
+			{ .fd = c->done_fd, .events = POLLIN },
+		};
+		int n = poll(pfd, 2, CANARY_TIMEOUT_MS);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = errno;
+			set_reason(info, "canary: poll: %s", strerror(err));
+			return -err;
+		}
+		if (n == 0) {
+			set_reason(info, "canary: neither a fault nor the write within %d ms",
+				   CANARY_TIMEOUT_MS);
+			return CKPT_E_KERNEL;
+		}
+		if (pfd[0].revents & POLLIN) {
+			ssize_t r = read(uffd, msg, sizeof(*msg));
+
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (r != (ssize_t)sizeof(*msg)) {
+				set_reason(info, "canary: reading the userfaultfd failed");
+				return r < 0 ? -errno : -EIO;
+			}
+			*faulted = 1;
+			return 0;
+		}
+		if (atomic_load(&c->written))
+			return 0;
+	}
+}
+
 /*
  * The write, way 2 (kernels without UFFD_FEATURE_SIGBUS): a user-mode
  * write from a helper thread, which must park in a WP fault that this
@@ -355,43 +399,9 @@ static int canary_thread_write(struct ckpt_kernel_info *info, int uffd, volatile
 	}
 	thread_up = 1;
 
-	for (;;) {
-		struct pollfd pfd[2] = {
-			{ .fd = uffd, .events = POLLIN },
-			{ .fd = c.done_fd, .events = POLLIN },
-		};
-		int n = poll(pfd, 2, CANARY_TIMEOUT_MS);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			set_reason(info, "canary: poll: %s", strerror(errno));
-			goto out;
-		}
-		if (n == 0) {
-			rc = CKPT_E_KERNEL;
-			set_reason(info, "canary: neither a fault nor the write within %d ms",
-				   CANARY_TIMEOUT_MS);
-			goto out;
-		}
-		if (pfd[0].revents & POLLIN) {
-			ssize_t r = read(uffd, &msg, sizeof(msg));
-
-			if (r < 0 && (errno == EAGAIN || errno == EINTR))
-				continue;
-			if (r != (ssize_t)sizeof(msg)) {
-				rc = r < 0 ? -errno : -EIO;
-				set_reason(info, "canary: reading the userfaultfd failed");
-				goto out;
-			}
-			faulted = 1;
-			break;
-		}
-		if (atomic_load(&c.written))
-			break;
-	}
-
+	rc = wait_fault_or_write(info, uffd, &c, &msg, &faulted);
+	if (rc)
+		goto out;
 	if (!faulted) {
 		rc = CKPT_E_KERNEL;
 		set_reason(info, "write-protect lost: a write to a protected shmem page after "
@@ -437,6 +447,74 @@ out:
 	return rc;
 }
 
+/* The canary's page: a one-page memfd mapped shared, filled with the seed,
+ * registered for write-protection and protected.  @memfd and @map are the
+ * caller's to release, whatever the result. */
+static int canary_page(struct ckpt_kernel_info *info, int uffd, size_t ps, int *memfd, void **map)
+{
+	struct uffdio_register reg;
+	volatile uint8_t *page;
+	int rc;
+
+	*memfd = (int)syscall(SYS_memfd_create, "ckpt-probe", MFD_CLOEXEC);
+	if (*memfd < 0 || ftruncate(*memfd, (off_t)ps) < 0) {
+		int err = errno;
+		set_reason(info, "canary: memfd: %s", strerror(err));
+		return -err;
+	}
+	*map = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, *memfd, 0);
+	if (*map == MAP_FAILED) {
+		int err = errno;
+		set_reason(info, "canary: mmap: %s", strerror(err));
+		return -err;
+	}
+	page = *map;
+	for (size_t i = 0; i < ps; i++)
+		page[i] = (uint8_t)(CANARY_SEED ^ (i & 0xff));
+
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uint64_t)(uintptr_t)*map;
+	reg.range.len = ps;
+	reg.mode = UFFDIO_REGISTER_MODE_WP;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+		int err = errno;
+		set_reason(info, "canary: UFFDIO_REGISTER (WP) on shmem refused: %s", strerror(err));
+		return err == EINVAL ? CKPT_E_KERNEL : -err;
+	}
+	if (!(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT))) {
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT not available on a shmem range");
+		return CKPT_E_KERNEL;
+	}
+	rc = wp_range(uffd, *map, ps, 1);
+	if (rc < 0)
+		set_reason(info, "canary: UFFDIO_WRITEPROTECT: %s", strerror(-rc));
+	return rc;
+}
+
+/* The zap and the mprotect round trip that lost the mark on shmem before
+ * 6.2: afterwards the mark lives only in what the kernel rebuilt. */
+static int canary_zap(struct ckpt_kernel_info *info, volatile uint8_t *page, size_t ps)
+{
+	void *map = (void *)(uintptr_t)page;
+	/* zap: the mark now lives only in a PTE marker */
+	if (madvise(map, ps, MADV_DONTNEED) < 0) {
+		int err = errno;
+		set_reason(info, "canary: madvise(MADV_DONTNEED): %s", strerror(err));
+		return -err;
+	}
+	/* read fault: rebuilds a present pte from the marker (see top) */
+	if (!page_is_seed(page, ps, ps)) {
+		set_reason(info, "canary: page content changed by MADV_DONTNEED on shmem");
+		return CKPT_E_KERNEL;
+	}
+	if (mprotect(map, ps, PROT_READ) < 0 || mprotect(map, ps, PROT_READ | PROT_WRITE) < 0) {
+		int err = errno;
+		set_reason(info, "canary: mprotect: %s", strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
 /*
  * Runs the canary.  Returns 0 when it passed, CKPT_E_KERNEL when the kernel
  * let the write through or lost the content, -errno when the canary could
@@ -449,7 +527,6 @@ static int run_canary(struct ckpt_kernel_info *info)
 	void *map = MAP_FAILED;
 	volatile uint8_t *page;
 	struct uffdio_api api;
-	struct uffdio_register reg;
 	uint64_t features;
 
 	uffd = uffd_open_any(info);
@@ -469,58 +546,13 @@ static int run_canary(struct ckpt_kernel_info *info)
 		goto out;
 	}
 
-	memfd = (int)syscall(SYS_memfd_create, "ckpt-probe", MFD_CLOEXEC);
-	if (memfd < 0 || ftruncate(memfd, (off_t)ps) < 0) {
-		rc = -errno;
-		set_reason(info, "canary: memfd: %s", strerror(errno));
+	rc = canary_page(info, uffd, ps, &memfd, &map);
+	if (rc)
 		goto out;
-	}
-	map = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-	if (map == MAP_FAILED) {
-		rc = -errno;
-		set_reason(info, "canary: mmap: %s", strerror(errno));
-		goto out;
-	}
 	page = map;
-	for (size_t i = 0; i < ps; i++)
-		page[i] = (uint8_t)(CANARY_SEED ^ (i & 0xff));
-
-	memset(&reg, 0, sizeof(reg));
-	reg.range.start = (uint64_t)(uintptr_t)map;
-	reg.range.len = ps;
-	reg.mode = UFFDIO_REGISTER_MODE_WP;
-	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
-		rc = errno == EINVAL ? CKPT_E_KERNEL : -errno;
-		set_reason(info, "canary: UFFDIO_REGISTER (WP) on shmem refused: %s", strerror(errno));
+	rc = canary_zap(info, page, ps);
+	if (rc)
 		goto out;
-	}
-	if (!(reg.ioctls & (1ull << _UFFDIO_WRITEPROTECT))) {
-		rc = CKPT_E_KERNEL;
-		set_reason(info, "canary: UFFDIO_WRITEPROTECT not available on a shmem range");
-		goto out;
-	}
-	rc = wp_range(uffd, map, ps, 1);
-	if (rc < 0) {
-		set_reason(info, "canary: UFFDIO_WRITEPROTECT: %s", strerror(-rc));
-		goto out;
-	}
-	/* zap: the mark now lives only in a PTE marker */
-	if (madvise(map, ps, MADV_DONTNEED) < 0) {
-		rc = -errno;
-		set_reason(info, "canary: madvise(MADV_DONTNEED): %s", strerror(errno));
-		goto out;
-	}
-	/* read fault: rebuilds a present pte from the marker (see top) */
-	if (!page_is_seed(page, ps, ps)) {
-		rc = CKPT_E_KERNEL;
-		set_reason(info, "canary: page content changed by MADV_DONTNEED on shmem");
-		goto out;
-	}
-	if (mprotect(map, ps, PROT_READ) < 0 || mprotect(map, ps, PROT_READ | PROT_WRITE) < 0) {
-		rc = -errno;
-		set_reason(info, "canary: mprotect: %s", strerror(errno));
-		goto out;
-	}
 	if (features & UFFD_FEATURE_SIGBUS)
 		rc = canary_kernel_write(info, uffd, page, ps);
 	else
