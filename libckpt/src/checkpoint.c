@@ -192,9 +192,7 @@ int ckpt__engine_init(ckpt_heap *h)
 	pthread_cond_init(&e->cond, NULL);
 	e->fault_around = h->opts.fault_around;
 	e->keep_protected = (h->flags & CKPT_HEAP_INCREMENTAL) != 0;
-	e->be = h->backend == CKPT_BACKEND_FORK ? &ckpt__backend_fork
-		: h->backend == CKPT_TRAP_SIGBUS ? &ckpt__backend_sigbus
-						 : &ckpt__backend_thread;
+	e->be = h->backend == CKPT_BACKEND_FORK ? &ckpt__backend_fork : &ckpt__backend_uffd;
 	e->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->event_fd < 0)
 		return -errno;
@@ -382,15 +380,10 @@ static int start_writer(ckpt_heap *h, struct ckpt__engine *e)
 		pthread_join(e->writer, NULL);
 		e->writer_up = false;
 	}
-	/* created with every signal blocked: the application's handlers
-	 * never run on it */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&e->writer, NULL, writer_main, h);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* the application's signal handlers never run on it */
+	int rc = ckpt__thread_start(&e->writer, writer_main, h);
 	if (rc)
-		return -rc;
+		return rc;
 	e->writer_up = true;
 	return 0;
 }
@@ -474,17 +467,22 @@ CKPT_API int ckpt_prepare(ckpt_heap *h, const struct ckpt_dest *dest, const stru
 	return prepare_common(h, dest, opts, true, generation);
 }
 
+/* A checkpoint is prepared (or preparing) and nobody cut it yet; e->lock held. */
+static bool awaits_cut(const struct ckpt__engine *e)
+{
+	return e->running && !e->cut_done && !e->cut_requested;
+}
+
 CKPT_API int ckpt_cut(ckpt_heap *h)
 {
-	struct ckpt__engine *e;
-	int rc;
-
+	uint64_t t_enter = ckpt__now_ns();
 	if (!h)
 		return -EINVAL;
-	e = h->eng;
-	uint64_t t_enter = ckpt__now_ns();
+	struct ckpt__engine *e = h->eng;
+	int rc;
+
 	pthread_mutex_lock(&e->lock);
-	if (!e->running || e->cut_done || e->cut_requested) {
+	if (!awaits_cut(e)) {
 		pthread_mutex_unlock(&e->lock);
 		return -ENOENT;
 	}
@@ -549,14 +547,11 @@ CKPT_API int ckpt_begin(ckpt_heap *h, const struct ckpt_dest *dest, const struct
 
 CKPT_API int ckpt_ready(ckpt_heap *h)
 {
-	struct ckpt__engine *e;
-	int rc;
-
 	if (!h)
 		return -EINVAL;
-	e = h->eng;
+	struct ckpt__engine *e = h->eng;
 	pthread_mutex_lock(&e->lock);
-	rc = !e->running || e->cut_done || e->cut_requested ? -ENOENT : e->ready ? 1 : 0;
+	int rc = !awaits_cut(e) ? -ENOENT : e->ready ? 1 : 0;
 	pthread_mutex_unlock(&e->lock);
 	return rc;
 }
@@ -612,32 +607,26 @@ static int wait_locked(struct ckpt__engine *e, uint64_t gen)
 	return gen > e->info.generation ? -ENOENT : -ESTALE;
 }
 
-CKPT_API int ckpt_wait(ckpt_heap *h)
+/* ckpt_wait() and ckpt_wait_gen(): @gen 0 is the latest generation. */
+static int wait_gen(ckpt_heap *h, uint64_t gen)
 {
-	struct ckpt__engine *e;
-	int rc;
-
 	if (!h)
 		return -EINVAL;
-	e = h->eng;
+	struct ckpt__engine *e = h->eng;
 	pthread_mutex_lock(&e->lock);
-	rc = e->started ? wait_locked(e, e->info.generation) : -ENOENT;
+	int rc = e->started ? wait_locked(e, gen ? gen : e->info.generation) : -ENOENT;
 	pthread_mutex_unlock(&e->lock);
 	return rc;
 }
 
+CKPT_API int ckpt_wait(ckpt_heap *h)
+{
+	return wait_gen(h, 0);
+}
+
 CKPT_API int ckpt_wait_gen(ckpt_heap *h, uint64_t gen)
 {
-	struct ckpt__engine *e;
-	int rc;
-
-	if (!h || gen == 0)
-		return -EINVAL;
-	e = h->eng;
-	pthread_mutex_lock(&e->lock);
-	rc = e->started ? wait_locked(e, gen) : -ENOENT;
-	pthread_mutex_unlock(&e->lock);
-	return rc;
+	return gen == 0 ? -EINVAL : wait_gen(h, gen);
 }
 
 CKPT_API int ckpt_cancel(ckpt_heap *h)

@@ -244,10 +244,16 @@ int ckpt__trap(ckpt_heap *h, size_t page);
 void ckpt__mark_open(struct ckpt__engine *e, size_t first, size_t n, int phase, uint8_t extra);
 void ckpt__gate_close(struct ckpt__engine *e);
 void ckpt__gate_open(struct ckpt__engine *e);
-int ckpt__sigbus_register(ckpt_heap *h);
-void ckpt__sigbus_unregister(ckpt_heap *h);
-int ckpt__handler_start(ckpt_heap *h);
-void ckpt__handler_stop(ckpt_heap *h);
+/* Large runs freed by the allocator (the heap's discard hook): whether
+ * their memory can be given back now (MADV_REMOVE), recording the pages as
+ * dirty.  false: kept (a checkpoint is being prepared or runs, or the fork
+ * backend); the allocator then records the run for
+ * ckpt__alloc_release_deferred().  Called with alloc_lock held. */
+bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages);
+/* start / stop taking traps: a handler thread reading the uffd, or the
+ * SIGBUS handler, as the heap's backend says */
+int ckpt__traps_start(ckpt_heap *h);
+void ckpt__traps_stop(ckpt_heap *h);
 void ckpt__hist_add(struct ckpt__stats *st, uint64_t ns);
 
 /* protect.c: write-protection in passes during preparation, and the cut's
@@ -266,8 +272,9 @@ uint64_t ckpt__open_pages(ckpt_heap *h, size_t npages);
 int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi);
 
 /*
- * What differs between the ways of taking a snapshot, stated once: the two
- * userfaultfd backends (uffdbackend.c) and fork() (forkbackend.c).
+ * What differs between the ways of taking a snapshot, stated once: the
+ * userfaultfd backends (uffdbackend.c; thread and SIGBUS differ only in how
+ * traps arrive, trap.c) and fork() (forkbackend.c).
  * checkpoint.c runs a checkpoint's life and calls these at its steps; a
  * NULL hook means "nothing to do".  @e->lock is not held unless said.
  */
@@ -294,7 +301,7 @@ struct ckpt__backend {
 	 * cancel flag; e->lock held */
 	void (*interrupt)(ckpt_heap *h);
 };
-extern const struct ckpt__backend ckpt__backend_thread, ckpt__backend_sigbus, ckpt__backend_fork;
+extern const struct ckpt__backend ckpt__backend_uffd, ckpt__backend_fork;
 
 /* checkpoint.c */
 int ckpt__engine_init(ckpt_heap *h);

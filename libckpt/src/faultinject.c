@@ -1,6 +1,7 @@
 /*
  * faultinject.c - the fault-injection hook (see faultinject.h).  Compiled to nothing
- * unless -DCKPT_FAULT_INJECTION.
+ * unless -DCKPT_FAULT_INJECTION.  Calls nothing else in libckpt: every layer
+ * may ask it.
  */
 #include "faultinject.h"
 

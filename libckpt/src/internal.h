@@ -122,13 +122,6 @@ void ckpt__alloc_release_deferred(ckpt_heap *h);
  * offline checks).  0 or CKPT_E_CORRUPT with a reason in @why. */
 int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len);
 
-/* Large runs freed by the allocator: the engine decides whether their
- * memory can be given back now (MADV_REMOVE) and records the pages as dirty.
- * false: kept (a checkpoint is being prepared or runs, or the fork backend);
- * the allocator then records the run for ckpt__alloc_release_deferred().
- * Called with alloc_lock held. */
-bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages);
-
 /*
  * ckpt__heap_adopt() : builds a heap around a memfd that already holds a
  * heap's pages (restore): maps it at @base with MAP_FIXED_NOREPLACE, sets up
@@ -162,12 +155,13 @@ struct ckpt__lazy_ops {
  * whether lazy restore applies and verifies first if asked): 0 or an error. */
 int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out);
 /* Like ckpt__heap_adopt() with the range served by @lazy's uffd (heap.c
- * calls ckpt__lazy_attach() once the range is mapped, instead of
- * registering write-protection). */
+ * calls @ops->attach once the range is mapped, instead of registering
+ * write-protection). */
 int ckpt__heap_adopt_lazy(int memfd, uint64_t base, uint64_t size, uint32_t page_size,
 			  const struct ckpt_heap_opts *opts, struct ckpt__lazy *lazy,
 			  const struct ckpt__lazy_ops *ops, ckpt_heap **out);
 
+/* ------------------------------------------------ the engine (checkpoint.c) */
 /* After a restore: the heap continues the lineage of the image it came
  * from (its next checkpoint gets generation + 1; it is a full image). */
 void ckpt__heap_set_lineage(ckpt_heap *h, uint64_t generation, const uint8_t id[16]);

@@ -243,18 +243,6 @@ static void *pass_worker(void *arg)
 	return NULL;
 }
 
-/* Threads that libckpt creates never run the application's signal
- * handlers: they are created with every signal blocked. */
-static int spawn_masked(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rc;
-}
-
 static unsigned ncpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -277,7 +265,7 @@ int ckpt__protect_pass(ckpt_heap *h, bool all, size_t npages, uint64_t *left)
 	j.nchunks = (npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
 	if (j.nchunks < 8)
 		want = 1;
-	while (nt + 1 < want && spawn_masked(&t[nt], pass_worker, &j) == 0)
+	while (nt + 1 < want && ckpt__thread_start(&t[nt], pass_worker, &j) == 0)
 		nt++;
 	pass_worker(&j);
 	for (unsigned i = 0; i < nt; i++)
@@ -404,7 +392,7 @@ int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi)
 		if (a >= hi)
 			break;
 		parts[i] = (struct par_part){h, a, b, 0};
-		if (spawn_masked(&t[i], par_main, &parts[i]) != 0) {
+		if (ckpt__thread_start(&t[i], par_main, &parts[i]) != 0) {
 			parts[i].rc = ckpt__wp_range(h, a, b - a, true);
 			continue;
 		}

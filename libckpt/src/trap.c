@@ -358,7 +358,7 @@ static void sigbus_handler(int sig, siginfo_t *si, void *uctx)
 	errno = saved_errno;
 }
 
-int ckpt__sigbus_register(ckpt_heap *h)
+static int sigbus_register(ckpt_heap *h)
 {
 	int rc = 0;
 
@@ -401,7 +401,7 @@ out:
 	return rc;
 }
 
-void ckpt__sigbus_unregister(ckpt_heap *h)
+static void sigbus_unregister(ckpt_heap *h)
 {
 	pthread_mutex_lock(&sigbus_install_lock);
 	for (int i = 0; i < MAX_SIGBUS_HEAPS; i++) {
@@ -497,7 +497,7 @@ static void *handler_main(void *arg)
 	return NULL;
 }
 
-int ckpt__handler_start(ckpt_heap *h)
+static int handler_start(ckpt_heap *h)
 {
 	struct ckpt__engine *e = h->eng;
 	int rc;
@@ -506,23 +506,18 @@ int ckpt__handler_start(ckpt_heap *h)
 	if (e->wake_fd < 0)
 		return -errno;
 	atomic_store(&e->handler_stop, 0);
-	/* Signals go to the application's threads, not to ours: created with
-	 * every signal blocked, so none can arrive before it could block them. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&e->handler, NULL, handler_main, h);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Signals go to the application's threads, not to ours */
+	rc = ckpt__thread_start(&e->handler, handler_main, h);
 	if (rc) {
 		close(e->wake_fd);
 		e->wake_fd = -1;
-		return -rc;
+		return rc;
 	}
 	e->handler_up = true;
 	return 0;
 }
 
-void ckpt__handler_stop(ckpt_heap *h)
+static void handler_stop(ckpt_heap *h)
 {
 	struct ckpt__engine *e = h->eng;
 	uint64_t one = 1;
@@ -617,4 +612,18 @@ CKPT_API int ckpt_prepare_write(ckpt_heap *h, void *ptr, size_t len)
 		gate_leave(e);
 		return rc;
 	}
+}
+
+/* How traps arrive is this file's business: the two userfaultfd backends
+ * differ in nothing else. */
+int ckpt__traps_start(ckpt_heap *h)
+{
+	return h->backend == CKPT_TRAP_SIGBUS ? sigbus_register(h) : handler_start(h);
+}
+
+void ckpt__traps_stop(ckpt_heap *h)
+{
+	if (h->backend == CKPT_TRAP_SIGBUS)
+		sigbus_unregister(h);
+	handler_stop(h);
 }

@@ -302,28 +302,11 @@ static void uffd_settle(ckpt_heap *h, struct ckpt__engine *e, int rc)
 	atomic_store(&e->active, 0);
 }
 
-static void sigbus_detach(ckpt_heap *h)
-{
-	ckpt__sigbus_unregister(h);
-}
-
-const struct ckpt__backend ckpt__backend_thread = {
-	.name = "thread",
+const struct ckpt__backend ckpt__backend_uffd = {
+	.name = "userfaultfd",
 	.tracks_pages = true,
-	.attach = ckpt__handler_start,
-	.detach = ckpt__handler_stop,
-	.prepare = uffd_prepare,
-	.ready_pass = uffd_ready_pass,
-	.cut = uffd_cut,
-	.stream = stream_pages,
-	.settle = uffd_settle,
-};
-
-const struct ckpt__backend ckpt__backend_sigbus = {
-	.name = "sigbus",
-	.tracks_pages = true,
-	.attach = ckpt__sigbus_register,
-	.detach = sigbus_detach,
+	.attach = ckpt__traps_start,
+	.detach = ckpt__traps_stop,
 	.prepare = uffd_prepare,
 	.ready_pass = uffd_ready_pass,
 	.cut = uffd_cut,
