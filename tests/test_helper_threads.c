@@ -156,3 +156,108 @@ Test(helper_threads, restore_workers_never_run_application_signal_handlers, .tim
 	unlink(path);
 	rmdir(dir);
 }
+
+/* ------------------------------------------------------------------ names */
+
+#define MAX_SEEN 512
+static struct seen {
+	pid_t tid;
+	char comm[32];
+} seen[MAX_SEEN];
+static int nseen;
+static _Atomic int stop_scanner;
+
+static bool read_comm(pid_t tid, char *comm, size_t len)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/task/%d/comm", (int)tid);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return false;
+	bool ok = fgets(comm, (int)len, f) != NULL;
+	fclose(f);
+	if (ok)
+		comm[strcspn(comm, "\n")] = 0;
+	return ok;
+}
+
+/* Records the name of every thread that appears.  A thread can be seen in
+ * the microseconds between its creation and its naming: a name that is not
+ * the library's is read once more a little later (if the thread still
+ * lives) before it counts. */
+static void *scanner_main(void *arg)
+{
+	(void)arg;
+	pid_t tids[MAX_KNOWN];
+	known[nknown++] = (pid_t)syscall(SYS_gettid);
+	while (!atomic_load(&stop_scanner)) {
+		int n = list_tids(tids, MAX_KNOWN);
+		for (int i = 0; i < n && nseen < MAX_SEEN; i++) {
+			bool have = is_known(tids[i]);
+			for (int k = 0; k < nseen && !have; k++)
+				have = seen[k].tid == tids[i];
+			if (have)
+				continue;
+			struct seen *s = &seen[nseen];
+			if (!read_comm(tids[i], s->comm, sizeof(s->comm)))
+				continue;
+			if (strncmp(s->comm, "ckpt-", 5) != 0) {
+				usleep(2000);
+				if (!read_comm(tids[i], s->comm, sizeof(s->comm)))
+					continue; /* gone: nothing to say about it */
+			}
+			s->tid = tids[i];
+			nseen++;
+		}
+		usleep(100);
+	}
+	return NULL;
+}
+
+static bool seen_name(const char *name)
+{
+	for (int k = 0; k < nseen; k++)
+		if (strcmp(seen[k].comm, name) == 0)
+			return true;
+	return false;
+}
+
+/* Every thread libckpt starts is named "ckpt-<role>": top -H, gdb and perf
+ * then tell them from the application's.  The checkpoint's thread, the trap
+ * handler, the protection passes, the zstd workers and the restore's
+ * workers all appear below; none may carry another name. */
+Test(helper_threads, library_threads_are_named, .timeout = 120)
+{
+	char dir[] = "/tmp/ckpt-names.XXXXXX", path[64];
+	cr_assert(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/img", dir);
+	nknown = list_tids(known, MAX_KNOWN);
+	pthread_t scanner;
+	cr_assert(pthread_create(&scanner, NULL, scanner_main, NULL) == 0);
+
+	for (int round = 0; round < 5; round++) {
+		make_image(path); /* thread mode, zstd workers, passes over 96 MiB */
+		struct ckpt_heap_opts o;
+		ckpt_heap_opts_init(&o);
+		o.size = HEAP_SIZE;
+		struct ckpt_restore_opts ro;
+		ckpt_restore_opts_init(&ro);
+		ro.heap = &o;
+		ckpt_heap *h = NULL;
+		CKPT_ASSERT_OK(ckpt_restore(path, &ro, &h));
+		ckpt_heap_destroy(h);
+		if (seen_name("ckpt-writer") && seen_name("ckpt-trap") && seen_name("ckpt-zstd") &&
+		    seen_name("ckpt-restore"))
+			break;
+	}
+	atomic_store(&stop_scanner, 1);
+	pthread_join(scanner, NULL);
+	for (int k = 0; k < nseen; k++)
+		cr_expect(strncmp(seen[k].comm, "ckpt-", 5) == 0,
+			  "thread %d is named \"%s\", not ckpt-*", (int)seen[k].tid, seen[k].comm);
+	cr_assert(seen_name("ckpt-writer") && seen_name("ckpt-trap") && seen_name("ckpt-zstd") &&
+			  seen_name("ckpt-restore"),
+		  "expected the writer, trap, zstd and restore threads among %d seen", nseen);
+	unlink(path);
+	rmdir(dir);
+}

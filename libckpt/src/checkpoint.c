@@ -381,7 +381,7 @@ static int start_writer(ckpt_heap *h, struct ckpt__engine *e)
 		e->writer_up = false;
 	}
 	/* the application's signal handlers never run on it */
-	int rc = ckpt__thread_start(&e->writer, writer_main, h);
+	int rc = ckpt__thread_start(&e->writer, "ckpt-writer", writer_main, h);
 	if (rc)
 		return rc;
 	e->writer_up = true;

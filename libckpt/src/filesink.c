@@ -515,7 +515,7 @@ static int zpool_start(struct fsink *s, size_t data_cap)
 	z->inited = true;
 	for (int i = 0; i < want; i++) {
 		/* signals blocked: application handlers never run on them */
-		int rc = ckpt__thread_start(&z->th[i], zworker_main, s);
+		int rc = ckpt__thread_start(&z->th[i], "ckpt-zstd", zworker_main, s);
 		if (rc)
 			return z->nthreads ? 0 : rc;
 		z->nthreads++;

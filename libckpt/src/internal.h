@@ -60,15 +60,19 @@ void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
 /* -------------------------------------------------------------- threads */
 /*! ckpt__thread_start() : pthread_create() of a library helper thread that
  *  is born with every signal blocked (the mask is set around the create, so
- *  there is no window in which an application handler can run on it).
+ *  there is no window in which an application handler can run on it), and
+ *  named @name (15 characters at most, "ckpt-..."), so that top -H, gdb and
+ *  perf tell the library's threads from the application's.
  *  @return 0 or -errno. */
-static inline int ckpt__thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+static inline int ckpt__thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int rc = pthread_create(t, NULL, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0)
+		pthread_setname_np(*t, name); /* best effort: a name is a hint */
 	return -rc;
 }
 

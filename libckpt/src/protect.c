@@ -265,7 +265,7 @@ int ckpt__protect_pass(ckpt_heap *h, bool all, size_t npages, uint64_t *left)
 	j.nchunks = (npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
 	if (j.nchunks < 8)
 		want = 1;
-	while (nt + 1 < want && ckpt__thread_start(&t[nt], pass_worker, &j) == 0)
+	while (nt + 1 < want && ckpt__thread_start(&t[nt], "ckpt-protect", pass_worker, &j) == 0)
 		nt++;
 	pass_worker(&j);
 	for (unsigned i = 0; i < nt; i++)
@@ -392,7 +392,7 @@ int ckpt__protect_parallel(ckpt_heap *h, size_t lo, size_t hi)
 		if (a >= hi)
 			break;
 		parts[i] = (struct par_part){h, a, b, 0};
-		if (ckpt__thread_start(&t[i], par_main, &parts[i]) != 0) {
+		if (ckpt__thread_start(&t[i], "ckpt-protect", par_main, &parts[i]) != 0) {
 			parts[i].rc = ckpt__wp_range(h, a, b - a, true);
 			continue;
 		}

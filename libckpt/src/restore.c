@@ -426,7 +426,7 @@ static void apply_spawn(struct apply *a)
 	for (int i = 0; i < want; i++) {
 		/* signals blocked: an application handler must not run on a
 		 * library thread (it may touch state the thread holds) */
-		if (ckpt__thread_start(&a->th[i], worker_main, a) != 0)
+		if (ckpt__thread_start(&a->th[i], "ckpt-restore", worker_main, a) != 0)
 			break;
 		a->nth++;
 	}

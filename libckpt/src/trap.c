@@ -507,7 +507,7 @@ static int handler_start(ckpt_heap *h)
 		return -errno;
 	atomic_store(&e->handler_stop, 0);
 	/* Signals go to the application's threads, not to ours */
-	rc = ckpt__thread_start(&e->handler, handler_main, h);
+	rc = ckpt__thread_start(&e->handler, "ckpt-trap", handler_main, h);
 	if (rc) {
 		close(e->wake_fd);
 		e->wake_fd = -1;
