@@ -1275,6 +1275,50 @@ static void *owner_body(void *arg)
 	return NULL;
 }
 
+/* A checkpoint's cut as the engine makes it: quiesce, copy the extent
+ * (slowly, yielding the CPU: the copy must not depend on the threads being
+ * descheduled meanwhile), resume.  Returns the copy and its length. */
+static uint8_t *cut_copy(ckpt_heap *h, size_t *len)
+{
+	ckpt__alloc_quiesce(h);
+	size_t ext = ckpt__alloc_extent_pages(h) * h->page_size;
+	uint8_t *copy = malloc(ext);
+	cr_assert(copy);
+	for (size_t off = 0; off < ext; off += 16384) {
+		memcpy(copy + off, h->base + off, ext - off < 16384 ? ext - off : 16384);
+		sched_yield();
+	}
+	ckpt__alloc_resume(h);
+	*len = ext;
+	return copy;
+}
+
+/* Verifies and frees every block the owners and the mailbox still hold;
+ * then nothing is live. */
+static void owners_release(ckpt_heap *h, struct owner *o, int n, _Atomic(uint8_t *) *mail)
+{
+	uint64_t st;
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < OWN_SLOTS; k++)
+			if (o[i].slot[k]) {
+				stamp_verify(o[i].slot[k], &st);
+				ckpt_free(h, o[i].slot[k]);
+			}
+	for (int i = 0; i < OWN_MAIL; i++) {
+		uint8_t *p = atomic_load(&mail[i]);
+		if (p) {
+			stamp_verify(p, &st);
+			ckpt_free(h, p);
+		}
+	}
+	check_invariants(h, "every block freed");
+	struct ckpt_alloc_stats stats = {.struct_size = sizeof(stats)};
+	CKPT_ASSERT_OK(ckpt_alloc_stats(h, &stats));
+	cr_assert_eq(stats.live_blocks, 0, "%llu blocks live after all were freed",
+		     (unsigned long long)stats.live_blocks);
+	cr_assert_eq(stats.live_bytes, 0);
+}
+
 /*
  * The small-object fast path (a cache per CPU, taken with one
  * compare-and-swap and dropped with a plain store) keeps every block with
@@ -1303,7 +1347,6 @@ Test(alloc, threads_keep_stamped_blocks_and_every_cut_copy_deep_checks, .timeout
 	for (int i = 0; i < OWN_MAIL; i++)
 		atomic_store(&mail[i], NULL);
 	for (int i = 0; i < T; i++) {
-		memset(&o[i], 0, sizeof(o[i]));
 		o[i] = (struct owner){.h = h, .id = (unsigned)i + 1, .rng = seed + (uint64_t)i * 7919,
 				      .mail = mail, .stop = &stop};
 		cr_assert(pthread_create(&tid[i], NULL, owner_body, &o[i]) == 0);
@@ -1312,18 +1355,7 @@ Test(alloc, threads_keep_stamped_blocks_and_every_cut_copy_deep_checks, .timeout
 	size_t ext[CUTS];
 	for (int c = 0; c < CUTS; c++) {
 		usleep(c % 2 ? 20000 : 120000);
-		ckpt__alloc_quiesce(h);
-		ext[c] = ckpt__alloc_extent_pages(h) * h->page_size;
-		copy[c] = malloc(ext[c]);
-		cr_assert(copy[c]);
-		/* slowly, yielding the CPU: the copy must not depend on the
-		 * threads being descheduled while it runs */
-		for (size_t off = 0; off < ext[c]; off += 16384) {
-			size_t len = ext[c] - off < 16384 ? ext[c] - off : 16384;
-			memcpy(copy[c] + off, h->base + off, len);
-			sched_yield();
-		}
-		ckpt__alloc_resume(h);
+		copy[c] = cut_copy(h, &ext[c]);
 		if (c % 3 == 2)
 			check_invariants(h, "deep check amid the threads");
 	}
@@ -1336,27 +1368,7 @@ Test(alloc, threads_keep_stamped_blocks_and_every_cut_copy_deep_checks, .timeout
 	}
 	cr_log_info("%llu operations, %llu blocks handed between threads, %d cuts",
 		    (unsigned long long)ops, (unsigned long long)sent, CUTS);
-	for (int i = 0; i < T; i++)
-		for (int k = 0; k < OWN_SLOTS; k++)
-			if (o[i].slot[k]) {
-				uint64_t st;
-				stamp_verify(o[i].slot[k], &st);
-				ckpt_free(h, o[i].slot[k]);
-			}
-	for (int i = 0; i < OWN_MAIL; i++) {
-		uint8_t *p = atomic_load(&mail[i]);
-		if (p) {
-			uint64_t st;
-			stamp_verify(p, &st);
-			ckpt_free(h, p);
-		}
-	}
-	check_invariants(h, "every block freed");
-	struct ckpt_alloc_stats stats = {.struct_size = sizeof(stats)};
-	CKPT_ASSERT_OK(ckpt_alloc_stats(h, &stats));
-	cr_assert_eq(stats.live_blocks, 0, "%llu blocks live after all were freed",
-		     (unsigned long long)stats.live_blocks);
-	cr_assert_eq(stats.live_bytes, 0);
+	owners_release(h, o, T, mail);
 	uint8_t *base = h->base;
 	bare_destroy(h);
 
