@@ -49,7 +49,11 @@
  * Map entries (3-bit tag, 29-bit value):
  *   T_FREE_HEAD|len, T_FREE_TAIL|len   first / last granule of a free run
  *   T_LARGE_HEAD|len, T_LARGE_TAIL|len first / last granule of a large block
- *   T_SPAN|k                           granule k of a span (k = 0: its header)
+ *   T_SPAN|k                           granule k > 0 of a span
+ *   T_SPAN|owner << 5                  a span's first granule (its header):
+ *                                      the cache whose lock guards it, so
+ *                                      that a free knows the lock to take
+ *                                      (and fetches the header meanwhile)
  *   0                                  interior of a run, metadata, or >= top
  * A one-granule run has only its head entry.  Interior entries of free runs
  * and large blocks are always 0, so a stale head can never be mistaken for a
@@ -73,8 +77,9 @@
 #endif
 
 #define A_MAGIC 0x636f6c6c61706b63ull /* "ckpalloc" little-endian */
-/* 2: live counters; 3: per-CPU caches, in-flight reallocs, defer bitmap */
-#define A_VERSION 3u
+/* 2: live counters; 3: per-CPU caches, in-flight reallocs, defer bitmap;
+ * 4: a span's first map entry names its owner */
+#define A_VERSION 4u
 
 #define GSHIFT 12
 #define GSIZE ((size_t)1 << GSHIFT)
@@ -89,6 +94,11 @@
 #define ENT(tag, val) (((uint32_t)(tag) << 29) | (uint32_t)(val))
 #define ETAG(e) ((uint32_t)(e) >> 29)
 #define EVAL(e) ((uint32_t)(e) & VAL_MAX)
+/* span entries: granule k of the span in the low 5 bits (spans have at most
+ * 18 granules), the owner above them in the first granule's entry */
+#define SPAN_K(e) (EVAL(e) & 31u)
+#define SPAN_OWNER(e) (EVAL(e) >> 5)
+#define SPAN_HEAD(owner) ENT(T_SPAN, (uint32_t)(owner) << 5)
 
 /* Freed runs of at least this size are offered to the engine to give back. */
 #define DISCARD_MIN ((size_t)64 << 10)
@@ -637,7 +647,7 @@ static uint64_t span_new(struct actx *a, unsigned k, unsigned c)
 	uint64_t g = run_alloc(a, n, &zero_from);
 	if (g)
 		for (uint64_t i = 0; i < n; i++)
-			a->map[g + i] = ENT(T_SPAN, i);
+			a->map[g + i] = i ? ENT(T_SPAN, i) : SPAN_HEAD(k);
 	global_unlock(a->h);
 	if (!g)
 		return 0;
@@ -687,7 +697,10 @@ static uint64_t span_steal(struct actx *a, unsigned k, unsigned c)
 		uint64_t g = *head;
 		if (g) {
 			partial_unlink(a, head, g);
-			span_at(a, g)->owner = k; /* under both owners' locks */
+			/* under both owners' locks; frees read the map entry
+			 * without them, and check the header under the lock */
+			span_at(a, g)->owner = k;
+			__atomic_store_n(&a->map[g], SPAN_HEAD(k), __ATOMIC_RELAXED);
 			partial_push(a, &a->hd->cache[k].partial[c], g);
 		}
 		cache_unlock(a->h, j);
@@ -740,7 +753,8 @@ struct block {
 
 /*
  * The lock that guards the block at ptr, as far as it can be told without
- * holding it: GLOBAL for a large block, the span's owner for a small one,
+ * holding it: GLOBAL for a large block, the span's owner (from the map, not
+ * the span's header, which is likely not in the cache) for a small one,
  * or NO_LOCK when ptr cannot be a block (outside the heap, misaligned,
  * metadata, a free run).  Only a guess: block_check() decides under the
  * lock.  Sets b->g (the block's or its span's first granule).
@@ -758,11 +772,17 @@ static inline unsigned block_guard(const struct actx *a, const void *ptr, struct
 	b->g = g;
 	if (ETAG(e) == T_LARGE_HEAD)
 		return GLOBAL;
-	if (ETAG(e) != T_SPAN || EVAL(e) > g)
+	if (ETAG(e) != T_SPAN || SPAN_K(e) > g)
 		return NO_LOCK;
-	b->g = g - EVAL(e);
-	unsigned owner = __atomic_load_n(&span_at(a, b->g)->owner, __ATOMIC_RELAXED);
-	return owner < NCACHE ? owner : NO_LOCK;
+	b->g = g - SPAN_K(e);
+	uint32_t first = SPAN_K(e) ? __atomic_load_n(&a->map[b->g], __ATOMIC_RELAXED) : e;
+	if (ETAG(first) != T_SPAN || SPAN_K(first) != 0 || SPAN_OWNER(first) >= NCACHE)
+		return NO_LOCK;
+	/* the header's line (magic, owner, the free bits of the first 256
+	 * slots: every class has fewer) comes in while the lock is taken: a
+	 * locked instruction waits for earlier loads, not for a prefetch */
+	__builtin_prefetch(span_at(a, b->g), 1);
+	return SPAN_OWNER(first);
 }
 
 /*
@@ -1365,7 +1385,7 @@ static int header_valid(ckpt_heap *h)
 				continue;
 			const struct span *s =
 				(const struct span *)(const void *)(h->base + (g << GSHIFT));
-			if (g < hd->data_start || g >= hd->top || map[g] != ENT(T_SPAN, 0) ||
+			if (g < hd->data_start || g >= hd->top || map[g] != SPAN_HEAD(k) ||
 			    s->magic != (SPAN_MAGIC ^ (uint32_t)g) || s->cls != c ||
 			    s->owner != k || s->nslots != cls[c].slots || s->nfree == 0 ||
 			    s->nfree > s->nslots)
@@ -1475,8 +1495,9 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 {
 	const struct span *sp = span_at(a, g);
 	unsigned c = sp->cls;
-	if (EVAL(a->map[g]) != 0 || sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS ||
-	    sp->owner >= NCACHE || sp->nslots != cls[c].slots || sp->nfree > sp->nslots)
+	if (sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS || sp->owner >= NCACHE ||
+	    a->map[g] != SPAN_HEAD(sp->owner) || sp->nslots != cls[c].slots ||
+	    sp->nfree > sp->nslots)
 		return check_fail(w->why, w->why_len, "granule %llu: bad span header",
 				  (unsigned long long)g);
 	uint64_t len = cls[c].gran;
@@ -1484,7 +1505,7 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 	if (g + len > a->hd->top)
 		return check_fail(w->why, w->why_len, "granule %llu: span past top",
 				  (unsigned long long)g);
-	for (uint64_t i = 0; i < len; i++)
+	for (uint64_t i = 1; i < len; i++)
 		if (a->map[g + i] != ENT(T_SPAN, i))
 			return check_fail(w->why, w->why_len, "granule %llu: span entry 0x%x",
 					  (unsigned long long)(g + i), a->map[g + i]);
@@ -1588,7 +1609,7 @@ static int check_lists(const struct actx *a, struct walk *w)
 			uint64_t prev = 0;
 			for (uint64_t sg = hd->cache[k].partial[c]; sg; sg = span_at(a, sg)->next) {
 				const struct span *sp;
-				if (sg < hd->data_start || sg >= hd->top || a->map[sg] != ENT(T_SPAN, 0) ||
+				if (sg < hd->data_start || sg >= hd->top || a->map[sg] != SPAN_HEAD(k) ||
 				    (sp = span_at(a, sg))->cls != c || sp->owner != k ||
 				    sp->nfree == 0 || sp->prev != prev || ++listed > w->nspans_partial)
 					return check_fail(w->why, w->why_len,
