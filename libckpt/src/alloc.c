@@ -1651,9 +1651,15 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 {
 	struct actx a;
 	struct walk w = {.why = why, .why_len = why_len};
-	if (header_valid(h))
-		return check_fail(why, why_len, "header check failed");
+	if (!h || !h->base)
+		return check_fail(why, why_len, "no heap");
+	/* the locks first: the header check follows the caches' lists, which
+	 * threads change under them */
 	lock_all(h);
+	if (header_valid(h)) {
+		unlock_all(h);
+		return check_fail(why, why_len, "header check failed");
+	}
 	ctx_init(&a, h);
 	int rc = check_walk(&a, &w);
 	if (!rc)
