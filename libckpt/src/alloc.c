@@ -503,11 +503,12 @@ static inline void global_unlock(ckpt_heap *h)
  * plain release store drops it: the allocator's fast path pays for a single
  * atomic read-modify-write per call.  Nobody sleeps on the word (a futex
  * would need the unlocking store to be an exchange, to see waiters): a
- * waiter spins, then yields.  Waits are short and rare: a thread takes its
- * own CPU's cache and moves to a free one when that is held (the holder may
- * have been preempted there); only a free of a block another cache owns, a
- * steal's try-lock and the checkpoint's cut (lock_all) wait on a given
- * cache, for a critical section of tens of nanoseconds.
+ * waiter spins, then naps (ckpt__pause).  Waits are short and rare: a
+ * thread takes its own CPU's cache and moves to a free one when that is
+ * held (the holder may have been preempted there); only a free of a block
+ * another cache owns, a steal's try-lock and the checkpoint's cut
+ * (lock_all) wait on a given cache, for a critical section of tens of
+ * nanoseconds.
  */
 static inline bool cache_trylock(ckpt_heap *h, unsigned k)
 {
@@ -519,14 +520,11 @@ static inline bool cache_trylock(ckpt_heap *h, unsigned k)
 static void cache_lock_slow(ckpt_heap *h, unsigned k)
 {
 	_Atomic uint32_t *w = &h->alloc_cache[k].word;
-	for (unsigned i = 0;; i++) {
-		if (atomic_load_explicit(w, memory_order_relaxed) == 0 && cache_trylock(h, k))
-			return;
-		if (i < 128)
-			ckpt__cpu_relax();
-		else
-			sched_yield(); /* the holder was preempted: let it run */
-	}
+	unsigned spins = 0;
+	/* spins, then sleeps: a holder that was preempted gets the CPU back
+	 * whatever the two threads' priorities */
+	while (atomic_load_explicit(w, memory_order_relaxed) != 0 || !cache_trylock(h, k))
+		ckpt__pause(&spins);
 }
 
 static inline void cache_lock(ckpt_heap *h, unsigned k)
