@@ -219,6 +219,9 @@ _Static_assert(offsetof(struct alloc_hdr, cache) % 64 == 0, "caches on their own
  * paths do not pay for pointers they never follow. */
 struct actx {
 	ckpt_heap *h;
+	uint8_t *base; /* h->base, kept here: a store into the heap could
+			* alias h->base for the compiler, which would reload
+			* it (two loads) for every span it looks at */
 	struct alloc_hdr *hd;
 	uint32_t *map;
 };
@@ -227,18 +230,19 @@ static inline void ctx_init(struct actx *a, ckpt_heap *h)
 {
 	struct alloc_hdr *hd = (struct alloc_hdr *)(void *)h->base;
 	a->h = h;
+	a->base = h->base;
 	a->hd = hd;
 	a->map = (uint32_t *)(void *)(h->base + hd->map_off);
 }
 
-#define A_HEADS(a) ((uint64_t *)(void *)((a)->h->base + (a)->hd->heads_off))
-#define A_TREE(a) ((uint32_t *)(void *)((a)->h->base + (a)->hd->tree_off))
-#define A_DEFER(a) ((uint64_t *)(void *)((a)->h->base + (a)->hd->defer_off))
+#define A_HEADS(a) ((uint64_t *)(void *)((a)->base + (a)->hd->heads_off))
+#define A_TREE(a) ((uint32_t *)(void *)((a)->base + (a)->hd->tree_off))
+#define A_DEFER(a) ((uint64_t *)(void *)((a)->base + (a)->hd->defer_off))
 #define A_P(a) ((a)->hd->tree_p)
 
 static inline uint8_t *gran_ptr(const struct actx *a, uint64_t g)
 {
-	return a->h->base + (g << GSHIFT);
+	return a->base + (g << GSHIFT);
 }
 
 static inline struct span *span_at(const struct actx *a, uint64_t g)
@@ -759,7 +763,7 @@ struct block {
  */
 static inline unsigned block_guard(const struct actx *a, const void *ptr, struct block *b)
 {
-	uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)a->h->base);
+	uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)a->base);
 	b->kind = 0;
 	if (off >= a->h->size || (off & 15))
 		return NO_LOCK;
@@ -793,7 +797,7 @@ static inline unsigned block_guard(const struct actx *a, const void *ptr, struct
 static inline __attribute__((always_inline)) bool block_check(const struct actx *a, const void *ptr,
 							     unsigned id, struct block *b)
 {
-	uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)a->h->base);
+	uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)a->base);
 	if (id == GLOBAL) {
 		uint32_t e = a->map[b->g];
 		if (ETAG(e) != T_LARGE_HEAD || (off & (GSIZE - 1)))
@@ -864,7 +868,8 @@ static __attribute__((noinline)) void large_free(struct actx *a, const struct bl
 }
 
 /* Frees a block found by lock_block(), with its lock held. */
-static inline void block_free(struct actx *a, const struct block *b)
+static inline __attribute__((always_inline)) void block_free(struct actx *a,
+							     const struct block *b)
 {
 	if (b->kind == 2) {
 		large_free(a, b);
