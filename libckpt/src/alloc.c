@@ -881,6 +881,12 @@ static inline __attribute__((always_inline)) void block_free(struct actx *a,
 	ch->live_bytes -= b->usable;
 	ch->live_blocks--;
 	s->free[w] |= 1ull << (b->idx & 63);
+	/* The span goes to the head of its class list when this makes room
+	 * in it, so this slot is likely the class's next allocation, and the
+	 * caller will write it: start fetching its line (a prefetch never
+	 * faults nor writes, so the block stays untouched).  Pays off when
+	 * the block is cold, as after a cache's eviction of old entries. */
+	__builtin_prefetch(gran_ptr(a, b->g) + SPAN_HDR + (size_t)b->idx * b->usable, 1);
 	if (w < s->hint)
 		s->hint = (uint16_t)w;
 	if (s->nfree++ == 0) {
