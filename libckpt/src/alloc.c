@@ -68,8 +68,10 @@
 
 #include "internal.h"
 
+/* the rseq area's cpu_id (cpu_now()): glibc 2.35's __rseq_offset, on the
+ * architectures where both compilers have __builtin_thread_pointer() */
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35)) && \
-	defined(__has_include)
+	defined(__has_include) && (defined(__x86_64__) || defined(__aarch64__))
 #if __has_include(<sys/rseq.h>)
 #include <sys/rseq.h>
 #define CKPT__HAVE_RSEQ 1
