@@ -12,9 +12,12 @@
  * allocators; every block gets one byte written, as a program would.  A
  * warm-up pass runs first so both allocators are measured in a steady
  * state.  Runs with 1 and 2 threads (all threads share one heap) and prints
- * ns per operation (wall time x threads / operations) and the ratio, and
- * the same in thread CPU time (steadier on a machine shared with other
- * work: time spent descheduled does not count, lock spinning does).
+ * ns per operation (wall time per thread / operations per thread) and the
+ * same in thread CPU time (steadier on a machine shared with other work:
+ * time spent descheduled does not count, lock spinning does), the best of
+ * the reps, and the median over reps of the ratio of the two runs made back
+ * to back (the steadier comparison on a loaded machine), with the load
+ * average at the start.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -55,6 +58,18 @@ static uint64_t thread_cpu_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static uint64_t rng_next(uint64_t *s)
@@ -237,36 +252,53 @@ int main(int argc, char **argv)
 			return 1;
 		}
 
+	double la[3] = {0};
+	if (getloadavg(la, 3) < 0)
+		la[0] = la[1] = la[2] = -1;
 	printf("allocbench: %zu ops per thread (50%% alloc 16..512 B skewed small, 50%% free), "
-	       "%zu slots per thread, best of %d\n", ops, nslots, reps);
-	printf("%-8s %14s %14s %8s %14s %14s %8s\n", "threads", "ckpt ns/op", "glibc ns/op",
-	       "ratio", "ckpt cpu-ns", "glibc cpu-ns", "ratio");
+	       "%zu slots per thread, %d reps; load average %.2f %.2f %.2f\n", ops, nslots, reps,
+	       la[0], la[1], la[2]);
+	printf("%-8s %12s %12s %12s %12s %12s %12s\n", "threads", "ckpt ns/op", "glibc ns/op",
+	       "ratio", "ckpt cpu-ns", "glibc cpu-ns", "cpu ratio");
 	uint64_t failures = 0;
 	double wall_c[3] = {0}, wall_g[3] = {0};
+	double *rw = calloc((size_t)reps, sizeof(double)), *rc_ = calloc((size_t)reps, sizeof(double));
+	if (!rw || !rc_)
+		return 1;
 	for (int nthreads = 1; nthreads <= max_threads; nthreads++) {
 		double best_c = 1e30, best_g = 1e30, best_cc = 1e30, best_gc = 1e30, cc = 0, gc = 0;
 		/* alternate the two so that neither always runs on a warmer
-		 * machine; best of reps filters other engineers' load */
+		 * machine; each rep's two runs are back to back, so their ratio
+		 * sees nearly the same load: the median of those ratios is the
+		 * steadier comparison, the best times show the floor */
 		for (int r = 0; r < reps; r++) {
 			double c = only != 'g' ? measure(1, heap, nthreads, seqs, ops, nslots,
 							 &failures, &cc) : 0;
 			double g = only != 'c' ? measure(0, NULL, nthreads, seqs, ops, nslots,
 							 &failures, &gc) : 0;
+			rw[r] = g > 0 ? c / g : 0;
+			rc_[r] = gc > 0 ? cc / gc : 0;
 			best_c = c < best_c ? c : best_c;
 			best_g = g < best_g ? g : best_g;
 			best_cc = cc < best_cc ? cc : best_cc;
 			best_gc = gc < best_gc ? gc : best_gc;
 		}
-		printf("%-8d %14.1f %14.1f %8.2f %14.1f %14.1f %8.2f\n", nthreads, best_c, best_g,
-		       best_c / best_g, best_cc, best_gc, best_cc / best_gc);
+		printf("%-8d %12.1f %12.1f %12.2f %12.1f %12.1f %12.2f   (best times; "
+		       "median of paired ratios)\n",
+		       nthreads, best_c, best_g, median(rw, reps), best_cc, best_gc,
+		       median(rc_, reps));
 		wall_c[nthreads] = best_c;
 		wall_g[nthreads] = best_g;
 	}
+	free(rw);
+	free(rc_);
 	/* ns/op is wall time per operation of one thread: n threads that
 	 * scale perfectly keep the 1-thread figure and do n times the work */
 	if (max_threads == 2 && !only)
-		printf("throughput, 2 threads vs 1: ckpt %.2fx, glibc %.2fx\n",
-		       2 * wall_c[1] / wall_c[2], 2 * wall_g[1] / wall_g[2]);
+		printf("throughput, 2 threads vs 1: ckpt %.2fx, glibc %.2fx "
+		       "(ops/s: ckpt %.3g / %.3g, glibc %.3g / %.3g)\n",
+		       2 * wall_c[1] / wall_c[2], 2 * wall_g[1] / wall_g[2], 1e9 / wall_c[1],
+		       2e9 / wall_c[2], 1e9 / wall_g[1], 2e9 / wall_g[2]);
 	printf("heap extent after the runs: %zu KiB\n", ckpt_heap_used(heap) >> 10);
 	if (failures) {
 		fprintf(stderr, "allocbench: %llu allocations failed\n",

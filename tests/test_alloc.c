@@ -1013,9 +1013,10 @@ Test(alloc, operations_write_only_a_few_metadata_pages)
 		size_t first = (size_t)(q - h->base) >> 12;
 		size_t last = (size_t)(q + (sz[i] ? sz[i] : 1) - 1 - h->base) >> 12;
 		/* a span's first page holds its header, written legitimately
-		 * (map entry: tag 5 "span", granule 0 of the span) */
+		 * (map entry: tag 5 "span", granule 0 of the span in the low
+		 * 5 bits, the owning cache above them) */
 		for (size_t pg = first; pg <= last; pg++)
-			if (wp_dirty[pg] && map[pg] != (5u << 29))
+			if (wp_dirty[pg] && (map[pg] >> 29 != 5 || (map[pg] & 31) != 0))
 				inside++;
 	}
 	cr_log_info("pages written: free large %zu, alloc large %zu, small pair %zu, "
@@ -1176,6 +1177,213 @@ Test(alloc, a_cache_reuses_room_in_spans_another_cache_owns)
 	check_invariants(h, "all freed");
 	sched_setaffinity(0, sizeof(old), &old);
 	bare_destroy(h);
+}
+
+/* ----------------------------------------- the fast path under concurrency */
+
+/*
+ * Blocks for the ownership test carry a stamp: word 0 the owner's stamp,
+ * word 1 the requested size, every later byte a byte of the stamp.  A block
+ * handed out twice, or written by the allocator, loses its stamp.
+ */
+static void stamp_block(uint8_t *p, size_t n, uint64_t stamp)
+{
+	memcpy(p, &stamp, 8);
+	uint64_t n64 = n;
+	memcpy(p + 8, &n64, 8);
+	memset(p + 16, (int)(stamp >> 56 ^ stamp), n - 16);
+}
+
+static size_t stamp_verify(const uint8_t *p, uint64_t *stamp_out)
+{
+	uint64_t stamp, n;
+	memcpy(&stamp, p, 8);
+	memcpy(&n, p + 8, 8);
+	CHECK(n >= 16 && n <= (64u << 10), "block %p: size word %llu (stamp %#llx): overwritten",
+	      (const void *)p, (unsigned long long)n, (unsigned long long)stamp);
+	uint8_t b = (uint8_t)(stamp >> 56 ^ stamp);
+	for (size_t i = 16; i < n; i++)
+		CHECK(p[i] == b, "block %p (%llu bytes, stamp %#llx): byte %zu is 0x%02x, want 0x%02x: "
+		      "another owner wrote it", (const void *)p, (unsigned long long)n,
+		      (unsigned long long)stamp, i, p[i], b);
+	*stamp_out = stamp;
+	return (size_t)n;
+}
+
+enum { OWN_SLOTS = 256, OWN_MAIL = 64 };
+
+struct owner {
+	ckpt_heap *h;
+	unsigned id;
+	uint64_t rng, serial, ops, sent;
+	_Atomic(uint8_t *) *mail; /* shared: blocks handed between threads */
+	_Atomic int *stop;
+	uint8_t *slot[OWN_SLOTS];
+	uint64_t stamp[OWN_SLOTS];
+};
+
+/* Odd threads only allocate small blocks: they hardly ever need the global
+ * lock, so they keep going while a cut holds it. */
+static size_t owner_size(const struct owner *o, uint64_t r)
+{
+	unsigned k = (unsigned)(r % 64);
+	if (k == 0 && o->id % 2 == 0)
+		return 20000 + (size_t)(r >> 8) % 40000; /* a large block: the global lock */
+	if (k < 8 && o->id % 2 == 0)
+		return 16 + (size_t)(r >> 8) % 4096;
+	return 16 + (size_t)(r >> 8) % 496;
+}
+
+/* Sends the block in slot i to the mailbox and takes whatever was there:
+ * frees of blocks that another thread's cache owns, while it allocates. */
+static void owner_swap(struct owner *o, unsigned i, uint64_t r)
+{
+	uint8_t *got = atomic_exchange(&o->mail[(r >> 16) % OWN_MAIL], o->slot[i]);
+	o->sent++;
+	o->slot[i] = got;
+	if (got) {
+		uint64_t st;
+		size_t n = stamp_verify(got, &st);
+		o->stamp[i] = ((uint64_t)o->id << 56) | ++o->serial;
+		stamp_block(got, n, o->stamp[i]);
+	}
+}
+
+static void *owner_body(void *arg)
+{
+	struct owner *o = arg;
+	while (!atomic_load_explicit(o->stop, memory_order_relaxed)) {
+		uint64_t r = ckpt_test_rand(&o->rng), st;
+		unsigned i = (unsigned)(r % OWN_SLOTS);
+		o->ops++;
+		if (o->slot[i] && (r >> 40) % 8 == 0) {
+			owner_swap(o, i, r);
+		} else if (o->slot[i]) {
+			stamp_verify(o->slot[i], &st);
+			CHECK(st == o->stamp[i], "slot %u: stamp %#llx, mine %#llx", i,
+			      (unsigned long long)st, (unsigned long long)o->stamp[i]);
+			ckpt_free(o->h, o->slot[i]);
+			o->slot[i] = NULL;
+		} else {
+			size_t n = owner_size(o, r >> 8);
+			uint8_t *p = ckpt_alloc(o->h, n);
+			CHECK(p, "allocation of %zu bytes failed", n);
+			o->stamp[i] = ((uint64_t)o->id << 56) | ++o->serial;
+			stamp_block(p, n, o->stamp[i]);
+			o->slot[i] = p;
+		}
+	}
+	return NULL;
+}
+
+/* A checkpoint's cut as the engine makes it: quiesce, copy the extent
+ * (slowly, yielding the CPU: the copy must not depend on the threads being
+ * descheduled meanwhile), resume.  Returns the copy and its length. */
+static uint8_t *cut_copy(ckpt_heap *h, size_t *len)
+{
+	ckpt__alloc_quiesce(h);
+	size_t ext = ckpt__alloc_extent_pages(h) * h->page_size;
+	uint8_t *copy = malloc(ext);
+	cr_assert(copy);
+	for (size_t off = 0; off < ext; off += 16384) {
+		memcpy(copy + off, h->base + off, ext - off < 16384 ? ext - off : 16384);
+		sched_yield();
+	}
+	ckpt__alloc_resume(h);
+	*len = ext;
+	return copy;
+}
+
+/* Verifies and frees every block the owners and the mailbox still hold;
+ * then nothing is live. */
+static void owners_release(ckpt_heap *h, struct owner *o, int n, _Atomic(uint8_t *) *mail)
+{
+	uint64_t st;
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < OWN_SLOTS; k++)
+			if (o[i].slot[k]) {
+				stamp_verify(o[i].slot[k], &st);
+				ckpt_free(h, o[i].slot[k]);
+			}
+	for (int i = 0; i < OWN_MAIL; i++) {
+		uint8_t *p = atomic_load(&mail[i]);
+		if (p) {
+			stamp_verify(p, &st);
+			ckpt_free(h, p);
+		}
+	}
+	check_invariants(h, "every block freed");
+	struct ckpt_alloc_stats stats = {.struct_size = sizeof(stats)};
+	CKPT_ASSERT_OK(ckpt_alloc_stats(h, &stats));
+	cr_assert_eq(stats.live_blocks, 0, "%llu blocks live after all were freed",
+		     (unsigned long long)stats.live_blocks);
+	cr_assert_eq(stats.live_bytes, 0);
+}
+
+/*
+ * The small-object fast path (a cache per CPU, taken with one
+ * compare-and-swap and dropped with a plain store) keeps every block with
+ * one owner and the metadata whole, however the threads interleave: six
+ * threads on (typically) fewer CPUs allocate, stamp, verify and free,
+ * hand blocks to each other (so frees land in caches other threads are
+ * allocating from) and fall over to a neighbour's cache when their own is
+ * held, while the main thread makes checkpoint cuts (ckpt__alloc_quiesce:
+ * after it returns no thread is inside a cache operation) and copies the
+ * allocator's extent, as the engine's cut would, and runs the deep check
+ * (which takes every lock) in between.  Every copy, opened where the heap
+ * was, passes the deep check and allocates on.  A lock that two threads
+ * can hold at once shows as a stamp overwritten or broken metadata; a cut
+ * that misses a cache shows as a copy that fails the deep check.
+ */
+Test(alloc, threads_keep_stamped_blocks_and_every_cut_copy_deep_checks, .timeout = 240)
+{
+	enum { T = 6, CUTS = 12 };
+	size_t size = 64u << 20;
+	ckpt_heap *h = bare_heap(size, 4096);
+	uint64_t seed = ckpt_test_seed("threads_keep_stamped_blocks");
+	static _Atomic(uint8_t *) mail[OWN_MAIL];
+	_Atomic int stop = 0;
+	static struct owner o[T];
+	pthread_t tid[T];
+	for (int i = 0; i < OWN_MAIL; i++)
+		atomic_store(&mail[i], NULL);
+	for (int i = 0; i < T; i++) {
+		o[i] = (struct owner){.h = h, .id = (unsigned)i + 1, .rng = seed + (uint64_t)i * 7919,
+				      .mail = mail, .stop = &stop};
+		cr_assert(pthread_create(&tid[i], NULL, owner_body, &o[i]) == 0);
+	}
+	uint8_t *copy[CUTS];
+	size_t ext[CUTS];
+	for (int c = 0; c < CUTS; c++) {
+		usleep(c % 2 ? 20000 : 120000);
+		copy[c] = cut_copy(h, &ext[c]);
+		if (c % 3 == 2)
+			check_invariants(h, "deep check amid the threads");
+	}
+	atomic_store(&stop, 1);
+	uint64_t ops = 0, sent = 0;
+	for (int i = 0; i < T; i++) {
+		pthread_join(tid[i], NULL);
+		ops += o[i].ops;
+		sent += o[i].sent;
+	}
+	cr_log_info("%llu operations, %llu blocks handed between threads, %d cuts",
+		    (unsigned long long)ops, (unsigned long long)sent, CUTS);
+	owners_release(h, o, T, mail);
+	uint8_t *base = h->base;
+	bare_destroy(h);
+
+	for (int c = 0; c < CUTS; c++) {
+		ckpt_heap *r = open_image(base, size, 4096, copy[c], ext[c]);
+		free(copy[c]);
+		check_invariants(r, "a cut's copy, opened");
+		struct model m = {.h = r, .rng = seed + 31 + (uint64_t)c};
+		for (int op = 0; op < 2000; op++)
+			CHECK(model_step(&m, 200, 64u << 10), "op %d on a cut's copy: heap full", op);
+		check_invariants(r, "a cut's copy after allocating on");
+		free(m.b);
+		bare_destroy(r);
+	}
 }
 
 /* ------------------------------------------- checkpoints and the allocator */

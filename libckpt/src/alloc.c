@@ -34,8 +34,8 @@
  *    fresh run writes nothing), and pages past top are never touched.
  *
  * Threads.  Small objects come from NCACHE caches, chosen by the CPU the
- * thread runs on (sched_getcpu(): per-CPU, so no thread-local state and any
- * number of threads).  A cache is a set of spans it owns (span->owner) and
+ * thread runs on (the rseq area's cpu_id: per-CPU, so no thread-local state
+ * and any number of threads).  A cache is a set of spans it owns (span->owner) and
  * its class lists, all in the heap's header, guarded by the cache's lock.
  * A block freed by any thread goes back to its span under the owner's
  * lock, so nothing is ever held "in a cache" outside the heap's own
@@ -49,26 +49,39 @@
  * Map entries (3-bit tag, 29-bit value):
  *   T_FREE_HEAD|len, T_FREE_TAIL|len   first / last granule of a free run
  *   T_LARGE_HEAD|len, T_LARGE_TAIL|len first / last granule of a large block
- *   T_SPAN|k                           granule k of a span (k = 0: its header)
+ *   T_SPAN|k                           granule k > 0 of a span
+ *   T_SPAN|owner << 5                  a span's first granule (its header):
+ *                                      the cache whose lock guards it, so
+ *                                      that a free knows the lock to take
+ *                                      (and fetches the header meanwhile)
  *   0                                  interior of a run, metadata, or >= top
  * A one-granule run has only its head entry.  Interior entries of free runs
  * and large blocks are always 0, so a stale head can never be mistaken for a
  * live block (that is what makes double frees and wild pointers harmless).
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+/* the rseq area's cpu_id (cpu_now()): glibc 2.35's __rseq_offset, on the
+ * architectures where both compilers have __builtin_thread_pointer() */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35)) && \
+	defined(__has_include) && (defined(__x86_64__) || defined(__aarch64__))
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#define CKPT__HAVE_RSEQ 1
+#endif
+#endif
+
 #define A_MAGIC 0x636f6c6c61706b63ull /* "ckpalloc" little-endian */
-/* 2: live counters; 3: per-CPU caches, in-flight reallocs, defer bitmap */
-#define A_VERSION 3u
+/* 2: live counters; 3: per-CPU caches, in-flight reallocs, defer bitmap;
+ * 4: a span's first map entry names its owner */
+#define A_VERSION 4u
 
 #define GSHIFT 12
 #define GSIZE ((size_t)1 << GSHIFT)
@@ -83,6 +96,11 @@
 #define ENT(tag, val) (((uint32_t)(tag) << 29) | (uint32_t)(val))
 #define ETAG(e) ((uint32_t)(e) >> 29)
 #define EVAL(e) ((uint32_t)(e) & VAL_MAX)
+/* span entries: granule k of the span in the low 5 bits (spans have at most
+ * 18 granules), the owner above them in the first granule's entry */
+#define SPAN_K(e) (EVAL(e) & 31u)
+#define SPAN_OWNER(e) (EVAL(e) >> 5)
+#define SPAN_HEAD(owner) ENT(T_SPAN, (uint32_t)(owner) << 5)
 
 /* Freed runs of at least this size are offered to the engine to give back. */
 #define DISCARD_MIN ((size_t)64 << 10)
@@ -107,23 +125,28 @@
  * SPAN_HDR) / size) loses at most 1/16 of the span to rounding and holds at
  * least 8 slots (or k >= 16); 512 is the span bitmap's capacity.  The
  * slot counts follow from that formula; changing any of it changes the
- * in-heap format (A_VERSION).
+ * in-heap format (A_VERSION).  recip turns the free path's division (slot =
+ * offset / size) into a multiply, exact for offsets below a span's 72 KiB:
+ * a division cost as much as the rest of ckpt_free.
  */
+#define CLS(size, gran, slots) {size, gran, slots, (uint32_t)((1ull << 32) / (size) + 1)}
 static const struct {
 	uint16_t size;
 	uint8_t gran;   /* granules per span */
 	uint16_t slots; /* objects per span */
+	uint32_t recip; /* 2^32 / size + 1 */
 } cls[NCLASS] = {
-	{16, 1, 250},   {32, 1, 125},   {48, 1, 83},    {64, 1, 62},
-	{80, 1, 50},    {96, 1, 41},    {112, 1, 35},   {128, 1, 31},
-	{160, 1, 25},   {192, 1, 20},   {224, 1, 17},   {256, 1, 15},
-	{320, 1, 12},   {384, 1, 10},   {448, 2, 18},   {512, 2, 15},
-	{640, 2, 12},   {768, 2, 10},   {896, 2, 9},    {1024, 4, 15},
-	{1280, 3, 9},   {1536, 4, 10},  {1792, 4, 9},   {2048, 8, 15},
-	{2560, 6, 9},   {3072, 7, 9},   {3584, 8, 9},   {4096, 16, 15},
-	{5120, 12, 9},  {6144, 14, 9},  {7168, 16, 9},  {8192, 17, 8},
-	{10240, 16, 6}, {12288, 16, 5}, {14336, 18, 5}, {16384, 17, 4},
+	CLS(16, 1, 250), CLS(32, 1, 125), CLS(48, 1, 83), CLS(64, 1, 62),
+	CLS(80, 1, 50), CLS(96, 1, 41), CLS(112, 1, 35), CLS(128, 1, 31),
+	CLS(160, 1, 25), CLS(192, 1, 20), CLS(224, 1, 17), CLS(256, 1, 15),
+	CLS(320, 1, 12), CLS(384, 1, 10), CLS(448, 2, 18), CLS(512, 2, 15),
+	CLS(640, 2, 12), CLS(768, 2, 10), CLS(896, 2, 9), CLS(1024, 4, 15),
+	CLS(1280, 3, 9), CLS(1536, 4, 10), CLS(1792, 4, 9), CLS(2048, 8, 15),
+	CLS(2560, 6, 9), CLS(3072, 7, 9), CLS(3584, 8, 9), CLS(4096, 16, 15),
+	CLS(5120, 12, 9), CLS(6144, 14, 9), CLS(7168, 16, 9), CLS(8192, 17, 8),
+	CLS(10240, 16, 6), CLS(12288, 16, 5), CLS(14336, 18, 5), CLS(16384, 17, 4),
 };
+#undef CLS
 
 static inline unsigned size_class(size_t size)
 {
@@ -192,33 +215,36 @@ _Static_assert(sizeof(struct span) == SPAN_HDR, "span header size");
 _Static_assert(sizeof(struct alloc_hdr) <= GSIZE, "allocator header fits a granule");
 _Static_assert(offsetof(struct alloc_hdr, cache) % 64 == 0, "caches on their own lines");
 
-/* Pointers into one heap's metadata, rebuilt on each call (cheap loads from
- * the header's cache line). */
+/* One heap's allocator: the header and the map, which every call reads;
+ * the run index's arrays (heads, tree, defer: only the global lock's paths
+ * use them) are found from the header's offsets when used, so that the fast
+ * paths do not pay for pointers they never follow. */
 struct actx {
 	ckpt_heap *h;
+	uint8_t *base; /* h->base, kept here: a store into the heap could
+			* alias h->base for the compiler, which would reload
+			* it (two loads) for every span it looks at */
 	struct alloc_hdr *hd;
 	uint32_t *map;
-	uint64_t *heads;
-	uint32_t *tree;
-	uint64_t *defer;
-	uint64_t p;
 };
 
 static inline void ctx_init(struct actx *a, ckpt_heap *h)
 {
 	struct alloc_hdr *hd = (struct alloc_hdr *)(void *)h->base;
 	a->h = h;
+	a->base = h->base;
 	a->hd = hd;
 	a->map = (uint32_t *)(void *)(h->base + hd->map_off);
-	a->heads = (uint64_t *)(void *)(h->base + hd->heads_off);
-	a->tree = (uint32_t *)(void *)(h->base + hd->tree_off);
-	a->defer = (uint64_t *)(void *)(h->base + hd->defer_off);
-	a->p = hd->tree_p;
 }
+
+#define A_HEADS(a) ((uint64_t *)(void *)((a)->base + (a)->hd->heads_off))
+#define A_TREE(a) ((uint32_t *)(void *)((a)->base + (a)->hd->tree_off))
+#define A_DEFER(a) ((uint64_t *)(void *)((a)->base + (a)->hd->defer_off))
+#define A_P(a) ((a)->hd->tree_p)
 
 static inline uint8_t *gran_ptr(const struct actx *a, uint64_t g)
 {
-	return a->h->base + (g << GSHIFT);
+	return a->base + (g << GSHIFT);
 }
 
 static inline struct span *span_at(const struct actx *a, uint64_t g)
@@ -261,8 +287,8 @@ static void defer_clear(struct actx *a, uint64_t g, uint64_t n)
 	for (uint64_t i = g; i < g + n;) {
 		uint64_t w = i >> 6, lo = i & 63, cnt = 64 - lo < g + n - i ? 64 - lo : g + n - i;
 		uint64_t mask = (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << lo;
-		if (a->defer[w] & mask)
-			a->defer[w] &= ~mask;
+		if (A_DEFER(a)[w] & mask)
+			A_DEFER(a)[w] &= ~mask;
 		i += cnt;
 	}
 }
@@ -271,7 +297,7 @@ static void defer_set(struct actx *a, uint64_t g, uint64_t n)
 {
 	for (uint64_t i = g; i < g + n;) {
 		uint64_t w = i >> 6, lo = i & 63, cnt = 64 - lo < g + n - i ? 64 - lo : g + n - i;
-		a->defer[w] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << lo;
+		A_DEFER(a)[w] |= (cnt == 64 ? ~0ull : ((1ull << cnt) - 1)) << lo;
 		i += cnt;
 	}
 }
@@ -282,22 +308,22 @@ static void defer_set(struct actx *a, uint64_t g, uint64_t n)
  * trap during a checkpoint. */
 static void leaf_set(struct actx *a, uint64_t leaf, uint32_t v)
 {
-	uint64_t i = a->p + leaf;
-	if (a->tree[i] == v)
+	uint64_t i = A_P(a) + leaf;
+	if (A_TREE(a)[i] == v)
 		return;
-	a->tree[i] = v;
+	A_TREE(a)[i] = v;
 	for (i >>= 1; i >= 1; i >>= 1) {
-		uint32_t l = a->tree[2 * i], r = a->tree[2 * i + 1];
+		uint32_t l = A_TREE(a)[2 * i], r = A_TREE(a)[2 * i + 1];
 		uint32_t m = l > r ? l : r;
-		if (a->tree[i] == m)
+		if (A_TREE(a)[i] == m)
 			break;
-		a->tree[i] = m;
+		A_TREE(a)[i] = m;
 	}
 }
 
 static uint32_t leaf_compute(const struct actx *a, uint64_t leaf)
 {
-	uint64_t w = a->heads[leaf];
+	uint64_t w = A_HEADS(a)[leaf];
 	uint32_t m = 0;
 	while (w) {
 		uint32_t len = EVAL(a->map[leaf * 64 + (uint64_t)__builtin_ctzll(w)]);
@@ -313,8 +339,8 @@ static void freerun_insert(struct actx *a, uint64_t g, uint64_t n)
 	a->map[g] = ENT(T_FREE_HEAD, n);
 	if (n > 1)
 		a->map[g + n - 1] = ENT(T_FREE_TAIL, n);
-	a->heads[g >> 6] |= 1ull << (g & 63);
-	if (n > a->tree[a->p + (g >> 6)])
+	A_HEADS(a)[g >> 6] |= 1ull << (g & 63);
+	if (n > A_TREE(a)[A_P(a) + (g >> 6)])
 		leaf_set(a, g >> 6, (uint32_t)n);
 }
 
@@ -323,8 +349,8 @@ static void freerun_remove(struct actx *a, uint64_t g, uint64_t n)
 	a->map[g] = 0;
 	if (n > 1)
 		a->map[g + n - 1] = 0;
-	a->heads[g >> 6] &= ~(1ull << (g & 63));
-	if (n == a->tree[a->p + (g >> 6)])
+	A_HEADS(a)[g >> 6] &= ~(1ull << (g & 63));
+	if (n == A_TREE(a)[A_P(a) + (g >> 6)])
 		leaf_set(a, g >> 6, leaf_compute(a, g >> 6));
 }
 
@@ -332,12 +358,12 @@ static void freerun_remove(struct actx *a, uint64_t g, uint64_t n)
  * header, never free). */
 static uint64_t freerun_find(const struct actx *a, uint64_t n)
 {
-	if (a->tree[1] < n)
+	if (A_TREE(a)[1] < n)
 		return 0;
 	uint64_t i = 1;
-	while (i < a->p)
-		i = a->tree[2 * i] >= n ? 2 * i : 2 * i + 1;
-	uint64_t leaf = i - a->p, w = a->heads[leaf];
+	while (i < A_P(a))
+		i = A_TREE(a)[2 * i] >= n ? 2 * i : 2 * i + 1;
+	uint64_t leaf = i - A_P(a), w = A_HEADS(a)[leaf];
 	while (w) {
 		uint64_t g = leaf * 64 + (uint64_t)__builtin_ctzll(w);
 		if (EVAL(a->map[g]) >= n)
@@ -479,10 +505,16 @@ static inline void global_unlock(ckpt_heap *h)
 }
 
 /*
- * Cache locks: a futex word, 0 free, 1 held, 2 held with waiters (Drepper,
- * "Futexes are tricky", mutex 3).  Not a pthread mutex because the fast path
- * is the allocator's fast path: one compare-and-swap to take it, one
- * exchange to drop it, both inlined.
+ * Cache locks: a word, 0 free, 1 held.  One compare-and-swap takes it and a
+ * plain release store drops it: the allocator's fast path pays for a single
+ * atomic read-modify-write per call.  Nobody sleeps on the word (a futex
+ * would need the unlocking store to be an exchange, to see waiters): a
+ * waiter spins, then naps (ckpt__pause).  Waits are short and rare: a
+ * thread takes its own CPU's cache and moves to a free one when that is
+ * held (the holder may have been preempted there); only a free of a block
+ * another cache owns, a steal's try-lock and the checkpoint's cut
+ * (lock_all) wait on a given cache, for a critical section of tens of
+ * nanoseconds.
  */
 static inline bool cache_trylock(ckpt_heap *h, unsigned k)
 {
@@ -494,13 +526,11 @@ static inline bool cache_trylock(ckpt_heap *h, unsigned k)
 static void cache_lock_slow(ckpt_heap *h, unsigned k)
 {
 	_Atomic uint32_t *w = &h->alloc_cache[k].word;
-	for (int i = 0; i < 100; i++) {
-		if (atomic_load_explicit(w, memory_order_relaxed) == 0 && cache_trylock(h, k))
-			return;
-		ckpt__cpu_relax();
-	}
-	while (atomic_exchange_explicit(w, 2, memory_order_acquire) != 0)
-		syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+	unsigned spins = 0;
+	/* spins, then sleeps: a holder that was preempted gets the CPU back
+	 * whatever the two threads' priorities */
+	while (atomic_load_explicit(w, memory_order_relaxed) != 0 || !cache_trylock(h, k))
+		ckpt__pause(&spins);
 }
 
 static inline void cache_lock(ckpt_heap *h, unsigned k)
@@ -511,8 +541,7 @@ static inline void cache_lock(ckpt_heap *h, unsigned k)
 
 static inline void cache_unlock(ckpt_heap *h, unsigned k)
 {
-	if (atomic_exchange_explicit(&h->alloc_cache[k].word, 0, memory_order_release) == 2)
-		syscall(SYS_futex, &h->alloc_cache[k].word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	atomic_store_explicit(&h->alloc_cache[k].word, 0, memory_order_release);
 }
 
 static inline void lock_id(ckpt_heap *h, unsigned id)
@@ -531,14 +560,29 @@ static inline void unlock_id(ckpt_heap *h, unsigned id)
 		cache_unlock(h, id);
 }
 
-/* The cache of the CPU we run on (sched_getcpu() reads the rseq area: a
- * few nanoseconds), or the next free one if another thread holds it (it
- * may have been preempted there). */
-static inline unsigned cache_pick_lock(ckpt_heap *h)
+/*
+ * The CPU we run on, from the rseq area glibc (2.35 and later) registers for
+ * every thread: one load at a fixed offset from the thread pointer, where
+ * sched_getcpu() is a call into libc that reads the same field.  Without
+ * rseq (glibc.pthread.rseq=0, an older libc) the field reads as a negative
+ * "not registered" value and sched_getcpu() answers.  Only a hint: the
+ * thread may migrate right after, the cache's lock is what makes it safe.
+ */
+static inline unsigned cpu_now(void)
 {
-	unsigned k = (unsigned)sched_getcpu() & (NCACHE - 1);
-	if (CKPT__LIKELY(cache_trylock(h, k)))
-		return k;
+#ifdef CKPT__HAVE_RSEQ
+	int32_t cpu = (int32_t)__atomic_load_n(
+		(const uint32_t *)(const void *)((const char *)__builtin_thread_pointer() +
+						 __rseq_offset + offsetof(struct rseq, cpu_id)),
+		__ATOMIC_RELAXED);
+	if (CKPT__LIKELY(cpu >= 0))
+		return (unsigned)cpu;
+#endif
+	return (unsigned)sched_getcpu();
+}
+
+static __attribute__((noinline)) unsigned cache_pick_slow(ckpt_heap *h, unsigned k)
+{
 	for (unsigned i = 1; i < NCACHE; i++) {
 		unsigned j = (k + i) & (NCACHE - 1);
 		if (cache_trylock(h, j))
@@ -546,6 +590,16 @@ static inline unsigned cache_pick_lock(ckpt_heap *h)
 	}
 	cache_lock_slow(h, k);
 	return k;
+}
+
+/* The cache of the CPU we run on, or the next free one if another thread
+ * holds it (it may have been preempted there). */
+static inline unsigned cache_pick_lock(ckpt_heap *h)
+{
+	unsigned k = cpu_now() & (NCACHE - 1);
+	if (CKPT__LIKELY(cache_trylock(h, k)))
+		return k;
+	return cache_pick_slow(h, k);
 }
 
 /* Every lock, caches in index order then the global one: nobody else ever
@@ -597,7 +651,7 @@ static uint64_t span_new(struct actx *a, unsigned k, unsigned c)
 	uint64_t g = run_alloc(a, n, &zero_from);
 	if (g)
 		for (uint64_t i = 0; i < n; i++)
-			a->map[g + i] = ENT(T_SPAN, i);
+			a->map[g + i] = i ? ENT(T_SPAN, i) : SPAN_HEAD(k);
 	global_unlock(a->h);
 	if (!g)
 		return 0;
@@ -647,7 +701,10 @@ static uint64_t span_steal(struct actx *a, unsigned k, unsigned c)
 		uint64_t g = *head;
 		if (g) {
 			partial_unlink(a, head, g);
-			span_at(a, g)->owner = k; /* under both owners' locks */
+			/* under both owners' locks; frees read the map entry
+			 * without them, and check the header under the lock */
+			span_at(a, g)->owner = k;
+			__atomic_store_n(&a->map[g], SPAN_HEAD(k), __ATOMIC_RELAXED);
 			partial_push(a, &a->hd->cache[k].partial[c], g);
 		}
 		cache_unlock(a->h, j);
@@ -657,18 +714,21 @@ static uint64_t span_steal(struct actx *a, unsigned k, unsigned c)
 	return 0;
 }
 
-/* Cache k's lock held. */
-static void *small_alloc(struct actx *a, unsigned k, unsigned c)
+/* Cache k has no span of class c with room: take one over from another
+ * cache, else make one.  0 when the heap is full.  Cache k's lock held. */
+static __attribute__((noinline)) uint64_t span_refill(struct actx *a, unsigned k, unsigned c)
+{
+	uint64_t g = span_steal(a, k, c);
+	return g ? g : span_new(a, k, c);
+}
+
+/* Cache k's lock held.  Inlined into the allocation paths, the refill not. */
+static inline void *small_alloc(struct actx *a, unsigned k, unsigned c)
 {
 	struct cache_hdr *ch = &a->hd->cache[k];
 	uint64_t g = ch->partial[c];
-	if (!g) {
-		g = span_steal(a, k, c);
-		if (!g)
-			g = span_new(a, k, c);
-		if (!g)
-			return NULL;
-	}
+	if (CKPT__UNLIKELY(!g) && !(g = span_refill(a, k, c)))
+		return NULL;
 	struct span *s = span_at(a, g);
 	unsigned w = s->hint;
 	while (w < 7 && !s->free[w])
@@ -695,101 +755,126 @@ struct block {
 	size_t usable;
 };
 
-/* Identifies a live block from a pointer the application gave us; anything
- * else (foreign, interior, freed) gives kind 0.  Callable without a lock:
- * a live block's map entries, span header and free bit change only under
- * the lock that guards it, and only its holder (the caller) ends it, so
- * for a live block the answer is right; lock_block() checks again. */
-static void block_of(const struct actx *a, const void *ptr, struct block *b)
+/*
+ * The lock that guards the block at ptr, as far as it can be told without
+ * holding it: GLOBAL for a large block, the span's owner (from the map, not
+ * the span's header, which is likely not in the cache) for a small one,
+ * or NO_LOCK when ptr cannot be a block (outside the heap, misaligned,
+ * metadata, a free run).  Only a guess: block_check() decides under the
+ * lock.  Sets b->g (the block's or its span's first granule).
+ */
+static inline unsigned block_guard(const struct actx *a, const void *ptr, struct block *b)
 {
-	const struct alloc_hdr *hd = a->hd;
+	uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)a->base);
 	b->kind = 0;
-	if (!ckpt__in_heap(a->h, ptr) || ((uintptr_t)ptr & 15))
-		return;
-	uint64_t off = (uint64_t)((const uint8_t *)ptr - a->h->base);
+	if (off >= a->h->size || (off & 15))
+		return NO_LOCK;
 	uint64_t g = off >> GSHIFT;
-	if (g < hd->data_start || g >= hd->ngran)
-		return;
-	uint32_t e = a->map[g];
-	if (ETAG(e) == T_LARGE_HEAD) {
-		if (off & (GSIZE - 1))
-			return;
-		b->kind = 2;
-		b->g = g;
-		b->n = EVAL(e);
-		b->usable = (size_t)b->n << GSHIFT;
-		return;
-	}
-	if (ETAG(e) != T_SPAN || EVAL(e) > g)
-		return;
-	uint64_t sg = g - EVAL(e);
-	const struct span *s = span_at(a, sg);
-	if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != (SPAN_MAGIC ^ (uint32_t)sg) ||
-	    s->cls >= NCLASS || __atomic_load_n(&s->owner, __ATOMIC_RELAXED) >= NCACHE)
-		return;
-	uint64_t rel = off - (sg << GSHIFT);
-	if (rel < SPAN_HDR)
-		return;
-	rel -= SPAN_HDR;
-	uint32_t size = cls[s->cls].size;
-	/* rel / size by a multiply: exact while rel * size < 2^32 (rel is
-	 * below a span's 72 KiB, size at most 16 KiB), and a division costs
-	 * as much as the rest of ckpt_free. */
-	if (rel >= ((uint64_t)cls[s->cls].gran << GSHIFT))
-		return;
-	uint64_t idx = (rel * (((uint64_t)1 << 32) / size + 1)) >> 32;
-	if (idx * size != rel || idx >= s->nslots)
-		return;
-	if (__atomic_load_n(&s->free[idx >> 6], __ATOMIC_RELAXED) & (1ull << (idx & 63)))
-		return; /* already free */
-	b->kind = 1;
-	b->g = sg;
-	b->c = s->cls;
-	b->idx = (unsigned)idx;
-	b->owner = __atomic_load_n(&s->owner, __ATOMIC_RELAXED);
-	b->usable = size;
+	if (g < a->hd->data_start)
+		return NO_LOCK;
+	uint32_t e = __atomic_load_n(&a->map[g], __ATOMIC_RELAXED);
+	b->g = g;
+	if (ETAG(e) == T_LARGE_HEAD)
+		return GLOBAL;
+	if (ETAG(e) != T_SPAN || SPAN_K(e) > g)
+		return NO_LOCK;
+	b->g = g - SPAN_K(e);
+	uint32_t first = SPAN_K(e) ? __atomic_load_n(&a->map[b->g], __ATOMIC_RELAXED) : e;
+	if (ETAG(first) != T_SPAN || SPAN_K(first) != 0 || SPAN_OWNER(first) >= NCACHE)
+		return NO_LOCK;
+	/* the header's line (magic, owner, the free bits of the first 256
+	 * slots: every class has fewer) comes in while the lock is taken: a
+	 * locked instruction waits for earlier loads, not for a prefetch */
+	__builtin_prefetch(span_at(a, b->g), 1);
+	return SPAN_OWNER(first);
 }
 
-/* Whether the block block_of() found without a lock is still that block
- * now that the lock it names (id) is held. */
-static bool block_still(const struct actx *a, const struct block *b, unsigned id)
+/*
+ * Whether ptr is a live block guarded by lock id (held, or every lock held),
+ * filling in *b.  Everything checked here changes only under that lock: a
+ * span's header (magic, owner, class, free bits) under its owner's, a large
+ * block's map entry under the global one.  A freed, interior or wild
+ * pointer fails (that is what makes double frees harmless).
+ */
+static inline __attribute__((always_inline)) bool block_check(const struct actx *a, const void *ptr,
+							     unsigned id, struct block *b)
 {
-	if (b->kind == 2)
-		return id == GLOBAL && a->map[b->g] == ENT(T_LARGE_HEAD, b->n);
+	uint64_t off = (uint64_t)((uintptr_t)ptr - (uintptr_t)a->base);
+	if (id == GLOBAL) {
+		uint32_t e = a->map[b->g];
+		if (ETAG(e) != T_LARGE_HEAD || (off & (GSIZE - 1)))
+			return false;
+		b->kind = 2;
+		b->n = EVAL(e);
+		b->usable = (size_t)b->n << GSHIFT;
+		return true;
+	}
 	const struct span *s = span_at(a, b->g);
-	return s->owner == id && s->magic == (SPAN_MAGIC ^ (uint32_t)b->g) && s->cls == b->c &&
-	       !(s->free[b->idx >> 6] & (1ull << (b->idx & 63)));
+	uint64_t rel = off - (b->g << GSHIFT) - SPAN_HDR; /* wraps when inside the header */
+	unsigned c = s->cls;
+	if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != (SPAN_MAGIC ^ (uint32_t)b->g) ||
+	    s->owner != id || c >= NCLASS || rel >= ((uint64_t)cls[c].gran << GSHIFT))
+		return false;
+	uint64_t idx = (rel * cls[c].recip) >> 32;
+	if (idx * cls[c].size != rel || idx >= s->nslots ||
+	    (s->free[idx >> 6] & (1ull << (idx & 63))))
+		return false; /* interior, or already free */
+	b->kind = 1;
+	b->c = c;
+	b->idx = (unsigned)idx;
+	b->owner = id;
+	b->usable = cls[c].size;
+	return true;
+}
+
+/* block_check() with the lock block_guard() names, for callers that hold
+ * every lock (or are alone with the heap: opening it). */
+static void block_of(const struct actx *a, const void *ptr, struct block *b)
+{
+	unsigned id = block_guard(a, ptr, b);
+	if (id == NO_LOCK || !block_check(a, ptr, id, b))
+		b->kind = 0;
 }
 
 /*
  * Finds the block at ptr and returns with the lock that guards it held
- * (its id), or NO_LOCK and kind 0.  One lookup without the lock (which
- * lock depends on it), a cheap check under it; a steal that moved the span
- * to another cache in between makes it look again.
+ * (its id), or NO_LOCK and kind 0.  The lock is guessed without holding it
+ * and the block checked under it; a steal that moved the span to another
+ * cache in between makes it guess again.
  */
-static unsigned lock_block(const struct actx *a, const void *ptr, struct block *b)
+static inline __attribute__((always_inline)) unsigned lock_block(const struct actx *a, const void *ptr, struct block *b)
 {
 	for (;;) {
-		block_of(a, ptr, b);
-		if (b->kind == 0)
+		unsigned id = block_guard(a, ptr, b);
+		if (id == NO_LOCK)
 			return NO_LOCK;
-		unsigned id = b->kind == 2 ? GLOBAL : b->owner;
 		lock_id(a->h, id);
-		if (block_still(a, b, id))
+		if (block_check(a, ptr, id, b))
 			return id;
+		bool moved = id != GLOBAL && span_at(a, b->g)->owner != id;
 		unlock_id(a->h, id);
+		b->kind = 0;
+		if (!moved)
+			return NO_LOCK;
 	}
 }
 
+/* The global lock held. */
+static __attribute__((noinline)) void large_free(struct actx *a, const struct block *b)
+{
+	a->hd->live_bytes -= b->usable;
+	a->hd->live_blocks--;
+	large_unmark(a, b->g, b->n);
+	run_free(a, b->g, b->n);
+	run_discard(a, b->g, b->n);
+}
+
 /* Frees a block found by lock_block(), with its lock held. */
-static void block_free(struct actx *a, const struct block *b)
+static inline __attribute__((always_inline)) void block_free(struct actx *a,
+							     const struct block *b)
 {
 	if (b->kind == 2) {
-		a->hd->live_bytes -= b->usable;
-		a->hd->live_blocks--;
-		large_unmark(a, b->g, b->n);
-		run_free(a, b->g, b->n);
-		run_discard(a, b->g, b->n);
+		large_free(a, b);
 		return;
 	}
 	struct cache_hdr *ch = &a->hd->cache[b->owner];
@@ -798,6 +883,12 @@ static void block_free(struct actx *a, const struct block *b)
 	ch->live_bytes -= b->usable;
 	ch->live_blocks--;
 	s->free[w] |= 1ull << (b->idx & 63);
+	/* The span goes to the head of its class list when this makes room
+	 * in it, so this slot is likely the class's next allocation, and the
+	 * caller will write it: start fetching its line (a prefetch never
+	 * faults nor writes, so the block stays untouched).  Pays off when
+	 * the block is cold, as after a cache's eviction of old entries. */
+	__builtin_prefetch(gran_ptr(a, b->g) + SPAN_HDR + (size_t)b->idx * b->usable, 1);
 	if (w < s->hint)
 		s->hint = (uint16_t)w;
 	if (s->nfree++ == 0) {
@@ -833,11 +924,12 @@ static void *large_alloc(struct actx *a, uint64_t n, uint8_t **zero_from)
  * is not NULL, the block's address is stored there in the same critical
  * section (an in-flight realloc's record).  *zero_from as large_alloc's.
  */
-static void *alloc_any(struct actx *a, size_t size, uint8_t **zero_from, uint64_t *slot)
+static inline __attribute__((always_inline)) void *alloc_any(struct actx *a, size_t size,
+							      uint8_t **zero_from, uint64_t *slot)
 {
 	ckpt_heap *h = a->h;
 	void *p;
-	if (size <= SMALL_MAX) {
+	if (CKPT__LIKELY(size <= SMALL_MAX)) {
 		unsigned k = cache_pick_lock(h);
 		p = small_alloc(a, k, size_class(size));
 		if (p && slot)
@@ -1184,7 +1276,7 @@ void ckpt__alloc_release_deferred(ckpt_heap *h)
 	uint64_t words = (a.hd->ngran + 63) / 64, start = 0;
 	bool in = false;
 	for (uint64_t w = 0; w <= words; w++) {
-		uint64_t bits = w < words ? a.defer[w] : 0;
+		uint64_t bits = w < words ? A_DEFER(&a)[w] : 0;
 		if (!in && bits == 0)
 			continue;
 		if (in && bits == ~0ull)
@@ -1200,7 +1292,7 @@ void ckpt__alloc_release_deferred(ckpt_heap *h)
 			}
 		}
 		if (bits)
-			a.defer[w] = 0;
+			A_DEFER(&a)[w] = 0;
 	}
 	global_unlock(h);
 }
@@ -1304,7 +1396,7 @@ static int header_valid(ckpt_heap *h)
 				continue;
 			const struct span *s =
 				(const struct span *)(const void *)(h->base + (g << GSHIFT));
-			if (g < hd->data_start || g >= hd->top || map[g] != ENT(T_SPAN, 0) ||
+			if (g < hd->data_start || g >= hd->top || map[g] != SPAN_HEAD(k) ||
 			    s->magic != (SPAN_MAGIC ^ (uint32_t)g) || s->cls != c ||
 			    s->owner != k || s->nslots != cls[c].slots || s->nfree == 0 ||
 			    s->nfree > s->nslots)
@@ -1366,7 +1458,7 @@ struct walk {
 static bool defer_any(const struct actx *a, uint64_t g, uint64_t n)
 {
 	for (uint64_t i = g; i < g + n; i++)
-		if (a->defer[i >> 6] & (1ull << (i & 63)))
+		if (A_DEFER(a)[i >> 6] & (1ull << (i & 63)))
 			return true;
 	return false;
 }
@@ -1390,7 +1482,7 @@ static int check_run(const struct actx *a, uint64_t g, struct walk *w, bool *pre
 		if (a->map[g + i])
 			return check_fail(w->why, w->why_len, "granule %llu: interior entry 0x%x",
 					  (unsigned long long)(g + i), a->map[g + i]);
-	bool bit = a->heads[g >> 6] & (1ull << (g & 63));
+	bool bit = A_HEADS(a)[g >> 6] & (1ull << (g & 63));
 	if (bit != fr)
 		return check_fail(w->why, w->why_len, "granule %llu: heads bit %d for a %s run",
 				  (unsigned long long)g, bit, fr ? "free" : "used");
@@ -1414,8 +1506,9 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 {
 	const struct span *sp = span_at(a, g);
 	unsigned c = sp->cls;
-	if (EVAL(a->map[g]) != 0 || sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS ||
-	    sp->owner >= NCACHE || sp->nslots != cls[c].slots || sp->nfree > sp->nslots)
+	if (sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS || sp->owner >= NCACHE ||
+	    a->map[g] != SPAN_HEAD(sp->owner) || sp->nslots != cls[c].slots ||
+	    sp->nfree > sp->nslots)
 		return check_fail(w->why, w->why_len, "granule %llu: bad span header",
 				  (unsigned long long)g);
 	uint64_t len = cls[c].gran;
@@ -1423,7 +1516,7 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 	if (g + len > a->hd->top)
 		return check_fail(w->why, w->why_len, "granule %llu: span past top",
 				  (unsigned long long)g);
-	for (uint64_t i = 0; i < len; i++)
+	for (uint64_t i = 1; i < len; i++)
 		if (a->map[g + i] != ENT(T_SPAN, i))
 			return check_fail(w->why, w->why_len, "granule %llu: span entry 0x%x",
 					  (unsigned long long)(g + i), a->map[g + i]);
@@ -1445,7 +1538,7 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 	if (bits != sp->nfree)
 		return check_fail(w->why, w->why_len, "granule %llu: %u free bits, nfree %u",
 				  (unsigned long long)g, bits, sp->nfree);
-	if (a->heads[g >> 6] & (1ull << (g & 63)))
+	if (A_HEADS(a)[g >> 6] & (1ull << (g & 63)))
 		return check_fail(w->why, w->why_len, "granule %llu: heads bit on a span",
 				  (unsigned long long)g);
 	if (defer_any(a, g, len))
@@ -1494,22 +1587,22 @@ static int check_index(const struct actx *a, struct walk *w)
 	const struct alloc_hdr *hd = a->hd;
 	uint64_t heads = 0;
 	for (uint64_t l = 0; l < (hd->ngran + 63) / 64; l++)
-		heads += (uint64_t)__builtin_popcountll(a->heads[l]);
+		heads += (uint64_t)__builtin_popcountll(A_HEADS(a)[l]);
 	if (heads != w->nfree_runs)
 		return check_fail(w->why, w->why_len, "%llu heads bits, %llu free runs",
 				  (unsigned long long)heads, (unsigned long long)w->nfree_runs);
-	for (uint64_t i = a->p - 1 + a->p; i >= 1; i--) {
+	for (uint64_t i = A_P(a) - 1 + A_P(a); i >= 1; i--) {
 		uint32_t want;
-		if (i >= a->p) {
-			uint64_t leaf = i - a->p;
+		if (i >= A_P(a)) {
+			uint64_t leaf = i - A_P(a);
 			want = leaf < (hd->ngran + 63) / 64 ? leaf_compute(a, leaf) : 0;
 		} else {
-			uint32_t l = a->tree[2 * i], r = a->tree[2 * i + 1];
+			uint32_t l = A_TREE(a)[2 * i], r = A_TREE(a)[2 * i + 1];
 			want = l > r ? l : r;
 		}
-		if (a->tree[i] != want)
+		if (A_TREE(a)[i] != want)
 			return check_fail(w->why, w->why_len, "tree node %llu is %u, want %u",
-					  (unsigned long long)i, a->tree[i], want);
+					  (unsigned long long)i, A_TREE(a)[i], want);
 	}
 	return 0;
 }
@@ -1527,7 +1620,7 @@ static int check_lists(const struct actx *a, struct walk *w)
 			uint64_t prev = 0;
 			for (uint64_t sg = hd->cache[k].partial[c]; sg; sg = span_at(a, sg)->next) {
 				const struct span *sp;
-				if (sg < hd->data_start || sg >= hd->top || a->map[sg] != ENT(T_SPAN, 0) ||
+				if (sg < hd->data_start || sg >= hd->top || a->map[sg] != SPAN_HEAD(k) ||
 				    (sp = span_at(a, sg))->cls != c || sp->owner != k ||
 				    sp->nfree == 0 || sp->prev != prev || ++listed > w->nspans_partial)
 					return check_fail(w->why, w->why_len,
@@ -1569,9 +1662,15 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 {
 	struct actx a;
 	struct walk w = {.why = why, .why_len = why_len};
-	if (header_valid(h))
-		return check_fail(why, why_len, "header check failed");
+	if (!h || !h->base)
+		return check_fail(why, why_len, "no heap");
+	/* the locks first: the header check follows the caches' lists, which
+	 * threads change under them */
 	lock_all(h);
+	if (header_valid(h)) {
+		unlock_all(h);
+		return check_fail(why, why_len, "header check failed");
+	}
 	ctx_init(&a, h);
 	int rc = check_walk(&a, &w);
 	if (!rc)

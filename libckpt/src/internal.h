@@ -218,7 +218,7 @@ struct ckpt_heap {
 	 * heap, where a checkpoint could capture a lock word held */
 	pthread_mutex_t alloc_lock; /* runs, tree, top, root, large blocks */
 	struct {
-		_Atomic uint32_t word; /* futex: 0 free, 1 held, 2 waiters */
+		_Atomic uint32_t word; /* 0 free, 1 held (alloc.c: cache locks) */
 		char pad[124];         /* no two words share a cache line */
 	} alloc_cache[CKPT__ALLOC_NCACHE]; /* per-CPU small-object caches */
 	bool alloc_deferred; /* freed runs the engine kept are recorded (under alloc_lock) */
