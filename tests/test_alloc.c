@@ -480,6 +480,13 @@ Test(alloc, open_rejects_foreign_or_mismatched_header)
 	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
 	*magic = saved;
 
+	/* another library's in-heap format is refused as such, not as damage */
+	uint32_t *version = (uint32_t *)(void *)(h->base + 8);
+	uint32_t saved_version = *version;
+	*version = saved_version - 1;
+	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_VERSION);
+	*version = saved_version;
+
 	h->page_size = 2u << 20;
 	h->page_shift = 21;
 	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);

@@ -459,11 +459,11 @@ static bool pages_discard(struct actx *a, uint64_t g, uint64_t n)
  * (ckpt__alloc_release_deferred). */
 static void run_discard(struct actx *a, uint64_t g, uint64_t n)
 {
-	if ((n << GSHIFT) < DISCARD_MIN)
+	/* no hook (a bare test heap, the fork backend): memory is never given
+	 * back, so nothing is deferred either */
+	if ((n << GSHIFT) < DISCARD_MIN || !a->h->discard)
 		return;
-	/* not for a heap without an engine (tests) or with the fork backend:
-	 * those never give memory back */
-	if (!pages_discard(a, g, n) && a->h->eng && a->h->backend != CKPT_BACKEND_FORK) {
+	if (!pages_discard(a, g, n)) {
 		defer_set(a, g, n);
 		a->h->alloc_deferred = true;
 	}
@@ -1375,7 +1375,11 @@ static int header_valid(ckpt_heap *h)
 	if (!h || !h->base || h->size < GSIZE)
 		return CKPT_E_CORRUPT;
 	const struct alloc_hdr *hd = (const struct alloc_hdr *)(void *)h->base;
-	if (hd->magic != A_MAGIC || hd->version != A_VERSION || hd->hdr_size != sizeof(*hd) ||
+	/* a heap from a library with another in-heap format: not damage, and
+	 * the caller must be told so (its image is intact) */
+	if (hd->magic == A_MAGIC && hd->version != A_VERSION)
+		return CKPT_E_VERSION;
+	if (hd->magic != A_MAGIC || hd->hdr_size != sizeof(*hd) ||
 	    hd->page_size != h->page_size || hd->heap_size != h->size ||
 	    hd->base != (uint64_t)(uintptr_t)h->base || hd->nclass != NCLASS ||
 	    hd->ncache != NCACHE)

@@ -244,10 +244,10 @@ int ckpt__trap(ckpt_heap *h, size_t page);
 void ckpt__mark_open(struct ckpt__engine *e, size_t first, size_t n, int phase, uint8_t extra);
 void ckpt__gate_close(struct ckpt__engine *e);
 void ckpt__gate_open(struct ckpt__engine *e);
-/* Large runs freed by the allocator (the heap's discard hook): whether
- * their memory can be given back now (MADV_REMOVE), recording the pages as
- * dirty.  false: kept (a checkpoint is being prepared or runs, or the fork
- * backend); the allocator then records the run for
+/* Large runs freed by the allocator (the heap's discard hook, userfaultfd
+ * backends only): whether their memory can be given back now (MADV_REMOVE),
+ * recording the pages as dirty.  false: kept (a checkpoint is being
+ * prepared or runs); the allocator then records the run for
  * ckpt__alloc_release_deferred().  Called with alloc_lock held. */
 bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages);
 /* start / stop taking traps: a handler thread reading the uffd, or the

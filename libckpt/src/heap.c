@@ -318,7 +318,10 @@ static int heap_build(const struct ckpt_heap_opts *in, int memfd, uint64_t base_
 	if (!rc)
 		rc = ckpt__engine_init(h);
 	if (!rc) {
-		h->discard = ckpt__track_discard;
+		/* the fork backend's private memory is never given back (a
+		 * hole punch needs shared memory): no hook */
+		if (h->backend != CKPT_BACKEND_FORK)
+			h->discard = ckpt__track_discard;
 		rc = memfd >= 0 ? ckpt__alloc_open(h) : ckpt__alloc_format(h);
 	}
 	if (!rc) {

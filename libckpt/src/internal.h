@@ -120,7 +120,7 @@ size_t ckpt__alloc_extent_pages(ckpt_heap *h); /* caller holds alloc_lock */
 void ckpt__alloc_quiesce(ckpt_heap *h);
 void ckpt__alloc_resume(ckpt_heap *h);
 /* After a checkpoint has finished (none active): gives back, through
- * ckpt__track_discard(), the freed runs it deferred.  Takes alloc_lock. */
+ * the heap's discard hook, the freed runs it deferred.  Takes alloc_lock. */
 void ckpt__alloc_release_deferred(ckpt_heap *h);
 /* Walks all allocator state and checks every invariant (O(extent); tests,
  * offline checks).  0 or CKPT_E_CORRUPT with a reason in @why. */
@@ -230,8 +230,9 @@ struct ckpt_heap {
 	struct ckpt__lazy *lazy;
 	const struct ckpt__lazy_ops *lazy_ops;
 
-	/* the allocator offers freed page runs here (the engine decides;
-	 * heap.c wires it): true when given back, see ckpt__track_discard() */
+	/* the allocator offers freed page runs here (the engine decides; heap.c
+	 * wires ckpt__track_discard for the userfaultfd backends): true when
+	 * given back.  NULL (fork backend, bare test heaps): never given back */
 	bool (*discard)(ckpt_heap *h, size_t first_page, size_t npages);
 };
 

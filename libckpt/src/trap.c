@@ -548,7 +548,7 @@ bool ckpt__track_discard(ckpt_heap *h, size_t first_page, size_t npages)
 	 * unprotected-and-changed so that an incremental checkpoint carries
 	 * their new (zero) contents.
 	 */
-	if (!e || atomic_load(&e->active) || !e->be->tracks_pages)
+	if (atomic_load(&e->active))
 		return false;
 	for (size_t q = first_page; q < first_page + npages && q < h->npages; q++)
 		atomic_fetch_or(&e->pg[q], PG_UNPROT);
