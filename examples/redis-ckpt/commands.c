@@ -790,7 +790,9 @@ static void cmd_getex(client *c)
 		add_reply_nil(c);
 		return;
 	}
-	bool gone = when >= 0 && when <= g_now_ms; /* EXAT/PXAT in the past deletes, as in Redis */
+	/* EXAT/PXAT in the past deletes, as in Redis; a replica applying its
+	 * primary's stream keeps the key until the primary's DEL */
+	bool gone = when >= 0 && when <= g_now_ms && !repl_applying_primary();
 	if (when >= 0 && !gone && !set_expire(e, when)) {
 		add_reply_oom(c);
 		return;
@@ -1045,7 +1047,7 @@ static void expire_generic(client *c, long long base, bool seconds, const char *
 		add_reply_int(c, 0);
 		return;
 	}
-	if (when <= g_now_ms) {
+	if (when <= g_now_ms && !repl_applying_primary()) { /* a replica waits for the DEL */
 		delete_entry(e);
 	} else if (!set_expire(e, when)) {
 		add_reply_oom(c);

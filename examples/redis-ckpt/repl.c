@@ -17,9 +17,17 @@
  *      replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
  *      and exits;
  *   4. from step 1 on, every write command is propagated into the
- *      replica's held-back buffer; when the helper exits successfully the
- *      buffer follows the RDB, then the replica gets the live stream.
- * The server writes nothing to the replica's socket while the helper does.
+ *      replica's held-back buffer; once the helper has exited successfully
+ *      and the replica's first REPLCONF ACK says it has loaded the RDB,
+ *      the buffer follows, then the replica gets the live stream.
+ * The server writes nothing to the replica's socket while the helper does,
+ * and nothing after the EOF mark until that first ACK, as Redis's diskless
+ * sync: a reader of an EOF-marked RDB (a redis-server replica, redis-cli
+ * --rdb) compares the last 40 bytes of each read() with the mark, so bytes
+ * glued behind the mark in the same read hide it and the reader waits for
+ * ever.  A replica that asked for the RDB only (REPLCONF rdb-only 1, as
+ * redis-cli --rdb does) never gets the stream: its socket is shut down for
+ * writing after the RDB.
  * Offsets count the bytes of the command stream as Redis does, so that
  * REPLCONF ACK and INFO replication compare with a real primary's.
  */
@@ -44,12 +52,16 @@
 #define REPL_OUTPUT_LIMIT (256ull << 20)
 #define REPL_PING_PERIOD_MS 10000
 
-enum rstate { RS_HANDSHAKE, RS_WAIT_START, RS_TRANSFER, RS_ONLINE };
+/* RS_WAIT_ACK: the RDB is sent, the stream is held until the replica's
+ * first REPLCONF ACK (INFO says online, as Redis does meanwhile). */
+enum rstate { RS_HANDSHAKE, RS_WAIT_START, RS_TRANSFER, RS_WAIT_ACK, RS_ONLINE };
 
 struct replica {
 	client *c;
 	enum rstate state;
 	bool psync;             /* PSYNC (gets +FULLRESYNC) rather than SYNC */
+	bool rdb_only;          /* REPLCONF rdb-only 1: the RDB, no stream */
+	long long sync_ms;      /* when its sync started */
 	int listening_port;
 	long long ack_off;
 	long long ack_ms;
@@ -79,7 +91,7 @@ static struct {
 
 static const char *state_name(enum rstate s)
 {
-	return s == RS_ONLINE ? "online" : s == RS_TRANSFER ? "send_bulk" : "wait_bgsave";
+	return s == RS_ONLINE || s == RS_WAIT_ACK ? "online" : s == RS_TRANSFER ? "send_bulk" : "wait_bgsave";
 }
 
 static void random_hex(char *out, size_t n)
@@ -134,7 +146,9 @@ static void feed(const char *p, size_t n)
 	for (struct replica *r = R.list; r; r = r->next) {
 		if (r->over_limit)
 			continue;
-		if (r->state == RS_TRANSFER) {
+		if (r->state == RS_TRANSFER || r->state == RS_WAIT_ACK) {
+			if (r->rdb_only)
+				continue;
 			if (r->hlen + n > REPL_OUTPUT_LIMIT || !hold(r, p, n))
 				drop_replica(r, "output held during the sync is over 256 MB");
 		} else if (r->state == RS_ONLINE) {
@@ -214,6 +228,63 @@ out:
 	free(len);
 }
 
+/* Redis 7.0 propagates an expiry as the absolute time it set (SET ...
+ * PXAT, PEXPIREAT, RESTORE ... ABSTTL): a relative one is re-based on the
+ * replica's clock when it applies it, and the writes held back during a
+ * full sync are applied seconds later, so their keys outlived the
+ * primary's on the replica.  After the command ran, the key itself says
+ * what to send: its absolute expiry, or a DEL when an expiry in the past
+ * removed it.  false: the command goes as it is (no expiry on the key,
+ * e.g. GETEX PERSIST or SET without one). */
+static bool propagate_expiry(client *c, struct command *cmd)
+{
+	const char *n = cmd->name;
+	int vi = !strcmp(n, "set") ? 2 : !strcmp(n, "setex") || !strcmp(n, "psetex") ? 3 : 0;
+	bool expire = !strcmp(n, "expire") || !strcmp(n, "pexpire") || !strcmp(n, "expireat") ||
+		      !strcmp(n, "getex");
+	bool restore = !strcmp(n, "restore");
+	if ((!vi && !expire && !restore) || c->argc <= vi)
+		return false;
+	dent *e = dict_find(g_ks->db, c->argv[1], c->argvlen[1]);
+	if (!e) {
+		char *argv[2] = { "DEL", c->argv[1] };
+		size_t len[2] = { 3, c->argvlen[1] };
+		propagate(2, argv, len);
+		return true;
+	}
+	if (e->expire == -1)
+		return false;
+	char when[24];
+	size_t wl = (size_t)snprintf(when, sizeof(when), "%lld", (long long)e->expire);
+	if (vi || expire) {
+		char *argv[5] = { vi ? "SET" : "PEXPIREAT", c->argv[1], vi ? c->argv[vi] : when, "PXAT", when };
+		size_t len[5] = { vi ? 3 : 9, c->argvlen[1], vi ? c->argvlen[vi] : wl, 4, wl };
+		propagate(vi ? 5 : 3, argv, len);
+		return true;
+	}
+	/* RESTORE key ttl payload [REPLACE] [ABSTTL] ...: ttl becomes absolute */
+	char **argv = calloc((size_t)c->argc + 1, sizeof(char *));
+	size_t *len = calloc((size_t)c->argc + 1, sizeof(size_t));
+	if (!argv || !len) {
+		free(argv);
+		free(len);
+		return false;
+	}
+	int argc = 0;
+	bool abs = false;
+	for (int i = 0; i < c->argc; i++) {
+		abs |= i > 3 && strcasecmp(c->argv[i], "absttl") == 0;
+		argv[argc] = i == 2 ? when : c->argv[i];
+		len[argc++] = i == 2 ? wl : c->argvlen[i];
+	}
+	if (!abs)
+		argv[argc] = "ABSTTL", len[argc++] = 6;
+	propagate(argc, argv, len);
+	free(argv);
+	free(len);
+	return true;
+}
+
 static bool g_applying;
 
 bool repl_applying_primary(void)
@@ -244,7 +315,7 @@ void repl_call(client *c, struct command *cmd)
 		return;
 	if (strcmp(cmd->name, "spop") == 0)
 		propagate_spop(c, olen);
-	else
+	else if (!propagate_expiry(c, cmd))
 		propagate(c->argc, c->argv, c->argvlen);
 	c->repl_woff = R.offset;
 }
@@ -412,7 +483,7 @@ static void start_sync(struct replica *r)
 		return;
 	}
 	R.syncing = r;
-	R.sync_start_ms = mstime();
+	R.sync_start_ms = r->sync_ms = mstime();
 	R.ckpt = true;
 	g_dict_resize_ok = false;
 	r->state = RS_TRANSFER;
@@ -456,13 +527,31 @@ static void sync_finished(int status)
 			     "the checkpoint" : "sending the RDB failed");
 		return;
 	}
-	r->state = RS_ONLINE;
 	r->ack_ms = mstime();
+	if (r->rdb_only) {
+		/* FIN after the RDB; the client is freed when the peer closes */
+		log_msg('*', "RDB transfer to %s completed in %.3f s (rdb-only: no stream, link shut down)",
+			r->c->addr, (mstime() - R.sync_start_ms) / 1e3);
+		r->state = RS_WAIT_ACK;
+		shutdown(r->c->fd, SHUT_WR);
+		return;
+	}
+	r->state = RS_WAIT_ACK;
+	log_msg('*', "RDB transfer to replica %s completed in %.3f s; the stream starts at its first ACK",
+		r->c->addr, (mstime() - R.sync_start_ms) / 1e3);
+}
+
+/* The replica's first REPLCONF ACK after the RDB: it has found the EOF mark
+ * and loaded the RDB, so the held-back stream can follow without being
+ * glued to the mark (see the top of this file). */
+static void stream_start(struct replica *r)
+{
+	r->state = RS_ONLINE;
 	R.last_held = (long long)r->hlen;
 	if (r->hlen)
 		add_reply(r->c, r->held, r->hlen);
 	log_msg('*', "Synchronization with replica %s succeeded in %.3f s (%zu bytes of writes held back)",
-		r->c->addr, (mstime() - R.sync_start_ms) / 1e3, r->hlen);
+		r->c->addr, (mstime() - r->sync_ms) / 1e3, r->hlen);
 	free(r->held);
 	r->held = NULL;
 	r->hlen = r->hcap = 0;
@@ -616,6 +705,8 @@ void cmd_replconf(client *c)
 		if (!strcasecmp(opt, "ack")) {
 			r->ack_off = strtoll(val, NULL, 10);
 			r->ack_ms = mstime();
+			if (r->state == RS_WAIT_ACK && !r->rdb_only)
+				stream_start(r);
 			return; /* never answered */
 		}
 		if (!strcasecmp(opt, "getack")) {
@@ -625,8 +716,10 @@ void cmd_replconf(client *c)
 		}
 		if (!strcasecmp(opt, "listening-port"))
 			r->listening_port = atoi(val);
-		/* capa eof/psync2, ip-address, rdb-only: the sync is always
-		 * streamed with an EOF mark, which redis-cli and replicas read */
+		else if (!strcasecmp(opt, "rdb-only"))
+			r->rdb_only = strcmp(val, "1") == 0;
+		/* capa eof/psync2, ip-address: the sync is always streamed
+		 * with an EOF mark, which redis-cli and replicas read */
 	}
 	add_reply_ok(c);
 }
