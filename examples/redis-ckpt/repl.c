@@ -431,7 +431,7 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	struct ckpt_heap_opts ho;
 	ckpt_heap_opts_init(&ho);
 	ho.name = "redis-ckpt-sync";
-	ho.app_tag = "redis-ckpt/RCKPTKS2"; /* the server's (server.c): images carry it */
+	ho.app_tag = KS_APP_TAG; /* the server's: its images carry it */
 	struct ckpt_restore_opts ro;
 	ckpt_restore_opts_init(&ro);
 	ro.heap = &ho;

@@ -1442,9 +1442,7 @@ static void open_heap(void)
 	ho.flags = g_srv.incremental ? CKPT_HEAP_INCREMENTAL : 0;
 	ho.name = "redis-ckpt";
 	ho.log = ckpt_log_cb;
-	/* the keyspace holds no pointers into the binary, so its layout
-	 * version (KS_MAGIC) is the tag: an image of another layout is refused */
-	ho.app_tag = "redis-ckpt/RCKPTKS2";
+	ho.app_tag = KS_APP_TAG; /* an image of another keyspace layout is refused */
 
 	bool import_rdb = rdb_startup_redirect(g_srv.path, sizeof(g_srv.path));
 	struct stat stbuf;
