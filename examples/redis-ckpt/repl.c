@@ -30,6 +30,13 @@
  * writing after the RDB.
  * Offsets count the bytes of the command stream as Redis does, so that
  * REPLCONF ACK and INFO replication compare with a real primary's.
+ *
+ * Partial resync: from the first replica on, the stream also goes into a
+ * circular backlog (--repl-backlog-size, 1 MiB as Redis).  A replica that
+ * lost its link asks PSYNC <replid> <its offset + 1>; when that byte is
+ * still in the backlog it gets +CONTINUE and the bytes from there, and no
+ * checkpoint is taken.  The backlog outlives the replicas for an hour, as
+ * Redis's repl-backlog-ttl; freeing it changes the replication id.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +58,7 @@
  * replica, as Redis's client-output-buffer-limit replica 256mb. */
 #define REPL_OUTPUT_LIMIT (256ull << 20)
 #define REPL_PING_PERIOD_MS 10000
+#define REPL_BACKLOG_TTL_MS (3600 * 1000LL)
 
 /* RS_WAIT_ACK: the RDB is sent, the stream is held until the replica's
  * first REPLCONF ACK (INFO says online, as Redis does meanwhile). */
@@ -61,6 +69,7 @@ struct replica {
 	enum rstate state;
 	bool psync;             /* PSYNC (gets +FULLRESYNC) rather than SYNC */
 	bool rdb_only;          /* REPLCONF rdb-only 1: the RDB, no stream */
+	bool capa_psync2;       /* +CONTINUE carries the replication id */
 	long long sync_ms;      /* when its sync started */
 	int listening_port;
 	long long ack_off;
@@ -87,6 +96,12 @@ static struct {
 	long long syncs_done, syncs_failed;
 	long long last_held; /* bytes of stream held back during the last sync */
 	struct ckpt_stats last; /* the last sync's checkpoint */
+	long long sync_full, partial_ok, partial_err; /* INFO stats */
+	/* the backlog: the stream's last histlen bytes, offsets
+	 * [offset - histlen + 1, offset], the newest ending before idx */
+	char *bl;
+	size_t bl_size, bl_idx, bl_histlen;
+	long long no_replicas_since; /* ms; for the backlog's TTL */
 } R;
 
 static const char *state_name(enum rstate s)
@@ -138,11 +153,68 @@ static bool hold(struct replica *r, const char *p, size_t n)
 	return true;
 }
 
+static void backlog_free(void)
+{
+	free(R.bl);
+	R.bl = NULL;
+	R.bl_size = R.bl_idx = R.bl_histlen = 0;
+	R.replid[0] = 0; /* a new history: no replica may continue the old one */
+}
+
+static void backlog_create(void)
+{
+	if (R.bl)
+		return;
+	R.bl = malloc(g_srv.repl_backlog_size);
+	if (R.bl)
+		R.bl_size = g_srv.repl_backlog_size;
+	R.bl_idx = R.bl_histlen = 0;
+	R.no_replicas_since = mstime();
+}
+
+static void backlog_add(const char *p, size_t n)
+{
+	if (n > R.bl_size) { /* only the last bl_size bytes can stay */
+		p += n - R.bl_size;
+		n = R.bl_size;
+	}
+	while (n) {
+		size_t k = R.bl_size - R.bl_idx < n ? R.bl_size - R.bl_idx : n;
+		memcpy(R.bl + R.bl_idx, p, k);
+		R.bl_idx = (R.bl_idx + k) % R.bl_size;
+		R.bl_histlen = R.bl_histlen + k > R.bl_size ? R.bl_size : R.bl_histlen + k;
+		p += k;
+		n -= k;
+	}
+}
+
+/* The first offset the backlog can serve (PSYNC's offset is the replica's
+ * own plus one: the first byte it lacks). */
+static long long backlog_first(void)
+{
+	return R.offset - (long long)R.bl_histlen + 1;
+}
+
+/* Queues the stream's bytes from offset @from (backlog_first() .. offset
+ * + 1) to the end for @c. */
+static void backlog_send(client *c, long long from)
+{
+	size_t len = (size_t)(R.offset - from + 1);
+	size_t start = (R.bl_idx + R.bl_size - len) % R.bl_size;
+	size_t k = R.bl_size - start < len ? R.bl_size - start : len;
+	if (k)
+		add_reply(c, R.bl + start, k);
+	if (len > k)
+		add_reply(c, R.bl, len - k);
+}
+
 /* Appends a piece of the replication stream for every replica.  Replicas
  * still waiting for their snapshot get nothing: it will include this. */
 static void feed(const char *p, size_t n)
 {
 	R.offset += (long long)n;
+	if (R.bl)
+		backlog_add(p, n);
 	for (struct replica *r = R.list; r; r = r->next) {
 		if (r->over_limit)
 			continue;
@@ -179,9 +251,10 @@ static void propagate(int argc, char **argv, const size_t *len)
 	free(b);
 }
 
+/* While replicas are attached, or might come back for a partial resync. */
 static bool streaming(void)
 {
-	return R.list != NULL;
+	return R.list != NULL || R.bl != NULL;
 }
 
 void repl_propagate_expired(const char *key, size_t klen)
@@ -404,7 +477,7 @@ void cmd_wait(client *c)
 	*w = (struct waiter){ c, target, n, timeout ? mstime() + timeout : 0, g_waiters };
 	g_waiters = w;
 	c->flags |= CF_BLOCKED;
-	if (streaming()) /* replicas answer with REPLCONF ACK at once */
+	if (R.list) /* replicas answer with REPLCONF ACK at once */
 		feed(GETACK, sizeof(GETACK) - 1);
 }
 
@@ -595,10 +668,14 @@ void repl_cron(void)
 	if (g_waiters)
 		check_waiters();
 	long long now = mstime();
-	if (streaming() && now - R.last_ping_ms >= REPL_PING_PERIOD_MS) {
+	if (R.list && now - R.last_ping_ms >= REPL_PING_PERIOD_MS) {
 		R.last_ping_ms = now;
 		feed("*1\r\n$4\r\nPING\r\n", 14);
 	}
+	if (R.list)
+		R.no_replicas_since = now;
+	else if (R.bl && now - R.no_replicas_since >= REPL_BACKLOG_TTL_MS)
+		backlog_free();
 }
 
 bool repl_ckpt_busy(void)
@@ -627,6 +704,34 @@ void repl_drop_replicas(const char *why)
 	for (struct replica *r = R.list; r; r = r->next)
 		if (!r->over_limit)
 			drop_replica(r, why);
+	/* the backlog's history no longer leads to our dataset */
+	if (R.bl) {
+		backlog_free();
+		backlog_create();
+	}
+}
+
+void repl_sync_stats(long long *full, long long *partial_ok, long long *partial_err)
+{
+	*full = R.sync_full;
+	*partial_ok = R.partial_ok;
+	*partial_err = R.partial_err;
+}
+
+bool repl_client_is_replica(const client *c)
+{
+	return c->repl && c->repl->state != RS_HANDSHAKE;
+}
+
+void repl_backlog_resize(void)
+{
+	if (R.bl && R.bl_size != g_srv.repl_backlog_size) {
+		/* the history is dropped, not the id: offsets before now fall
+		 * back to a full resync */
+		free(R.bl);
+		R.bl = NULL;
+		backlog_create();
+	}
 }
 
 void repl_client_freed(client *c)
@@ -668,6 +773,38 @@ static struct replica *replica_of(client *c)
 	return c->repl;
 }
 
+/* PSYNC <replid> <offset>: +CONTINUE and the backlog from @offset when
+ * this is our history and the byte is still there; false: full resync. */
+static bool partial_resync(struct replica *r, const char *id, const char *offs)
+{
+	long long from;
+	if (!strcmp(id, "?"))
+		return false; /* a new replica: no partial resync was asked */
+	const char *why = NULL;
+	if (strcasecmp(id, replid()) != 0)
+		why = "replication id mismatch";
+	else if (!parse_ll(offs, strlen(offs), &from) || !R.bl || from < backlog_first() || from > R.offset + 1)
+		why = "offset out of the backlog";
+	if (why) {
+		R.partial_err++;
+		log_msg('*', "Partial resynchronization not accepted for %s (%s: asked %s %s, have %s %lld-%lld)",
+			r->c->addr, why, id, offs, replid(), R.bl ? backlog_first() : 0, R.offset);
+		return false;
+	}
+	char line[64];
+	int n = r->capa_psync2 ? snprintf(line, sizeof(line), "+CONTINUE %s\r\n", replid())
+			       : snprintf(line, sizeof(line), "+CONTINUE\r\n");
+	add_reply(r->c, line, (size_t)n);
+	backlog_send(r->c, from);
+	r->state = RS_ONLINE;
+	r->ack_off = from - 1;
+	r->ack_ms = mstime();
+	R.partial_ok++;
+	log_msg('*', "Partial resynchronization request from %s accepted: %lld bytes of backlog from offset %lld",
+		r->c->addr, R.offset - from + 1, from);
+	return true;
+}
+
 void cmd_sync(client *c)
 {
 	if (c->repl && c->repl->state != RS_HANDSHAKE)
@@ -683,11 +820,16 @@ void cmd_sync(client *c)
 		return;
 	}
 	r->psync = strcasecmp(c->argv[0], "psync") == 0;
-	r->state = RS_WAIT_START;
 	r->next = R.list;
 	R.list = r;
 	R.nlinked++;
 	replid();
+	if (!r->rdb_only)
+		backlog_create();
+	if (r->psync && c->argc == 3 && partial_resync(r, c->argv[1], c->argv[2]))
+		return;
+	r->state = RS_WAIT_START;
+	R.sync_full++;
 	log_msg('*', "Replica %s asks for synchronization (%s): full resync", c->addr, r->psync ? "PSYNC" : "SYNC");
 	/* nothing is replied now: the helper sends +FULLRESYNC with the offset
 	 * of the snapshot's instant */
@@ -716,6 +858,8 @@ void cmd_replconf(client *c)
 		}
 		if (!strcasecmp(opt, "listening-port"))
 			r->listening_port = atoi(val);
+		else if (!strcasecmp(opt, "capa") && !strcasecmp(val, "psync2"))
+			r->capa_psync2 = true;
 		else if (!strcasecmp(opt, "rdb-only"))
 			r->rdb_only = strcmp(val, "1") == 0;
 		/* capa eof/psync2, ip-address: the sync is always streamed
@@ -746,11 +890,13 @@ size_t repl_info(char *b, size_t cap)
 	}
 	P("master_failover_state:no-failover\r\nmaster_replid:%s\r\n"
 	  "master_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:%lld\r\n"
-	  "second_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:0\r\n"
-	  "repl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n"
+	  "second_repl_offset:-1\r\nrepl_backlog_active:%d\r\nrepl_backlog_size:%zu\r\n"
+	  "repl_backlog_first_byte_offset:%lld\r\nrepl_backlog_histlen:%zu\r\n"
 	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n"
 	  "ckpt_sync_last_held_bytes:%lld\r\n",
-	  replid(), R.offset, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed, R.last_held);
+	  replid(), R.offset, R.bl != NULL, R.bl ? R.bl_size : g_srv.repl_backlog_size,
+	  R.bl ? backlog_first() : 0, R.bl_histlen, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed,
+	  R.last_held);
 	P("ckpt_sync_pause_us:%llu\r\nckpt_sync_duration_us:%llu\r\nckpt_sync_traps:%llu\r\n"
 	  "ckpt_sync_pool_peak_bytes:%llu\r\nckpt_sync_pool_waits:%llu\r\n\r\n",
 	  (unsigned long long)R.last.pause_ns / 1000, (unsigned long long)R.last.duration_ns / 1000,

@@ -1323,7 +1323,8 @@ static void parse_options(int argc, char **argv)
 			       "                  [--save \"SECONDS CHANGES ...\"] [--heap-size SIZE]\n"
 			       "                  [--snapshot-mode thread|sigbus|fork] [--incremental yes|no]\n"
 			       "                  [--maxclients N] [--logfile PATH] [--requirepass PASS]\n"
-			       "                  [--protected-mode yes|no] [--restore lazy|eager]\n");
+			       "                  [--protected-mode yes|no] [--restore lazy|eager]\n"
+			       "                  [--repl-backlog-size SIZE]\n");
 			exit(0);
 		}
 		if (!strcmp(opt, "--version") || !strcmp(opt, "-v")) {
@@ -1381,6 +1382,11 @@ static void parse_options(int argc, char **argv)
 			if (strcmp(val, "lazy") && strcmp(val, "eager"))
 				usage_error("invalid --restore '%s' (lazy or eager)", val);
 			g_srv.restore_eager = !strcmp(val, "eager");
+		} else if (!strcmp(name, "repl-backlog-size")) {
+			if (!parse_size(val, &g_srv.repl_backlog_size) || g_srv.repl_backlog_size < 1)
+				usage_error("invalid --repl-backlog-size '%s' (e.g. 1mb)", val);
+			if (g_srv.repl_backlog_size < 16384) /* Redis's minimum */
+				g_srv.repl_backlog_size = 16384;
 		} else if (!strcmp(name, "protected-mode")) {
 			if (!yesno(val, &g_srv.protected_mode))
 				usage_error("invalid --protected-mode '%s' (yes or no)", val);
@@ -1604,6 +1610,7 @@ int main(int argc, char **argv)
 	g_srv.incremental = false;
 	g_srv.maxclients = 10000;
 	g_srv.protected_mode = true;
+	g_srv.repl_backlog_size = 1 << 20; /* Redis's default */
 	parse_options(argc, argv);
 
 	if (g_srv.logfile[0]) {

@@ -193,6 +193,7 @@ struct server {
 	char logfile[1024];
 	char requirepass[256];
 	bool protected_mode;
+	size_t repl_backlog_size; /* repl.c's backlog for partial resyncs */
 
 	int lfd, epfd;
 	client *clients;

@@ -90,6 +90,12 @@ SCRIPT = [
     ["CONFIG", "GET", "appendonly"], ["CONFIG", "SET", "appendonly", "no"], ["CONFIG", "SET", "save", ""],
     ["CONFIG", "GET", "save"], ["CONFIG", "SET", "save", "100 10"], ["CONFIG", "GET", "save"],
     ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", "myname"], ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", "bad name"],
+    ["CLIENT", "KILL", "1.2.3.4:5"], ["CLIENT", "KILL", "TYPE", "foo"], ["CLIENT", "KILL", "ID", "abc"],
+    ["CLIENT", "KILL", "ID", "0"], ["CLIENT", "KILL", "TYPE", "pubsub"], ["CLIENT", "KILL", "TYPE", "replica"],
+    ["CLIENT", "KILL", "TYPE", "slave"], ["CLIENT", "KILL", "TYPE", "master"], ["CLIENT", "KILL", "TYPE", "normal"],
+    ["CLIENT", "KILL", "ADDR", "1.2.3.4:5"], ["CLIENT", "KILL", "TYPE"], ["CLIENT", "KILL", "SKIPME", "maybe"],
+    ["CLIENT", "KILL", "ID", "99999", "SKIPME", "no"], ["CONFIG", "SET", "repl-backlog-size", "1000"],
+    ["CONFIG", "SET", "repl-backlog-size", "2097152"], ["CONFIG", "GET", "repl-backlog-size"],
     ["NOSUCHCOMMAND", "a", "b"], ["nosuchcommand"], ["get", "s4"], ["GeT", "s4"], ["AUTH", "x"],
     ["COMMAND", "INFO", "nosuch"],
     # transactions
