@@ -685,6 +685,7 @@ bool repl_ckpt_busy(void)
 
 void repl_stop_sync(void)
 {
+	replica_stop_sync();
 	if (R.child > 0) {
 		kill(R.child, SIGKILL);
 		waitpid(R.child, NULL, 0);

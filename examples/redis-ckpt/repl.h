@@ -48,6 +48,8 @@ bool repl_is_replica(void);
  * still exist for it (the primary decides when they expire) */
 bool repl_applying_primary(void);
 void replica_cron(void);
+/* Shutdown: a sync from our primary in progress is dropped (its file too). */
+void replica_stop_sync(void);
 void replica_link_freed(client *c);
 /* the primary's client is about to run its parsed command: offset */
 void replica_count(client *c);
