@@ -3711,6 +3711,7 @@ static void cmd_config(client *c)
 			{ "protected-mode", g_srv.protected_mode ? "yes" : "no" },
 			{ "proto-max-bulk-len", "536870912" },
 			{ "repl-backlog-size", backlog },
+			{ "rdbcompression", g_srv.rdb_compression ? "yes" : "no" },
 		};
 		size_t np = sizeof(params) / sizeof(params[0]);
 		bool hit[sizeof(params) / sizeof(params[0])] = { 0 };
@@ -3733,6 +3734,14 @@ static void cmd_config(client *c)
 				add_reply_errorf(c, "ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters");
 				return;
 			}
+			add_reply_ok(c);
+		} else if (argis(c, 2, "rdbcompression")) {
+			if (!argis(c, 3, "yes") && !argis(c, 3, "no")) {
+				add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'rdbcompression') - "
+						   "argument must be 'yes' or 'no'");
+				return;
+			}
+			g_srv.rdb_compression = argis(c, 3, "yes");
 			add_reply_ok(c);
 		} else if (argis(c, 2, "repl-backlog-size")) {
 			long long v;

@@ -1324,7 +1324,7 @@ static void parse_options(int argc, char **argv)
 			       "                  [--snapshot-mode thread|sigbus|fork] [--incremental yes|no]\n"
 			       "                  [--maxclients N] [--logfile PATH] [--requirepass PASS]\n"
 			       "                  [--protected-mode yes|no] [--restore lazy|eager]\n"
-			       "                  [--repl-backlog-size SIZE]\n");
+			       "                  [--repl-backlog-size SIZE] [--rdbcompression yes|no]\n");
 			exit(0);
 		}
 		if (!strcmp(opt, "--version") || !strcmp(opt, "-v")) {
@@ -1382,6 +1382,9 @@ static void parse_options(int argc, char **argv)
 			if (strcmp(val, "lazy") && strcmp(val, "eager"))
 				usage_error("invalid --restore '%s' (lazy or eager)", val);
 			g_srv.restore_eager = !strcmp(val, "eager");
+		} else if (!strcmp(name, "rdbcompression")) {
+			if (!yesno(val, &g_srv.rdb_compression))
+				usage_error("invalid --rdbcompression '%s' (yes or no)", val);
 		} else if (!strcmp(name, "repl-backlog-size")) {
 			if (!parse_size(val, &g_srv.repl_backlog_size) || g_srv.repl_backlog_size < 1)
 				usage_error("invalid --repl-backlog-size '%s' (e.g. 1mb)", val);
@@ -1611,6 +1614,7 @@ int main(int argc, char **argv)
 	g_srv.maxclients = 10000;
 	g_srv.protected_mode = true;
 	g_srv.repl_backlog_size = 1 << 20; /* Redis's default */
+	g_srv.rdb_compression = true;
 	parse_options(argc, argv);
 
 	if (g_srv.logfile[0]) {

@@ -96,6 +96,8 @@ SCRIPT = [
     ["CLIENT", "KILL", "ADDR", "1.2.3.4:5"], ["CLIENT", "KILL", "TYPE"], ["CLIENT", "KILL", "SKIPME", "maybe"],
     ["CLIENT", "KILL", "ID", "99999", "SKIPME", "no"], ["CONFIG", "SET", "repl-backlog-size", "1000"],
     ["CONFIG", "SET", "repl-backlog-size", "2097152"], ["CONFIG", "GET", "repl-backlog-size"],
+    ["CONFIG", "SET", "rdbcompression", "maybe"], ["CONFIG", "SET", "rdbcompression", "no"],
+    ["CONFIG", "GET", "rdbcompression"], ["CONFIG", "SET", "rdbcompression", "yes"],
     ["NOSUCHCOMMAND", "a", "b"], ["nosuchcommand"], ["get", "s4"], ["GeT", "s4"], ["AUTH", "x"],
     ["COMMAND", "INFO", "nosuch"],
     # transactions

@@ -63,7 +63,16 @@ def main():
     loaded = Server(kind="redis", args=["--dbfilename", "backup.rdb"], dir=d)
     n = same(primary, loaded, "redis-cli --rdb loaded into redis-server")
     loaded.stop()
-    print("ok: redis-cli --rdb: %d keys, redis-check-rdb OK, redis-server loads the same keys" % n)
+    r("CONFIG", "SET", "rdbcompression", "no")
+    plain = os.path.join(d, "plain.rdb")
+    p = subprocess.run(["redis-cli", "-p", str(primary.port), "--rdb", plain], capture_output=True, timeout=120)
+    r("CONFIG", "SET", "rdbcompression", "yes")
+    check(p.returncode == 0, "redis-cli --rdb (rdbcompression no) failed: %s %s" % (p.stdout, p.stderr))
+    sizes = os.path.getsize(out), os.path.getsize(plain)
+    check(sizes[0] + 10000 < sizes[1], "RDB with LZF %d bytes, without %d: the LZF strings (s:lzf, l:lzf: "
+          "~10 KB of repeats) should make the difference" % sizes)
+    print("ok: redis-cli --rdb: %d keys, redis-check-rdb OK, redis-server loads the same keys; LZF: %d bytes "
+          "against %d plain" % (n, sizes[0], sizes[1]))
 
     # a real replica: full sync
     rep1 = Server(kind="redis", args=["--replicaof", "127.0.0.1", str(primary.port)])
