@@ -6,10 +6,13 @@
  * while the server goes on.  Redis forks; redis-ckpt's heap is
  * MADV_DONTFORK, and forking a big heap is what libckpt avoids anyway.
  * Instead:
- *   1. ckpt_begin() to a temporary image in --dir, as a BGSAVE does: the
- *      instant it returns is the sync's point in time, and the replication
- *      offset is read in the same event-loop step, so no command falls
- *      between the two; the server pays what it pays for a BGSAVE;
+ *   1. a checkpoint to a temporary image in --dir, prepared and cut as a
+ *      BGSAVE is (ckpt_prepare(), then ckpt_cut() from the cron once
+ *      libckpt says few pages are left to protect): the cut is the sync's
+ *      point in time, and the replication offset is read in the same
+ *      event-loop step, so no command falls between the two; the server
+ *      pays what it pays for a BGSAVE (ckpt_begin() protected the whole
+ *      heap in its pause: 58 ms at 3M keys under load);
  *   2. once the image is complete, fork() a helper: cheap, the heap is not
  *      in the child, whose address range is therefore free;
  *   3. the helper ckpt_restore()s the image at the heap's own address,
@@ -91,6 +94,7 @@ static struct {
 	char tmp[1500];          /* the sync's image, removed by the helper */
 	long long sync_off;      /* the offset of the sync's instant */
 	bool ckpt;
+	bool preparing;          /* the sync's checkpoint is prepared, not cut */
 	long long sync_start_ms;
 	long long last_ping_ms;
 	long long syncs_done, syncs_failed;
@@ -534,10 +538,10 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	_exit(0);
 }
 
-/* The sync's point in time: a checkpoint to a temporary image, exactly as
- * a BGSAVE.  (A pipe into the helper was tried first: it ties the
- * checkpoint's length, during which the server's writes trap, to how fast
- * the helper reads; a file does not.) */
+/* The sync's checkpoint to a temporary image, prepared as a BGSAVE's;
+ * repl_cron() cuts it.  (A pipe into the helper was tried first: it ties
+ * the checkpoint's length, during which the server's writes trap, to how
+ * fast the helper reads; a file does not.) */
 static void start_sync(struct replica *r)
 {
 	snprintf(R.tmp, sizeof(R.tmp), "%s/temp-sync-%d.ckpt", g_srv.dir, (int)getpid());
@@ -546,10 +550,7 @@ static void start_sync(struct replica *r)
 	ckpt_begin_opts_init(&bo);
 	bo.flags = CKPT_BEGIN_FULL | CKPT_BEGIN_NO_FSYNC;
 	replid();
-	/* single-threaded: between two commands, and R.offset is the offset
-	 * of this very instant */
-	R.sync_off = R.offset;
-	int rc = ckpt_begin(g_heap, &dest, &bo);
+	int rc = ckpt_prepare(g_heap, &dest, &bo, NULL);
 	if (rc < 0) {
 		log_msg('#', "Can't start the checkpoint for replica %s: %s", r->c->addr, ckpt_strerror(rc));
 		drop_replica(r, "no checkpoint");
@@ -557,13 +558,46 @@ static void start_sync(struct replica *r)
 	}
 	R.syncing = r;
 	R.sync_start_ms = r->sync_ms = mstime();
-	R.ckpt = true;
+	R.ckpt = R.preparing = true;
 	g_dict_resize_ok = false;
-	r->state = RS_TRANSFER;
+	log_msg('*', "Starting full sync for replica %s: preparing the checkpoint", r->c->addr);
+}
+
+/* The sync's instant.  Writes until now are in the image; from now on
+ * they are held back for the replica.  Single-threaded: between two
+ * commands, and R.offset is the offset of this very instant. */
+static void sync_cut(void)
+{
+	R.preparing = false;
+	R.sync_off = R.offset;
+	int rc = ckpt_cut(g_heap);
+	if (rc < 0) { /* the checkpoint has failed: repl_cron's ckpt_wait() says so */
+		log_msg('#', "The sync's checkpoint cut failed: %s", ckpt_strerror(rc));
+		return;
+	}
+	if (R.syncing)
+		R.syncing->state = RS_TRANSFER;
 	struct ckpt_stats st = { .struct_size = sizeof(st) };
 	ckpt_stats(g_heap, &st);
-	log_msg('*', "Starting full sync for replica %s at offset %lld: checkpoint (pause %.3f ms)", r->c->addr,
-		R.sync_off, st.pause_ns / 1e6);
+	log_msg('*', "Full sync at offset %lld: checkpoint cut (pause %.3f ms, prepared in %.1f ms)", R.sync_off,
+		st.pause_ns / 1e6, (mstime() - R.sync_start_ms) * 1.0);
+}
+
+/* The prepared checkpoint: cut it when libckpt says it is ready, or after
+ * 10 s of preparation whatever is left (a write rate the passes cannot
+ * outrun); dropped if its replica went away meanwhile. */
+static void sync_prepare_step(void)
+{
+	if (!R.syncing) {
+		ckpt_cancel(g_heap);
+		R.preparing = false; /* ckpt_wait() below reports the cancel */
+		return;
+	}
+	int rd = ckpt_ready(g_heap);
+	if (rd == 1 || (rd == 0 && mstime() - R.sync_start_ms > 10000))
+		sync_cut();
+	else if (rd < 0)
+		R.preparing = false; /* the preparation failed: ckpt_wait() says why */
 }
 
 /* The checkpoint is complete: a helper restores and sends it. */
@@ -633,7 +667,9 @@ static void stream_start(struct replica *r)
 void repl_cron(void)
 {
 	replica_cron();
-	if (R.ckpt && ckpt_poll(g_heap, NULL, NULL) != 1) {
+	if (R.ckpt && R.preparing)
+		sync_prepare_step();
+	if (R.ckpt && !R.preparing && ckpt_poll(g_heap, NULL, NULL) != 1) {
 		int rc = ckpt_wait(g_heap);
 		R.last.struct_size = sizeof(R.last);
 		ckpt_stats(g_heap, &R.last);
@@ -694,7 +730,7 @@ void repl_stop_sync(void)
 	if (R.ckpt) {
 		ckpt_cancel(g_heap);
 		ckpt_wait(g_heap);
-		R.ckpt = false;
+		R.ckpt = R.preparing = false;
 	}
 	if (R.tmp[0])
 		unlink(R.tmp);
