@@ -113,7 +113,7 @@ run() {
 	printf '  BGSAVE window p50 %7s us  p99 %8s us  max %9s us   (%s)\n' \
 		"$(field p50_us "$W/$name/bgsave")" "$(field p99_us "$W/$name/bgsave")" "$(field max_us "$W/$name/bgsave")" \
 		"$(sed -n 's/.*snapshot .*duration_ms=\([0-9.]*\).*/BGSAVE \1 ms/p' "$W/$name/bgsave")"
-	grep -E "Starting full sync|RDB transfer|succeeded|fork|Background" "$W/$name/log" | head -4 | sed 's/^/    /'
+	grep -E "Starting full sync|checkpoint cut|RDB transfer|succeeded|fork|Background" "$W/$name/log" | head -5 | sed 's/^/    /'
 	# redis-ckpt: the sync's checkpoint as libckpt saw it (pause, traps, pool)
 	redis-cli -p "$port" info replication 2>/dev/null | tr -d '\r' | grep -E '^ckpt_sync_[a-z_]+:' |
 		tr '\n' ' ' | sed 's/^./    &/'
