@@ -113,6 +113,10 @@ run() {
 	printf '  BGSAVE window p50 %7s us  p99 %8s us  max %9s us   (%s)\n' \
 		"$(field p50_us "$W/$name/bgsave")" "$(field p99_us "$W/$name/bgsave")" "$(field max_us "$W/$name/bgsave")" \
 		"$(sed -n 's/.*snapshot .*duration_ms=\([0-9.]*\).*/BGSAVE \1 ms/p' "$W/$name/bgsave")"
+	# where in the sync the slow requests were: the worst per 5 s from its start
+	printf '  worst request per 5 s from the sync start (ms):'
+	awk -v a=$((t0 - tl)) '!/^#/ && $1 + 50 > a { k = int(($1 - a) / 5000); if ($5 > m[k]) m[k] = $5; if (k > n) n = k }
+		END { for (i = 0; i <= n; i++) printf " %d", m[i] / 1000; print "" }' "$W/$name/trace"
 	grep -E "Starting full sync|checkpoint cut|RDB transfer|succeeded|fork|Background" "$W/$name/log" | head -5 | sed 's/^/    /'
 	# redis-ckpt: the sync's checkpoint as libckpt saw it (pause, traps, pool)
 	redis-cli -p "$port" info replication 2>/dev/null | tr -d '\r' | grep -E '^ckpt_sync_[a-z_]+:' |
