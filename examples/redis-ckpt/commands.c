@@ -3687,6 +3687,44 @@ static void save_string(char *buf, size_t n)
 					g_srv.save[i].changes);
 }
 
+/* CONFIG SET: the parameters redis-ckpt can change at run time. */
+static void config_set(client *c)
+{
+	if (argis(c, 2, "save")) {
+		if (!parse_save_param(ARG(3))) {
+			add_reply_errorf(c, "ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters");
+			return;
+		}
+		add_reply_ok(c);
+	} else if (argis(c, 2, "rdbcompression")) {
+		if (!argis(c, 3, "yes") && !argis(c, 3, "no")) {
+			add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'rdbcompression') - "
+					   "argument must be 'yes' or 'no'");
+			return;
+		}
+		g_srv.rdb_compression = argis(c, 3, "yes");
+		add_reply_ok(c);
+	} else if (argis(c, 2, "repl-backlog-size")) {
+		long long v;
+		if (!parse_ll(ARG(3), ALEN(3), &v) || v < 1) {
+			add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'repl-backlog-size') - "
+					   "argument must be a memory value");
+			return;
+		}
+		g_srv.repl_backlog_size = v < 16384 ? 16384 : (size_t)v; /* Redis's minimum */
+		repl_backlog_resize();
+		add_reply_ok(c);
+	} else if (argis(c, 2, "appendonly")) {
+		if (argis(c, 3, "no"))
+			add_reply_ok(c);
+		else
+			add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'appendonly') - "
+					   "redis-ckpt persists by checkpoints only");
+	} else {
+		add_reply_errorf(c, "ERR Unknown option or number of arguments for CONFIG SET - '%.128s'", ARG(2));
+	}
+}
+
 static void cmd_config(client *c)
 {
 	if (argis(c, 1, "get") && c->argc >= 3) {
@@ -3729,39 +3767,7 @@ static void cmd_config(client *c)
 				add_reply_bulk_cstr(c, params[p][1]);
 			}
 	} else if (argis(c, 1, "set") && c->argc == 4) {
-		if (argis(c, 2, "save")) {
-			if (!parse_save_param(ARG(3))) {
-				add_reply_errorf(c, "ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters");
-				return;
-			}
-			add_reply_ok(c);
-		} else if (argis(c, 2, "rdbcompression")) {
-			if (!argis(c, 3, "yes") && !argis(c, 3, "no")) {
-				add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'rdbcompression') - "
-						   "argument must be 'yes' or 'no'");
-				return;
-			}
-			g_srv.rdb_compression = argis(c, 3, "yes");
-			add_reply_ok(c);
-		} else if (argis(c, 2, "repl-backlog-size")) {
-			long long v;
-			if (!parse_ll(ARG(3), ALEN(3), &v) || v < 1) {
-				add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'repl-backlog-size') - "
-						   "argument must be a memory value");
-				return;
-			}
-			g_srv.repl_backlog_size = v < 16384 ? 16384 : (size_t)v; /* Redis's minimum */
-			repl_backlog_resize();
-			add_reply_ok(c);
-		} else if (argis(c, 2, "appendonly")) {
-			if (argis(c, 3, "no"))
-				add_reply_ok(c);
-			else
-				add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'appendonly') - "
-						   "redis-ckpt persists by checkpoints only");
-		} else {
-			add_reply_errorf(c, "ERR Unknown option or number of arguments for CONFIG SET - '%.128s'", ARG(2));
-		}
+		config_set(c);
 	} else if (argis(c, 1, "resetstat") && c->argc == 2) {
 		g_srv.stat_commands = g_srv.stat_conns = g_srv.stat_rejected = g_srv.stat_expired = 0;
 		g_srv.stat_keyspace_hits = g_srv.stat_keyspace_misses = 0;
