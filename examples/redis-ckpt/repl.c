@@ -677,9 +677,10 @@ void repl_cron(void)
 		if (!g_srv.ckpt_running)
 			g_dict_resize_ok = true;
 		if (rc) {
-			log_msg('#', "The sync's checkpoint failed: %s", ckpt_strerror(rc));
+			log_msg('#', "The sync's checkpoint %s: %s", rc == CKPT_E_CANCELED ? "was dropped" : "failed",
+				rc == CKPT_E_CANCELED ? "its replica went away" : ckpt_strerror(rc));
 			unlink(R.tmp);
-			R.syncs_failed++;
+			R.syncs_failed += rc != CKPT_E_CANCELED;
 			if (R.syncing)
 				drop_replica(R.syncing, "no checkpoint");
 			R.syncing = NULL;
