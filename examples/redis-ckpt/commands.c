@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -790,7 +791,9 @@ static void cmd_getex(client *c)
 		add_reply_nil(c);
 		return;
 	}
-	bool gone = when >= 0 && when <= g_now_ms; /* EXAT/PXAT in the past deletes, as in Redis */
+	/* EXAT/PXAT in the past deletes, as in Redis; a replica applying its
+	 * primary's stream keeps the key until the primary's DEL */
+	bool gone = when >= 0 && when <= g_now_ms && !repl_applying_primary();
 	if (when >= 0 && !gone && !set_expire(e, when)) {
 		add_reply_oom(c);
 		return;
@@ -1045,7 +1048,7 @@ static void expire_generic(client *c, long long base, bool seconds, const char *
 		add_reply_int(c, 0);
 		return;
 	}
-	if (when <= g_now_ms) {
+	if (when <= g_now_ms && !repl_applying_primary()) { /* a replica waits for the DEL */
 		delete_entry(e);
 	} else if (!set_expire(e, when)) {
 		add_reply_oom(c);
@@ -3563,6 +3566,79 @@ static bool valid_client_name(client *c, const char *p, size_t len)
 	return true;
 }
 
+/* CLIENT KILL: the victim's socket is shut down and the event loop frees
+ * it on the hang-up, as for any peer that went away; the caller itself is
+ * closed after its reply. */
+static void kill_client(client *c, client *o)
+{
+	if (o == c)
+		c->flags |= CF_CLOSE_AFTER_REPLY;
+	else
+		shutdown(o->fd, SHUT_RDWR);
+}
+
+static bool client_kill_match(client *o, long long id, const char *type, const char *addr)
+{
+	if (id >= 0 && (long long)o->id != id)
+		return false;
+	if (addr && strcmp(o->addr, addr) != 0)
+		return false;
+	if (!type)
+		return true;
+	const char *t = (o->flags & CF_MASTER) ? "master" : repl_client_is_replica(o) ? "replica" : "normal";
+	return !strcasecmp(type, t) || (!strcasecmp(type, "slave") && !strcmp(t, "replica"));
+}
+
+static void cmd_client_kill(client *c)
+{
+	if (c->argc == 3) { /* the old form: CLIENT KILL addr:port */
+		for (client *o = g_srv.clients; o; o = o->next)
+			if (!(o->flags & CF_CLOSE_ASAP) && !strcmp(o->addr, ARG(2))) {
+				add_reply_ok(c);
+				kill_client(c, o);
+				return;
+			}
+		add_reply_error(c, "ERR No such client");
+		return;
+	}
+	long long id = -1;
+	const char *type = NULL, *addr = NULL;
+	bool skipme = true;
+	for (int i = 2; i < c->argc; i += 2) {
+		if (i + 1 >= c->argc) {
+			add_reply_error(c, SYNTAX);
+			return;
+		}
+		if (argis(c, i, "id")) {
+			if (!parse_ll(ARG(i + 1), ALEN(i + 1), &id) || id <= 0) {
+				add_reply_error(c, "ERR client-id should be greater than 0");
+				return;
+			}
+		} else if (argis(c, i, "type")) {
+			type = ARG(i + 1);
+			if (strcasecmp(type, "normal") && strcasecmp(type, "master") && strcasecmp(type, "replica") &&
+			    strcasecmp(type, "slave") && strcasecmp(type, "pubsub")) {
+				add_reply_errorf(c, "ERR Unknown client type '%.64s'", type);
+				return;
+			}
+		} else if (argis(c, i, "addr")) {
+			addr = ARG(i + 1);
+		} else if (argis(c, i, "skipme") && (argis(c, i + 1, "yes") || argis(c, i + 1, "no"))) {
+			skipme = argis(c, i + 1, "yes");
+		} else {
+			add_reply_error(c, SYNTAX);
+			return;
+		}
+	}
+	long long n = 0;
+	for (client *o = g_srv.clients; o; o = o->next)
+		if (!(o->flags & CF_CLOSE_ASAP) && !(skipme && o == c) && client_kill_match(o, id, type, addr)) {
+			kill_client(c, o);
+			n++;
+		}
+	add_reply_int(c, n);
+}
+
 static void cmd_client(client *c)
 {
 	if (argis(c, 1, "setname") && c->argc == 3) {
@@ -3575,6 +3651,8 @@ static void cmd_client(client *c)
 		add_reply_bulk_cstr(c, c->name);
 	} else if (argis(c, 1, "id") && c->argc == 2) {
 		add_reply_int(c, (long long)c->id);
+	} else if (argis(c, 1, "kill") && c->argc >= 3) {
+		cmd_client_kill(c);
 	} else if (argis(c, 1, "list") && c->argc == 2) {
 		size_t cap = 256 * (size_t)(g_srv.nclients + 1), off = 0;
 		char *buf = malloc(cap);
@@ -3609,14 +3687,53 @@ static void save_string(char *buf, size_t n)
 					g_srv.save[i].changes);
 }
 
+/* CONFIG SET: the parameters redis-ckpt can change at run time. */
+static void config_set(client *c)
+{
+	if (argis(c, 2, "save")) {
+		if (!parse_save_param(ARG(3))) {
+			add_reply_errorf(c, "ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters");
+			return;
+		}
+		add_reply_ok(c);
+	} else if (argis(c, 2, "rdbcompression")) {
+		if (!argis(c, 3, "yes") && !argis(c, 3, "no")) {
+			add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'rdbcompression') - "
+					   "argument must be 'yes' or 'no'");
+			return;
+		}
+		g_srv.rdb_compression = argis(c, 3, "yes");
+		add_reply_ok(c);
+	} else if (argis(c, 2, "repl-backlog-size")) {
+		long long v;
+		if (!parse_ll(ARG(3), ALEN(3), &v) || v < 1) {
+			add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'repl-backlog-size') - "
+					   "argument must be a memory value");
+			return;
+		}
+		g_srv.repl_backlog_size = v < 16384 ? 16384 : (size_t)v; /* Redis's minimum */
+		repl_backlog_resize();
+		add_reply_ok(c);
+	} else if (argis(c, 2, "appendonly")) {
+		if (argis(c, 3, "no"))
+			add_reply_ok(c);
+		else
+			add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'appendonly') - "
+					   "redis-ckpt persists by checkpoints only");
+	} else {
+		add_reply_errorf(c, "ERR Unknown option or number of arguments for CONFIG SET - '%.128s'", ARG(2));
+	}
+}
+
 static void cmd_config(client *c)
 {
 	if (argis(c, 1, "get") && c->argc >= 3) {
-		char save[256], port[16], maxc[16], maxmem[32];
+		char save[256], port[16], maxc[16], maxmem[32], backlog[32];
 		save_string(save, sizeof(save));
 		snprintf(port, sizeof(port), "%d", g_srv.port);
 		snprintf(maxc, sizeof(maxc), "%d", g_srv.maxclients);
 		snprintf(maxmem, sizeof(maxmem), "%zu", g_srv.heap_size);
+		snprintf(backlog, sizeof(backlog), "%zu", g_srv.repl_backlog_size);
 		const char *params[][2] = {
 			{ "save", save },
 			{ "appendonly", "no" },
@@ -3631,6 +3748,8 @@ static void cmd_config(client *c)
 			{ "incremental", g_srv.incremental ? "yes" : "no" },
 			{ "protected-mode", g_srv.protected_mode ? "yes" : "no" },
 			{ "proto-max-bulk-len", "536870912" },
+			{ "repl-backlog-size", backlog },
+			{ "rdbcompression", g_srv.rdb_compression ? "yes" : "no" },
 		};
 		size_t np = sizeof(params) / sizeof(params[0]);
 		bool hit[sizeof(params) / sizeof(params[0])] = { 0 };
@@ -3648,21 +3767,7 @@ static void cmd_config(client *c)
 				add_reply_bulk_cstr(c, params[p][1]);
 			}
 	} else if (argis(c, 1, "set") && c->argc == 4) {
-		if (argis(c, 2, "save")) {
-			if (!parse_save_param(ARG(3))) {
-				add_reply_errorf(c, "ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters");
-				return;
-			}
-			add_reply_ok(c);
-		} else if (argis(c, 2, "appendonly")) {
-			if (argis(c, 3, "no"))
-				add_reply_ok(c);
-			else
-				add_reply_error(c, "ERR CONFIG SET failed (possibly related to argument 'appendonly') - "
-						   "redis-ckpt persists by checkpoints only");
-		} else {
-			add_reply_errorf(c, "ERR Unknown option or number of arguments for CONFIG SET - '%.128s'", ARG(2));
-		}
+		config_set(c);
 	} else if (argis(c, 1, "resetstat") && c->argc == 2) {
 		g_srv.stat_commands = g_srv.stat_conns = g_srv.stat_rejected = g_srv.stat_expired = 0;
 		g_srv.stat_keyspace_hits = g_srv.stat_keyspace_misses = 0;
@@ -3823,11 +3928,15 @@ char *info_text(const char *section)
 		  g_srv.restore_eager ? "eager" : "lazy", (unsigned long long)wres, (unsigned long long)wtot,
 		  wrc < 0 ? ckpt_err_name(wrc) : wres < wtot ? "warming" : "resident");
 	}
-	if (SEC("stats"))
+	if (SEC("stats")) {
+		long long full, pok, perr;
+		repl_sync_stats(&full, &pok, &perr);
 		P("# Stats\r\ntotal_connections_received:%lld\r\ntotal_commands_processed:%lld\r\n"
-		  "rejected_connections:%lld\r\nexpired_keys:%lld\r\nkeyspace_hits:%lld\r\nkeyspace_misses:%lld\r\n\r\n",
-		  g_srv.stat_conns, g_srv.stat_commands, g_srv.stat_rejected, g_srv.stat_expired,
+		  "rejected_connections:%lld\r\nsync_full:%lld\r\nsync_partial_ok:%lld\r\nsync_partial_err:%lld\r\n"
+		  "expired_keys:%lld\r\nkeyspace_hits:%lld\r\nkeyspace_misses:%lld\r\n\r\n",
+		  g_srv.stat_conns, g_srv.stat_commands, g_srv.stat_rejected, full, pok, perr, g_srv.stat_expired,
 		  g_srv.stat_keyspace_hits, g_srv.stat_keyspace_misses);
+	}
 	if (SEC("replication"))
 		off += repl_info(b + off, cap - off);
 	if (SEC("keyspace")) {

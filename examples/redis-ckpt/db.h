@@ -145,6 +145,11 @@ zsknode *zset_by_rank(zset *z, uint64_t rank);
 
 /* ------------------------------------------------------------ keyspace */
 #define KS_MAGIC 0x52434b50544b5332ull /* "RCKPTKS2" */
+/* The libckpt app tag of every image of this keyspace (the server's heap,
+ * and the sync helper's restore of it: a mismatch is CKPT_E_APPTAG).  The
+ * keyspace holds no pointers into the binary, so its layout version is the
+ * tag: change it with KS_MAGIC. */
+#define KS_APP_TAG "redis-ckpt/RCKPTKS2"
 
 typedef struct keyspace {
 	uint64_t magic;

@@ -5,7 +5,10 @@
  * Only the plain encodings are written (a string per element: RDB_TYPE_LIST,
  * SET, HASH, ZSET_2): every Redis since 2.x loads them and converts to its
  * compact encodings itself, so the writer needs no listpack/ziplist/intset
- * code.  It reads the keyspace and never writes to it, which is what lets a
+ * code.  Strings longer than 20 bytes are LZF-compressed when that saves at
+ * least 4 bytes and rdbcompression is on, as Redis does (its RDBs and DUMP
+ * payloads are LZF too; the compressor here is written from the format,
+ * so its bytes need not equal liblzf's, only decode to the same string).  It reads the keyspace and never writes to it, which is what lets a
  * helper process serialise a restored checkpoint (repl.c).
  */
 #include <errno.h>
@@ -57,7 +60,13 @@ struct rdbw {
 	char *mem;
 	size_t mlen, mcap;
 	size_t len;
+	unsigned char *cbuf; /* LZF output, grown as needed */
+	size_t ccap;
 	unsigned char buf[1 << 16];
+	/* LZF's hash of 3-byte sequences: positions in the string being
+	 * compressed, or stale ones from earlier strings, which are only
+	 * candidates (the bytes are compared), so it is never cleared */
+	uint32_t htab[1 << 14];
 };
 
 int rdb_write_all(int fd, const void *buf, size_t n)
@@ -172,9 +181,92 @@ static bool w_try_int(struct rdbw *w, const char *p, size_t n)
 	return true;
 }
 
+/* LZF (liblzf's format, which Redis's lzf_decompress reads): a control
+ * byte below 32 starts a run of ctrl + 1 literals; otherwise its top 3
+ * bits are a back reference's length - 2 (7: one more byte adds to it)
+ * and its low 5 bits with the next byte the distance - 1 (< 8192).  Each
+ * run's control byte is reserved before its literals and filled when the
+ * run ends.  @return the compressed size, or 0 when it would not fit in
+ * @cap (the caller then writes the string plainly). */
+static size_t lzf_compress(const unsigned char *in, size_t n, unsigned char *out, size_t cap, uint32_t *htab)
+{
+	enum { HLOG = 14, MAX_LIT = 32, MAX_OFF = 8192, MAX_REF = 264 };
+	size_t ip = 0, op = 1, lit = 0;
+	while (ip < n) {
+		size_t ref = 0, len = 0;
+		if (ip + 2 < n) {
+			uint32_t v = (uint32_t)in[ip] << 16 | (uint32_t)in[ip + 1] << 8 | in[ip + 2];
+			uint32_t h = (v * 2654435761u) >> (32 - HLOG);
+			ref = htab[h];
+			htab[h] = (uint32_t)ip;
+			if (ref < ip && ip - ref - 1 < MAX_OFF && !memcmp(in + ref, in + ip, 3)) {
+				size_t max = n - ip < MAX_REF ? n - ip : MAX_REF;
+				for (len = 3; len < max && in[ref + len] == in[ip + len]; len++)
+					;
+			}
+		}
+		if (!len) { /* a literal; a full run gets its control byte */
+			if (op + 2 > cap)
+				return 0;
+			out[op++] = in[ip++];
+			if (++lit == MAX_LIT) {
+				out[op - lit - 1] = MAX_LIT - 1;
+				lit = 0;
+				op++;
+			}
+			continue;
+		}
+		if (lit)
+			out[op - lit - 1] = (unsigned char)(lit - 1);
+		else
+			op--; /* no literals: the reserved control byte goes */
+		if (op + 4 > cap)
+			return 0;
+		size_t l = len - 2, off = ip - ref - 1;
+		if (l < 7) {
+			out[op++] = (unsigned char)((off >> 8) + (l << 5));
+		} else {
+			out[op++] = (unsigned char)((off >> 8) + (7 << 5));
+			out[op++] = (unsigned char)(l - 7);
+		}
+		out[op++] = (unsigned char)off;
+		op++; /* the next run's control byte */
+		lit = 0;
+		ip += len;
+	}
+	if (lit)
+		out[op - lit - 1] = (unsigned char)(lit - 1);
+	else
+		op--;
+	return op;
+}
+
+/* Redis's rdbSaveLzfStringObject: only strings over 20 bytes, and only
+ * when at least 4 bytes are saved. */
+static bool w_try_lzf(struct rdbw *w, const char *p, size_t n)
+{
+	if (n <= 20 || !g_srv.rdb_compression)
+		return false;
+	if (w->ccap < n) {
+		unsigned char *nb = realloc(w->cbuf, n);
+		if (!nb)
+			return false;
+		w->cbuf = nb;
+		w->ccap = n;
+	}
+	size_t c = lzf_compress((const unsigned char *)p, n, w->cbuf, n - 4, w->htab);
+	if (!c)
+		return false;
+	w_byte(w, 0xC3); /* RDB_ENCVAL << 6 | RDB_ENC_LZF */
+	w_len(w, c);
+	w_len(w, n);
+	w_raw(w, w->cbuf, c);
+	return true;
+}
+
 static void w_str(struct rdbw *w, const char *p, size_t n)
 {
-	if (w_try_int(w, p, n))
+	if (w_try_int(w, p, n) || w_try_lzf(w, p, n))
 		return;
 	w_len(w, n);
 	w_raw(w, p, n);
@@ -304,6 +396,9 @@ int rdb_write_keyspace(int fd, const struct rdb_aux *aux)
 	w_byte(&w, RDB_OPCODE_EOF);
 	w_le64(&w, w.crc);
 	w_flush(&w);
+	free(w.cbuf);
+	w.cbuf = NULL;
+	w.ccap = 0;
 	return w.err;
 }
 
@@ -327,6 +422,7 @@ int rdb_dump_value(uint32_t type, void *val, char **out, size_t *outlen)
 	} else {
 		free(w->mem);
 	}
+	free(w->cbuf);
 	free(w);
 	return rc;
 }

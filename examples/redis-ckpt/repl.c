@@ -6,10 +6,13 @@
  * while the server goes on.  Redis forks; redis-ckpt's heap is
  * MADV_DONTFORK, and forking a big heap is what libckpt avoids anyway.
  * Instead:
- *   1. ckpt_begin() to a temporary image in --dir, as a BGSAVE does: the
- *      instant it returns is the sync's point in time, and the replication
- *      offset is read in the same event-loop step, so no command falls
- *      between the two; the server pays what it pays for a BGSAVE;
+ *   1. a checkpoint to a temporary image in --dir, prepared and cut as a
+ *      BGSAVE is (ckpt_prepare(), then ckpt_cut() from the cron once
+ *      libckpt says few pages are left to protect): the cut is the sync's
+ *      point in time, and the replication offset is read in the same
+ *      event-loop step, so no command falls between the two; the server
+ *      pays what it pays for a BGSAVE (ckpt_begin() protected the whole
+ *      heap in its pause: 58 ms at 3M keys under load);
  *   2. once the image is complete, fork() a helper: cheap, the heap is not
  *      in the child, whose address range is therefore free;
  *   3. the helper ckpt_restore()s the image at the heap's own address,
@@ -17,11 +20,26 @@
  *      replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
  *      and exits;
  *   4. from step 1 on, every write command is propagated into the
- *      replica's held-back buffer; when the helper exits successfully the
- *      buffer follows the RDB, then the replica gets the live stream.
- * The server writes nothing to the replica's socket while the helper does.
+ *      replica's held-back buffer; once the helper has exited successfully
+ *      and the replica's first REPLCONF ACK says it has loaded the RDB,
+ *      the buffer follows, then the replica gets the live stream.
+ * The server writes nothing to the replica's socket while the helper does,
+ * and nothing after the EOF mark until that first ACK, as Redis's diskless
+ * sync: a reader of an EOF-marked RDB (a redis-server replica, redis-cli
+ * --rdb) compares the last 40 bytes of each read() with the mark, so bytes
+ * glued behind the mark in the same read hide it and the reader waits for
+ * ever.  A replica that asked for the RDB only (REPLCONF rdb-only 1, as
+ * redis-cli --rdb does) never gets the stream: its socket is shut down for
+ * writing after the RDB.
  * Offsets count the bytes of the command stream as Redis does, so that
  * REPLCONF ACK and INFO replication compare with a real primary's.
+ *
+ * Partial resync: from the first replica on, the stream also goes into a
+ * circular backlog (--repl-backlog-size, 1 MiB as Redis).  A replica that
+ * lost its link asks PSYNC <replid> <its offset + 1>; when that byte is
+ * still in the backlog it gets +CONTINUE and the bytes from there, and no
+ * checkpoint is taken.  The backlog outlives the replicas for an hour, as
+ * Redis's repl-backlog-ttl; freeing it changes the replication id.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,13 +61,19 @@
  * replica, as Redis's client-output-buffer-limit replica 256mb. */
 #define REPL_OUTPUT_LIMIT (256ull << 20)
 #define REPL_PING_PERIOD_MS 10000
+#define REPL_BACKLOG_TTL_MS (3600 * 1000LL)
 
-enum rstate { RS_HANDSHAKE, RS_WAIT_START, RS_TRANSFER, RS_ONLINE };
+/* RS_WAIT_ACK: the RDB is sent, the stream is held until the replica's
+ * first REPLCONF ACK (INFO says online, as Redis does meanwhile). */
+enum rstate { RS_HANDSHAKE, RS_WAIT_START, RS_TRANSFER, RS_WAIT_ACK, RS_ONLINE };
 
 struct replica {
 	client *c;
 	enum rstate state;
 	bool psync;             /* PSYNC (gets +FULLRESYNC) rather than SYNC */
+	bool rdb_only;          /* REPLCONF rdb-only 1: the RDB, no stream */
+	bool capa_psync2;       /* +CONTINUE carries the replication id */
+	long long sync_ms;      /* when its sync started */
 	int listening_port;
 	long long ack_off;
 	long long ack_ms;
@@ -70,16 +94,23 @@ static struct {
 	char tmp[1500];          /* the sync's image, removed by the helper */
 	long long sync_off;      /* the offset of the sync's instant */
 	bool ckpt;
+	bool preparing;          /* the sync's checkpoint is prepared, not cut */
 	long long sync_start_ms;
 	long long last_ping_ms;
 	long long syncs_done, syncs_failed;
 	long long last_held; /* bytes of stream held back during the last sync */
 	struct ckpt_stats last; /* the last sync's checkpoint */
+	long long sync_full, partial_ok, partial_err; /* INFO stats */
+	/* the backlog: the stream's last histlen bytes, offsets
+	 * [offset - histlen + 1, offset], the newest ending before idx */
+	char *bl;
+	size_t bl_size, bl_idx, bl_histlen;
+	long long no_replicas_since; /* ms; for the backlog's TTL */
 } R;
 
 static const char *state_name(enum rstate s)
 {
-	return s == RS_ONLINE ? "online" : s == RS_TRANSFER ? "send_bulk" : "wait_bgsave";
+	return s == RS_ONLINE || s == RS_WAIT_ACK ? "online" : s == RS_TRANSFER ? "send_bulk" : "wait_bgsave";
 }
 
 static void random_hex(char *out, size_t n)
@@ -126,15 +157,74 @@ static bool hold(struct replica *r, const char *p, size_t n)
 	return true;
 }
 
+static void backlog_free(void)
+{
+	free(R.bl);
+	R.bl = NULL;
+	R.bl_size = R.bl_idx = R.bl_histlen = 0;
+	R.replid[0] = 0; /* a new history: no replica may continue the old one */
+}
+
+static void backlog_create(void)
+{
+	if (R.bl)
+		return;
+	R.bl = malloc(g_srv.repl_backlog_size);
+	if (R.bl)
+		R.bl_size = g_srv.repl_backlog_size;
+	R.bl_idx = R.bl_histlen = 0;
+	R.no_replicas_since = mstime();
+}
+
+static void backlog_add(const char *p, size_t n)
+{
+	if (n > R.bl_size) { /* only the last bl_size bytes can stay */
+		p += n - R.bl_size;
+		n = R.bl_size;
+	}
+	while (n) {
+		size_t k = R.bl_size - R.bl_idx < n ? R.bl_size - R.bl_idx : n;
+		memcpy(R.bl + R.bl_idx, p, k);
+		R.bl_idx = (R.bl_idx + k) % R.bl_size;
+		R.bl_histlen = R.bl_histlen + k > R.bl_size ? R.bl_size : R.bl_histlen + k;
+		p += k;
+		n -= k;
+	}
+}
+
+/* The first offset the backlog can serve (PSYNC's offset is the replica's
+ * own plus one: the first byte it lacks). */
+static long long backlog_first(void)
+{
+	return R.offset - (long long)R.bl_histlen + 1;
+}
+
+/* Queues the stream's bytes from offset @from (backlog_first() .. offset
+ * + 1) to the end for @c. */
+static void backlog_send(client *c, long long from)
+{
+	size_t len = (size_t)(R.offset - from + 1);
+	size_t start = (R.bl_idx + R.bl_size - len) % R.bl_size;
+	size_t k = R.bl_size - start < len ? R.bl_size - start : len;
+	if (k)
+		add_reply(c, R.bl + start, k);
+	if (len > k)
+		add_reply(c, R.bl, len - k);
+}
+
 /* Appends a piece of the replication stream for every replica.  Replicas
  * still waiting for their snapshot get nothing: it will include this. */
 static void feed(const char *p, size_t n)
 {
 	R.offset += (long long)n;
+	if (R.bl)
+		backlog_add(p, n);
 	for (struct replica *r = R.list; r; r = r->next) {
 		if (r->over_limit)
 			continue;
-		if (r->state == RS_TRANSFER) {
+		if (r->state == RS_TRANSFER || r->state == RS_WAIT_ACK) {
+			if (r->rdb_only)
+				continue;
 			if (r->hlen + n > REPL_OUTPUT_LIMIT || !hold(r, p, n))
 				drop_replica(r, "output held during the sync is over 256 MB");
 		} else if (r->state == RS_ONLINE) {
@@ -165,9 +255,10 @@ static void propagate(int argc, char **argv, const size_t *len)
 	free(b);
 }
 
+/* While replicas are attached, or might come back for a partial resync. */
 static bool streaming(void)
 {
-	return R.list != NULL;
+	return R.list != NULL || R.bl != NULL;
 }
 
 void repl_propagate_expired(const char *key, size_t klen)
@@ -214,6 +305,63 @@ out:
 	free(len);
 }
 
+/* Redis 7.0 propagates an expiry as the absolute time it set (SET ...
+ * PXAT, PEXPIREAT, RESTORE ... ABSTTL): a relative one is re-based on the
+ * replica's clock when it applies it, and the writes held back during a
+ * full sync are applied seconds later, so their keys outlived the
+ * primary's on the replica.  After the command ran, the key itself says
+ * what to send: its absolute expiry, or a DEL when an expiry in the past
+ * removed it.  false: the command goes as it is (no expiry on the key,
+ * e.g. GETEX PERSIST or SET without one). */
+static bool propagate_expiry(client *c, struct command *cmd)
+{
+	const char *n = cmd->name;
+	int vi = !strcmp(n, "set") ? 2 : !strcmp(n, "setex") || !strcmp(n, "psetex") ? 3 : 0;
+	bool expire = !strcmp(n, "expire") || !strcmp(n, "pexpire") || !strcmp(n, "expireat") ||
+		      !strcmp(n, "getex");
+	bool restore = !strcmp(n, "restore");
+	if ((!vi && !expire && !restore) || c->argc <= vi)
+		return false;
+	dent *e = dict_find(g_ks->db, c->argv[1], c->argvlen[1]);
+	if (!e) {
+		char *argv[2] = { "DEL", c->argv[1] };
+		size_t len[2] = { 3, c->argvlen[1] };
+		propagate(2, argv, len);
+		return true;
+	}
+	if (e->expire == -1)
+		return false;
+	char when[24];
+	size_t wl = (size_t)snprintf(when, sizeof(when), "%lld", (long long)e->expire);
+	if (vi || expire) {
+		char *argv[5] = { vi ? "SET" : "PEXPIREAT", c->argv[1], vi ? c->argv[vi] : when, "PXAT", when };
+		size_t len[5] = { vi ? 3 : 9, c->argvlen[1], vi ? c->argvlen[vi] : wl, 4, wl };
+		propagate(vi ? 5 : 3, argv, len);
+		return true;
+	}
+	/* RESTORE key ttl payload [REPLACE] [ABSTTL] ...: ttl becomes absolute */
+	char **argv = calloc((size_t)c->argc + 1, sizeof(char *));
+	size_t *len = calloc((size_t)c->argc + 1, sizeof(size_t));
+	if (!argv || !len) {
+		free(argv);
+		free(len);
+		return false;
+	}
+	int argc = 0;
+	bool abs = false;
+	for (int i = 0; i < c->argc; i++) {
+		abs |= i > 3 && strcasecmp(c->argv[i], "absttl") == 0;
+		argv[argc] = i == 2 ? when : c->argv[i];
+		len[argc++] = i == 2 ? wl : c->argvlen[i];
+	}
+	if (!abs)
+		argv[argc] = "ABSTTL", len[argc++] = 6;
+	propagate(argc, argv, len);
+	free(argv);
+	free(len);
+	return true;
+}
+
 static bool g_applying;
 
 bool repl_applying_primary(void)
@@ -244,7 +392,7 @@ void repl_call(client *c, struct command *cmd)
 		return;
 	if (strcmp(cmd->name, "spop") == 0)
 		propagate_spop(c, olen);
-	else
+	else if (!propagate_expiry(c, cmd))
 		propagate(c->argc, c->argv, c->argvlen);
 	c->repl_woff = R.offset;
 }
@@ -333,7 +481,7 @@ void cmd_wait(client *c)
 	*w = (struct waiter){ c, target, n, timeout ? mstime() + timeout : 0, g_waiters };
 	g_waiters = w;
 	c->flags |= CF_BLOCKED;
-	if (streaming()) /* replicas answer with REPLCONF ACK at once */
+	if (R.list) /* replicas answer with REPLCONF ACK at once */
 		feed(GETACK, sizeof(GETACK) - 1);
 }
 
@@ -360,7 +508,7 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	struct ckpt_heap_opts ho;
 	ckpt_heap_opts_init(&ho);
 	ho.name = "redis-ckpt-sync";
-	ho.app_tag = "redis-ckpt/RCKPTKS2"; /* the server's (server.c): images carry it */
+	ho.app_tag = KS_APP_TAG; /* the server's: its images carry it */
 	struct ckpt_restore_opts ro;
 	ckpt_restore_opts_init(&ro);
 	ro.heap = &ho;
@@ -390,10 +538,10 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	_exit(0);
 }
 
-/* The sync's point in time: a checkpoint to a temporary image, exactly as
- * a BGSAVE.  (A pipe into the helper was tried first: it ties the
- * checkpoint's length, during which the server's writes trap, to how fast
- * the helper reads; a file does not.) */
+/* The sync's checkpoint to a temporary image, prepared as a BGSAVE's;
+ * repl_cron() cuts it.  (A pipe into the helper was tried first: it ties
+ * the checkpoint's length, during which the server's writes trap, to how
+ * fast the helper reads; a file does not.) */
 static void start_sync(struct replica *r)
 {
 	snprintf(R.tmp, sizeof(R.tmp), "%s/temp-sync-%d.ckpt", g_srv.dir, (int)getpid());
@@ -402,24 +550,54 @@ static void start_sync(struct replica *r)
 	ckpt_begin_opts_init(&bo);
 	bo.flags = CKPT_BEGIN_FULL | CKPT_BEGIN_NO_FSYNC;
 	replid();
-	/* single-threaded: between two commands, and R.offset is the offset
-	 * of this very instant */
-	R.sync_off = R.offset;
-	int rc = ckpt_begin(g_heap, &dest, &bo);
+	int rc = ckpt_prepare(g_heap, &dest, &bo, NULL);
 	if (rc < 0) {
 		log_msg('#', "Can't start the checkpoint for replica %s: %s", r->c->addr, ckpt_strerror(rc));
 		drop_replica(r, "no checkpoint");
 		return;
 	}
 	R.syncing = r;
-	R.sync_start_ms = mstime();
-	R.ckpt = true;
+	R.sync_start_ms = r->sync_ms = mstime();
+	R.ckpt = R.preparing = true;
 	g_dict_resize_ok = false;
-	r->state = RS_TRANSFER;
+	log_msg('*', "Starting full sync for replica %s: preparing the checkpoint", r->c->addr);
+}
+
+/* The sync's instant.  Writes until now are in the image; from now on
+ * they are held back for the replica.  Single-threaded: between two
+ * commands, and R.offset is the offset of this very instant. */
+static void sync_cut(void)
+{
+	R.preparing = false;
+	R.sync_off = R.offset;
+	int rc = ckpt_cut(g_heap);
+	if (rc < 0) { /* the checkpoint has failed: repl_cron's ckpt_wait() says so */
+		log_msg('#', "The sync's checkpoint cut failed: %s", ckpt_strerror(rc));
+		return;
+	}
+	if (R.syncing)
+		R.syncing->state = RS_TRANSFER;
 	struct ckpt_stats st = { .struct_size = sizeof(st) };
 	ckpt_stats(g_heap, &st);
-	log_msg('*', "Starting full sync for replica %s at offset %lld: checkpoint (pause %.3f ms)", r->c->addr,
-		R.sync_off, st.pause_ns / 1e6);
+	log_msg('*', "Full sync at offset %lld: checkpoint cut (pause %.3f ms, prepared in %.1f ms)", R.sync_off,
+		st.pause_ns / 1e6, (mstime() - R.sync_start_ms) * 1.0);
+}
+
+/* The prepared checkpoint: cut it when libckpt says it is ready, or after
+ * 10 s of preparation whatever is left (a write rate the passes cannot
+ * outrun); dropped if its replica went away meanwhile. */
+static void sync_prepare_step(void)
+{
+	if (!R.syncing) {
+		ckpt_cancel(g_heap);
+		R.preparing = false; /* ckpt_wait() below reports the cancel */
+		return;
+	}
+	int rd = ckpt_ready(g_heap);
+	if (rd == 1 || (rd == 0 && mstime() - R.sync_start_ms > 10000))
+		sync_cut();
+	else if (rd < 0)
+		R.preparing = false; /* the preparation failed: ckpt_wait() says why */
 }
 
 /* The checkpoint is complete: a helper restores and sends it. */
@@ -456,13 +634,31 @@ static void sync_finished(int status)
 			     "the checkpoint" : "sending the RDB failed");
 		return;
 	}
-	r->state = RS_ONLINE;
 	r->ack_ms = mstime();
+	if (r->rdb_only) {
+		/* FIN after the RDB; the client is freed when the peer closes */
+		log_msg('*', "RDB transfer to %s completed in %.3f s (rdb-only: no stream, link shut down)",
+			r->c->addr, (mstime() - R.sync_start_ms) / 1e3);
+		r->state = RS_WAIT_ACK;
+		shutdown(r->c->fd, SHUT_WR);
+		return;
+	}
+	r->state = RS_WAIT_ACK;
+	log_msg('*', "RDB transfer to replica %s completed in %.3f s; the stream starts at its first ACK",
+		r->c->addr, (mstime() - R.sync_start_ms) / 1e3);
+}
+
+/* The replica's first REPLCONF ACK after the RDB: it has found the EOF mark
+ * and loaded the RDB, so the held-back stream can follow without being
+ * glued to the mark (see the top of this file). */
+static void stream_start(struct replica *r)
+{
+	r->state = RS_ONLINE;
 	R.last_held = (long long)r->hlen;
 	if (r->hlen)
 		add_reply(r->c, r->held, r->hlen);
 	log_msg('*', "Synchronization with replica %s succeeded in %.3f s (%zu bytes of writes held back)",
-		r->c->addr, (mstime() - R.sync_start_ms) / 1e3, r->hlen);
+		r->c->addr, (mstime() - r->sync_ms) / 1e3, r->hlen);
 	free(r->held);
 	r->held = NULL;
 	r->hlen = r->hcap = 0;
@@ -471,7 +667,9 @@ static void sync_finished(int status)
 void repl_cron(void)
 {
 	replica_cron();
-	if (R.ckpt && ckpt_poll(g_heap, NULL, NULL) != 1) {
+	if (R.ckpt && R.preparing)
+		sync_prepare_step();
+	if (R.ckpt && !R.preparing && ckpt_poll(g_heap, NULL, NULL) != 1) {
 		int rc = ckpt_wait(g_heap);
 		R.last.struct_size = sizeof(R.last);
 		ckpt_stats(g_heap, &R.last);
@@ -479,9 +677,10 @@ void repl_cron(void)
 		if (!g_srv.ckpt_running)
 			g_dict_resize_ok = true;
 		if (rc) {
-			log_msg('#', "The sync's checkpoint failed: %s", ckpt_strerror(rc));
+			log_msg('#', "The sync's checkpoint %s: %s", rc == CKPT_E_CANCELED ? "was dropped" : "failed",
+				rc == CKPT_E_CANCELED ? "its replica went away" : ckpt_strerror(rc));
 			unlink(R.tmp);
-			R.syncs_failed++;
+			R.syncs_failed += rc != CKPT_E_CANCELED;
 			if (R.syncing)
 				drop_replica(R.syncing, "no checkpoint");
 			R.syncing = NULL;
@@ -506,10 +705,14 @@ void repl_cron(void)
 	if (g_waiters)
 		check_waiters();
 	long long now = mstime();
-	if (streaming() && now - R.last_ping_ms >= REPL_PING_PERIOD_MS) {
+	if (R.list && now - R.last_ping_ms >= REPL_PING_PERIOD_MS) {
 		R.last_ping_ms = now;
 		feed("*1\r\n$4\r\nPING\r\n", 14);
 	}
+	if (R.list)
+		R.no_replicas_since = now;
+	else if (R.bl && now - R.no_replicas_since >= REPL_BACKLOG_TTL_MS)
+		backlog_free();
 }
 
 bool repl_ckpt_busy(void)
@@ -519,6 +722,7 @@ bool repl_ckpt_busy(void)
 
 void repl_stop_sync(void)
 {
+	replica_stop_sync();
 	if (R.child > 0) {
 		kill(R.child, SIGKILL);
 		waitpid(R.child, NULL, 0);
@@ -527,7 +731,7 @@ void repl_stop_sync(void)
 	if (R.ckpt) {
 		ckpt_cancel(g_heap);
 		ckpt_wait(g_heap);
-		R.ckpt = false;
+		R.ckpt = R.preparing = false;
 	}
 	if (R.tmp[0])
 		unlink(R.tmp);
@@ -538,6 +742,34 @@ void repl_drop_replicas(const char *why)
 	for (struct replica *r = R.list; r; r = r->next)
 		if (!r->over_limit)
 			drop_replica(r, why);
+	/* the backlog's history no longer leads to our dataset */
+	if (R.bl) {
+		backlog_free();
+		backlog_create();
+	}
+}
+
+void repl_sync_stats(long long *full, long long *partial_ok, long long *partial_err)
+{
+	*full = R.sync_full;
+	*partial_ok = R.partial_ok;
+	*partial_err = R.partial_err;
+}
+
+bool repl_client_is_replica(const client *c)
+{
+	return c->repl && c->repl->state != RS_HANDSHAKE;
+}
+
+void repl_backlog_resize(void)
+{
+	if (R.bl && R.bl_size != g_srv.repl_backlog_size) {
+		/* the history is dropped, not the id: offsets before now fall
+		 * back to a full resync */
+		free(R.bl);
+		R.bl = NULL;
+		backlog_create();
+	}
 }
 
 void repl_client_freed(client *c)
@@ -579,6 +811,38 @@ static struct replica *replica_of(client *c)
 	return c->repl;
 }
 
+/* PSYNC <replid> <offset>: +CONTINUE and the backlog from @offset when
+ * this is our history and the byte is still there; false: full resync. */
+static bool partial_resync(struct replica *r, const char *id, const char *offs)
+{
+	long long from;
+	if (!strcmp(id, "?"))
+		return false; /* a new replica: no partial resync was asked */
+	const char *why = NULL;
+	if (strcasecmp(id, replid()) != 0)
+		why = "replication id mismatch";
+	else if (!parse_ll(offs, strlen(offs), &from) || !R.bl || from < backlog_first() || from > R.offset + 1)
+		why = "offset out of the backlog";
+	if (why) {
+		R.partial_err++;
+		log_msg('*', "Partial resynchronization not accepted for %s (%s: asked %s %s, have %s %lld-%lld)",
+			r->c->addr, why, id, offs, replid(), R.bl ? backlog_first() : 0, R.offset);
+		return false;
+	}
+	char line[64];
+	int n = r->capa_psync2 ? snprintf(line, sizeof(line), "+CONTINUE %s\r\n", replid())
+			       : snprintf(line, sizeof(line), "+CONTINUE\r\n");
+	add_reply(r->c, line, (size_t)n);
+	backlog_send(r->c, from);
+	r->state = RS_ONLINE;
+	r->ack_off = from - 1;
+	r->ack_ms = mstime();
+	R.partial_ok++;
+	log_msg('*', "Partial resynchronization request from %s accepted: %lld bytes of backlog from offset %lld",
+		r->c->addr, R.offset - from + 1, from);
+	return true;
+}
+
 void cmd_sync(client *c)
 {
 	if (c->repl && c->repl->state != RS_HANDSHAKE)
@@ -594,11 +858,16 @@ void cmd_sync(client *c)
 		return;
 	}
 	r->psync = strcasecmp(c->argv[0], "psync") == 0;
-	r->state = RS_WAIT_START;
 	r->next = R.list;
 	R.list = r;
 	R.nlinked++;
 	replid();
+	if (!r->rdb_only)
+		backlog_create();
+	if (r->psync && c->argc == 3 && partial_resync(r, c->argv[1], c->argv[2]))
+		return;
+	r->state = RS_WAIT_START;
+	R.sync_full++;
 	log_msg('*', "Replica %s asks for synchronization (%s): full resync", c->addr, r->psync ? "PSYNC" : "SYNC");
 	/* nothing is replied now: the helper sends +FULLRESYNC with the offset
 	 * of the snapshot's instant */
@@ -616,6 +885,8 @@ void cmd_replconf(client *c)
 		if (!strcasecmp(opt, "ack")) {
 			r->ack_off = strtoll(val, NULL, 10);
 			r->ack_ms = mstime();
+			if (r->state == RS_WAIT_ACK && !r->rdb_only)
+				stream_start(r);
 			return; /* never answered */
 		}
 		if (!strcasecmp(opt, "getack")) {
@@ -625,8 +896,12 @@ void cmd_replconf(client *c)
 		}
 		if (!strcasecmp(opt, "listening-port"))
 			r->listening_port = atoi(val);
-		/* capa eof/psync2, ip-address, rdb-only: the sync is always
-		 * streamed with an EOF mark, which redis-cli and replicas read */
+		else if (!strcasecmp(opt, "capa") && !strcasecmp(val, "psync2"))
+			r->capa_psync2 = true;
+		else if (!strcasecmp(opt, "rdb-only"))
+			r->rdb_only = strcmp(val, "1") == 0;
+		/* capa eof/psync2, ip-address: the sync is always streamed
+		 * with an EOF mark, which redis-cli and replicas read */
 	}
 	add_reply_ok(c);
 }
@@ -653,11 +928,13 @@ size_t repl_info(char *b, size_t cap)
 	}
 	P("master_failover_state:no-failover\r\nmaster_replid:%s\r\n"
 	  "master_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:%lld\r\n"
-	  "second_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:0\r\n"
-	  "repl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n"
+	  "second_repl_offset:-1\r\nrepl_backlog_active:%d\r\nrepl_backlog_size:%zu\r\n"
+	  "repl_backlog_first_byte_offset:%lld\r\nrepl_backlog_histlen:%zu\r\n"
 	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n"
 	  "ckpt_sync_last_held_bytes:%lld\r\n",
-	  replid(), R.offset, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed, R.last_held);
+	  replid(), R.offset, R.bl != NULL, R.bl ? R.bl_size : g_srv.repl_backlog_size,
+	  R.bl ? backlog_first() : 0, R.bl_histlen, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed,
+	  R.last_held);
 	P("ckpt_sync_pause_us:%llu\r\nckpt_sync_duration_us:%llu\r\nckpt_sync_traps:%llu\r\n"
 	  "ckpt_sync_pool_peak_bytes:%llu\r\nckpt_sync_pool_waits:%llu\r\n\r\n",
 	  (unsigned long long)R.last.pause_ns / 1000, (unsigned long long)R.last.duration_ns / 1000,

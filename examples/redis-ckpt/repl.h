@@ -29,6 +29,12 @@ void repl_stop_sync(void);
 /* Our dataset was replaced (a full sync from our own primary): our
  * replicas must sync again. */
 void repl_drop_replicas(const char *why);
+/* INFO stats: full syncs, partial resyncs accepted and refused. */
+void repl_sync_stats(long long *full, long long *partial_ok, long long *partial_err);
+/* CLIENT KILL TYPE replica */
+bool repl_client_is_replica(const client *c);
+/* CONFIG SET repl-backlog-size: a new, empty backlog of the new size. */
+void repl_backlog_resize(void);
 /* INFO replication's text into @b (capacity @cap); returns its length. */
 size_t repl_info(char *b, size_t cap);
 
@@ -42,6 +48,8 @@ bool repl_is_replica(void);
  * still exist for it (the primary decides when they expire) */
 bool repl_applying_primary(void);
 void replica_cron(void);
+/* Shutdown: a sync from our primary in progress is dropped (its file too). */
+void replica_stop_sync(void);
 void replica_link_freed(client *c);
 /* the primary's client is about to run its parsed command: offset */
 void replica_count(client *c);

@@ -1323,7 +1323,8 @@ static void parse_options(int argc, char **argv)
 			       "                  [--save \"SECONDS CHANGES ...\"] [--heap-size SIZE]\n"
 			       "                  [--snapshot-mode thread|sigbus|fork] [--incremental yes|no]\n"
 			       "                  [--maxclients N] [--logfile PATH] [--requirepass PASS]\n"
-			       "                  [--protected-mode yes|no] [--restore lazy|eager]\n");
+			       "                  [--protected-mode yes|no] [--restore lazy|eager]\n"
+			       "                  [--repl-backlog-size SIZE] [--rdbcompression yes|no]\n");
 			exit(0);
 		}
 		if (!strcmp(opt, "--version") || !strcmp(opt, "-v")) {
@@ -1381,6 +1382,14 @@ static void parse_options(int argc, char **argv)
 			if (strcmp(val, "lazy") && strcmp(val, "eager"))
 				usage_error("invalid --restore '%s' (lazy or eager)", val);
 			g_srv.restore_eager = !strcmp(val, "eager");
+		} else if (!strcmp(name, "rdbcompression")) {
+			if (!yesno(val, &g_srv.rdb_compression))
+				usage_error("invalid --rdbcompression '%s' (yes or no)", val);
+		} else if (!strcmp(name, "repl-backlog-size")) {
+			if (!parse_size(val, &g_srv.repl_backlog_size) || g_srv.repl_backlog_size < 1)
+				usage_error("invalid --repl-backlog-size '%s' (e.g. 1mb)", val);
+			if (g_srv.repl_backlog_size < 16384) /* Redis's minimum */
+				g_srv.repl_backlog_size = 16384;
 		} else if (!strcmp(name, "protected-mode")) {
 			if (!yesno(val, &g_srv.protected_mode))
 				usage_error("invalid --protected-mode '%s' (yes or no)", val);
@@ -1442,9 +1451,7 @@ static void open_heap(void)
 	ho.flags = g_srv.incremental ? CKPT_HEAP_INCREMENTAL : 0;
 	ho.name = "redis-ckpt";
 	ho.log = ckpt_log_cb;
-	/* the keyspace holds no pointers into the binary, so its layout
-	 * version (KS_MAGIC) is the tag: an image of another layout is refused */
-	ho.app_tag = "redis-ckpt/RCKPTKS2";
+	ho.app_tag = KS_APP_TAG; /* an image of another keyspace layout is refused */
 
 	bool import_rdb = rdb_startup_redirect(g_srv.path, sizeof(g_srv.path));
 	struct stat stbuf;
@@ -1606,6 +1613,8 @@ int main(int argc, char **argv)
 	g_srv.incremental = false;
 	g_srv.maxclients = 10000;
 	g_srv.protected_mode = true;
+	g_srv.repl_backlog_size = 1 << 20; /* Redis's default */
+	g_srv.rdb_compression = true;
 	parse_options(argc, argv);
 
 	if (g_srv.logfile[0]) {

@@ -193,6 +193,8 @@ struct server {
 	char logfile[1024];
 	char requirepass[256];
 	bool protected_mode;
+	size_t repl_backlog_size; /* repl.c's backlog for partial resyncs */
+	bool rdb_compression;     /* rdb.c: LZF for strings over 20 bytes */
 
 	int lfd, epfd;
 	client *clients;
