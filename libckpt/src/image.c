@@ -107,7 +107,7 @@ int ckpt__img_header_check(const void *p, size_t avail, char *err, size_t errsz)
 	 * a writer bug or a forged file, reported as corrupt. */
 	if (h->header_size != CKPT__IMG_HEADER_SIZE)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: header size %u", h->header_size);
-	/* version 1 had zero here; version 2 a NUL-terminated tag */
+	/* version 1 had zero here; versions 2 and 3 a NUL-terminated tag */
 	if (h->version == 1 ? h->app_tag[0] != 0 : strnlen(h->app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: application tag field");
 	if (!pow2(h->page_size) || h->page_size < 4096 || h->page_size > CKPT__MAX_PAGE_SIZE)
@@ -212,6 +212,38 @@ int ckpt__trl_header_check(const struct ckpt__trl_header *t, char *err, size_t e
 	if (t->magic != CKPT__TRL_MAGIC ||
 	    ckpt__hash(t, offsetof(struct ckpt__trl_header, checksum)) != t->checksum)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer header checksum mismatch");
+	return 0;
+}
+
+uint64_t ckpt__trl_size(uint32_t version, uint64_t nblocks, uint64_t nruns)
+{
+	/* bounds far above any real image (a block holds >= 1 page, a run
+	 * >= 1 page), so that nothing below can overflow */
+	if (nblocks > (1ull << 40) || nruns > (1ull << 44))
+		return 0;
+	uint64_t n = sizeof(struct ckpt__trl_header) + nblocks * sizeof(struct ckpt__trl_entry) + 8;
+	if (version >= CKPT__IMG_VERSION_TABLE)
+		n += nblocks * sizeof(struct ckpt__blk_header) + nruns * sizeof(struct ckpt__run);
+	return n;
+}
+
+int ckpt__blk_indexed_check(const struct ckpt__blk_header *b, const struct ckpt__trl_entry *en,
+			    uint64_t seq, uint64_t at, uint32_t page_size, char *err, size_t errsz)
+{
+	unsigned long long s = (unsigned long long)seq;
+	if (b->magic != CKPT__BLK_MAGIC ||
+	    ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu header checksum mismatch (offset %llu)", s,
+				     (unsigned long long)at);
+	int rc = ckpt__blk_header_check(b, seq, page_size, err, errsz);
+	if (rc)
+		return rc;
+	uint64_t len = sizeof(*b) + (uint64_t)b->data_len + (uint64_t)b->nruns * sizeof(struct ckpt__run);
+	if (en->offset != at || en->checksum != b->checksum || en->length != len ||
+	    en->data_pages != b->data_pages || en->zero_pages != b->zero_pages || en->nruns != b->nruns)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu does not match its trailer entry", s);
 	return 0;
 }
 

@@ -64,9 +64,10 @@
 
 #include "image.h"
 #include "internal.h"
+#include "ownermap.h"
 
-#define OWN_NONE UINT32_MAX  /* no image records the page: zero */
-#define OWN_ZERO 0x80000000u /* the owning block records the page as zero */
+#define OWN_NONE CKPT__OWN_NONE
+#define OWN_ZERO CKPT__OWN_ZERO
 #define MAX_BLOCKS (OWN_ZERO - 1)
 #define MAX_LOADERS 8
 #define ZERO_BATCH 64        /* pages one zero fault fills ahead */
@@ -86,8 +87,8 @@ struct lz_block {
 struct ckpt__lazy {
 	ckpt_heap *h;
 	uint32_t page_size;
-	uint64_t npages;           /* pages the owner map covers (the tip's extent) */
-	uint32_t *owner;           /* per page: block index | OWN_ZERO, or OWN_NONE */
+	uint64_t npages;           /* the tip's extent: pages past it are zero */
+	struct ckpt__ownermap map; /* page -> block index | OWN_ZERO; OWN_NONE outside */
 	struct lz_block *blk;
 	uint32_t nblk;
 	int *fd;                   /* image files, oldest first */
@@ -130,98 +131,116 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 	return 0;
 }
 
-static int cmp_run(const void *x, const void *y)
+/* The footer of @fd (a file of @size bytes), checked against the file. */
+static int read_footer(int fd, const struct ckpt__img_header *h, uint64_t size, struct ckpt__footer *f,
+		       char *err, size_t errsz)
 {
-	const struct ckpt__run *a = x, *b = y;
-	return a->first_page < b->first_page ? -1 : a->first_page > b->first_page;
-}
-
-/* Footer and trailer of @fd: the block index.  *ent_out (nblocks entries)
- * is malloc'ed.  The trailer's own checksum is checked here; its counts
- * against the blocks in index_blocks(). */
-static int read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt__trl_header *t,
-			struct ckpt__trl_entry **ent_out, XXH3_state_t *digest, char *err, size_t errsz)
-{
-	struct stat st;
-	struct ckpt__footer f;
-	if (fstat(fd, &st) != 0)
-		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
-	uint64_t size = (uint64_t)st.st_size;
-	if (size < CKPT__IMG_HEADER_SIZE + sizeof(*t) + 8 + sizeof(f) ||
-	    pread_all(fd, &f, sizeof(f), size - sizeof(f)) != 0)
+	if (size < CKPT__IMG_HEADER_SIZE + sizeof(struct ckpt__trl_header) + 8 + sizeof(*f) ||
+	    pread_all(fd, f, sizeof(*f), size - sizeof(*f)) != 0)
 		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
 				     "truncated: no footer at the end of the file (an incomplete image)");
-	if (memcmp(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic)) != 0) {
+	if (memcmp(f->magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f->magic)) != 0) {
 		/* a footer whose checksum holds with the right magic was
 		 * damaged there; anything else is not a footer at all */
-		memcpy(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic));
-		if (ckpt__footer_check(&f, NULL, 0) == 0)
+		struct ckpt__footer g = *f;
+		memcpy(g.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(g.magic));
+		if (ckpt__footer_check(&g, NULL, 0) == 0)
 			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer magic");
 		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
 				     "truncated: no footer at the end of the file (an incomplete image)");
 	}
-	int rc = ckpt__footer_check(&f, err, errsz);
+	int rc = ckpt__footer_check(f, err, errsz);
 	if (rc)
 		return rc;
-	if (f.file_size != size || memcmp(f.id, h->id, 16) != 0 ||
-	    f.trailer_offset < CKPT__IMG_HEADER_SIZE || f.trailer_size < sizeof(*t) + 8 ||
-	    f.trailer_offset + f.trailer_size != size - sizeof(f))
+	if (f->file_size != size || memcmp(f->id, h->id, 16) != 0 ||
+	    f->trailer_offset < CKPT__IMG_HEADER_SIZE || f->trailer_size < sizeof(struct ckpt__trl_header) + 8 ||
+	    f->trailer_offset + f->trailer_size != size - sizeof(*f))
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
-	rc = pread_all(fd, t, sizeof(*t), f.trailer_offset);
-	if (!rc)
-		rc = ckpt__trl_header_check(t, err, errsz);
+	return 0;
+}
+
+/* Footer and whole trailer of @fd in one read each: *trl_out (malloc'ed,
+ * f->trailer_size bytes) holds the trailer header, the block index and,
+ * from version 3, the block table.  Its checksum and size are checked here;
+ * its counts against the blocks in index_image(). */
+static int read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt__footer *f,
+			uint8_t **trl_out, char *err, size_t errsz)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
+	int rc = read_footer(fd, h, (uint64_t)st.st_size, f, err, errsz);
 	if (rc)
-		return rc == CKPT_E_TRUNCATED ? ckpt__img_err(err, errsz, rc, "truncated: trailer") : rc;
-	if (t->offset != f.trailer_offset || t->nblocks > MAX_BLOCKS ||
-	    f.trailer_size != sizeof(*t) + t->nblocks * sizeof(struct ckpt__trl_entry) + 8)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
-	size_t elen = (size_t)t->nblocks * sizeof(struct ckpt__trl_entry) + 8;
-	uint8_t *e = malloc(elen);
+		return rc;
+	/* the footer's checksum held: its sizes were written by a writer, and
+	 * the file is that long, so this allocation is the file's own size */
+	uint8_t *e = malloc(f->trailer_size);
 	if (!e)
 		return -ENOMEM;
-	rc = pread_all(fd, e, elen, f.trailer_offset + sizeof(*t));
-	XXH3_state_t st3;
-	XXH3_64bits_reset(&st3);
-	XXH3_64bits_update(&st3, t, sizeof(*t));
-	XXH3_64bits_update(&st3, e, elen - 8);
+	struct ckpt__trl_header t;
+	rc = pread_all(fd, e, f->trailer_size, f->trailer_offset);
+	if (rc == CKPT_E_TRUNCATED)
+		rc = ckpt__img_err(err, errsz, rc, "truncated: trailer");
+	if (!rc) {
+		memcpy(&t, e, sizeof(t));
+		rc = ckpt__trl_header_check(&t, err, errsz);
+	}
+	if (!rc && (t.offset != f->trailer_offset || t.nblocks > MAX_BLOCKS ||
+		    f->trailer_size != ckpt__trl_size(h->version, t.nblocks, t.nruns)))
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
 	uint64_t tsum;
-	memcpy(&tsum, e + elen - 8, 8);
-	if (!rc && XXH3_64bits_digest(&st3) != tsum)
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer block index checksum mismatch");
+	if (!rc) {
+		memcpy(&tsum, e + f->trailer_size - 8, 8);
+		if (ckpt__hash(e, f->trailer_size - 8) != tsum)
+			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+					   "corrupt: trailer block index checksum mismatch");
+	}
 	if (rc) {
 		free(e);
 		return rc;
 	}
-	/* the whole-file digest ends with the trailer; the caller adds it
-	 * after the block headers */
-	(void)digest;
-	*ent_out = (struct ckpt__trl_entry *)(void *)e;
+	*trl_out = e;
 	return 0;
 }
 
-/* One block's header and runs at @en, checked against the entry. */
-static int index_block(struct ckpt__lazy *lz, int fd, const struct ckpt__img_header *h,
+/* Block @seq at @at from a version-3 block table at *@tp: its header and
+ * runs, checked against index entry @en; *@tp advances past it. */
+static int table_block(const struct ckpt__img_header *h, const uint8_t **tp, const uint8_t *tend,
 		       const struct ckpt__trl_entry *en, uint64_t seq, uint64_t at, struct lz_block *b,
 		       char *err, size_t errsz)
+{
+	if ((size_t)(tend - *tp) < sizeof(b->bh))
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends before block %llu",
+				     (unsigned long long)seq);
+	memcpy(&b->bh, *tp, sizeof(b->bh));
+	int rc = ckpt__blk_indexed_check(&b->bh, en, seq, at, h->page_size, err, errsz);
+	if (rc)
+		return rc;
+	size_t rb = (size_t)b->bh.nruns * sizeof(*b->runs);
+	if ((size_t)(tend - *tp) - sizeof(b->bh) < rb)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends inside block %llu",
+				     (unsigned long long)seq);
+	b->runs = malloc(rb);
+	if (!b->runs)
+		return -ENOMEM;
+	memcpy(b->runs, *tp + sizeof(b->bh), rb);
+	*tp += sizeof(b->bh) + rb;
+	return ckpt__runs_check(&b->bh, b->runs, h->npages, err, errsz);
+}
+
+/* Versions 1-2 (no block table): block @seq's header and runs read from
+ * the file at @at, checked against index entry @en. */
+static int file_block(int fd, const struct ckpt__img_header *h, const struct ckpt__trl_entry *en,
+		      uint64_t seq, uint64_t at, struct lz_block *b, char *err, size_t errsz)
 {
 	int rc = pread_all(fd, &b->bh, sizeof(b->bh), at);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
 	const struct ckpt__blk_header *bh = &b->bh;
-	if (bh->magic != CKPT__BLK_MAGIC ||
-	    ckpt__hash(bh, offsetof(struct ckpt__blk_header, checksum)) != bh->checksum)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				     "corrupt: block %llu header checksum mismatch (offset %llu)",
-				     (unsigned long long)seq, (unsigned long long)at);
-	rc = ckpt__blk_header_check(bh, seq, h->page_size, err, errsz);
+	rc = ckpt__blk_indexed_check(bh, en, seq, at, h->page_size, err, errsz);
 	if (rc)
 		return rc;
-	uint64_t len = sizeof(*bh) + (uint64_t)bh->data_len + (uint64_t)bh->nruns * sizeof(struct ckpt__run);
-	if (en->offset != at || en->checksum != bh->checksum || en->length != len ||
-	    en->data_pages != bh->data_pages || en->zero_pages != bh->zero_pages || en->nruns != bh->nruns)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				     "corrupt: block %llu does not match its trailer entry", (unsigned long long)seq);
 	b->runs = malloc((size_t)bh->nruns * sizeof(*b->runs));
 	if (!b->runs)
 		return -ENOMEM;
@@ -229,39 +248,44 @@ static int index_block(struct ckpt__lazy *lz, int fd, const struct ckpt__img_hea
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
-	(void)lz;
 	return ckpt__runs_check(bh, b->runs, h->npages, err, errsz);
 }
 
-/* Every page recorded exactly once, pages_to_emit in all. */
-static int check_coverage(const struct lz_block *b, uint32_t n, const struct ckpt__img_header *h,
-			  char *err, size_t errsz)
+/* The runs of blocks @first.. of one image as owner intervals, every page
+ * recorded exactly once and pages_to_emit in all; *@out is malloc'ed. */
+static int image_segs(const struct lz_block *blk, uint32_t first, uint32_t n, const struct ckpt__img_header *h,
+		      struct ckpt__seg **out, size_t *nout, char *err, size_t errsz)
 {
 	size_t nall = 0;
-	for (uint32_t i = 0; i < n; i++)
-		nall += b[i].bh.nruns;
-	struct ckpt__run *all = malloc((nall ? nall : 1) * sizeof(*all));
+	for (uint32_t i = first; i < first + n; i++)
+		nall += blk[i].bh.nruns;
+	struct ckpt__seg *all = malloc((nall ? nall : 1) * sizeof(*all));
 	if (!all)
 		return -ENOMEM;
 	size_t k = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		memcpy(all + k, b[i].runs, b[i].bh.nruns * sizeof(*all));
-		k += b[i].bh.nruns;
-	}
-	qsort(all, nall, sizeof(*all), cmp_run);
 	uint64_t total = 0;
+	for (uint32_t i = first; i < first + n; i++)
+		for (uint32_t r = 0; r < blk[i].bh.nruns; r++) {
+			const struct ckpt__run *run = &blk[i].runs[r];
+			all[k++] = (struct ckpt__seg){ run->first_page, run->npages,
+						       i | (run->kind == CKPT__RUN_ZERO ? OWN_ZERO : 0) };
+			total += run->npages;
+		}
 	int rc = 0;
-	for (size_t i = 0; i < nall && !rc; i++) {
-		if (i && all[i - 1].first_page + all[i - 1].npages > all[i].first_page)
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
-					   (unsigned long long)all[i].first_page);
-		total += all[i].npages;
-	}
-	if (!rc && total != h->pages_to_emit)
+	size_t bad = ckpt__segs_sort(all, nall);
+	if (bad)
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+				   (unsigned long long)all[bad - 1].first);
+	else if (total != h->pages_to_emit)
 		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: %llu pages recorded, the header promises %llu",
 				   (unsigned long long)total, (unsigned long long)h->pages_to_emit);
-	free(all);
-	return rc;
+	if (rc) {
+		free(all);
+		return rc;
+	}
+	*out = all;
+	*nout = nall;
+	return 0;
 }
 
 static int grow_blocks(struct ckpt__lazy *lz, uint64_t more)
@@ -276,28 +300,30 @@ static int grow_blocks(struct ckpt__lazy *lz, uint64_t more)
 	return 0;
 }
 
-/* Indexes image @img (open as @fd, header @h already checked) and lays its
- * runs over the owner map: images come oldest first, so the newest wins. */
-static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
-		       char *err, size_t errsz)
+/* The image's blocks from its trailer @trl (version 3: its block table;
+ * before: two reads per block), checked against the trailer's counts and,
+ * with the header, against the footer's whole-file digest. */
+static int index_blocks(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
+			const struct ckpt__footer *f, const uint8_t *trl, char *err, size_t errsz)
 {
 	struct ckpt__trl_header t;
-	struct ckpt__trl_entry *ent = NULL;
+	memcpy(&t, trl, sizeof(t));
+	const struct ckpt__trl_entry *ent = (const void *)(trl + sizeof(t));
+	const uint8_t *tp = trl + sizeof(t) + t.nblocks * sizeof(*ent), *tend = trl + f->trailer_size - 8;
+	bool table = h->version >= CKPT__IMG_VERSION_TABLE;
 	XXH3_state_t *dg = XXH3_createState();
-	if (!dg)
-		return -ENOMEM;
-	XXH3_64bits_reset(dg);
-	XXH3_64bits_update(dg, h, sizeof(*h));
-	int rc = read_trailer(fd, h, &t, &ent, dg, err, errsz);
-	if (!rc)
-		rc = grow_blocks(lz, t.nblocks);
-	uint32_t first = lz->nblk;
+	int rc = dg ? grow_blocks(lz, t.nblocks) : -ENOMEM;
+	if (dg) {
+		XXH3_64bits_reset(dg);
+		XXH3_64bits_update(dg, h, sizeof(*h));
+	}
 	uint64_t at = CKPT__IMG_HEADER_SIZE, stored = 0, zero = 0, nruns = 0;
 	for (uint64_t i = 0; !rc && i < t.nblocks; i++) {
 		struct lz_block *b = &lz->blk[lz->nblk++];
 		b->img = img;
 		b->off = at;
-		rc = index_block(lz, fd, h, &ent[i], i, at, b, err, errsz);
+		rc = table ? table_block(h, &tp, tend, &ent[i], i, at, b, err, errsz)
+			   : file_block(fd, h, &ent[i], i, at, b, err, errsz);
 		if (rc)
 			break;
 		XXH3_64bits_update(dg, &b->bh, sizeof(b->bh));
@@ -306,27 +332,39 @@ static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct
 		zero += b->bh.zero_pages;
 		nruns += b->bh.nruns;
 	}
-	if (!rc && (at != t.offset || t.pages_stored != stored || t.pages_zero != zero || t.nruns != nruns))
+	if (!rc && (at != t.offset || t.pages_stored != stored || t.pages_zero != zero ||
+		    t.nruns != nruns || (table && tp != tend)))
 		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: the trailer's counts do not match the blocks read");
 	if (!rc) {
-		struct ckpt__footer f;
-		XXH3_64bits_update(dg, &t, sizeof(t));
-		XXH3_64bits_update(dg, ent, (size_t)t.nblocks * sizeof(*ent) + 8);
-		rc = pread_all(fd, &f, sizeof(f), t.offset + sizeof(t) + t.nblocks * sizeof(*ent) + 8);
-		if (!rc && f.file_hash != XXH3_64bits_digest(dg))
+		/* the digest ends with the whole trailer */
+		XXH3_64bits_update(dg, trl, f->trailer_size);
+		if (f->file_hash != XXH3_64bits_digest(dg))
 			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
 	}
+	if (dg)
+		XXH3_freeState(dg);
+	return rc;
+}
+
+/* Indexes image @img (open as @fd, header @h already checked) and lays its
+ * runs over the owner map: images come oldest first, so the newest wins. */
+static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
+		       char *err, size_t errsz)
+{
+	struct ckpt__footer f;
+	uint8_t *trl = NULL;
+	uint32_t first = lz->nblk;
+	int rc = read_trailer(fd, h, &f, &trl, err, errsz);
 	if (!rc)
-		rc = check_coverage(lz->blk + first, lz->nblk - first, h, err, errsz);
-	for (uint32_t i = first; !rc && i < lz->nblk; i++)
-		for (uint32_t r = 0; r < lz->blk[i].bh.nruns; r++) {
-			const struct ckpt__run *run = &lz->blk[i].runs[r];
-			uint32_t o = i | (run->kind == CKPT__RUN_ZERO ? OWN_ZERO : 0);
-			for (uint64_t p = run->first_page; p < run->first_page + run->npages && p < lz->npages; p++)
-				lz->owner[p] = o;
-		}
-	free(ent);
-	XXH3_freeState(dg);
+		rc = index_blocks(lz, img, fd, h, &f, trl, err, errsz);
+	free(trl);
+	struct ckpt__seg *segs = NULL;
+	size_t nsegs = 0;
+	if (!rc)
+		rc = image_segs(lz->blk, first, lz->nblk - first, h, &segs, &nsegs, err, errsz);
+	if (!rc)
+		rc = ckpt__ownermap_overlay(&lz->map, segs, nsegs);
+	free(segs);
 	return rc;
 }
 
@@ -379,11 +417,15 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *
 		const struct ckpt__run *run = &b->runs[r];
 		if (run->kind != CKPT__RUN_DATA)
 			continue;
-		for (uint64_t q = run->first_page; q < run->first_page + run->npages;) {
-			uint64_t e = q;
-			while (e < run->first_page + run->npages && e < lz->npages && lz->owner[e] == i)
-				e++;
-			if (e > q) {
+		uint64_t rend = run->first_page + run->npages;
+		for (uint64_t q = run->first_page; q < rend;) {
+			uint64_t e;
+			if (ckpt__ownermap_get(&lz->map, q, rend, &e) != i) {
+				q += e;
+				continue;
+			}
+			e += q;
+			{
 				size_t len = (size_t)(e - q) * lz->page_size;
 				const uint8_t *src = raw + k + (size_t)(q - run->first_page) * lz->page_size;
 				for (size_t done = 0; done < len;) {
@@ -399,8 +441,6 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *
 					done += (size_t)w;
 				}
 				q = e;
-			} else {
-				q++;
 			}
 		}
 		k += (size_t)run->npages * lz->page_size;
@@ -510,8 +550,8 @@ static void handle_fault(struct ckpt__lazy *lz, uint64_t addr, uint32_t tid, uin
 {
 	uint64_t base = (uint64_t)(uintptr_t)lz->h->base;
 	uint64_t p = (addr - base) / lz->page_size;
-	uint64_t hp = lz->h->size / lz->page_size;
-	uint32_t o = p < lz->npages ? lz->owner[p] : OWN_NONE;
+	uint64_t hp = lz->h->size / lz->page_size, same;
+	uint32_t o = ckpt__ownermap_get(&lz->map, p, hp, &same);
 	if (o != OWN_NONE && ensure_block(lz, o & ~OWN_ZERO, true, buf, cap, dctx) == B_BAD) {
 		if (atomic_load(&lz->serving)) {
 			fail_access(lz, addr, tid);
@@ -524,9 +564,7 @@ static void handle_fault(struct ckpt__lazy *lz, uint64_t addr, uint32_t tid, uin
 	 * and pages after it that are zero for the same reason with it. */
 	uint64_t n = 1;
 	if (o == OWN_NONE || (o & OWN_ZERO))
-		while (n < ZERO_BATCH && p + n < hp &&
-		       (p + n < lz->npages ? lz->owner[p + n] : OWN_NONE) == o)
-			n++;
+		n = same < ZERO_BATCH ? same : ZERO_BATCH;
 	struct uffdio_zeropage zp = { .range = { base + p * lz->page_size, n * lz->page_size },
 				      .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE };
 	ioctl(lz->uffd, UFFDIO_ZEROPAGE, &zp);
@@ -654,8 +692,7 @@ static void lazy_free(struct ckpt__lazy *lz)
 		free(lz->blk[i].runs);
 	free(lz->blk);
 	free(lz->fd);
-	if (lz->owner)
-		munmap(lz->owner, lz->npages * sizeof(uint32_t));
+	ckpt__ownermap_free(&lz->map);
 	pthread_mutex_destroy(&lz->mu);
 	pthread_cond_destroy(&lz->cv);
 	free(lz);
@@ -717,10 +754,10 @@ static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 
 static void count_owned(struct ckpt__lazy *lz)
 {
-	for (uint64_t p = 0; p < lz->npages; p++) {
-		uint32_t o = lz->owner[p];
-		if (o != OWN_NONE && !(o & OWN_ZERO))
-			lz->blk[o].owned++;
+	for (size_t k = 0; k < lz->map.n; k++) {
+		uint32_t o = lz->map.seg[k].own;
+		if (!(o & OWN_ZERO))
+			lz->blk[o].owned += lz->map.seg[k].n;
 	}
 	for (uint32_t i = 0; i < lz->nblk; i++)
 		lz->total += lz->blk[i].owned;
@@ -760,16 +797,6 @@ static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	*tip = hd[lz->nimg - 1];
 	lz->page_size = tip->page_size;
 	lz->npages = tip->npages;
-	size_t bytes = (size_t)lz->npages * sizeof(uint32_t);
-	if (bytes) {
-		void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (m == MAP_FAILED) {
-			free(hd);
-			return -ENOMEM;
-		}
-		lz->owner = m;
-		memset(m, 0xff, bytes);
-	}
 	for (uint32_t i = 0; i < lz->nimg && !rc; i++) {
 		char msg[200] = "";
 		rc = index_image(lz, i, lz->fd[i], &hd[i], msg, sizeof(msg));

@@ -577,6 +577,8 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 	struct ckpt__trl_entry *idx = NULL;
 	struct ckpt__run *allruns = NULL;
 	size_t nidx = 0, idx_cap = 0, nall = 0, all_cap = 0;
+	uint8_t *table = NULL; /* version 3: the block table the trailer must repeat */
+	size_t table_len = 0, table_cap = 0;
 	size_t got;
 	int rc;
 
@@ -670,6 +672,19 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 				all_cap = cap;
 			}
 		}
+		size_t tb = ckpt__trl_table_bytes(b);
+		if (!rc && h.version >= CKPT__IMG_VERSION_TABLE && table_len + tb > table_cap) {
+			size_t cap = table_cap ? table_cap * 2 : 64u << 10;
+			while (cap < table_len + tb)
+				cap *= 2;
+			void *p = realloc(table, cap);
+			if (!p)
+				rc = -ENOMEM;
+			else {
+				table = p;
+				table_cap = cap;
+			}
+		}
 		if (!rc && nidx == idx_cap) {
 			size_t cap = idx_cap ? idx_cap * 2 : 256;
 			void *p = realloc(idx, cap * sizeof(*idx));
@@ -691,6 +706,11 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 		}
 		memcpy(allruns + nall, runs, b->nruns * sizeof(*runs));
 		nall += b->nruns;
+		if (h.version >= CKPT__IMG_VERSION_TABLE) {
+			memcpy(table + table_len, b, sizeof(*b));
+			memcpy(table + table_len + sizeof(*b), runs, b->nruns * sizeof(*runs));
+			table_len += tb;
+		}
 		free(runs);
 		idx[nidx++] = (struct ckpt__trl_entry){
 			.offset = at,
@@ -721,7 +741,8 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 		goto out;
 	}
 	{
-		size_t elen = nidx * sizeof(struct ckpt__trl_entry) + 8;
+		size_t ilen = nidx * sizeof(struct ckpt__trl_entry);
+		size_t elen = ilen + table_len + 8;
 		uint8_t *e = malloc(elen);
 		if (!e) {
 			rc = ckpt__img_err(err, errsz, -ENOMEM, "out of memory");
@@ -744,8 +765,8 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 		XXH3_64bits_update(&st, e, elen - 8);
 		uint64_t tsum;
 		memcpy(&tsum, e + elen - 8, 8);
-		bool bad = XXH3_64bits_digest(&st) != tsum ||
-			   memcmp(e, idx, nidx * sizeof(struct ckpt__trl_entry)) != 0;
+		bool bad = XXH3_64bits_digest(&st) != tsum || memcmp(e, idx, ilen) != 0 ||
+			   (table_len && memcmp(e + ilen, table, table_len) != 0);
 		free(e);
 		if (bad) {
 			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
@@ -814,6 +835,7 @@ ioerr:
 out:
 	free(idx);
 	free(allruns);
+	free(table);
 	return rc;
 }
 
@@ -1513,8 +1535,8 @@ CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info, cha
 	rc = ckpt__trl_header_check(&t, err, errsz);
 	if (rc)
 		goto out;
-	if (t.offset != f.trailer_offset ||
-	    f.trailer_size != sizeof(t) + t.nblocks * sizeof(struct ckpt__trl_entry) + 8) {
+	uint64_t tsize = ckpt__trl_size(h.version, t.nblocks, t.nruns);
+	if (t.offset != f.trailer_offset || tsize == 0 || f.trailer_size != tsize) {
 		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
 		goto out;
 	}
