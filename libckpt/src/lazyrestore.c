@@ -71,8 +71,12 @@
 #define MAX_BLOCKS (OWN_ZERO - 1)
 #define MAX_LOADERS 8
 #define ZERO_BATCH 64        /* pages one zero fault fills ahead */
+#define FIRST_PAGES 16       /* pages around a fault installed before the rest of its block */
+#define NO_HINT UINT64_MAX
 
-enum { B_IDLE, B_LOADING, B_DONE, B_BAD };
+/* B_WINDOWED: verified, and the pages around a fault installed; the rest
+ * is left to a loader (lz->redo), which loads it again like an idle one. */
+enum { B_IDLE, B_LOADING, B_WINDOWED, B_DONE, B_BAD };
 
 struct lz_block {
 	uint64_t off;                /* file offset of the block header */
@@ -100,11 +104,15 @@ struct ckpt__lazy {
 	_Atomic bool serving;      /* ckpt_restore() returned: bad blocks poison */
 	_Atomic bool swapped;      /* resident, our uffd gone, the heap's registered */
 	_Atomic bool stop;
+	_Atomic bool pwritten;     /* UFFDIO_COPY failed once: pwrite(2) since */
 	bool poison;               /* UFFDIO_POISON works */
 	int uffd, stop_fd;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint32_t nsettled;         /* blocks DONE or BAD, under mu */
+	uint32_t *redo;            /* B_WINDOWED blocks for the loaders, under mu */
+	uint32_t nredo;
+	int loaders_live;          /* loaders that will still look at redo, under mu */
 	pthread_t fault_th, loader[MAX_LOADERS];
 	bool fault_up;
 	int nloaders;
@@ -370,9 +378,100 @@ static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct
 
 /* ------------------------------------------------------------ installing */
 
-/* Reads, checks and installs block @i.  @buf/@cap and @dctx are the
- * caller's scratch.  0 or CKPT_E_CORRUPT / -errno with lz->errmsg set. */
-static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *cap, ZSTD_DCtx *dctx)
+/* pwrite(2) of @len bytes at heap offset @off: where UFFDIO_COPY cannot be
+ * used (it fails only on kernels or mappings we do not expect). */
+static int install_pwrite(struct ckpt__lazy *lz, uint64_t off, const uint8_t *src, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t w = pwrite(lz->h->memfd, src + done, len - done, (off_t)(off + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(lz->errmsg, sizeof(lz->errmsg), "filling the heap's memory: %s",
+				 strerror(w < 0 ? errno : EIO));
+			return w < 0 ? -errno : -EIO;
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/* Installs @n pages from @src at heap page @page.  UFFDIO_COPY, one ioctl
+ * for the range: it allocates and fills each page and maps it, without the
+ * memfd's inode lock that serialised the loaders' pwrite(2)s, and it never
+ * overwrites a page that exists (EEXIST: skipped).  @wake wakes threads
+ * waiting on these pages. */
+static int install_pages(struct ckpt__lazy *lz, uint64_t page, uint64_t n, const uint8_t *src, bool wake)
+{
+	uint64_t ps = lz->page_size, len = n * ps, done = 0;
+	uint64_t dst = (uint64_t)(uintptr_t)lz->h->base + page * ps;
+	while (done < len) {
+		struct uffdio_copy c = { .dst = dst + done, .src = (uint64_t)(uintptr_t)(src + done),
+					 .len = len - done, .mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE };
+		if (ioctl(lz->uffd, UFFDIO_COPY, &c) == 0)
+			return 0;
+		int e = errno;
+		if (c.copy > 0)
+			done += (uint64_t)c.copy; /* partial: go on from where it stopped */
+		else if (e == EEXIST)
+			done += ps;
+		else if (e != EAGAIN && e != EINTR)
+		{
+			/* pwrite(2) overwrites: from now on every block is
+			 * installed whole, never around a fault first */
+			atomic_store(&lz->pwritten, true);
+			return install_pwrite(lz, page * ps + done, src + done, (size_t)(len - done));
+		}
+	}
+	return 0;
+}
+
+/* Installs the pages block @i owns (a newer image may hold the others)
+ * from its decompressed data @raw: with @inside only those in pages
+ * [lo, hi), else only those outside it. */
+static int install_owned(struct ckpt__lazy *lz, uint32_t i, const uint8_t *raw, uint64_t lo, uint64_t hi,
+			 bool inside)
+{
+	const struct lz_block *b = &lz->blk[i];
+	size_t k = 0;
+	for (uint32_t r = 0; r < b->bh.nruns; r++) {
+		const struct ckpt__run *run = &b->runs[r];
+		if (run->kind != CKPT__RUN_DATA)
+			continue;
+		uint64_t rend = run->first_page + run->npages;
+		for (uint64_t q = run->first_page, e; q < rend; q += e) {
+			if (ckpt__ownermap_get(&lz->map, q, rend, &e) != i)
+				continue;
+			/* [q, q + e) is ours: the parts asked for */
+			uint64_t part[2][2] = { { q, q + e }, { q + e, q + e } };
+			if (inside) {
+				part[0][0] = q > lo ? q : lo;
+				part[0][1] = q + e < hi ? q + e : hi;
+			} else {
+				part[0][1] = q + e < lo ? q + e : lo;
+				part[1][0] = q > hi ? q : hi;
+			}
+			for (int j = 0; j < 2; j++) {
+				if (part[j][0] >= part[j][1])
+					continue;
+				const uint8_t *src = raw + k + (size_t)(part[j][0] - run->first_page) * lz->page_size;
+				int rc = install_pages(lz, part[j][0], part[j][1] - part[j][0], src, inside);
+				if (rc)
+					return rc;
+			}
+		}
+		k += (size_t)run->npages * lz->page_size;
+	}
+	return 0;
+}
+
+/* Reads, checks and installs block @i, the pages around page @hint first
+ * (NO_HINT: none); with *@window only those, if it can (*@window stays
+ * true: the block is verified, the rest is not installed).  @buf/@cap and
+ * @dctx are the caller's scratch.  0 or CKPT_E_CORRUPT / -errno with
+ * lz->errmsg set. */
+static int load_block(struct ckpt__lazy *lz, uint32_t i, uint64_t hint, bool *window, uint8_t **buf,
+		      size_t *cap, ZSTD_DCtx *dctx)
 {
 	struct lz_block *b = &lz->blk[i];
 	const struct ckpt__blk_header *bh = &b->bh;
@@ -411,70 +510,29 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *
 		}
 		raw = out;
 	}
-	/* only the pages this block owns: a newer image may hold the rest */
-	size_t k = 0;
-	for (uint32_t r = 0; r < bh->nruns; r++) {
-		const struct ckpt__run *run = &b->runs[r];
-		if (run->kind != CKPT__RUN_DATA)
-			continue;
-		uint64_t rend = run->first_page + run->npages;
-		for (uint64_t q = run->first_page; q < rend;) {
-			uint64_t e;
-			if (ckpt__ownermap_get(&lz->map, q, rend, &e) != i) {
-				q += e;
-				continue;
-			}
-			e += q;
-			{
-				size_t len = (size_t)(e - q) * lz->page_size;
-				const uint8_t *src = raw + k + (size_t)(q - run->first_page) * lz->page_size;
-				for (size_t done = 0; done < len;) {
-					ssize_t w = pwrite(lz->h->memfd, src + done, len - done,
-							   (off_t)(q * lz->page_size + done));
-					if (w < 0 && errno == EINTR)
-						continue;
-					if (w <= 0) {
-						snprintf(msg, sizeof(lz->errmsg), "filling the heap's memory: %s",
-							 strerror(w < 0 ? errno : EIO));
-						return w < 0 ? -errno : -EIO;
-					}
-					done += (size_t)w;
-				}
-				q = e;
-			}
-		}
-		k += (size_t)run->npages * lz->page_size;
+	/* the faulting page's neighbourhood first: its thread resumes while
+	 * the rest of the block is installed */
+	if (hint != NO_HINT) {
+		uint64_t lo = hint & ~(uint64_t)(FIRST_PAGES - 1);
+		rc = install_owned(lz, i, raw, lo, lo + FIRST_PAGES, true);
+		if (!rc && *window && !atomic_load(&lz->pwritten))
+			return 0; /* the rest: a loader's (B_WINDOWED) */
+		*window = false;
+		if (!rc)
+			rc = install_owned(lz, i, raw, lo, lo + FIRST_PAGES, false);
+		return rc;
 	}
-	return 0;
+	*window = false;
+	return install_owned(lz, i, raw, 0, 0, false);
 }
 
 static void try_swap(struct ckpt__lazy *lz);
 
-/* Makes block @i DONE or BAD, loading it here unless another thread is:
- * then waits for it.  With @wait false a block being loaded is left alone.
- * Returns the block's state. */
-static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **buf, size_t *cap,
-			ZSTD_DCtx *dctx)
+/* Marks block @i DONE (@rc 0) or BAD; called with lz->mu held, returns
+ * without it. */
+static int settle_block(struct ckpt__lazy *lz, uint32_t i, int rc)
 {
 	struct lz_block *b = &lz->blk[i];
-	pthread_mutex_lock(&lz->mu);
-	if (wait && b->state == B_LOADING && b->tid)
-		/* a niced loader holds what a fault needs: lend it our
-		 * priority (works with CAP_SYS_NICE or RLIMIT_NICE; else the
-		 * wait is only longer); it takes nice 10 back after the block */
-		setpriority(PRIO_PROCESS, (id_t)b->tid, 0);
-	while (wait && b->state == B_LOADING)
-		pthread_cond_wait(&lz->cv, &lz->mu);
-	int st = b->state;
-	if (st != B_IDLE) {
-		pthread_mutex_unlock(&lz->mu);
-		return st;
-	}
-	b->state = B_LOADING;
-	b->tid = wait ? 0 : (pid_t)syscall(SYS_gettid);
-	pthread_mutex_unlock(&lz->mu);
-	int rc = dctx ? load_block(lz, i, buf, cap, dctx) : -ENOMEM;
-	pthread_mutex_lock(&lz->mu);
 	/* counted before anyone can see it DONE: a waiter that sees every
 	 * block settled must see the pages counted too */
 	if (!rc)
@@ -500,6 +558,55 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **
 	if (last)
 		try_swap(lz);
 	return rc ? B_BAD : B_DONE;
+}
+
+/* Makes block @i DONE or BAD, loading it here unless another thread is:
+ * then waits for it.  With @wait false a block being loaded is left alone.
+ * A fault (@hint: its page) while loaders run may leave the block
+ * B_WINDOWED instead: the pages around @hint are in, the loaders finish
+ * it.  Returns the block's state. */
+static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t hint, uint8_t **buf,
+			size_t *cap, ZSTD_DCtx *dctx)
+{
+	struct lz_block *b = &lz->blk[i];
+	pthread_mutex_lock(&lz->mu);
+	if (wait && b->state == B_LOADING && b->tid)
+		/* a niced loader holds what a fault needs: lend it our
+		 * priority (works with CAP_SYS_NICE or RLIMIT_NICE; else the
+		 * wait is only longer); it takes nice 10 back after the block */
+		setpriority(PRIO_PROCESS, (id_t)b->tid, 0);
+	while (wait && b->state == B_LOADING)
+		pthread_cond_wait(&lz->cv, &lz->mu);
+	int st = b->state;
+	if (st != B_IDLE && st != B_WINDOWED) {
+		pthread_mutex_unlock(&lz->mu);
+		return st;
+	}
+	/* A windowed block is loaded again, whole: which of its pages are in
+	 * is not recorded, so a fault on it cannot be answered from the
+	 * window (its entry in redo finds it DONE later). */
+	bool window = st == B_IDLE && hint != NO_HINT && lz->loaders_live > 0;
+	b->state = B_LOADING;
+	b->tid = wait ? 0 : (pid_t)syscall(SYS_gettid);
+	pthread_mutex_unlock(&lz->mu);
+	int rc = dctx ? load_block(lz, i, hint, &window, buf, cap, dctx) : -ENOMEM;
+	pthread_mutex_lock(&lz->mu);
+	if (!rc && window && lz->loaders_live > 0) {
+		b->state = B_WINDOWED;
+		lz->redo[lz->nredo++] = i;
+		pthread_cond_broadcast(&lz->cv);
+		pthread_mutex_unlock(&lz->mu);
+		return B_WINDOWED;
+	}
+	if (!rc && window) {
+		/* the loaders are gone: the rest is ours (installed again:
+		 * UFFDIO_COPY skips the pages that are in) */
+		pthread_mutex_unlock(&lz->mu);
+		window = false;
+		rc = load_block(lz, i, NO_HINT, &window, buf, cap, dctx);
+		pthread_mutex_lock(&lz->mu);
+	}
+	return settle_block(lz, i, rc);
 }
 
 /* Fully resident and no block failed: the heap's own uffd takes the range. */
@@ -552,7 +659,7 @@ static void handle_fault(struct ckpt__lazy *lz, uint64_t addr, uint32_t tid, uin
 	uint64_t p = (addr - base) / lz->page_size;
 	uint64_t hp = lz->h->size / lz->page_size, same;
 	uint32_t o = ckpt__ownermap_get(&lz->map, p, hp, &same);
-	if (o != OWN_NONE && ensure_block(lz, o & ~OWN_ZERO, true, buf, cap, dctx) == B_BAD) {
+	if (o != OWN_NONE && ensure_block(lz, o & ~OWN_ZERO, true, p, buf, cap, dctx) == B_BAD) {
 		if (atomic_load(&lz->serving)) {
 			fail_access(lz, addr, tid);
 			return;
@@ -598,7 +705,23 @@ static void *fault_main(void *arg)
 	return NULL;
 }
 
-/* A background loader: blocks in file order, skipping those a fault took. */
+/* A block a fault left windowed, for a loader that has done its sweep:
+ * false when there is none, and then this loader is done (decided under
+ * the lock a fault takes to window a block, so none is left behind). */
+static bool next_redo(struct ckpt__lazy *lz, uint32_t *i)
+{
+	pthread_mutex_lock(&lz->mu);
+	bool got = lz->nredo > 0;
+	if (got)
+		*i = lz->redo[--lz->nredo];
+	else
+		lz->loaders_live--;
+	pthread_mutex_unlock(&lz->mu);
+	return got;
+}
+
+/* A background loader: blocks in file order, skipping those a fault took,
+ * then those a fault left windowed. */
 static void *loader_main(void *arg)
 {
 	struct ckpt__lazy *lz = arg;
@@ -612,9 +735,9 @@ static void *loader_main(void *arg)
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	while (!atomic_load(&lz->stop)) {
 		uint32_t i = atomic_fetch_add(&lz->next, 1);
-		if (i >= lz->nblk)
+		if (i >= lz->nblk && !next_redo(lz, &i))
 			break;
-		ensure_block(lz, i, false, &buf, &cap, dctx);
+		ensure_block(lz, i, false, NO_HINT, &buf, &cap, dctx);
 		if (getpriority(PRIO_PROCESS, self) != 10)
 			setpriority(PRIO_PROCESS, self, 10); /* lent priority back */
 	}
@@ -691,6 +814,7 @@ static void lazy_free(struct ckpt__lazy *lz)
 	for (uint32_t i = 0; i < lz->nblk; i++)
 		free(lz->blk[i].runs);
 	free(lz->blk);
+	free(lz->redo);
 	free(lz->fd);
 	ckpt__ownermap_free(&lz->map);
 	pthread_mutex_destroy(&lz->mu);
@@ -708,7 +832,7 @@ static int lazy_make_resident(ckpt_heap *h)
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	/* this thread loads too: a checkpoint asked for now is done sooner */
 	for (uint32_t i = 0; i < lz->nblk; i++)
-		ensure_block(lz, i, true, &buf, &cap, dctx);
+		ensure_block(lz, i, true, NO_HINT, &buf, &cap, dctx);
 	free(buf);
 	ZSTD_freeDCtx(dctx);
 	try_swap(lz);
@@ -807,6 +931,9 @@ static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	free(hd);
 	if (!rc)
 		count_owned(lz);
+	/* each block enters redo at most once: only an idle block is windowed */
+	if (!rc && !(lz->redo = malloc(((size_t)lz->nblk + 1) * sizeof(*lz->redo))))
+		rc = -ENOMEM;
 	return rc;
 }
 
@@ -814,9 +941,15 @@ static void start_loaders(struct ckpt__lazy *lz)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	int want = n < 1 ? 1 : n > MAX_LOADERS ? MAX_LOADERS : (int)n;
+	pthread_mutex_lock(&lz->mu);
+	lz->loaders_live = want; /* before any can leave */
+	pthread_mutex_unlock(&lz->mu);
 	for (int i = 0; i < want; i++)
 		if (pthread_create(&lz->loader[lz->nloaders], NULL, loader_main, lz) == 0)
 			lz->nloaders++;
+	pthread_mutex_lock(&lz->mu);
+	lz->loaders_live -= want - lz->nloaders;
+	pthread_mutex_unlock(&lz->mu);
 }
 
 int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out)
