@@ -986,30 +986,9 @@ static int sink_begin(void *arg, const struct ckpt_sink_info *info)
 
 	/* link_parent() filled the parent's fields of the header */
 	struct ckpt__img_header *h = &s->hdr;
-	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
-	/* version 3 for every image: its trailer carries the block table
-	 * (a library that reads only versions 1-2 refuses it, CKPT_E_VERSION) */
-	size_t taglen = strnlen(info->app_tag, sizeof(info->app_tag));
-	if (taglen == sizeof(info->app_tag))
+	if (ckpt__img_header_encode(h, info, s->zstd_level) != 0)
 		return set_err(s, -EINVAL);
-	h->version = CKPT__IMG_VERSION;
-	memcpy(h->app_tag, info->app_tag, taglen);
-	h->header_size = CKPT__IMG_HEADER_SIZE;
-	h->page_size = info->page_size;
-	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (s->zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
-	h->zstd_level = s->zstd_level;
-	h->base = info->base;
-	h->heap_size = info->heap_size;
-	h->npages = info->npages;
-	h->pages_to_emit = info->pages_to_emit;
-	h->generation = info->generation;
-	h->created_ns = info->created_ns;
-	h->root = info->root;
-	memcpy(h->id, info->id, 16);
-	if (info->flags & CKPT_SINK_INCREMENTAL)
-		memcpy(h->parent_id, info->parent_id, 16);
 	s->page_size = info->page_size;
-	ckpt__img_header_seal(h);
 
 	if (out_put(s, h, sizeof(*h), false))
 		return s->err;

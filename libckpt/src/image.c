@@ -6,6 +6,7 @@
  * the checksum test itself: a value from an image is used only after it has
  * been both checksummed and range-checked.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -257,6 +258,50 @@ int ckpt__footer_check(const struct ckpt__footer *f, char *err, size_t errsz)
 	    f->file_size != f->trailer_offset + f->trailer_size + sizeof(*f))
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer offsets inconsistent");
 	return 0;
+}
+
+int ckpt__img_header_encode(struct ckpt__img_header *h, const struct ckpt_sink_info *info, int zstd_level)
+{
+	size_t taglen = strnlen(info->app_tag, sizeof(info->app_tag));
+	if (taglen == sizeof(info->app_tag))
+		return -EINVAL;
+	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
+	/* version 3 for every image: its trailer carries the block table
+	 * (a library that reads only versions 1-2 refuses it, CKPT_E_VERSION) */
+	h->version = CKPT__IMG_VERSION;
+	memcpy(h->app_tag, info->app_tag, taglen);
+	h->header_size = CKPT__IMG_HEADER_SIZE;
+	h->page_size = info->page_size;
+	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
+	h->zstd_level = zstd_level;
+	h->base = info->base;
+	h->heap_size = info->heap_size;
+	h->npages = info->npages;
+	h->pages_to_emit = info->pages_to_emit;
+	h->generation = info->generation;
+	h->created_ns = info->created_ns;
+	h->root = info->root;
+	memcpy(h->id, info->id, 16);
+	if (info->flags & CKPT_SINK_INCREMENTAL)
+		memcpy(h->parent_id, info->parent_id, 16);
+	ckpt__img_header_seal(h);
+	return 0;
+}
+
+void ckpt__img_header_to_sink_info(const struct ckpt__img_header *h, struct ckpt_sink_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->base = h->base;
+	info->heap_size = h->heap_size;
+	info->page_size = h->page_size;
+	info->npages = h->npages;
+	info->pages_to_emit = h->npages;
+	info->generation = h->generation;
+	info->created_ns = h->created_ns;
+	info->root = h->root;
+	memcpy(info->id, h->id, 16);
+	memcpy(info->app_tag, h->app_tag, sizeof(info->app_tag));
+	info->app_tag[sizeof(info->app_tag) - 1] = 0;
 }
 
 void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_image_info *info)

@@ -212,6 +212,16 @@ int ckpt__blk_indexed_check(const struct ckpt__blk_header *b, const struct ckpt_
 			    uint64_t seq, uint64_t at, uint32_t page_size, char *err, size_t errsz);
 int ckpt__footer_check(const struct ckpt__footer *f, char *err, size_t errsz);
 
+/* The one place a header is made from a sink's description (filesink.c):
+ * every field but the parent's name (the sink's link_parent() sets it,
+ * before), the version this library writes, sealed.  0, or -EINVAL for an
+ * app tag without its NUL. */
+int ckpt__img_header_encode(struct ckpt__img_header *h, const struct ckpt_sink_info *info, int zstd_level);
+
+/* The reverse, for rewriting a loaded heap as one full image (merge): the
+ * sink description that makes the same header, all pages emitted. */
+void ckpt__img_header_to_sink_info(const struct ckpt__img_header *h, struct ckpt_sink_info *info);
+
 /* Copies the header into the public info struct. */
 void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_image_info *info);
 

@@ -1574,19 +1574,8 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 		return ckpt__img_err(err, errsz, rc, "%s: %s", out, ckpt_strerror(rc));
 	/* The merged image carries the tip's identity: it holds exactly the
 	 * tip's heap, so a heap restored from the tip may chain onto it. */
-	struct ckpt_sink_info info = {
-		.base = h->base,
-		.heap_size = h->heap_size,
-		.page_size = h->page_size,
-		.npages = h->npages,
-		.pages_to_emit = h->npages,
-		.generation = h->generation,
-		.created_ns = h->created_ns,
-		.root = h->root,
-	};
-	memcpy(info.id, h->id, 16);
-	memcpy(info.app_tag, h->app_tag, sizeof(info.app_tag)); /* the merged image is the same build's */
-	info.app_tag[sizeof(info.app_tag) - 1] = 0;
+	struct ckpt_sink_info info;
+	ckpt__img_header_to_sink_info(h, &info);
 	rc = s.begin(s.arg, &info);
 	const uint32_t step = 256;
 	for (uint64_t p = 0; !rc && p < h->npages; p += step) {
@@ -1599,30 +1588,16 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 	return rc;
 }
 
-int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
-		      const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
-{
-	if (!out || !tip || zstd_level < 0 || zstd_level > ZSTD_maxCLevel())
-		return -EINVAL;
-	if (err && errsz)
-		err[0] = 0;
-	struct ckpt__load_opts lo = { .chain = true };
-	if (lo_in) {
-		lo.progress = lo_in->progress;
-		lo.progress_arg = lo_in->progress_arg;
-	}
-	struct ckpt__img_header h;
-	uint8_t *mem = NULL;
-	int rc = ckpt__image_load_anon(tip, &lo, &h, &mem, err, errsz);
-	if (rc)
-		return rc;
-	rc = write_full(out, &h, mem, zstd_level, err, errsz);
-	munmap(mem, h.heap_size);
-	return rc;
-}
+/* What a merge reads: a tip and its chain, or a list of files. */
+struct merge_src {
+	const char *tip;
+	const char *const *paths;
+	size_t n;
+};
 
-int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, int zstd_level,
-			   const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
+/* Loads @src (verifying all of it) and writes it to @out as one full image. */
+static int merge_from(const char *out, const struct merge_src *src, int zstd_level,
+		      const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
 {
 	if (!out || zstd_level < 0 || zstd_level > ZSTD_maxCLevel())
 		return -EINVAL;
@@ -1635,12 +1610,29 @@ int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, 
 	}
 	struct ckpt__img_header h;
 	uint8_t *mem = NULL;
-	int rc = ckpt__image_load_list(paths, n, &lo, &h, &mem, err, errsz);
+	int rc = src->tip ? ckpt__image_load_anon(src->tip, &lo, &h, &mem, err, errsz)
+			  : ckpt__image_load_list(src->paths, src->n, &lo, &h, &mem, err, errsz);
 	if (rc)
 		return rc;
 	rc = write_full(out, &h, mem, zstd_level, err, errsz);
 	munmap(mem, h.heap_size);
 	return rc;
+}
+
+int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
+		      const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
+{
+	if (!tip)
+		return -EINVAL;
+	struct merge_src src = { .tip = tip };
+	return merge_from(out, &src, zstd_level, lo_in, err, errsz);
+}
+
+int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, int zstd_level,
+			   const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
+{
+	struct merge_src src = { .paths = paths, .n = n };
+	return merge_from(out, &src, zstd_level, lo_in, err, errsz);
 }
 
 CKPT_API int ckpt_image_merge(const char *out, const char *tip, int zstd_level, char *err,
