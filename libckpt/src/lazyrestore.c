@@ -582,10 +582,10 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t h
 		pthread_mutex_unlock(&lz->mu);
 		return st;
 	}
-	/* A windowed block is loaded again, whole: which of its pages are in
-	 * is not recorded, so a fault on it cannot be answered from the
-	 * window (its entry in redo finds it DONE later). */
-	bool window = st == B_IDLE && hint != NO_HINT && lz->loaders_live > 0;
+	/* A fault on a windowed block reads and verifies it again and installs
+	 * the window around its own page (which pages are in is not recorded;
+	 * UFFDIO_COPY skips those): the block is on redo already. */
+	bool window = hint != NO_HINT && lz->loaders_live > 0;
 	b->state = B_LOADING;
 	b->tid = wait ? 0 : (pid_t)syscall(SYS_gettid);
 	pthread_mutex_unlock(&lz->mu);
@@ -593,7 +593,8 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t h
 	pthread_mutex_lock(&lz->mu);
 	if (!rc && window && lz->loaders_live > 0) {
 		b->state = B_WINDOWED;
-		lz->redo[lz->nredo++] = i;
+		if (st == B_IDLE)
+			lz->redo[lz->nredo++] = i;
 		pthread_cond_broadcast(&lz->cv);
 		pthread_mutex_unlock(&lz->mu);
 		return B_WINDOWED;
@@ -931,25 +932,56 @@ static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	free(hd);
 	if (!rc)
 		count_owned(lz);
-	/* each block enters redo at most once: only an idle block is windowed */
+	/* each block enters redo at most once: when it is first windowed */
 	if (!rc && !(lz->redo = malloc(((size_t)lz->nblk + 1) * sizeof(*lz->redo))))
 		rc = -ENOMEM;
 	return rc;
 }
 
-static void start_loaders(struct ckpt__lazy *lz)
+static int loaders_wanted(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	int want = n < 1 ? 1 : n > MAX_LOADERS ? MAX_LOADERS : (int)n;
+	return n < 1 ? 1 : n > MAX_LOADERS ? MAX_LOADERS : (int)n;
+}
+
+/* Promises loaders before the heap is opened: the blocks the allocator
+ * reads while ckpt_restore() runs are then windowed too (the pages it reads
+ * go in, the rest of each block waits for a loader), which keeps them off
+ * the time to the first reply.  start_loaders() keeps the promise. */
+static void promise_loaders(struct ckpt__lazy *lz)
+{
 	pthread_mutex_lock(&lz->mu);
-	lz->loaders_live = want; /* before any can leave */
+	lz->loaders_live = loaders_wanted(); /* before any can leave */
 	pthread_mutex_unlock(&lz->mu);
+}
+
+static void start_loaders(struct ckpt__lazy *lz)
+{
+	int want = loaders_wanted();
 	for (int i = 0; i < want; i++)
 		if (pthread_create(&lz->loader[lz->nloaders], NULL, loader_main, lz) == 0)
 			lz->nloaders++;
 	pthread_mutex_lock(&lz->mu);
 	lz->loaders_live -= want - lz->nloaders;
 	pthread_mutex_unlock(&lz->mu);
+	if (lz->nloaders)
+		return;
+	/* no thread to be had: the windowed blocks are finished here */
+	uint32_t i;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	pthread_mutex_lock(&lz->mu);
+	lz->loaders_live = 0;
+	while (lz->nredo) {
+		i = lz->redo[--lz->nredo];
+		pthread_mutex_unlock(&lz->mu);
+		ensure_block(lz, i, true, NO_HINT, &buf, &cap, dctx);
+		pthread_mutex_lock(&lz->mu);
+	}
+	pthread_mutex_unlock(&lz->mu);
+	free(buf);
+	ZSTD_freeDCtx(dctx);
 }
 
 int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out)
@@ -978,6 +1010,7 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 		ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
 	ckpt_heap *heap = NULL;
 	if (!rc) {
+		promise_loaders(lz);
 		rc = ckpt__heap_adopt_lazy(memfd, h.base, h.heap_size, h.page_size, ho, lz, &lazy_ops, &heap);
 		if (rc == -EEXIST)
 			rc = CKPT_E_ADDRINUSE;
