@@ -63,6 +63,7 @@
 #include <zstd.h>
 
 #include "image.h"
+#include "imgread.h"
 #include "internal.h"
 #include "ownermap.h"
 
@@ -121,96 +122,6 @@ struct ckpt__lazy {
 
 /* ------------------------------------------------------------ index */
 
-static int pread_all(int fd, void *buf, size_t n, uint64_t off)
-{
-	uint8_t *p = buf;
-	while (n) {
-		ssize_t k = pread(fd, p, n, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return CKPT_E_TRUNCATED;
-		p += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
-/* The footer of @fd (a file of @size bytes), checked against the file. */
-static int read_footer(int fd, const struct ckpt__img_header *h, uint64_t size, struct ckpt__footer *f,
-		       char *err, size_t errsz)
-{
-	if (size < CKPT__IMG_HEADER_SIZE + sizeof(struct ckpt__trl_header) + 8 + sizeof(*f) ||
-	    pread_all(fd, f, sizeof(*f), size - sizeof(*f)) != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-				     "truncated: no footer at the end of the file (an incomplete image)");
-	if (memcmp(f->magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f->magic)) != 0) {
-		/* a footer whose checksum holds with the right magic was
-		 * damaged there; anything else is not a footer at all */
-		struct ckpt__footer g = *f;
-		memcpy(g.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(g.magic));
-		if (ckpt__footer_check(&g, NULL, 0) == 0)
-			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer magic");
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-				     "truncated: no footer at the end of the file (an incomplete image)");
-	}
-	int rc = ckpt__footer_check(f, err, errsz);
-	if (rc)
-		return rc;
-	if (f->file_size != size || memcmp(f->id, h->id, 16) != 0 ||
-	    f->trailer_offset < CKPT__IMG_HEADER_SIZE || f->trailer_size < sizeof(struct ckpt__trl_header) + 8 ||
-	    f->trailer_offset + f->trailer_size != size - sizeof(*f))
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
-	return 0;
-}
-
-/* Footer and whole trailer of @fd in one read each: *trl_out (malloc'ed,
- * f->trailer_size bytes) holds the trailer header, the block index and,
- * from version 3, the block table.  Its checksum and size are checked here;
- * its counts against the blocks in index_image(). */
-static int read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt__footer *f,
-			uint8_t **trl_out, char *err, size_t errsz)
-{
-	struct stat st;
-	if (fstat(fd, &st) != 0)
-		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
-	int rc = read_footer(fd, h, (uint64_t)st.st_size, f, err, errsz);
-	if (rc)
-		return rc;
-	/* the footer's checksum held: its sizes were written by a writer, and
-	 * the file is that long, so this allocation is the file's own size */
-	uint8_t *e = malloc(f->trailer_size);
-	if (!e)
-		return -ENOMEM;
-	struct ckpt__trl_header t;
-	rc = pread_all(fd, e, f->trailer_size, f->trailer_offset);
-	if (rc == CKPT_E_TRUNCATED)
-		rc = ckpt__img_err(err, errsz, rc, "truncated: trailer");
-	if (!rc) {
-		memcpy(&t, e, sizeof(t));
-		rc = ckpt__trl_header_check(&t, err, errsz);
-	}
-	if (!rc && (t.offset != f->trailer_offset || t.nblocks > MAX_BLOCKS ||
-		    f->trailer_size != ckpt__trl_size(h->version, t.nblocks, t.nruns)))
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
-	uint64_t tsum;
-	if (!rc) {
-		memcpy(&tsum, e + f->trailer_size - 8, 8);
-		if (ckpt__hash(e, f->trailer_size - 8) != tsum)
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: trailer block index checksum mismatch");
-	}
-	if (rc) {
-		free(e);
-		return rc;
-	}
-	*trl_out = e;
-	return 0;
-}
-
 /* Block @seq at @at from a version-3 block table at *@tp: its header and
  * runs, checked against index entry @en; *@tp advances past it. */
 static int table_block(const struct ckpt__img_header *h, const uint8_t **tp, const uint8_t *tend,
@@ -241,7 +152,7 @@ static int table_block(const struct ckpt__img_header *h, const uint8_t **tp, con
 static int file_block(int fd, const struct ckpt__img_header *h, const struct ckpt__trl_entry *en,
 		      uint64_t seq, uint64_t at, struct lz_block *b, char *err, size_t errsz)
 {
-	int rc = pread_all(fd, &b->bh, sizeof(b->bh), at);
+	int rc = ckpt__pread_all(fd, &b->bh, sizeof(b->bh), at);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
@@ -252,7 +163,7 @@ static int file_block(int fd, const struct ckpt__img_header *h, const struct ckp
 	b->runs = malloc((size_t)bh->nruns * sizeof(*b->runs));
 	if (!b->runs)
 		return -ENOMEM;
-	rc = pread_all(fd, b->runs, (size_t)bh->nruns * sizeof(*b->runs), at + sizeof(*bh) + bh->data_len);
+	rc = ckpt__pread_all(fd, b->runs, (size_t)bh->nruns * sizeof(*b->runs), at + sizeof(*bh) + bh->data_len);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
@@ -362,7 +273,7 @@ static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct
 	struct ckpt__footer f;
 	uint8_t *trl = NULL;
 	uint32_t first = lz->nblk;
-	int rc = read_trailer(fd, h, &f, &trl, err, errsz);
+	int rc = ckpt__img_read_trailer(fd, h, &f, &trl, err, errsz);
 	if (!rc)
 		rc = index_blocks(lz, img, fd, h, &f, trl, err, errsz);
 	free(trl);
@@ -489,7 +400,7 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint64_t hint, bool *wi
 		*cap = need;
 	}
 	uint8_t *p = *buf;
-	int rc = pread_all(lz->fd[b->img], p, sizeof(*bh) + plen, b->off);
+	int rc = ckpt__pread_all(lz->fd[b->img], p, sizeof(*bh) + plen, b->off);
 	if (rc)
 		return rc;
 	/* the file is read again: it must still be the file indexed */

@@ -35,6 +35,7 @@
 
 #include "faultinject.h"
 #include "image.h"
+#include "imgread.h"
 #include "internal.h"
 
 #define RD_CHUNK (1u << 20)
@@ -841,182 +842,6 @@ out:
 
 /* ------------------------------------------------------------ chains */
 
-/*
- * A chain is read through the fds its resolution opened: each file is
- * opened exactly once, so a concurrent publish (a rename over the tip) or
- * clean-up of old generations cannot swap a file between the header check
- * and the read.  Parents are opened with openat() on the directory the tip
- * really lives in (a symlinked tip names parents next to its target).
- */
-struct link {
-	char *path; /* for messages */
-	int fd;
-	struct ckpt__img_header h;
-};
-
-static void chain_free(struct link *l, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(l[i].path);
-		if (l[i].fd >= 0)
-			close(l[i].fd);
-	}
-	free(l);
-}
-
-static int read_header_fd(int fd, const char *path, struct ckpt__img_header *h, char *err,
-			  size_t errsz)
-{
-	ssize_t n;
-	do
-		n = pread(fd, h, sizeof(*h), 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
-	return ckpt__img_header_check(h, (size_t)n, err, errsz);
-}
-
-/* Opens @path (relative to @dirfd, or AT_FDCWD) into @k and checks its
- * header. */
-static int link_open(struct link *k, int dirfd, const char *name, const char *path, char *err,
-		     size_t errsz)
-{
-	k->path = strdup(path);
-	if (!k->path)
-		return -ENOMEM;
-	k->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (k->fd < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
-	return read_header_fd(k->fd, path, &k->h, err, errsz);
-}
-
-static int read_header_path(const char *path, struct ckpt__img_header *h, char *err, size_t errsz)
-{
-	struct link k = { .fd = -1 };
-	int rc = link_open(&k, AT_FDCWD, path, path, err, errsz);
-	*h = k.h;
-	free(k.path);
-	if (k.fd >= 0)
-		close(k.fd);
-	return rc;
-}
-
-int ckpt__image_read_header(const char *path, struct ckpt__img_header *hdr, char *err, size_t errsz)
-{
-	return read_header_path(path, hdr, err, errsz);
-}
-
-/* The directory the file open at @fd really lives in (its symlinks
- * resolved), opened; its path in *dir_out (malloc'ed).  -1 on failure. */
-static int real_dir_of(int fd, const char *path, char **dir_out)
-{
-	char link[64], buf[PATH_MAX];
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
-	if (n > 0 && buf[0] == '/') {
-		buf[n] = 0;
-	} else if (!realpath(path, buf)) { /* no /proc: the path as it resolves now */
-		return -1;
-	}
-	char *slash = strrchr(buf, '/');
-	if (slash == buf)
-		slash[1] = 0;
-	else
-		*slash = 0;
-	*dir_out = strdup(buf);
-	if (!*dir_out)
-		return -1;
-	int dfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		free(*dir_out);
-		*dir_out = NULL;
-	}
-	return dfd;
-}
-
-/* Is @path no longer the file open at @fd (a newer image was published)? */
-static bool tip_replaced(const char *path, int fd)
-{
-	struct stat a, b;
-	return fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino;
-}
-
-/* Opens parent number @n of the chain (l[n-1] names it) in @dirfd. */
-static int open_parent(struct link *l, size_t n, int dirfd, const char *dir, const char *tip,
-		       char *err, size_t errsz)
-{
-	const struct ckpt__img_header *c = &l[n - 1].h;
-	struct link *k = &l[n];
-	char path[PATH_MAX], msg[200];
-	snprintf(path, sizeof(path), "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", c->parent_name);
-	int rc = link_open(k, dirfd, c->parent_name, path, msg, sizeof(msg));
-	if (rc == -ENOMEM)
-		return rc;
-	if (rc == -ENOENT && tip_replaced(tip, l[0].fd))
-		return ckpt__img_err(err, errsz, -EAGAIN,
-				     "%s was replaced while its chain was read and parent %s is gone "
-				     "(generations cleaned up): retry", tip, path);
-	if (rc == -ENOENT)
-		return ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", path);
-	if (rc)
-		return ckpt__img_err(err, errsz, rc, "%s", msg);
-	if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
-	    k->h.base != c->base || k->h.heap_size != c->heap_size || k->h.page_size != c->page_size)
-		return ckpt__img_err(err, errsz, CKPT_E_PARENT,
-				     "parent image %s is not the one %s was made from", path, l[n - 1].path);
-	return 0;
-}
-
-/* Resolves the chain ending at @path: links[0] is the tip, links[n-1] the
- * full image, each open.  Headers are checked, and each link against the
- * one that names it. */
-static int chain_resolve(const char *path, struct link **out, size_t *nout, char *err, size_t errsz)
-{
-	size_t cap = 8, n = 1;
-	struct link *l = calloc(cap, sizeof(*l));
-	int dirfd = -1;
-	char *dir = NULL;
-	if (!l)
-		return -ENOMEM;
-	for (size_t i = 0; i < cap; i++)
-		l[i].fd = -1;
-	int rc = link_open(&l[0], AT_FDCWD, path, path, err, errsz);
-	while (!rc && (l[n - 1].h.flags & CKPT__IMG_INCREMENTAL)) {
-		if (n >= CKPT__MAX_CHAIN) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images",
-					   CKPT__MAX_CHAIN);
-			break;
-		}
-		if (dirfd < 0 && (dirfd = real_dir_of(l[0].fd, path, &dir)) < 0) {
-			rc = ckpt__img_err(err, errsz, -errno, "the directory of %s: %s", path, strerror(errno));
-			break;
-		}
-		if (n == cap) {
-			void *p = realloc(l, 2 * cap * sizeof(*l));
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			l = p;
-			for (size_t i = cap; i < 2 * cap; i++)
-				l[i] = (struct link){ .fd = -1 };
-			cap *= 2;
-		}
-		rc = open_parent(l, n, dirfd, dir, path, err, errsz);
-		n++;
-	}
-	if (dirfd >= 0)
-		close(dirfd);
-	free(dir);
-	if (rc) {
-		chain_free(l, cap);
-		return rc;
-	}
-	*out = l;
-	*nout = n;
-	return 0;
-}
-
 /* Reads one file of a chain into @a, then waits for the workers. */
 static int apply_file(const struct link *k, struct apply *a, struct ckpt__trl_header *trl,
 		      const struct ckpt__load_opts *lo, uint64_t *done, uint64_t total, char *err,
@@ -1077,13 +902,13 @@ static int load_chain(const char *path, const struct ckpt__load_opts *lo, struct
 			return -ENOMEM;
 		l->fd = -1;
 		n = 1;
-		rc = link_open(l, AT_FDCWD, path, path, err, errsz);
+		rc = ckpt__link_open(l, AT_FDCWD, path, path, err, errsz);
 		if (rc) {
-			chain_free(l, n);
+			ckpt__chain_free(l, n);
 			return rc;
 		}
 	} else {
-		rc = chain_resolve(path, &l, &n, err, errsz);
+		rc = ckpt__chain_resolve(path, &l, &n, err, errsz);
 		if (rc)
 			return rc;
 	}
@@ -1123,7 +948,7 @@ static int load_links(struct link *l, size_t n, const struct ckpt__load_opts *lo
 		if (m == MAP_FAILED) {
 			rc = ckpt__img_err(err, errsz, -errno, "cannot map %llu bytes: %s",
 					   (unsigned long long)l[0].h.heap_size, strerror(errno));
-			chain_free(l, n);
+			ckpt__chain_free(l, n);
 			return rc;
 		}
 		a.mem = m;
@@ -1143,7 +968,7 @@ static int load_links(struct link *l, size_t n, const struct ckpt__load_opts *lo
 		else if (a.mem)
 			munmap(a.mem, l[0].h.heap_size);
 	}
-	chain_free(l, n);
+	ckpt__chain_free(l, n);
 	return rc;
 }
 
@@ -1173,7 +998,7 @@ int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt_
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct link *k = &l[n - 1 - i];
 		char msg[200];
-		rc = link_open(k, AT_FDCWD, paths[i], paths[i], msg, sizeof(msg));
+		rc = ckpt__link_open(k, AT_FDCWD, paths[i], paths[i], msg, sizeof(msg));
 		if (rc) {
 			ckpt__img_err(err, errsz, rc, "%s", msg);
 			break;
@@ -1195,7 +1020,7 @@ int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt_
 		}
 	}
 	if (rc) {
-		chain_free(l, n);
+		ckpt__chain_free(l, n);
 		return rc;
 	}
 	return load_links(l, n, lo, hdr_out, mem_out, err, errsz);
@@ -1397,12 +1222,12 @@ CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts
 	}
 	struct link *l;
 	size_t n;
-	rc = chain_resolve(path, &l, &n, err, errsz);
+	rc = ckpt__chain_resolve(path, &l, &n, err, errsz);
 	if (rc)
 		return rc;
 	struct path_fill pf = { l, n, err, errsz };
 	rc = restore_common(&l[0].h, &o, fill_from_chain, &pf, out, err, errsz);
-	chain_free(l, n);
+	ckpt__chain_free(l, n);
 	return rc;
 }
 
