@@ -783,8 +783,6 @@ CKPT_API int ckpt_restore_progress(ckpt_heap *h, uint64_t *resident, uint64_t *t
 
 /* ------------------------------------------------------------ restore */
 
-/* Opens the chain ending at @path: lz->fd oldest first; @tip gets the
- * tip's header. */
 static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header **hdrs,
 		      char *err, size_t errsz);
 
@@ -951,95 +949,35 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 
 /* ------------------------------------------------------------ chain */
 
-static int read_header_fd(int fd, struct ckpt__img_header *h, char *err, size_t errsz)
-{
-	ssize_t n;
-	do
-		n = pread(fd, h, sizeof(*h), 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
-	return ckpt__img_header_check(h, (size_t)n, err, errsz);
-}
-
-static char *parent_path(const char *path, const char *name)
-{
-	const char *slash = strrchr(path, '/');
-	size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
-	char *p = malloc(dl + strlen(name) + 1);
-	if (p) {
-		memcpy(p, path, dl);
-		strcpy(p + dl, name);
-	}
-	return p;
-}
-
-/* Walks from the tip to the full image (each link checked against the one
- * naming it), then stores the fds oldest first. */
+/* Opens the chain ending at @path (imgread.c: the same resolution as the
+ * eager restore) and keeps its fds in lz->fd and its headers in *@hdrs
+ * (malloc'ed), oldest first, as they are laid over each other. */
 static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header **hdrs,
 		      char *err, size_t errsz)
 {
-	struct ckpt__img_header *h = NULL;
-	int *fd = NULL;
-	uint32_t n = 0;
-	char *cur = strdup(path);
-	int rc = cur ? 0 : -ENOMEM;
-	while (!rc) {
-		if (n >= CKPT__MAX_CHAIN) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images", CKPT__MAX_CHAIN);
-			break;
-		}
-		void *p1 = realloc(h, (n + 1) * sizeof(*h)), *p2 = p1 ? realloc(fd, (n + 1) * sizeof(*fd)) : NULL;
-		if (p1)
-			h = p1;
-		if (p2)
-			fd = p2;
-		if (!p1 || !p2) {
-			rc = -ENOMEM;
-			break;
-		}
-		fd[n] = open(cur, O_RDONLY | O_CLOEXEC);
-		if (fd[n] < 0) {
-			rc = n && errno == ENOENT ? CKPT_E_PARENT : -errno;
-			ckpt__img_err(err, errsz, rc, "%s: %s", cur, n ? "parent image is missing" : strerror(errno));
-			break;
-		}
-		char msg[200];
-		rc = read_header_fd(fd[n], &h[n], msg, sizeof(msg));
-		n++;
-		if (rc) {
-			ckpt__img_err(err, errsz, rc, "%s%s%s", n > 1 ? cur : "", n > 1 ? ": " : "", msg);
-			break;
-		}
-		if (n > 1) {
-			const struct ckpt__img_header *c = &h[n - 2], *k = &h[n - 1];
-			if (memcmp(k->id, c->parent_id, 16) != 0 || k->generation != c->parent_generation ||
-			    k->base != c->base || k->heap_size != c->heap_size || k->page_size != c->page_size ||
-			    k->npages > c->npages) {
-				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is not the one its child was made from", cur);
-				break;
-			}
-		}
-		if (!(h[n - 1].flags & CKPT__IMG_INCREMENTAL))
-			break;
-		char *next = parent_path(cur, h[n - 1].parent_name);
-		free(cur);
-		cur = next;
-		if (!cur)
-			rc = -ENOMEM;
+	struct link *l;
+	size_t n;
+	*hdrs = NULL;
+	int rc = ckpt__chain_resolve(path, &l, &n, err, errsz);
+	if (rc)
+		return rc;
+	lz->fd = malloc(n * sizeof(*lz->fd));
+	*hdrs = malloc(n * sizeof(**hdrs));
+	if (!lz->fd || !*hdrs) {
+		ckpt__chain_free(l, n);
+		return -ENOMEM;
 	}
-	free(cur);
-	/* oldest first, as they are applied */
-	for (uint32_t i = 0; i < n / 2; i++) {
-		struct ckpt__img_header th = h[i];
-		h[i] = h[n - 1 - i];
-		h[n - 1 - i] = th;
-		int tf = fd[i];
-		fd[i] = fd[n - 1 - i];
-		fd[n - 1 - i] = tf;
+	for (size_t i = 0; i < n; i++) {
+		lz->fd[i] = l[n - 1 - i].fd; /* the fds change hands */
+		l[n - 1 - i].fd = -1;
+		(*hdrs)[i] = l[n - 1 - i].h;
 	}
-	lz->fd = fd;
-	lz->nimg = n;
-	*hdrs = h;
+	lz->nimg = (uint32_t)n;
+	/* an image's runs lie inside its own extent; the tip's must hold them all */
+	for (size_t i = 1; i < n && !rc; i++)
+		if ((*hdrs)[i - 1].npages > (*hdrs)[i].npages)
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+					   "parent image %s is not the one its child was made from", l[n - i].path);
+	ckpt__chain_free(l, n);
 	return rc;
 }

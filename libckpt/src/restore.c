@@ -1328,48 +1328,19 @@ CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info, cha
 	struct ckpt__img_header h;
 	struct ckpt__footer f;
 	struct ckpt__trl_header t;
-	struct stat st;
-	int rc = 0;
-	ssize_t n = pread(fd, &h, sizeof(h), 0);
-	if (n < 0 || fstat(fd, &st) != 0) {
-		rc = ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	rc = ckpt__img_header_check(&h, (size_t)n, err, errsz);
+	uint8_t *trl = NULL;
+	int rc = ckpt__img_read_header_fd(fd, path, &h, err, errsz);
+	if (!rc)
+		rc = ckpt__img_read_trailer(fd, &h, &f, &trl, err, errsz);
 	if (rc)
 		goto out;
-	uint64_t size = (uint64_t)st.st_size;
-	if (size < sizeof(h) + sizeof(t) + 8 + sizeof(f) ||
-	    pread(fd, &f, sizeof(f), (off_t)(size - sizeof(f))) != (ssize_t)sizeof(f) ||
-	    memcmp(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic)) != 0) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-				   "truncated: no footer at the end of the file (an incomplete image)");
-		goto out;
-	}
-	rc = ckpt__footer_check(&f, err, errsz);
-	if (rc)
-		goto out;
-	if (f.file_size != size || memcmp(f.id, h.id, 16) != 0) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
-		goto out;
-	}
-	if (pread(fd, &t, sizeof(t), (off_t)f.trailer_offset) != (ssize_t)sizeof(t)) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: trailer missing");
-		goto out;
-	}
-	rc = ckpt__trl_header_check(&t, err, errsz);
-	if (rc)
-		goto out;
-	uint64_t tsize = ckpt__trl_size(h.version, t.nblocks, t.nruns);
-	if (t.offset != f.trailer_offset || tsize == 0 || f.trailer_size != tsize) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
-		goto out;
-	}
+	memcpy(&t, trl, sizeof(t));
+	free(trl);
 	ckpt__img_header_to_info(&h, info);
 	info->pages_stored = t.pages_stored;
 	info->pages_zero = t.pages_zero;
 	info->blocks = t.nblocks;
-	info->file_size = size;
+	info->file_size = f.file_size;
 out:
 	close(fd);
 	return rc;
