@@ -564,6 +564,263 @@ static int cmp_run(const void *x, const void *y)
 	return a->first_page < b->first_page ? -1 : a->first_page > b->first_page;
 }
 
+/* One image being read from a stream: what its trailer must repeat. */
+struct parse {
+	struct rd *r;
+	struct apply *a;
+	struct ckpt__img_header h;
+	struct ckpt__trl_entry *idx; /* the index the trailer must hold */
+	size_t nidx, idx_cap;
+	struct ckpt__run *allruns;   /* every run, for the coverage check */
+	size_t nall, all_cap;
+	uint8_t *table;              /* version 3: the block table the trailer must repeat */
+	size_t table_len, table_cap;
+	char *err;
+	size_t errsz;
+};
+
+/* @p (*@cap elements of @size) grown to hold @need, or NULL (then @p is
+ * still valid and *@cap unchanged). */
+static void *grow(void *p, size_t *cap, size_t need, size_t size, size_t first)
+{
+	if (need <= *cap)
+		return p;
+	size_t c = *cap ? *cap * 2 : first;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(p, c * size);
+	if (q)
+		*cap = c;
+	return q;
+}
+
+/* A read error (-errno) or a format error as the message says. */
+static int parse_rd_err(struct parse *P, int rc)
+{
+	return ckpt__img_err(P->err, P->errsz, rc, "read error: %s", strerror(-rc));
+}
+
+/* The header: checked, and identical to @expect (if given). */
+static int parse_header(struct parse *P, const struct ckpt__img_header *expect)
+{
+	size_t got;
+	int rc = rd_get(P->r, &P->h, sizeof(P->h), &got);
+	if (rc)
+		return parse_rd_err(P, rc);
+	rc = ckpt__img_header_check(&P->h, got, P->err, P->errsz);
+	if (rc)
+		return rc;
+	/* The same fd as the header check: the file was rewritten in place
+	 * meanwhile (image files are replaced by rename, never rewritten, so
+	 * this is someone else's writer); reading again may succeed. */
+	if (expect && memcmp(expect, &P->h, sizeof(P->h)) != 0)
+		return ckpt__img_err(P->err, P->errsz, -EAGAIN, "the header changed while reading: retry");
+	P->a->page_size = P->h.page_size;
+	XXH3_64bits_update(P->r->fh, &P->h, sizeof(P->h));
+	return 0;
+}
+
+/* Records block @b (its runs at @runs, at offset @at, @plen payload bytes)
+ * for the trailer checks: index entry, runs, version 3 block table. */
+static int parse_note_block(struct parse *P, const struct ckpt__blk_header *b, const struct ckpt__run *runs,
+			    uint64_t at, size_t plen)
+{
+	size_t tb = ckpt__trl_table_bytes(b);
+	bool table = P->h.version >= CKPT__IMG_VERSION_TABLE;
+	void *q = grow(P->allruns, &P->all_cap, P->nall + b->nruns, sizeof(*P->allruns), 1024);
+	if (!q)
+		return -ENOMEM;
+	P->allruns = q;
+	if (!(q = grow(P->idx, &P->idx_cap, P->nidx + 1, sizeof(*P->idx), 256)))
+		return -ENOMEM;
+	P->idx = q;
+	if (table && !(q = grow(P->table, &P->table_cap, P->table_len + tb, 1, 64u << 10)))
+		return -ENOMEM;
+	if (table)
+		P->table = q;
+	memcpy(P->allruns + P->nall, runs, b->nruns * sizeof(*runs));
+	P->nall += b->nruns;
+	if (table) {
+		memcpy(P->table + P->table_len, b, sizeof(*b));
+		memcpy(P->table + P->table_len + sizeof(*b), runs, b->nruns * sizeof(*runs));
+		P->table_len += tb;
+	}
+	P->idx[P->nidx++] = (struct ckpt__trl_entry){
+		.offset = at,
+		.checksum = b->checksum,
+		.length = (uint32_t)(sizeof(*b) + plen),
+		.data_pages = b->data_pages,
+		.zero_pages = b->zero_pages,
+		.nruns = b->nruns,
+	};
+	return 0;
+}
+
+/* Block @seq, whose header @b (at @at) was read: checks it, reads and
+ * checks its payload and runs, records it and queues it to the workers. */
+static int parse_block(struct parse *P, const struct ckpt__blk_header *b, uint64_t seq, uint64_t at)
+{
+	unsigned long long s = (unsigned long long)seq, o = (unsigned long long)at;
+	if (ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu header checksum mismatch (offset %llu)", s, o);
+	int rc = ckpt__blk_header_check(b, seq, P->h.page_size, P->err, P->errsz);
+	if (rc)
+		return rc;
+	size_t plen = (size_t)b->data_len + (size_t)b->nruns * sizeof(struct ckpt__run), got;
+	struct job *j = job_get(P->a, plen);
+	if (!j)
+		return ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	j->bh = *b;
+	rc = rd_get(P->r, j->buf, plen, &got);
+	if (rc)
+		rc = parse_rd_err(P, rc);
+	else if (got < plen)
+		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside block %llu", s);
+	else if (ckpt__hash(j->buf, plen) != b->payload_hash)
+		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				   "corrupt: block %llu payload checksum mismatch (offset %llu)", s, o);
+	/* run records may sit unaligned after compressed data */
+	struct ckpt__run *runs = NULL;
+	if (!rc && !(runs = malloc(b->nruns * sizeof(*runs))))
+		rc = ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	if (!rc) {
+		memcpy(runs, j->buf + b->data_len, b->nruns * sizeof(*runs));
+		rc = ckpt__runs_check(b, runs, P->h.npages, P->err, P->errsz);
+	}
+	if (!rc && parse_note_block(P, b, runs, at, plen))
+		rc = ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	free(runs);
+	if (rc) {
+		job_put_back(P->a, j);
+		return rc;
+	}
+	job_queue(P->a, j);
+	return 0;
+}
+
+/* Every block up to the trailer, whose header lands in @th. */
+static int parse_blocks(struct parse *P, struct ckpt__trl_header *th)
+{
+	for (uint64_t seq = 0;; seq++) {
+		uint64_t at = P->r->consumed;
+		union {
+			struct ckpt__blk_header b;
+			struct ckpt__trl_header t;
+		} u;
+		size_t got;
+		int rc = rd_get(P->r, &u, sizeof(u), &got);
+		if (rc)
+			return parse_rd_err(P, rc);
+		if (got < sizeof(u))
+			return ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED,
+					     "truncated: the image ends after %llu blocks, before its trailer",
+					     (unsigned long long)seq);
+		XXH3_64bits_update(P->r->fh, &u, sizeof(u));
+		if (u.b.magic == CKPT__TRL_MAGIC) {
+			*th = u.t;
+			return 0;
+		}
+		if (u.b.magic != CKPT__BLK_MAGIC)
+			return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+					     "corrupt: neither block %llu nor the trailer at offset %llu",
+					     (unsigned long long)seq, (unsigned long long)at);
+		rc = parse_block(P, &u.b, seq, at);
+		if (rc)
+			return rc;
+	}
+}
+
+/* The trailer (its header @th read, at @toff): counts, index and block
+ * table against the blocks read, and its checksum. */
+static int parse_trailer(struct parse *P, const struct ckpt__trl_header *th, uint64_t toff)
+{
+	int rc = ckpt__trl_header_check(th, P->err, P->errsz);
+	if (rc)
+		return rc;
+	uint64_t stored = 0, zero = 0;
+	for (size_t i = 0; i < P->nidx; i++) {
+		stored += P->idx[i].data_pages;
+		zero += P->idx[i].zero_pages;
+	}
+	if (th->nblocks != P->nidx || th->offset != toff || th->pages_stored != stored ||
+	    th->pages_zero != zero || th->nruns != P->nall)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				     "corrupt: the trailer's counts do not match the blocks read");
+	size_t ilen = P->nidx * sizeof(struct ckpt__trl_entry), elen = ilen + P->table_len + 8, got;
+	uint8_t *e = malloc(elen);
+	if (!e)
+		return ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	rc = rd_get(P->r, e, elen, &got);
+	if (rc)
+		rc = parse_rd_err(P, rc);
+	else if (got < elen)
+		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
+	if (!rc) {
+		XXH3_64bits_update(P->r->fh, e, elen);
+		XXH3_state_t st;
+		XXH3_64bits_reset(&st);
+		XXH3_64bits_update(&st, th, sizeof(*th));
+		XXH3_64bits_update(&st, e, elen - 8);
+		uint64_t tsum;
+		memcpy(&tsum, e + elen - 8, 8);
+		if (XXH3_64bits_digest(&st) != tsum || memcmp(e, P->idx, ilen) != 0 ||
+		    (P->table_len && memcmp(e + ilen, P->table, P->table_len) != 0))
+			rc = ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+					   "corrupt: trailer block index checksum mismatch");
+	}
+	free(e);
+	return rc;
+}
+
+/* The footer (the trailer was at @toff), the whole-file digest, and the
+ * end of the stream right after it. */
+static int parse_footer(struct parse *P, uint64_t toff)
+{
+	uint64_t fhash = XXH3_64bits_digest(P->r->fh);
+	uint64_t foff = P->r->consumed;
+	struct ckpt__footer f;
+	size_t got;
+	int rc = rd_get(P->r, &f, sizeof(f), &got);
+	if (rc)
+		return parse_rd_err(P, rc);
+	if (got < sizeof(f))
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its footer");
+	rc = ckpt__footer_check(&f, P->err, P->errsz);
+	if (rc)
+		return rc;
+	if (f.trailer_offset != toff || f.file_size != foff + sizeof(f) || memcmp(f.id, P->h.id, 16) != 0)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the image");
+	if (f.file_hash != fhash)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
+	uint8_t extra;
+	rc = rd_get(P->r, &extra, 1, &got);
+	if (rc)
+		return parse_rd_err(P, rc);
+	if (got)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: bytes after the footer");
+	return 0;
+}
+
+/* Every recorded page exactly once, pages_to_emit in all. */
+static int parse_coverage(struct parse *P)
+{
+	qsort(P->allruns, P->nall, sizeof(*P->allruns), cmp_run);
+	uint64_t total = 0;
+	for (size_t i = 0; i < P->nall; i++) {
+		const struct ckpt__run *x = &P->allruns[i];
+		if (i && x[-1].first_page + x[-1].npages > x->first_page)
+			return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+					     (unsigned long long)x->first_page);
+		total += x->npages;
+	}
+	if (total != P->h.pages_to_emit)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				     "corrupt: %llu pages recorded, the header promises %llu",
+				     (unsigned long long)total, (unsigned long long)P->h.pages_to_emit);
+	return 0;
+}
+
 /*
  * Reads one whole image from @r, checking everything, and queues its
  * blocks to @a.  @expect (may be NULL) is the header the caller already
@@ -574,269 +831,26 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 		       struct ckpt__img_header *hdr_out, struct ckpt__trl_header *trl_out, char *err,
 		       size_t errsz)
 {
-	struct ckpt__img_header h;
-	struct ckpt__trl_entry *idx = NULL;
-	struct ckpt__run *allruns = NULL;
-	size_t nidx = 0, idx_cap = 0, nall = 0, all_cap = 0;
-	uint8_t *table = NULL; /* version 3: the block table the trailer must repeat */
-	size_t table_len = 0, table_cap = 0;
-	size_t got;
-	int rc;
-
-	rc = rd_get(r, &h, sizeof(h), &got);
-	if (rc)
-		return ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
-	rc = ckpt__img_header_check(&h, got, err, errsz);
+	struct parse P = { .r = r, .a = a, .err = err, .errsz = errsz };
+	struct ckpt__trl_header th;
+	int rc = parse_header(&P, expect);
 	if (rc)
 		return rc;
-	/* The same fd as the header check: the file was rewritten in place
-	 * meanwhile (image files are replaced by rename, never rewritten, so
-	 * this is someone else's writer); reading again may succeed. */
-	if (expect && memcmp(expect, &h, sizeof(h)) != 0)
-		return ckpt__img_err(err, errsz, -EAGAIN, "the header changed while reading: retry");
 	if (hdr_out)
-		*hdr_out = h;
-	a->page_size = h.page_size;
-	XXH3_64bits_update(r->fh, &h, sizeof(h));
-
-	uint64_t seq = 0;
-	struct ckpt__trl_header th;
-	for (;;) {
-		uint64_t at = r->consumed;
-		union {
-			struct ckpt__blk_header b;
-			struct ckpt__trl_header t;
-		} u;
-		rc = rd_get(r, &u, sizeof(u), &got);
-		if (rc)
-			goto ioerr;
-		if (got < sizeof(u)) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-					   "truncated: the image ends after %llu blocks, before its trailer",
-					   (unsigned long long)seq);
-			goto out;
-		}
-		XXH3_64bits_update(r->fh, &u, sizeof(u));
-		if (u.b.magic == CKPT__TRL_MAGIC) {
-			th = u.t;
-			break;
-		}
-		const struct ckpt__blk_header *b = &u.b;
-		if (b->magic != CKPT__BLK_MAGIC) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: neither block %llu nor the trailer at offset %llu",
-					   (unsigned long long)seq, (unsigned long long)at);
-			goto out;
-		}
-		if (ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: block %llu header checksum mismatch (offset %llu)",
-					   (unsigned long long)seq, (unsigned long long)at);
-			goto out;
-		}
-		rc = ckpt__blk_header_check(b, seq, h.page_size, err, errsz);
-		if (rc)
-			goto out;
-		size_t plen = (size_t)b->data_len + (size_t)b->nruns * sizeof(struct ckpt__run);
-		struct job *j = job_get(a, plen);
-		if (!j) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		j->bh = *b;
-		rc = rd_get(r, j->buf, plen, &got);
-		if (!rc && got < plen)
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-					   "truncated: the image ends inside block %llu",
-					   (unsigned long long)seq);
-		else if (!rc && ckpt__hash(j->buf, plen) != b->payload_hash)
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: block %llu payload checksum mismatch (offset %llu)",
-					   (unsigned long long)seq, (unsigned long long)at);
-		/* run records may sit unaligned after compressed data */
-		struct ckpt__run *runs = NULL;
-		if (!rc && !(runs = malloc(b->nruns * sizeof(*runs))))
-			rc = -ENOMEM;
-		if (!rc) {
-			memcpy(runs, j->buf + b->data_len, b->nruns * sizeof(*runs));
-			rc = ckpt__runs_check(b, runs, h.npages, err, errsz);
-		}
-		if (!rc && nall + b->nruns > all_cap) {
-			size_t cap = all_cap ? all_cap * 2 : 1024;
-			while (cap < nall + b->nruns)
-				cap *= 2;
-			void *p = realloc(allruns, cap * sizeof(*allruns));
-			if (!p)
-				rc = -ENOMEM;
-			else {
-				allruns = p;
-				all_cap = cap;
-			}
-		}
-		size_t tb = ckpt__trl_table_bytes(b);
-		if (!rc && h.version >= CKPT__IMG_VERSION_TABLE && table_len + tb > table_cap) {
-			size_t cap = table_cap ? table_cap * 2 : 64u << 10;
-			while (cap < table_len + tb)
-				cap *= 2;
-			void *p = realloc(table, cap);
-			if (!p)
-				rc = -ENOMEM;
-			else {
-				table = p;
-				table_cap = cap;
-			}
-		}
-		if (!rc && nidx == idx_cap) {
-			size_t cap = idx_cap ? idx_cap * 2 : 256;
-			void *p = realloc(idx, cap * sizeof(*idx));
-			if (!p)
-				rc = -ENOMEM;
-			else {
-				idx = p;
-				idx_cap = cap;
-			}
-		}
-		if (rc) {
-			free(runs);
-			job_put_back(a, j);
-			if (rc == -ENOMEM)
-				ckpt__img_err(err, errsz, rc, "out of memory");
-			else if (rc > CKPT_E_LAST) /* an errno from the read */
-				goto ioerr;
-			goto out;
-		}
-		memcpy(allruns + nall, runs, b->nruns * sizeof(*runs));
-		nall += b->nruns;
-		if (h.version >= CKPT__IMG_VERSION_TABLE) {
-			memcpy(table + table_len, b, sizeof(*b));
-			memcpy(table + table_len + sizeof(*b), runs, b->nruns * sizeof(*runs));
-			table_len += tb;
-		}
-		free(runs);
-		idx[nidx++] = (struct ckpt__trl_entry){
-			.offset = at,
-			.checksum = b->checksum,
-			.length = (uint32_t)(sizeof(*b) + plen),
-			.data_pages = b->data_pages,
-			.zero_pages = b->zero_pages,
-			.nruns = b->nruns,
-		};
-		job_queue(a, j);
-		seq++;
-	}
-
-	/* trailer */
+		*hdr_out = P.h;
+	rc = parse_blocks(&P, &th);
 	uint64_t toff = r->consumed - sizeof(th);
-	rc = ckpt__trl_header_check(&th, err, errsz);
-	if (rc)
-		goto out;
-	uint64_t stored = 0, zero = 0;
-	for (size_t i = 0; i < nidx; i++) {
-		stored += idx[i].data_pages;
-		zero += idx[i].zero_pages;
-	}
-	if (th.nblocks != nidx || th.offset != toff || th.pages_stored != stored ||
-	    th.pages_zero != zero || th.nruns != nall) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				   "corrupt: the trailer's counts do not match the blocks read");
-		goto out;
-	}
-	{
-		size_t ilen = nidx * sizeof(struct ckpt__trl_entry);
-		size_t elen = ilen + table_len + 8;
-		uint8_t *e = malloc(elen);
-		if (!e) {
-			rc = ckpt__img_err(err, errsz, -ENOMEM, "out of memory");
-			goto out;
-		}
-		rc = rd_get(r, e, elen, &got);
-		if (rc) {
-			free(e);
-			goto ioerr;
-		}
-		if (got < elen) {
-			free(e);
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
-			goto out;
-		}
-		XXH3_64bits_update(r->fh, e, elen);
-		XXH3_state_t st;
-		XXH3_64bits_reset(&st);
-		XXH3_64bits_update(&st, &th, sizeof(th));
-		XXH3_64bits_update(&st, e, elen - 8);
-		uint64_t tsum;
-		memcpy(&tsum, e + elen - 8, 8);
-		bool bad = XXH3_64bits_digest(&st) != tsum || memcmp(e, idx, ilen) != 0 ||
-			   (table_len && memcmp(e + ilen, table, table_len) != 0);
-		free(e);
-		if (bad) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: trailer block index checksum mismatch");
-			goto out;
-		}
-	}
-
-	/* footer */
-	{
-		uint64_t fhash = XXH3_64bits_digest(r->fh);
-		uint64_t foff = r->consumed;
-		struct ckpt__footer f;
-		rc = rd_get(r, &f, sizeof(f), &got);
-		if (rc)
-			goto ioerr;
-		if (got < sizeof(f)) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its footer");
-			goto out;
-		}
-		rc = ckpt__footer_check(&f, err, errsz);
-		if (rc)
-			goto out;
-		if (f.trailer_offset != toff || f.file_size != foff + sizeof(f) ||
-		    memcmp(f.id, h.id, 16) != 0) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the image");
-			goto out;
-		}
-		if (f.file_hash != fhash) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
-			goto out;
-		}
-		uint8_t extra;
-		rc = rd_get(r, &extra, 1, &got);
-		if (rc)
-			goto ioerr;
-		if (got) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: bytes after the footer");
-			goto out;
-		}
-	}
-
-	/* every recorded page exactly once */
-	qsort(allruns, nall, sizeof(*allruns), cmp_run);
-	uint64_t total = 0;
-	for (size_t i = 0; i < nall; i++) {
-		if (i && allruns[i - 1].first_page + allruns[i - 1].npages > allruns[i].first_page) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
-					   (unsigned long long)allruns[i].first_page);
-			goto out;
-		}
-		total += allruns[i].npages;
-	}
-	if (total != h.pages_to_emit) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				   "corrupt: %llu pages recorded, the header promises %llu",
-				   (unsigned long long)total, (unsigned long long)h.pages_to_emit);
-		goto out;
-	}
-	if (trl_out)
+	if (!rc)
+		rc = parse_trailer(&P, &th, toff);
+	if (!rc)
+		rc = parse_footer(&P, toff);
+	if (!rc)
+		rc = parse_coverage(&P);
+	if (!rc && trl_out)
 		*trl_out = th;
-	rc = 0;
-	goto out;
-ioerr:
-	ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
-out:
-	free(idx);
-	free(allruns);
-	free(table);
+	free(P.idx);
+	free(P.allruns);
+	free(P.table);
 	return rc;
 }
 
