@@ -290,15 +290,9 @@ int ckpt__img_header_encode(struct ckpt__img_header *h, const struct ckpt_sink_i
 
 void ckpt__img_header_to_sink_info(const struct ckpt__img_header *h, struct ckpt_sink_info *info)
 {
-	memset(info, 0, sizeof(*info));
-	info->base = h->base;
-	info->heap_size = h->heap_size;
-	info->page_size = h->page_size;
-	info->npages = h->npages;
-	info->pages_to_emit = h->npages;
-	info->generation = h->generation;
-	info->created_ns = h->created_ns;
-	info->root = h->root;
+	*info = (struct ckpt_sink_info){ .base = h->base, .heap_size = h->heap_size, .page_size = h->page_size,
+					 .npages = h->npages, .pages_to_emit = h->npages,
+					 .generation = h->generation, .created_ns = h->created_ns, .root = h->root };
 	memcpy(info->id, h->id, 16);
 	memcpy(info->app_tag, h->app_tag, sizeof(info->app_tag));
 	info->app_tag[sizeof(info->app_tag) - 1] = 0;
@@ -306,16 +300,10 @@ void ckpt__img_header_to_sink_info(const struct ckpt__img_header *h, struct ckpt
 
 void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_image_info *info)
 {
-	memset(info, 0, sizeof(*info));
-	info->version = h->version;
-	info->page_size = h->page_size;
-	info->base = h->base;
-	info->heap_size = h->heap_size;
-	info->npages = h->npages;
-	info->generation = h->generation;
-	info->created_ns = h->created_ns;
-	info->flags = h->flags;
-	info->zstd_level = h->zstd_level;
+	*info = (struct ckpt_image_info){ .version = h->version, .page_size = h->page_size, .base = h->base,
+					  .heap_size = h->heap_size, .npages = h->npages,
+					  .generation = h->generation, .created_ns = h->created_ns,
+					  .flags = h->flags, .zstd_level = h->zstd_level };
 	memcpy(info->id, h->id, 16);
 	memcpy(info->parent_id, h->parent_id, 16);
 	memcpy(info->parent_name, h->parent_name, sizeof(info->parent_name));
