@@ -13,8 +13,9 @@
  *
  * fz_fixup() walks the file as a writer lays it out (header, blocks,
  * trailer, footer), recomputes each checksum over the bytes that are there,
- * and with FZ_FIX_STRUCTURE also rewrites the trailer's counts and index and
- * the footer's offsets to agree with the blocks it walked, so that the
+ * and with FZ_FIX_STRUCTURE also rewrites the trailer's counts, index and
+ * (version 3) block table and the footer's offsets to agree with the blocks
+ * it walked, so that the
  * reader's cross-checks pass too and the fuzzer reaches the apply stage.
  * It never reads past @len and tolerates any garbage.
  *
@@ -81,15 +82,21 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 	/* index entries as the reader will rebuild them */
 	struct ckpt__trl_entry idx[256];
 	size_t nidx = 0;
+	/* version 3's block table as the reader will rebuild it: each block's
+	 * header and runs, which are in the file (never longer than it) */
+	uint8_t *table = malloc(len);
+	size_t tlen = 0;
+	if (!table)
+		return len;
 	for (;;) {
 		if (len - off < sizeof(struct ckpt__blk_header))
-			return len;
+			goto out;
 		uint32_t magic;
 		memcpy(&magic, img + off, 4);
 		if (magic == CKPT__TRL_MAGIC)
 			break;
 		if (magic != CKPT__BLK_MAGIC)
-			return len;
+			goto out;
 		struct ckpt__blk_header b;
 		memcpy(&b, img + off, sizeof(b));
 		uint64_t plen = (uint64_t)b.data_len + (uint64_t)b.nruns * sizeof(struct ckpt__run);
@@ -103,7 +110,13 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 		ckpt__blk_header_seal(&b);
 		memcpy(img + off, &b, sizeof(b));
 		if (plen > len - off - sizeof(b))
-			return len;
+			goto out;
+		if (tlen + sizeof(b) + (size_t)b.nruns * sizeof(struct ckpt__run) <= len) {
+			memcpy(table + tlen, &b, sizeof(b));
+			memcpy(table + tlen + sizeof(b), img + off + sizeof(b) + b.data_len,
+			       (size_t)b.nruns * sizeof(struct ckpt__run));
+			tlen += sizeof(b) + (size_t)b.nruns * sizeof(struct ckpt__run);
+		}
 		if (nidx < sizeof(idx) / sizeof(idx[0]))
 			idx[nidx] = (struct ckpt__trl_entry){
 				.offset = off,
@@ -134,21 +147,23 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 	}
 	ckpt__trl_header_seal(&t);
 	memcpy(img + toff, &t, sizeof(t));
-	if (t.nblocks > (len - toff) / sizeof(struct ckpt__trl_entry))
-		return len;
+	uint64_t tsize64 = ckpt__trl_size(h.version, t.nblocks, t.nruns);
+	if (tsize64 == 0 || tsize64 > len - toff)
+		goto out;
+	size_t tsize = (size_t)tsize64;
 	size_t elen = (size_t)t.nblocks * sizeof(struct ckpt__trl_entry);
-	size_t tsize = sizeof(t) + elen + 8;
-	if (tsize > len - toff)
-		return len;
 	if ((how & FZ_FIX_STRUCTURE) && t.nblocks == nidx && nidx <= sizeof(idx) / sizeof(idx[0]))
 		memcpy(img + toff + sizeof(t), idx, elen);
-	uint64_t tsum = ckpt__hash(img + toff, sizeof(t) + elen);
-	memcpy(img + toff + sizeof(t) + elen, &tsum, 8);
+	if ((how & FZ_FIX_STRUCTURE) && h.version >= CKPT__IMG_VERSION_TABLE && t.nblocks == seq &&
+	    tlen == tsize - sizeof(t) - elen - 8)
+		memcpy(img + toff + sizeof(t) + elen, table, tlen);
+	uint64_t tsum = ckpt__hash(img + toff, tsize - 8);
+	memcpy(img + toff + tsize - 8, &tsum, 8);
 
 	/* footer right after the trailer */
 	size_t foff = toff + tsize;
 	if (len - foff < sizeof(struct ckpt__footer))
-		return len;
+		goto out;
 	struct ckpt__footer f;
 	memcpy(&f, img + foff, sizeof(f));
 	if (how & FZ_FIX_STRUCTURE) {
@@ -161,6 +176,8 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 	f.file_hash = ckpt__img_digest(img, foff); /* header + block headers + trailer (image.h) */
 	ckpt__footer_seal(&f);
 	memcpy(img + foff, &f, sizeof(f));
+out:
+	free(table);
 	return len;
 }
 

@@ -251,6 +251,39 @@ static inline int iu_write_file(const char *path, const void *p, size_t len)
 	return 0;
 }
 
+/* Rewrites the version-3 image in @img (@len bytes) in place as a version
+ * @v (1 or 2) image, as an older writer made it: the trailer loses its block
+ * table and every checksum that covers a changed byte is recomputed.
+ * Returns the new length (shorter), or 0 if @img is not a sound v3 image. */
+static inline size_t iu_downgrade(uint8_t *img, size_t len, uint32_t v)
+{
+	struct ckpt__img_header h;
+	struct ckpt__footer f;
+	struct ckpt__trl_header t;
+	if (len < sizeof(h) + sizeof(f))
+		return 0;
+	memcpy(&h, img, sizeof(h));
+	memcpy(&f, img + len - sizeof(f), sizeof(f));
+	if (h.version != 3 || f.trailer_offset + f.trailer_size + sizeof(f) != len ||
+	    (v == 1 && h.app_tag[0]))
+		return 0;
+	memcpy(&t, img + f.trailer_offset, sizeof(t));
+	h.version = v;
+	ckpt__img_header_seal(&h);
+	memcpy(img, &h, sizeof(h));
+	size_t elen = (size_t)t.nblocks * sizeof(struct ckpt__trl_entry);
+	uint8_t *e = img + f.trailer_offset;
+	uint64_t tsum = ckpt__hash(e, sizeof(t) + elen);
+	memcpy(e + sizeof(t) + elen, &tsum, 8);
+	f.trailer_size = sizeof(t) + elen + 8;
+	size_t foff = f.trailer_offset + f.trailer_size;
+	f.file_size = foff + sizeof(f);
+	f.file_hash = ckpt__img_digest(img, foff);
+	ckpt__footer_seal(&f);
+	memcpy(img + foff, &f, sizeof(f));
+	return foff + sizeof(f);
+}
+
 static inline struct ckpt_begin_opts iu_opts(int level, unsigned flags)
 {
 	struct ckpt_begin_opts o;

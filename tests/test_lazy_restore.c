@@ -164,6 +164,96 @@ Test(lazy_restore, zstd_image_serves_the_eager_bytes_on_first_touch, .timeout = 
 	lazy_matches_eager(1);
 }
 
+/* ------------------------------------------------------------ up front */
+
+/* read(2)/pread(2) calls made by the calling thread so far (the loaders
+ * and the fault thread have their own counts). */
+static unsigned long long thread_read_calls(void)
+{
+	FILE *f = fopen("/proc/thread-self/io", "r");
+	unsigned long long v = 0;
+	char line[128];
+	cr_assert(f, "needs /proc/thread-self/io");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "syscr: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* An image of a 24 MiB heap (about 30 blocks) at @path, its bytes in *copy. */
+static ckpt_heap *image_of_many_blocks(const char *path, uint8_t **copy, size_t *used)
+{
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0, 64u << 20);
+	fill_heap(h, 24, ckpt_test_seed("image_of_many_blocks"));
+	*copy = snapshot(h, used);
+	checkpoint(h, path, 0);
+	return h;
+}
+
+/* The restore's own thread: how many reads ckpt_restore() made before it
+ * returned (the header's, the footer's, the trailer's; the allocator's
+ * first page is the fault thread's). */
+static unsigned long long restore_reads(const char *path, ckpt_heap **out)
+{
+	unsigned long long before = thread_read_calls();
+	*out = restore_lazy(path, 0, NULL);
+	return thread_read_calls() - before;
+}
+
+/* Version 3's trailer carries every block's header and runs: the lazy
+ * restore reads a bounded amount up front, however many blocks the image
+ * has.  Versions 1-2 (no block table) still restore, reading per block. */
+Test(lazy_restore, up_front_validation_reads_the_trailer_not_every_block, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazyupfront");
+	char path[300], old[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	snprintf(old, sizeof(old), "%s/v2.ckpt", dir);
+	uint8_t *copy;
+	size_t used;
+	ckpt_heap *h = image_of_many_blocks(path, &copy, &used);
+	ckpt_heap_destroy(h);
+	struct ckpt_image_info ii;
+	CKPT_ASSERT_OK(ckpt_image_info(path, &ii, NULL, 0));
+	cr_assert(ii.blocks >= 16, "%llu blocks: too few to tell per-block reads", (unsigned long long)ii.blocks);
+	cr_assert_eq(ii.version, 3u);
+
+	ckpt_heap *r;
+	unsigned long long n3 = restore_reads(path, &r);
+	cr_assert(n3 <= 8, "version 3: %llu reads up front for %llu blocks", n3, (unsigned long long)ii.blocks);
+	CKPT_ASSERT_OK(ckpt_restore_wait(r));
+	cr_assert(memcmp(ckpt_heap_base(r), copy, used) == 0);
+	ckpt_heap_destroy(r);
+
+	/* the previous versions: the same heap, read block by block */
+	for (uint32_t v = 1; v <= 2; v++) {
+		size_t len = 0;
+		uint8_t *img = iu_read_file(path, &len);
+		cr_assert(img);
+		len = iu_downgrade(img, len, v);
+		cr_assert(len, "downgrade to version %u", v);
+		cr_assert_eq(iu_write_file(old, img, len), 0);
+		free(img);
+		CKPT_ASSERT_OK(ckpt_image_info(old, &ii, NULL, 0));
+		cr_assert_eq(ii.version, v);
+		CKPT_ASSERT_OK(ckpt_image_verify(old, 0, NULL, 0));
+		unsigned long long n = restore_reads(old, &r);
+		cr_assert(n >= ii.blocks, "version %u: %llu reads for %llu blocks (the test would not see per-block reads)",
+			  v, n, (unsigned long long)ii.blocks);
+		CKPT_ASSERT_OK(ckpt_restore_wait(r));
+		cr_assert(memcmp(ckpt_heap_base(r), copy, used) == 0, "version %u image restored lazily differs", v);
+		ckpt_heap_destroy(r);
+		ckpt_heap *e = NULL;
+		CKPT_ASSERT_OK(ckpt_restore(old, NULL, &e));
+		cr_assert(memcmp(ckpt_heap_base(e), copy, used) == 0, "version %u image restored eagerly differs", v);
+		ckpt_heap_destroy(e);
+	}
+	free(copy);
+	iu_rmtree(dir);
+	free(dir);
+}
+
 /* Freeing, allocating and writing right after a lazy restore, before the
  * loaders are done, then checkpointing: the checkpoint (which first makes
  * the heap resident) holds exactly the heap as the application left it. */

@@ -130,6 +130,8 @@ struct fsink {
 	/* trailer */
 	struct ckpt__trl_entry *index;
 	size_t nindex, index_cap;
+	uint8_t *table;      /* the block table: each block's header and runs */
+	size_t table_len, table_cap;
 	uint64_t pages_stored, pages_zero, total_runs, pages_seen;
 
 	bool began;
@@ -386,10 +388,31 @@ static size_t block_seal(struct ckpt__blk_header *bh, uint8_t *out, size_t data_
 	return sizeof(*bh) + data_len + rbytes;
 }
 
+/* Appends @n bytes to the trailer's block table. */
+static int table_put(struct fsink *s, const void *p, size_t n)
+{
+	if (s->table_len + n > s->table_cap) {
+		size_t cap = s->table_cap ? s->table_cap * 2 : 64u << 10;
+		while (cap < s->table_len + n)
+			cap *= 2;
+		void *q = realloc(s->table, cap);
+		if (!q)
+			return set_err(s, -ENOMEM);
+		s->table = q;
+		s->table_cap = cap;
+	}
+	memcpy(s->table + s->table_len, p, n);
+	s->table_len += n;
+	return 0;
+}
+
 /* Enters a sealed block at stream offset @off in the trailer's index and
- * the whole-file digest (which takes the block header only: it carries
- * the payload's hash).  Blocks are entered in file order. */
-static int index_add(struct fsink *s, const struct ckpt__blk_header *bh, size_t total, uint64_t off)
+ * block table (its header and @runs again: a lazy reader learns every
+ * block's pages from one read of the trailer), and in the whole-file digest
+ * (which takes the block header only: it carries the payload's hash).
+ * Blocks are entered in file order. */
+static int index_add(struct fsink *s, const struct ckpt__blk_header *bh, const struct ckpt__run *runs,
+		     size_t total, uint64_t off)
 {
 	if (s->nindex == s->index_cap) {
 		size_t cap = s->index_cap ? s->index_cap * 2 : 256;
@@ -399,6 +422,8 @@ static int index_add(struct fsink *s, const struct ckpt__blk_header *bh, size_t 
 		s->index = p;
 		s->index_cap = cap;
 	}
+	if (table_put(s, bh, sizeof(*bh)) || table_put(s, runs, bh->nruns * sizeof(*runs)))
+		return s->err;
 	s->index[s->nindex++] = (struct ckpt__trl_entry){
 		.offset = off,
 		.checksum = bh->checksum,
@@ -562,7 +587,7 @@ static int zpool_retire(struct fsink *s, bool wait)
 		return 0;
 	int rc = j->err ? set_err(s, j->err) : 0;
 	if (!rc)
-		rc = index_add(s, &j->bh, j->total, s->off + (s->stage ? s->stage->len : 0));
+		rc = index_add(s, &j->bh, j->runs, j->total, s->off + (s->stage ? s->stage->len : 0));
 	if (!rc)
 		rc = out_put(s, j->out, j->total, true);
 	j->state = ZJ_FREE; /* the workers never touch a DONE job again */
@@ -644,13 +669,13 @@ static int close_block(struct fsink *s)
 		.seq = s->nindex,
 	};
 	size_t total = block_seal(&bh, out, (size_t)s->data_pages * s->page_size, s->runs);
-	s->nruns = s->data_pages = s->zero_pages = 0;
+	s->nruns = s->data_pages = s->zero_pages = 0; /* s->runs stays valid for index_add() */
 	/* header, trailer and footer never share a staging buffer with a
 	 * block outside O_DIRECT mode, so s->off is this block's offset once
 	 * the stage is flushed. */
 	if (!s->direct && out_flush(s))
 		return s->err;
-	if (index_add(s, &bh, total, s->off + (s->stage ? s->stage->len : 0)))
+	if (index_add(s, &bh, s->runs, total, s->off + (s->stage ? s->stage->len : 0)))
 		return s->err;
 	if (s->direct)
 		return out_put(s, out, total, true);
@@ -961,29 +986,9 @@ static int sink_begin(void *arg, const struct ckpt_sink_info *info)
 
 	/* link_parent() filled the parent's fields of the header */
 	struct ckpt__img_header *h = &s->hdr;
-	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
-	/* version 1 (no tag) keeps untagged images readable by older libraries */
-	size_t taglen = strnlen(info->app_tag, sizeof(info->app_tag));
-	if (taglen == sizeof(info->app_tag))
+	if (ckpt__img_header_encode(h, info, s->zstd_level) != 0)
 		return set_err(s, -EINVAL);
-	h->version = taglen ? CKPT__IMG_VERSION : CKPT__IMG_VERSION_MIN;
-	memcpy(h->app_tag, info->app_tag, taglen);
-	h->header_size = CKPT__IMG_HEADER_SIZE;
-	h->page_size = info->page_size;
-	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (s->zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
-	h->zstd_level = s->zstd_level;
-	h->base = info->base;
-	h->heap_size = info->heap_size;
-	h->npages = info->npages;
-	h->pages_to_emit = info->pages_to_emit;
-	h->generation = info->generation;
-	h->created_ns = info->created_ns;
-	h->root = info->root;
-	memcpy(h->id, info->id, 16);
-	if (info->flags & CKPT_SINK_INCREMENTAL)
-		memcpy(h->parent_id, info->parent_id, 16);
 	s->page_size = info->page_size;
-	ckpt__img_header_seal(h);
 
 	if (out_put(s, h, sizeof(*h), false))
 		return s->err;
@@ -1079,16 +1084,18 @@ static int finish(struct fsink *s)
 	XXH3_64bits_reset(ts);
 	XXH3_64bits_update(ts, &th, sizeof(th));
 	XXH3_64bits_update(ts, s->index, s->nindex * sizeof(*s->index));
+	XXH3_64bits_update(ts, s->table, s->table_len);
 	uint64_t tsum = XXH3_64bits_digest(ts);
 	XXH3_freeState(ts);
 	out_put(s, &th, sizeof(th), false);
 	out_put(s, s->index, s->nindex * sizeof(*s->index), false);
+	out_put(s, s->table, s->table_len, false);
 	out_put(s, &tsum, sizeof(tsum), false);
 	if (s->err)
 		return s->err;
 	struct ckpt__footer f = {
 		.trailer_offset = toff,
-		.trailer_size = sizeof(th) + s->nindex * sizeof(*s->index) + sizeof(tsum),
+		.trailer_size = sizeof(th) + s->nindex * sizeof(*s->index) + s->table_len + sizeof(tsum),
 	};
 	f.file_size = f.trailer_offset + f.trailer_size + sizeof(f);
 	f.file_hash = XXH3_64bits_digest(s->fh);
@@ -1145,6 +1152,7 @@ static void sink_free(struct fsink *s)
 	if (s->fh)
 		XXH3_freeState(s->fh);
 	free(s->index);
+	free(s->table);
 	free(s->dir);
 	free(s->name);
 	free(s);

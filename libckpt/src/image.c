@@ -6,6 +6,7 @@
  * the checksum test itself: a value from an image is used only after it has
  * been both checksummed and range-checked.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -107,7 +108,7 @@ int ckpt__img_header_check(const void *p, size_t avail, char *err, size_t errsz)
 	 * a writer bug or a forged file, reported as corrupt. */
 	if (h->header_size != CKPT__IMG_HEADER_SIZE)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: header size %u", h->header_size);
-	/* version 1 had zero here; version 2 a NUL-terminated tag */
+	/* version 1 had zero here; versions 2 and 3 a NUL-terminated tag */
 	if (h->version == 1 ? h->app_tag[0] != 0 : strnlen(h->app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
 		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: application tag field");
 	if (!pow2(h->page_size) || h->page_size < 4096 || h->page_size > CKPT__MAX_PAGE_SIZE)
@@ -215,6 +216,38 @@ int ckpt__trl_header_check(const struct ckpt__trl_header *t, char *err, size_t e
 	return 0;
 }
 
+uint64_t ckpt__trl_size(uint32_t version, uint64_t nblocks, uint64_t nruns)
+{
+	/* bounds far above any real image (a block holds >= 1 page, a run
+	 * >= 1 page), so that nothing below can overflow */
+	if (nblocks > (1ull << 40) || nruns > (1ull << 44))
+		return 0;
+	uint64_t n = sizeof(struct ckpt__trl_header) + nblocks * sizeof(struct ckpt__trl_entry) + 8;
+	if (version >= CKPT__IMG_VERSION_TABLE)
+		n += nblocks * sizeof(struct ckpt__blk_header) + nruns * sizeof(struct ckpt__run);
+	return n;
+}
+
+int ckpt__blk_indexed_check(const struct ckpt__blk_header *b, const struct ckpt__trl_entry *en,
+			    uint64_t seq, uint64_t at, uint32_t page_size, char *err, size_t errsz)
+{
+	unsigned long long s = (unsigned long long)seq;
+	if (b->magic != CKPT__BLK_MAGIC ||
+	    ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu header checksum mismatch (offset %llu)", s,
+				     (unsigned long long)at);
+	int rc = ckpt__blk_header_check(b, seq, page_size, err, errsz);
+	if (rc)
+		return rc;
+	uint64_t len = sizeof(*b) + (uint64_t)b->data_len + (uint64_t)b->nruns * sizeof(struct ckpt__run);
+	if (en->offset != at || en->checksum != b->checksum || en->length != len ||
+	    en->data_pages != b->data_pages || en->zero_pages != b->zero_pages || en->nruns != b->nruns)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu does not match its trailer entry", s);
+	return 0;
+}
+
 int ckpt__footer_check(const struct ckpt__footer *f, char *err, size_t errsz)
 {
 	if (memcmp(f->magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f->magic)) != 0 ||
@@ -227,18 +260,50 @@ int ckpt__footer_check(const struct ckpt__footer *f, char *err, size_t errsz)
 	return 0;
 }
 
+int ckpt__img_header_encode(struct ckpt__img_header *h, const struct ckpt_sink_info *info, int zstd_level)
+{
+	size_t taglen = strnlen(info->app_tag, sizeof(info->app_tag));
+	if (taglen == sizeof(info->app_tag))
+		return -EINVAL;
+	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
+	/* version 3 for every image: its trailer carries the block table
+	 * (a library that reads only versions 1-2 refuses it, CKPT_E_VERSION) */
+	h->version = CKPT__IMG_VERSION;
+	memcpy(h->app_tag, info->app_tag, taglen);
+	h->header_size = CKPT__IMG_HEADER_SIZE;
+	h->page_size = info->page_size;
+	h->flags = (info->flags & CKPT_SINK_INCREMENTAL) | (zstd_level > 0 ? CKPT__IMG_ZSTD : 0);
+	h->zstd_level = zstd_level;
+	h->base = info->base;
+	h->heap_size = info->heap_size;
+	h->npages = info->npages;
+	h->pages_to_emit = info->pages_to_emit;
+	h->generation = info->generation;
+	h->created_ns = info->created_ns;
+	h->root = info->root;
+	memcpy(h->id, info->id, 16);
+	if (info->flags & CKPT_SINK_INCREMENTAL)
+		memcpy(h->parent_id, info->parent_id, 16);
+	ckpt__img_header_seal(h);
+	return 0;
+}
+
+void ckpt__img_header_to_sink_info(const struct ckpt__img_header *h, struct ckpt_sink_info *info)
+{
+	*info = (struct ckpt_sink_info){ .base = h->base, .heap_size = h->heap_size, .page_size = h->page_size,
+					 .npages = h->npages, .pages_to_emit = h->npages,
+					 .generation = h->generation, .created_ns = h->created_ns, .root = h->root };
+	memcpy(info->id, h->id, 16);
+	memcpy(info->app_tag, h->app_tag, sizeof(info->app_tag));
+	info->app_tag[sizeof(info->app_tag) - 1] = 0;
+}
+
 void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_image_info *info)
 {
-	memset(info, 0, sizeof(*info));
-	info->version = h->version;
-	info->page_size = h->page_size;
-	info->base = h->base;
-	info->heap_size = h->heap_size;
-	info->npages = h->npages;
-	info->generation = h->generation;
-	info->created_ns = h->created_ns;
-	info->flags = h->flags;
-	info->zstd_level = h->zstd_level;
+	*info = (struct ckpt_image_info){ .version = h->version, .page_size = h->page_size, .base = h->base,
+					  .heap_size = h->heap_size, .npages = h->npages,
+					  .generation = h->generation, .created_ns = h->created_ns,
+					  .flags = h->flags, .zstd_level = h->zstd_level };
 	memcpy(info->id, h->id, 16);
 	memcpy(info->parent_id, h->parent_id, 16);
 	memcpy(info->parent_name, h->parent_name, sizeof(info->parent_name));

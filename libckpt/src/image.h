@@ -8,8 +8,9 @@
  *            page contents (zstd frame or stored), then nruns run records
  *            (struct ckpt__run, 16 bytes each)
  *   trailer  struct ckpt__trl_header (64 bytes), nblocks index entries
- *            (struct ckpt__trl_entry, 32 bytes each), an 8-byte XXH3 of the
- *            trailer header and entries
+ *            (struct ckpt__trl_entry, 32 bytes each), from version 3 the
+ *            block table (each block's header and run records again, in
+ *            file order), an 8-byte XXH3 of all of the trailer before it
  *   footer   struct ckpt__footer (64 bytes): locates the trailer and holds
  *            the whole-file checksum
  *
@@ -41,9 +42,12 @@
 
 #define CKPT__IMG_MAGIC "LIBCKPT\x01"     /* 8 bytes */
 #define CKPT__IMG_FOOTER_MAGIC "CKPTEND\x01"
-#define CKPT__IMG_VERSION 2u   /* what this library writes when the heap has an app tag */
-#define CKPT__IMG_VERSION_MIN 1u /* 1: no app tag (written when the heap has none, so older
-				  * libraries still read untagged images) */
+#define CKPT__IMG_VERSION 3u     /* what this library writes */
+#define CKPT__IMG_VERSION_MIN 1u /* the oldest it reads: 1 has no app tag, 2 has one */
+/* The first version whose trailer carries the block table: a reader that
+ * maps an image lazily learns every block's header and runs from one read
+ * of the trailer instead of two reads per block. */
+#define CKPT__IMG_VERSION_TABLE 3u
 #define CKPT__IMG_HEADER_SIZE 512u
 #define CKPT__BLK_MAGIC 0x4b424b43u /* "CKBK" */
 #define CKPT__TRL_MAGIC 0x52544b43u /* "CKTR" */
@@ -71,7 +75,7 @@
 
 struct ckpt__img_header {
 	char magic[8];            /* CKPT__IMG_MAGIC */
-	uint32_t version;         /* 1, or 2 when app_tag is set */
+	uint32_t version;         /* 1 (no tag), 2 (tag), 3 (tag, block table) */
 	uint32_t header_size;     /* 512 */
 	uint32_t page_size;
 	uint32_t flags;           /* CKPT__IMG_* */
@@ -187,7 +191,36 @@ int ckpt__runs_check(const struct ckpt__blk_header *b, const struct ckpt__run *r
 
 /* Trailer header (checksum and counts against what the reader saw). */
 int ckpt__trl_header_check(const struct ckpt__trl_header *t, char *err, size_t errsz);
+
+/* Bytes of the trailer of a @version image whose (checked) trailer header
+ * counts @nblocks blocks and @nruns runs: header, entries, the block table
+ * (version >= CKPT__IMG_VERSION_TABLE), checksum.  0 when the counts cannot
+ * belong to any image (they would overflow). */
+uint64_t ckpt__trl_size(uint32_t version, uint64_t nblocks, uint64_t nruns);
+
+/* Bytes block @b takes in a version-3 block table: its header and runs. */
+static inline size_t ckpt__trl_table_bytes(const struct ckpt__blk_header *b)
+{
+	return sizeof(*b) + (size_t)b->nruns * 16u;
+}
+
+/* A block header from a trailer's block table (or read from the file)
+ * that must be block @seq at @at and match index entry @en: its checksum,
+ * its counts (ckpt__blk_header_check()), and the entry.  0 or
+ * CKPT_E_CORRUPT. */
+int ckpt__blk_indexed_check(const struct ckpt__blk_header *b, const struct ckpt__trl_entry *en,
+			    uint64_t seq, uint64_t at, uint32_t page_size, char *err, size_t errsz);
 int ckpt__footer_check(const struct ckpt__footer *f, char *err, size_t errsz);
+
+/* The one place a header is made from a sink's description (filesink.c):
+ * every field but the parent's name (the sink's link_parent() sets it,
+ * before), the version this library writes, sealed.  0, or -EINVAL for an
+ * app tag without its NUL. */
+int ckpt__img_header_encode(struct ckpt__img_header *h, const struct ckpt_sink_info *info, int zstd_level);
+
+/* The reverse, for rewriting a loaded heap as one full image (merge): the
+ * sink description that makes the same header, all pages emitted. */
+void ckpt__img_header_to_sink_info(const struct ckpt__img_header *h, struct ckpt_sink_info *info);
 
 /* Copies the header into the public info struct. */
 void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_image_info *info);

@@ -63,15 +63,21 @@
 #include <zstd.h>
 
 #include "image.h"
+#include "imgread.h"
 #include "internal.h"
+#include "ownermap.h"
 
-#define OWN_NONE UINT32_MAX  /* no image records the page: zero */
-#define OWN_ZERO 0x80000000u /* the owning block records the page as zero */
+#define OWN_NONE CKPT__OWN_NONE
+#define OWN_ZERO CKPT__OWN_ZERO
 #define MAX_BLOCKS (OWN_ZERO - 1)
 #define MAX_LOADERS 8
 #define ZERO_BATCH 64        /* pages one zero fault fills ahead */
+#define FIRST_PAGES 16       /* pages around a fault installed before the rest of its block */
+#define NO_HINT UINT64_MAX
 
-enum { B_IDLE, B_LOADING, B_DONE, B_BAD };
+/* B_WINDOWED: verified, and the pages around a fault installed; the rest
+ * is left to a loader (lz->redo), which loads it again like an idle one. */
+enum { B_IDLE, B_LOADING, B_WINDOWED, B_DONE, B_BAD };
 
 struct lz_block {
 	uint64_t off;                /* file offset of the block header */
@@ -86,8 +92,8 @@ struct lz_block {
 struct ckpt__lazy {
 	ckpt_heap *h;
 	uint32_t page_size;
-	uint64_t npages;           /* pages the owner map covers (the tip's extent) */
-	uint32_t *owner;           /* per page: block index | OWN_ZERO, or OWN_NONE */
+	uint64_t npages;           /* the tip's extent: pages past it are zero */
+	struct ckpt__ownermap map; /* page -> block index | OWN_ZERO; OWN_NONE outside */
 	struct lz_block *blk;
 	uint32_t nblk;
 	int *fd;                   /* image files, oldest first */
@@ -99,11 +105,15 @@ struct ckpt__lazy {
 	_Atomic bool serving;      /* ckpt_restore() returned: bad blocks poison */
 	_Atomic bool swapped;      /* resident, our uffd gone, the heap's registered */
 	_Atomic bool stop;
+	_Atomic bool pwritten;     /* UFFDIO_COPY failed once: pwrite(2) since */
 	bool poison;               /* UFFDIO_POISON works */
 	int uffd, stop_fd;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint32_t nsettled;         /* blocks DONE or BAD, under mu */
+	uint32_t *redo;            /* B_WINDOWED blocks for the loaders, under mu */
+	uint32_t nredo;
+	int loaders_live;          /* loaders that will still look at redo, under mu */
 	pthread_t fault_th, loader[MAX_LOADERS];
 	bool fault_up;
 	int nloaders;
@@ -112,156 +122,89 @@ struct ckpt__lazy {
 
 /* ------------------------------------------------------------ index */
 
-static int pread_all(int fd, void *buf, size_t n, uint64_t off)
-{
-	uint8_t *p = buf;
-	while (n) {
-		ssize_t k = pread(fd, p, n, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return CKPT_E_TRUNCATED;
-		p += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
-static int cmp_run(const void *x, const void *y)
-{
-	const struct ckpt__run *a = x, *b = y;
-	return a->first_page < b->first_page ? -1 : a->first_page > b->first_page;
-}
-
-/* Footer and trailer of @fd: the block index.  *ent_out (nblocks entries)
- * is malloc'ed.  The trailer's own checksum is checked here; its counts
- * against the blocks in index_blocks(). */
-static int read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt__trl_header *t,
-			struct ckpt__trl_entry **ent_out, XXH3_state_t *digest, char *err, size_t errsz)
-{
-	struct stat st;
-	struct ckpt__footer f;
-	if (fstat(fd, &st) != 0)
-		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
-	uint64_t size = (uint64_t)st.st_size;
-	if (size < CKPT__IMG_HEADER_SIZE + sizeof(*t) + 8 + sizeof(f) ||
-	    pread_all(fd, &f, sizeof(f), size - sizeof(f)) != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-				     "truncated: no footer at the end of the file (an incomplete image)");
-	if (memcmp(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic)) != 0) {
-		/* a footer whose checksum holds with the right magic was
-		 * damaged there; anything else is not a footer at all */
-		memcpy(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic));
-		if (ckpt__footer_check(&f, NULL, 0) == 0)
-			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer magic");
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-				     "truncated: no footer at the end of the file (an incomplete image)");
-	}
-	int rc = ckpt__footer_check(&f, err, errsz);
-	if (rc)
-		return rc;
-	if (f.file_size != size || memcmp(f.id, h->id, 16) != 0 ||
-	    f.trailer_offset < CKPT__IMG_HEADER_SIZE || f.trailer_size < sizeof(*t) + 8 ||
-	    f.trailer_offset + f.trailer_size != size - sizeof(f))
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
-	rc = pread_all(fd, t, sizeof(*t), f.trailer_offset);
-	if (!rc)
-		rc = ckpt__trl_header_check(t, err, errsz);
-	if (rc)
-		return rc == CKPT_E_TRUNCATED ? ckpt__img_err(err, errsz, rc, "truncated: trailer") : rc;
-	if (t->offset != f.trailer_offset || t->nblocks > MAX_BLOCKS ||
-	    f.trailer_size != sizeof(*t) + t->nblocks * sizeof(struct ckpt__trl_entry) + 8)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
-	size_t elen = (size_t)t->nblocks * sizeof(struct ckpt__trl_entry) + 8;
-	uint8_t *e = malloc(elen);
-	if (!e)
-		return -ENOMEM;
-	rc = pread_all(fd, e, elen, f.trailer_offset + sizeof(*t));
-	XXH3_state_t st3;
-	XXH3_64bits_reset(&st3);
-	XXH3_64bits_update(&st3, t, sizeof(*t));
-	XXH3_64bits_update(&st3, e, elen - 8);
-	uint64_t tsum;
-	memcpy(&tsum, e + elen - 8, 8);
-	if (!rc && XXH3_64bits_digest(&st3) != tsum)
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer block index checksum mismatch");
-	if (rc) {
-		free(e);
-		return rc;
-	}
-	/* the whole-file digest ends with the trailer; the caller adds it
-	 * after the block headers */
-	(void)digest;
-	*ent_out = (struct ckpt__trl_entry *)(void *)e;
-	return 0;
-}
-
-/* One block's header and runs at @en, checked against the entry. */
-static int index_block(struct ckpt__lazy *lz, int fd, const struct ckpt__img_header *h,
+/* Block @seq at @at from a version-3 block table at *@tp: its header and
+ * runs, checked against index entry @en; *@tp advances past it. */
+static int table_block(const struct ckpt__img_header *h, const uint8_t **tp, const uint8_t *tend,
 		       const struct ckpt__trl_entry *en, uint64_t seq, uint64_t at, struct lz_block *b,
 		       char *err, size_t errsz)
 {
-	int rc = pread_all(fd, &b->bh, sizeof(b->bh), at);
+	if ((size_t)(tend - *tp) < sizeof(b->bh))
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends before block %llu",
+				     (unsigned long long)seq);
+	memcpy(&b->bh, *tp, sizeof(b->bh));
+	int rc = ckpt__blk_indexed_check(&b->bh, en, seq, at, h->page_size, err, errsz);
+	if (rc)
+		return rc;
+	size_t rb = (size_t)b->bh.nruns * sizeof(*b->runs);
+	if ((size_t)(tend - *tp) - sizeof(b->bh) < rb)
+		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends inside block %llu",
+				     (unsigned long long)seq);
+	b->runs = malloc(rb);
+	if (!b->runs)
+		return -ENOMEM;
+	memcpy(b->runs, *tp + sizeof(b->bh), rb);
+	*tp += sizeof(b->bh) + rb;
+	return ckpt__runs_check(&b->bh, b->runs, h->npages, err, errsz);
+}
+
+/* Versions 1-2 (no block table): block @seq's header and runs read from
+ * the file at @at, checked against index entry @en. */
+static int file_block(int fd, const struct ckpt__img_header *h, const struct ckpt__trl_entry *en,
+		      uint64_t seq, uint64_t at, struct lz_block *b, char *err, size_t errsz)
+{
+	int rc = ckpt__pread_all(fd, &b->bh, sizeof(b->bh), at);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
 	const struct ckpt__blk_header *bh = &b->bh;
-	if (bh->magic != CKPT__BLK_MAGIC ||
-	    ckpt__hash(bh, offsetof(struct ckpt__blk_header, checksum)) != bh->checksum)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				     "corrupt: block %llu header checksum mismatch (offset %llu)",
-				     (unsigned long long)seq, (unsigned long long)at);
-	rc = ckpt__blk_header_check(bh, seq, h->page_size, err, errsz);
+	rc = ckpt__blk_indexed_check(bh, en, seq, at, h->page_size, err, errsz);
 	if (rc)
 		return rc;
-	uint64_t len = sizeof(*bh) + (uint64_t)bh->data_len + (uint64_t)bh->nruns * sizeof(struct ckpt__run);
-	if (en->offset != at || en->checksum != bh->checksum || en->length != len ||
-	    en->data_pages != bh->data_pages || en->zero_pages != bh->zero_pages || en->nruns != bh->nruns)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				     "corrupt: block %llu does not match its trailer entry", (unsigned long long)seq);
 	b->runs = malloc((size_t)bh->nruns * sizeof(*b->runs));
 	if (!b->runs)
 		return -ENOMEM;
-	rc = pread_all(fd, b->runs, (size_t)bh->nruns * sizeof(*b->runs), at + sizeof(*bh) + bh->data_len);
+	rc = ckpt__pread_all(fd, b->runs, (size_t)bh->nruns * sizeof(*b->runs), at + sizeof(*bh) + bh->data_len);
 	if (rc)
 		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
-	(void)lz;
 	return ckpt__runs_check(bh, b->runs, h->npages, err, errsz);
 }
 
-/* Every page recorded exactly once, pages_to_emit in all. */
-static int check_coverage(const struct lz_block *b, uint32_t n, const struct ckpt__img_header *h,
-			  char *err, size_t errsz)
+/* The runs of blocks @first.. of one image as owner intervals, every page
+ * recorded exactly once and pages_to_emit in all; *@out is malloc'ed. */
+static int image_segs(const struct lz_block *blk, uint32_t first, uint32_t n, const struct ckpt__img_header *h,
+		      struct ckpt__seg **out, size_t *nout, char *err, size_t errsz)
 {
 	size_t nall = 0;
-	for (uint32_t i = 0; i < n; i++)
-		nall += b[i].bh.nruns;
-	struct ckpt__run *all = malloc((nall ? nall : 1) * sizeof(*all));
+	for (uint32_t i = first; i < first + n; i++)
+		nall += blk[i].bh.nruns;
+	struct ckpt__seg *all = malloc((nall ? nall : 1) * sizeof(*all));
 	if (!all)
 		return -ENOMEM;
 	size_t k = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		memcpy(all + k, b[i].runs, b[i].bh.nruns * sizeof(*all));
-		k += b[i].bh.nruns;
-	}
-	qsort(all, nall, sizeof(*all), cmp_run);
 	uint64_t total = 0;
+	for (uint32_t i = first; i < first + n; i++)
+		for (uint32_t r = 0; r < blk[i].bh.nruns; r++) {
+			const struct ckpt__run *run = &blk[i].runs[r];
+			all[k++] = (struct ckpt__seg){ run->first_page, run->npages,
+						       i | (run->kind == CKPT__RUN_ZERO ? OWN_ZERO : 0) };
+			total += run->npages;
+		}
 	int rc = 0;
-	for (size_t i = 0; i < nall && !rc; i++) {
-		if (i && all[i - 1].first_page + all[i - 1].npages > all[i].first_page)
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
-					   (unsigned long long)all[i].first_page);
-		total += all[i].npages;
-	}
-	if (!rc && total != h->pages_to_emit)
+	size_t bad = ckpt__segs_sort(all, nall);
+	if (bad)
+		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+				   (unsigned long long)all[bad - 1].first);
+	else if (total != h->pages_to_emit)
 		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: %llu pages recorded, the header promises %llu",
 				   (unsigned long long)total, (unsigned long long)h->pages_to_emit);
-	free(all);
-	return rc;
+	if (rc) {
+		free(all);
+		return rc;
+	}
+	*out = all;
+	*nout = nall;
+	return 0;
 }
 
 static int grow_blocks(struct ckpt__lazy *lz, uint64_t more)
@@ -276,28 +219,30 @@ static int grow_blocks(struct ckpt__lazy *lz, uint64_t more)
 	return 0;
 }
 
-/* Indexes image @img (open as @fd, header @h already checked) and lays its
- * runs over the owner map: images come oldest first, so the newest wins. */
-static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
-		       char *err, size_t errsz)
+/* The image's blocks from its trailer @trl (version 3: its block table;
+ * before: two reads per block), checked against the trailer's counts and,
+ * with the header, against the footer's whole-file digest. */
+static int index_blocks(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
+			const struct ckpt__footer *f, const uint8_t *trl, char *err, size_t errsz)
 {
 	struct ckpt__trl_header t;
-	struct ckpt__trl_entry *ent = NULL;
+	memcpy(&t, trl, sizeof(t));
+	const struct ckpt__trl_entry *ent = (const void *)(trl + sizeof(t));
+	const uint8_t *tp = trl + sizeof(t) + t.nblocks * sizeof(*ent), *tend = trl + f->trailer_size - 8;
+	bool table = h->version >= CKPT__IMG_VERSION_TABLE;
 	XXH3_state_t *dg = XXH3_createState();
-	if (!dg)
-		return -ENOMEM;
-	XXH3_64bits_reset(dg);
-	XXH3_64bits_update(dg, h, sizeof(*h));
-	int rc = read_trailer(fd, h, &t, &ent, dg, err, errsz);
-	if (!rc)
-		rc = grow_blocks(lz, t.nblocks);
-	uint32_t first = lz->nblk;
+	int rc = dg ? grow_blocks(lz, t.nblocks) : -ENOMEM;
+	if (dg) {
+		XXH3_64bits_reset(dg);
+		XXH3_64bits_update(dg, h, sizeof(*h));
+	}
 	uint64_t at = CKPT__IMG_HEADER_SIZE, stored = 0, zero = 0, nruns = 0;
 	for (uint64_t i = 0; !rc && i < t.nblocks; i++) {
 		struct lz_block *b = &lz->blk[lz->nblk++];
 		b->img = img;
 		b->off = at;
-		rc = index_block(lz, fd, h, &ent[i], i, at, b, err, errsz);
+		rc = table ? table_block(h, &tp, tend, &ent[i], i, at, b, err, errsz)
+			   : file_block(fd, h, &ent[i], i, at, b, err, errsz);
 		if (rc)
 			break;
 		XXH3_64bits_update(dg, &b->bh, sizeof(b->bh));
@@ -306,35 +251,138 @@ static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct
 		zero += b->bh.zero_pages;
 		nruns += b->bh.nruns;
 	}
-	if (!rc && (at != t.offset || t.pages_stored != stored || t.pages_zero != zero || t.nruns != nruns))
+	if (!rc && (at != t.offset || t.pages_stored != stored || t.pages_zero != zero ||
+		    t.nruns != nruns || (table && tp != tend)))
 		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: the trailer's counts do not match the blocks read");
 	if (!rc) {
-		struct ckpt__footer f;
-		XXH3_64bits_update(dg, &t, sizeof(t));
-		XXH3_64bits_update(dg, ent, (size_t)t.nblocks * sizeof(*ent) + 8);
-		rc = pread_all(fd, &f, sizeof(f), t.offset + sizeof(t) + t.nblocks * sizeof(*ent) + 8);
-		if (!rc && f.file_hash != XXH3_64bits_digest(dg))
+		/* the digest ends with the whole trailer */
+		XXH3_64bits_update(dg, trl, f->trailer_size);
+		if (f->file_hash != XXH3_64bits_digest(dg))
 			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
 	}
+	if (dg)
+		XXH3_freeState(dg);
+	return rc;
+}
+
+/* Indexes image @img (open as @fd, header @h already checked) and lays its
+ * runs over the owner map: images come oldest first, so the newest wins. */
+static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
+		       char *err, size_t errsz)
+{
+	struct ckpt__footer f;
+	uint8_t *trl = NULL;
+	uint32_t first = lz->nblk;
+	int rc = ckpt__img_read_trailer(fd, h, &f, &trl, err, errsz);
 	if (!rc)
-		rc = check_coverage(lz->blk + first, lz->nblk - first, h, err, errsz);
-	for (uint32_t i = first; !rc && i < lz->nblk; i++)
-		for (uint32_t r = 0; r < lz->blk[i].bh.nruns; r++) {
-			const struct ckpt__run *run = &lz->blk[i].runs[r];
-			uint32_t o = i | (run->kind == CKPT__RUN_ZERO ? OWN_ZERO : 0);
-			for (uint64_t p = run->first_page; p < run->first_page + run->npages && p < lz->npages; p++)
-				lz->owner[p] = o;
-		}
-	free(ent);
-	XXH3_freeState(dg);
+		rc = index_blocks(lz, img, fd, h, &f, trl, err, errsz);
+	free(trl);
+	struct ckpt__seg *segs = NULL;
+	size_t nsegs = 0;
+	if (!rc)
+		rc = image_segs(lz->blk, first, lz->nblk - first, h, &segs, &nsegs, err, errsz);
+	if (!rc)
+		rc = ckpt__ownermap_overlay(&lz->map, segs, nsegs);
+	free(segs);
 	return rc;
 }
 
 /* ------------------------------------------------------------ installing */
 
-/* Reads, checks and installs block @i.  @buf/@cap and @dctx are the
- * caller's scratch.  0 or CKPT_E_CORRUPT / -errno with lz->errmsg set. */
-static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *cap, ZSTD_DCtx *dctx)
+/* pwrite(2) of @len bytes at heap offset @off: where UFFDIO_COPY cannot be
+ * used (it fails only on kernels or mappings we do not expect). */
+static int install_pwrite(struct ckpt__lazy *lz, uint64_t off, const uint8_t *src, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t w = pwrite(lz->h->memfd, src + done, len - done, (off_t)(off + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			snprintf(lz->errmsg, sizeof(lz->errmsg), "filling the heap's memory: %s",
+				 strerror(w < 0 ? errno : EIO));
+			return w < 0 ? -errno : -EIO;
+		}
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+/* Installs @n pages from @src at heap page @page.  UFFDIO_COPY, one ioctl
+ * for the range: it allocates and fills each page and maps it, without the
+ * memfd's inode lock that serialised the loaders' pwrite(2)s, and it never
+ * overwrites a page that exists (EEXIST: skipped).  @wake wakes threads
+ * waiting on these pages. */
+static int install_pages(struct ckpt__lazy *lz, uint64_t page, uint64_t n, const uint8_t *src, bool wake)
+{
+	uint64_t ps = lz->page_size, len = n * ps, done = 0;
+	uint64_t dst = (uint64_t)(uintptr_t)lz->h->base + page * ps;
+	while (done < len) {
+		struct uffdio_copy c = { .dst = dst + done, .src = (uint64_t)(uintptr_t)(src + done),
+					 .len = len - done, .mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE };
+		if (ioctl(lz->uffd, UFFDIO_COPY, &c) == 0)
+			return 0;
+		int e = errno;
+		if (c.copy > 0)
+			done += (uint64_t)c.copy; /* partial: go on from where it stopped */
+		else if (e == EEXIST)
+			done += ps;
+		else if (e != EAGAIN && e != EINTR)
+		{
+			/* pwrite(2) overwrites: from now on every block is
+			 * installed whole, never around a fault first */
+			atomic_store(&lz->pwritten, true);
+			return install_pwrite(lz, page * ps + done, src + done, (size_t)(len - done));
+		}
+	}
+	return 0;
+}
+
+/* Installs the pages block @i owns (a newer image may hold the others)
+ * from its decompressed data @raw: with @inside only those in pages
+ * [lo, hi), else only those outside it. */
+static int install_owned(struct ckpt__lazy *lz, uint32_t i, const uint8_t *raw, uint64_t lo, uint64_t hi,
+			 bool inside)
+{
+	const struct lz_block *b = &lz->blk[i];
+	size_t k = 0;
+	for (uint32_t r = 0; r < b->bh.nruns; r++) {
+		const struct ckpt__run *run = &b->runs[r];
+		if (run->kind != CKPT__RUN_DATA)
+			continue;
+		uint64_t rend = run->first_page + run->npages;
+		for (uint64_t q = run->first_page, e; q < rend; q += e) {
+			if (ckpt__ownermap_get(&lz->map, q, rend, &e) != i)
+				continue;
+			/* [q, q + e) is ours: the parts asked for */
+			uint64_t part[2][2] = { { q, q + e }, { q + e, q + e } };
+			if (inside) {
+				part[0][0] = q > lo ? q : lo;
+				part[0][1] = q + e < hi ? q + e : hi;
+			} else {
+				part[0][1] = q + e < lo ? q + e : lo;
+				part[1][0] = q > hi ? q : hi;
+			}
+			for (int j = 0; j < 2; j++) {
+				if (part[j][0] >= part[j][1])
+					continue;
+				const uint8_t *src = raw + k + (size_t)(part[j][0] - run->first_page) * lz->page_size;
+				int rc = install_pages(lz, part[j][0], part[j][1] - part[j][0], src, inside);
+				if (rc)
+					return rc;
+			}
+		}
+		k += (size_t)run->npages * lz->page_size;
+	}
+	return 0;
+}
+
+/* Reads, checks and installs block @i, the pages around page @hint first
+ * (NO_HINT: none); with *@window only those, if it can (*@window stays
+ * true: the block is verified, the rest is not installed).  @buf/@cap and
+ * @dctx are the caller's scratch.  0 or CKPT_E_CORRUPT / -errno with
+ * lz->errmsg set. */
+static int load_block(struct ckpt__lazy *lz, uint32_t i, uint64_t hint, bool *window, uint8_t **buf,
+		      size_t *cap, ZSTD_DCtx *dctx)
 {
 	struct lz_block *b = &lz->blk[i];
 	const struct ckpt__blk_header *bh = &b->bh;
@@ -352,7 +400,7 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *
 		*cap = need;
 	}
 	uint8_t *p = *buf;
-	int rc = pread_all(lz->fd[b->img], p, sizeof(*bh) + plen, b->off);
+	int rc = ckpt__pread_all(lz->fd[b->img], p, sizeof(*bh) + plen, b->off);
 	if (rc)
 		return rc;
 	/* the file is read again: it must still be the file indexed */
@@ -373,68 +421,29 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint8_t **buf, size_t *
 		}
 		raw = out;
 	}
-	/* only the pages this block owns: a newer image may hold the rest */
-	size_t k = 0;
-	for (uint32_t r = 0; r < bh->nruns; r++) {
-		const struct ckpt__run *run = &b->runs[r];
-		if (run->kind != CKPT__RUN_DATA)
-			continue;
-		for (uint64_t q = run->first_page; q < run->first_page + run->npages;) {
-			uint64_t e = q;
-			while (e < run->first_page + run->npages && e < lz->npages && lz->owner[e] == i)
-				e++;
-			if (e > q) {
-				size_t len = (size_t)(e - q) * lz->page_size;
-				const uint8_t *src = raw + k + (size_t)(q - run->first_page) * lz->page_size;
-				for (size_t done = 0; done < len;) {
-					ssize_t w = pwrite(lz->h->memfd, src + done, len - done,
-							   (off_t)(q * lz->page_size + done));
-					if (w < 0 && errno == EINTR)
-						continue;
-					if (w <= 0) {
-						snprintf(msg, sizeof(lz->errmsg), "filling the heap's memory: %s",
-							 strerror(w < 0 ? errno : EIO));
-						return w < 0 ? -errno : -EIO;
-					}
-					done += (size_t)w;
-				}
-				q = e;
-			} else {
-				q++;
-			}
-		}
-		k += (size_t)run->npages * lz->page_size;
+	/* the faulting page's neighbourhood first: its thread resumes while
+	 * the rest of the block is installed */
+	if (hint != NO_HINT) {
+		uint64_t lo = hint & ~(uint64_t)(FIRST_PAGES - 1);
+		rc = install_owned(lz, i, raw, lo, lo + FIRST_PAGES, true);
+		if (!rc && *window && !atomic_load(&lz->pwritten))
+			return 0; /* the rest: a loader's (B_WINDOWED) */
+		*window = false;
+		if (!rc)
+			rc = install_owned(lz, i, raw, lo, lo + FIRST_PAGES, false);
+		return rc;
 	}
-	return 0;
+	*window = false;
+	return install_owned(lz, i, raw, 0, 0, false);
 }
 
 static void try_swap(struct ckpt__lazy *lz);
 
-/* Makes block @i DONE or BAD, loading it here unless another thread is:
- * then waits for it.  With @wait false a block being loaded is left alone.
- * Returns the block's state. */
-static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **buf, size_t *cap,
-			ZSTD_DCtx *dctx)
+/* Marks block @i DONE (@rc 0) or BAD; called with lz->mu held, returns
+ * without it. */
+static int settle_block(struct ckpt__lazy *lz, uint32_t i, int rc)
 {
 	struct lz_block *b = &lz->blk[i];
-	pthread_mutex_lock(&lz->mu);
-	if (wait && b->state == B_LOADING && b->tid)
-		/* a niced loader holds what a fault needs: lend it our
-		 * priority (works with CAP_SYS_NICE or RLIMIT_NICE; else the
-		 * wait is only longer); it takes nice 10 back after the block */
-		setpriority(PRIO_PROCESS, (id_t)b->tid, 0);
-	while (wait && b->state == B_LOADING)
-		pthread_cond_wait(&lz->cv, &lz->mu);
-	int st = b->state;
-	if (st != B_IDLE) {
-		pthread_mutex_unlock(&lz->mu);
-		return st;
-	}
-	b->state = B_LOADING;
-	b->tid = wait ? 0 : (pid_t)syscall(SYS_gettid);
-	pthread_mutex_unlock(&lz->mu);
-	int rc = dctx ? load_block(lz, i, buf, cap, dctx) : -ENOMEM;
-	pthread_mutex_lock(&lz->mu);
 	/* counted before anyone can see it DONE: a waiter that sees every
 	 * block settled must see the pages counted too */
 	if (!rc)
@@ -460,6 +469,56 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint8_t **
 	if (last)
 		try_swap(lz);
 	return rc ? B_BAD : B_DONE;
+}
+
+/* Makes block @i DONE or BAD, loading it here unless another thread is:
+ * then waits for it.  With @wait false a block being loaded is left alone.
+ * A fault (@hint: its page) while loaders run may leave the block
+ * B_WINDOWED instead: the pages around @hint are in, the loaders finish
+ * it.  Returns the block's state. */
+static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t hint, uint8_t **buf,
+			size_t *cap, ZSTD_DCtx *dctx)
+{
+	struct lz_block *b = &lz->blk[i];
+	pthread_mutex_lock(&lz->mu);
+	if (wait && b->state == B_LOADING && b->tid)
+		/* a niced loader holds what a fault needs: lend it our
+		 * priority (works with CAP_SYS_NICE or RLIMIT_NICE; else the
+		 * wait is only longer); it takes nice 10 back after the block */
+		setpriority(PRIO_PROCESS, (id_t)b->tid, 0);
+	while (wait && b->state == B_LOADING)
+		pthread_cond_wait(&lz->cv, &lz->mu);
+	int st = b->state;
+	if (st != B_IDLE && st != B_WINDOWED) {
+		pthread_mutex_unlock(&lz->mu);
+		return st;
+	}
+	/* A fault on a windowed block reads and verifies it again and installs
+	 * the window around its own page (which pages are in is not recorded;
+	 * UFFDIO_COPY skips those): the block is on redo already. */
+	bool window = hint != NO_HINT && lz->loaders_live > 0;
+	b->state = B_LOADING;
+	b->tid = wait ? 0 : (pid_t)syscall(SYS_gettid);
+	pthread_mutex_unlock(&lz->mu);
+	int rc = dctx ? load_block(lz, i, hint, &window, buf, cap, dctx) : -ENOMEM;
+	pthread_mutex_lock(&lz->mu);
+	if (!rc && window && lz->loaders_live > 0) {
+		b->state = B_WINDOWED;
+		if (st == B_IDLE)
+			lz->redo[lz->nredo++] = i;
+		pthread_cond_broadcast(&lz->cv);
+		pthread_mutex_unlock(&lz->mu);
+		return B_WINDOWED;
+	}
+	if (!rc && window) {
+		/* the loaders are gone: the rest is ours (installed again:
+		 * UFFDIO_COPY skips the pages that are in) */
+		pthread_mutex_unlock(&lz->mu);
+		window = false;
+		rc = load_block(lz, i, NO_HINT, &window, buf, cap, dctx);
+		pthread_mutex_lock(&lz->mu);
+	}
+	return settle_block(lz, i, rc);
 }
 
 /* Fully resident and no block failed: the heap's own uffd takes the range. */
@@ -510,9 +569,9 @@ static void handle_fault(struct ckpt__lazy *lz, uint64_t addr, uint32_t tid, uin
 {
 	uint64_t base = (uint64_t)(uintptr_t)lz->h->base;
 	uint64_t p = (addr - base) / lz->page_size;
-	uint64_t hp = lz->h->size / lz->page_size;
-	uint32_t o = p < lz->npages ? lz->owner[p] : OWN_NONE;
-	if (o != OWN_NONE && ensure_block(lz, o & ~OWN_ZERO, true, buf, cap, dctx) == B_BAD) {
+	uint64_t hp = lz->h->size / lz->page_size, same;
+	uint32_t o = ckpt__ownermap_get(&lz->map, p, hp, &same);
+	if (o != OWN_NONE && ensure_block(lz, o & ~OWN_ZERO, true, p, buf, cap, dctx) == B_BAD) {
 		if (atomic_load(&lz->serving)) {
 			fail_access(lz, addr, tid);
 			return;
@@ -524,9 +583,7 @@ static void handle_fault(struct ckpt__lazy *lz, uint64_t addr, uint32_t tid, uin
 	 * and pages after it that are zero for the same reason with it. */
 	uint64_t n = 1;
 	if (o == OWN_NONE || (o & OWN_ZERO))
-		while (n < ZERO_BATCH && p + n < hp &&
-		       (p + n < lz->npages ? lz->owner[p + n] : OWN_NONE) == o)
-			n++;
+		n = same < ZERO_BATCH ? same : ZERO_BATCH;
 	struct uffdio_zeropage zp = { .range = { base + p * lz->page_size, n * lz->page_size },
 				      .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE };
 	ioctl(lz->uffd, UFFDIO_ZEROPAGE, &zp);
@@ -560,7 +617,23 @@ static void *fault_main(void *arg)
 	return NULL;
 }
 
-/* A background loader: blocks in file order, skipping those a fault took. */
+/* A block a fault left windowed, for a loader that has done its sweep:
+ * false when there is none, and then this loader is done (decided under
+ * the lock a fault takes to window a block, so none is left behind). */
+static bool next_redo(struct ckpt__lazy *lz, uint32_t *i)
+{
+	pthread_mutex_lock(&lz->mu);
+	bool got = lz->nredo > 0;
+	if (got)
+		*i = lz->redo[--lz->nredo];
+	else
+		lz->loaders_live--;
+	pthread_mutex_unlock(&lz->mu);
+	return got;
+}
+
+/* A background loader: blocks in file order, skipping those a fault took,
+ * then those a fault left windowed. */
 static void *loader_main(void *arg)
 {
 	struct ckpt__lazy *lz = arg;
@@ -574,9 +647,9 @@ static void *loader_main(void *arg)
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	while (!atomic_load(&lz->stop)) {
 		uint32_t i = atomic_fetch_add(&lz->next, 1);
-		if (i >= lz->nblk)
+		if (i >= lz->nblk && !next_redo(lz, &i))
 			break;
-		ensure_block(lz, i, false, &buf, &cap, dctx);
+		ensure_block(lz, i, false, NO_HINT, &buf, &cap, dctx);
 		if (getpriority(PRIO_PROCESS, self) != 10)
 			setpriority(PRIO_PROCESS, self, 10); /* lent priority back */
 	}
@@ -653,9 +726,9 @@ static void lazy_free(struct ckpt__lazy *lz)
 	for (uint32_t i = 0; i < lz->nblk; i++)
 		free(lz->blk[i].runs);
 	free(lz->blk);
+	free(lz->redo);
 	free(lz->fd);
-	if (lz->owner)
-		munmap(lz->owner, lz->npages * sizeof(uint32_t));
+	ckpt__ownermap_free(&lz->map);
 	pthread_mutex_destroy(&lz->mu);
 	pthread_cond_destroy(&lz->cv);
 	free(lz);
@@ -671,7 +744,7 @@ static int lazy_make_resident(ckpt_heap *h)
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	/* this thread loads too: a checkpoint asked for now is done sooner */
 	for (uint32_t i = 0; i < lz->nblk; i++)
-		ensure_block(lz, i, true, &buf, &cap, dctx);
+		ensure_block(lz, i, true, NO_HINT, &buf, &cap, dctx);
 	free(buf);
 	ZSTD_freeDCtx(dctx);
 	try_swap(lz);
@@ -710,17 +783,15 @@ CKPT_API int ckpt_restore_progress(ckpt_heap *h, uint64_t *resident, uint64_t *t
 
 /* ------------------------------------------------------------ restore */
 
-/* Opens the chain ending at @path: lz->fd oldest first; @tip gets the
- * tip's header. */
 static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header **hdrs,
 		      char *err, size_t errsz);
 
 static void count_owned(struct ckpt__lazy *lz)
 {
-	for (uint64_t p = 0; p < lz->npages; p++) {
-		uint32_t o = lz->owner[p];
-		if (o != OWN_NONE && !(o & OWN_ZERO))
-			lz->blk[o].owned++;
+	for (size_t k = 0; k < lz->map.n; k++) {
+		uint32_t o = lz->map.seg[k].own;
+		if (!(o & OWN_ZERO))
+			lz->blk[o].owned += lz->map.seg[k].n;
 	}
 	for (uint32_t i = 0; i < lz->nblk; i++)
 		lz->total += lz->blk[i].owned;
@@ -760,16 +831,6 @@ static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	*tip = hd[lz->nimg - 1];
 	lz->page_size = tip->page_size;
 	lz->npages = tip->npages;
-	size_t bytes = (size_t)lz->npages * sizeof(uint32_t);
-	if (bytes) {
-		void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (m == MAP_FAILED) {
-			free(hd);
-			return -ENOMEM;
-		}
-		lz->owner = m;
-		memset(m, 0xff, bytes);
-	}
 	for (uint32_t i = 0; i < lz->nimg && !rc; i++) {
 		char msg[200] = "";
 		rc = index_image(lz, i, lz->fd[i], &hd[i], msg, sizeof(msg));
@@ -780,16 +841,56 @@ static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	free(hd);
 	if (!rc)
 		count_owned(lz);
+	/* each block enters redo at most once: when it is first windowed */
+	if (!rc && !(lz->redo = malloc(((size_t)lz->nblk + 1) * sizeof(*lz->redo))))
+		rc = -ENOMEM;
 	return rc;
+}
+
+static int loaders_wanted(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > MAX_LOADERS ? MAX_LOADERS : (int)n;
+}
+
+/* Promises loaders before the heap is opened: the blocks the allocator
+ * reads while ckpt_restore() runs are then windowed too (the pages it reads
+ * go in, the rest of each block waits for a loader), which keeps them off
+ * the time to the first reply.  start_loaders() keeps the promise. */
+static void promise_loaders(struct ckpt__lazy *lz)
+{
+	pthread_mutex_lock(&lz->mu);
+	lz->loaders_live = loaders_wanted(); /* before any can leave */
+	pthread_mutex_unlock(&lz->mu);
 }
 
 static void start_loaders(struct ckpt__lazy *lz)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	int want = n < 1 ? 1 : n > MAX_LOADERS ? MAX_LOADERS : (int)n;
+	int want = loaders_wanted();
 	for (int i = 0; i < want; i++)
 		if (pthread_create(&lz->loader[lz->nloaders], NULL, loader_main, lz) == 0)
 			lz->nloaders++;
+	pthread_mutex_lock(&lz->mu);
+	lz->loaders_live -= want - lz->nloaders;
+	pthread_mutex_unlock(&lz->mu);
+	if (lz->nloaders)
+		return;
+	/* no thread to be had: the windowed blocks are finished here */
+	uint32_t i;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	pthread_mutex_lock(&lz->mu);
+	lz->loaders_live = 0;
+	while (lz->nredo) {
+		i = lz->redo[--lz->nredo];
+		pthread_mutex_unlock(&lz->mu);
+		ensure_block(lz, i, true, NO_HINT, &buf, &cap, dctx);
+		pthread_mutex_lock(&lz->mu);
+	}
+	pthread_mutex_unlock(&lz->mu);
+	free(buf);
+	ZSTD_freeDCtx(dctx);
 }
 
 int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt_heap **out)
@@ -818,6 +919,7 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 		ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
 	ckpt_heap *heap = NULL;
 	if (!rc) {
+		promise_loaders(lz);
 		rc = ckpt__heap_adopt_lazy(memfd, h.base, h.heap_size, h.page_size, ho, lz, &lazy_ops, &heap);
 		if (rc == -EEXIST)
 			rc = CKPT_E_ADDRINUSE;
@@ -847,95 +949,35 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 
 /* ------------------------------------------------------------ chain */
 
-static int read_header_fd(int fd, struct ckpt__img_header *h, char *err, size_t errsz)
-{
-	ssize_t n;
-	do
-		n = pread(fd, h, sizeof(*h), 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
-	return ckpt__img_header_check(h, (size_t)n, err, errsz);
-}
-
-static char *parent_path(const char *path, const char *name)
-{
-	const char *slash = strrchr(path, '/');
-	size_t dl = slash ? (size_t)(slash - path) + 1 : 0;
-	char *p = malloc(dl + strlen(name) + 1);
-	if (p) {
-		memcpy(p, path, dl);
-		strcpy(p + dl, name);
-	}
-	return p;
-}
-
-/* Walks from the tip to the full image (each link checked against the one
- * naming it), then stores the fds oldest first. */
+/* Opens the chain ending at @path (imgread.c: the same resolution as the
+ * eager restore) and keeps its fds in lz->fd and its headers in *@hdrs
+ * (malloc'ed), oldest first, as they are laid over each other. */
 static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header **hdrs,
 		      char *err, size_t errsz)
 {
-	struct ckpt__img_header *h = NULL;
-	int *fd = NULL;
-	uint32_t n = 0;
-	char *cur = strdup(path);
-	int rc = cur ? 0 : -ENOMEM;
-	while (!rc) {
-		if (n >= CKPT__MAX_CHAIN) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images", CKPT__MAX_CHAIN);
-			break;
-		}
-		void *p1 = realloc(h, (n + 1) * sizeof(*h)), *p2 = p1 ? realloc(fd, (n + 1) * sizeof(*fd)) : NULL;
-		if (p1)
-			h = p1;
-		if (p2)
-			fd = p2;
-		if (!p1 || !p2) {
-			rc = -ENOMEM;
-			break;
-		}
-		fd[n] = open(cur, O_RDONLY | O_CLOEXEC);
-		if (fd[n] < 0) {
-			rc = n && errno == ENOENT ? CKPT_E_PARENT : -errno;
-			ckpt__img_err(err, errsz, rc, "%s: %s", cur, n ? "parent image is missing" : strerror(errno));
-			break;
-		}
-		char msg[200];
-		rc = read_header_fd(fd[n], &h[n], msg, sizeof(msg));
-		n++;
-		if (rc) {
-			ckpt__img_err(err, errsz, rc, "%s%s%s", n > 1 ? cur : "", n > 1 ? ": " : "", msg);
-			break;
-		}
-		if (n > 1) {
-			const struct ckpt__img_header *c = &h[n - 2], *k = &h[n - 1];
-			if (memcmp(k->id, c->parent_id, 16) != 0 || k->generation != c->parent_generation ||
-			    k->base != c->base || k->heap_size != c->heap_size || k->page_size != c->page_size ||
-			    k->npages > c->npages) {
-				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is not the one its child was made from", cur);
-				break;
-			}
-		}
-		if (!(h[n - 1].flags & CKPT__IMG_INCREMENTAL))
-			break;
-		char *next = parent_path(cur, h[n - 1].parent_name);
-		free(cur);
-		cur = next;
-		if (!cur)
-			rc = -ENOMEM;
+	struct link *l;
+	size_t n;
+	*hdrs = NULL;
+	int rc = ckpt__chain_resolve(path, &l, &n, err, errsz);
+	if (rc)
+		return rc;
+	lz->fd = malloc(n * sizeof(*lz->fd));
+	*hdrs = malloc(n * sizeof(**hdrs));
+	if (!lz->fd || !*hdrs) {
+		ckpt__chain_free(l, n);
+		return -ENOMEM;
 	}
-	free(cur);
-	/* oldest first, as they are applied */
-	for (uint32_t i = 0; i < n / 2; i++) {
-		struct ckpt__img_header th = h[i];
-		h[i] = h[n - 1 - i];
-		h[n - 1 - i] = th;
-		int tf = fd[i];
-		fd[i] = fd[n - 1 - i];
-		fd[n - 1 - i] = tf;
+	for (size_t i = 0; i < n; i++) {
+		lz->fd[i] = l[n - 1 - i].fd; /* the fds change hands */
+		l[n - 1 - i].fd = -1;
+		(*hdrs)[i] = l[n - 1 - i].h;
 	}
-	lz->fd = fd;
-	lz->nimg = n;
-	*hdrs = h;
+	lz->nimg = (uint32_t)n;
+	/* an image's runs lie inside its own extent; the tip's must hold them all */
+	for (size_t i = 1; i < n && !rc; i++)
+		if ((*hdrs)[i - 1].npages > (*hdrs)[i].npages)
+			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+					   "parent image %s is not the one its child was made from", l[n - i].path);
+	ckpt__chain_free(l, n);
 	return rc;
 }

@@ -35,6 +35,7 @@
 
 #include "faultinject.h"
 #include "image.h"
+#include "imgread.h"
 #include "internal.h"
 
 #define RD_CHUNK (1u << 20)
@@ -563,6 +564,263 @@ static int cmp_run(const void *x, const void *y)
 	return a->first_page < b->first_page ? -1 : a->first_page > b->first_page;
 }
 
+/* One image being read from a stream: what its trailer must repeat. */
+struct parse {
+	struct rd *r;
+	struct apply *a;
+	struct ckpt__img_header h;
+	struct ckpt__trl_entry *idx; /* the index the trailer must hold */
+	size_t nidx, idx_cap;
+	struct ckpt__run *allruns;   /* every run, for the coverage check */
+	size_t nall, all_cap;
+	uint8_t *table;              /* version 3: the block table the trailer must repeat */
+	size_t table_len, table_cap;
+	char *err;
+	size_t errsz;
+};
+
+/* @p (*@cap elements of @size) grown to hold @need, or NULL (then @p is
+ * still valid and *@cap unchanged). */
+static void *grow(void *p, size_t *cap, size_t need, size_t size, size_t first)
+{
+	if (need <= *cap)
+		return p;
+	size_t c = *cap ? *cap * 2 : first;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(p, c * size);
+	if (q)
+		*cap = c;
+	return q;
+}
+
+/* A read error (-errno) or a format error as the message says. */
+static int parse_rd_err(struct parse *P, int rc)
+{
+	return ckpt__img_err(P->err, P->errsz, rc, "read error: %s", strerror(-rc));
+}
+
+/* The header: checked, and identical to @expect (if given). */
+static int parse_header(struct parse *P, const struct ckpt__img_header *expect)
+{
+	size_t got;
+	int rc = rd_get(P->r, &P->h, sizeof(P->h), &got);
+	if (rc)
+		return parse_rd_err(P, rc);
+	rc = ckpt__img_header_check(&P->h, got, P->err, P->errsz);
+	if (rc)
+		return rc;
+	/* The same fd as the header check: the file was rewritten in place
+	 * meanwhile (image files are replaced by rename, never rewritten, so
+	 * this is someone else's writer); reading again may succeed. */
+	if (expect && memcmp(expect, &P->h, sizeof(P->h)) != 0)
+		return ckpt__img_err(P->err, P->errsz, -EAGAIN, "the header changed while reading: retry");
+	P->a->page_size = P->h.page_size;
+	XXH3_64bits_update(P->r->fh, &P->h, sizeof(P->h));
+	return 0;
+}
+
+/* Records block @b (its runs at @runs, at offset @at, @plen payload bytes)
+ * for the trailer checks: index entry, runs, version 3 block table. */
+static int parse_note_block(struct parse *P, const struct ckpt__blk_header *b, const struct ckpt__run *runs,
+			    uint64_t at, size_t plen)
+{
+	size_t tb = ckpt__trl_table_bytes(b);
+	bool table = P->h.version >= CKPT__IMG_VERSION_TABLE;
+	void *q = grow(P->allruns, &P->all_cap, P->nall + b->nruns, sizeof(*P->allruns), 1024);
+	if (!q)
+		return -ENOMEM;
+	P->allruns = q;
+	if (!(q = grow(P->idx, &P->idx_cap, P->nidx + 1, sizeof(*P->idx), 256)))
+		return -ENOMEM;
+	P->idx = q;
+	if (table && !(q = grow(P->table, &P->table_cap, P->table_len + tb, 1, 64u << 10)))
+		return -ENOMEM;
+	if (table)
+		P->table = q;
+	memcpy(P->allruns + P->nall, runs, b->nruns * sizeof(*runs));
+	P->nall += b->nruns;
+	if (table) {
+		memcpy(P->table + P->table_len, b, sizeof(*b));
+		memcpy(P->table + P->table_len + sizeof(*b), runs, b->nruns * sizeof(*runs));
+		P->table_len += tb;
+	}
+	P->idx[P->nidx++] = (struct ckpt__trl_entry){
+		.offset = at,
+		.checksum = b->checksum,
+		.length = (uint32_t)(sizeof(*b) + plen),
+		.data_pages = b->data_pages,
+		.zero_pages = b->zero_pages,
+		.nruns = b->nruns,
+	};
+	return 0;
+}
+
+/* Block @seq, whose header @b (at @at) was read: checks it, reads and
+ * checks its payload and runs, records it and queues it to the workers. */
+static int parse_block(struct parse *P, const struct ckpt__blk_header *b, uint64_t seq, uint64_t at)
+{
+	unsigned long long s = (unsigned long long)seq, o = (unsigned long long)at;
+	if (ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				     "corrupt: block %llu header checksum mismatch (offset %llu)", s, o);
+	int rc = ckpt__blk_header_check(b, seq, P->h.page_size, P->err, P->errsz);
+	if (rc)
+		return rc;
+	size_t plen = (size_t)b->data_len + (size_t)b->nruns * sizeof(struct ckpt__run), got;
+	struct job *j = job_get(P->a, plen);
+	if (!j)
+		return ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	j->bh = *b;
+	rc = rd_get(P->r, j->buf, plen, &got);
+	if (rc)
+		rc = parse_rd_err(P, rc);
+	else if (got < plen)
+		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside block %llu", s);
+	else if (ckpt__hash(j->buf, plen) != b->payload_hash)
+		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				   "corrupt: block %llu payload checksum mismatch (offset %llu)", s, o);
+	/* run records may sit unaligned after compressed data */
+	struct ckpt__run *runs = NULL;
+	if (!rc && !(runs = malloc(b->nruns * sizeof(*runs))))
+		rc = ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	if (!rc) {
+		memcpy(runs, j->buf + b->data_len, b->nruns * sizeof(*runs));
+		rc = ckpt__runs_check(b, runs, P->h.npages, P->err, P->errsz);
+	}
+	if (!rc && parse_note_block(P, b, runs, at, plen))
+		rc = ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	free(runs);
+	if (rc) {
+		job_put_back(P->a, j);
+		return rc;
+	}
+	job_queue(P->a, j);
+	return 0;
+}
+
+/* Every block up to the trailer, whose header lands in @th. */
+static int parse_blocks(struct parse *P, struct ckpt__trl_header *th)
+{
+	for (uint64_t seq = 0;; seq++) {
+		uint64_t at = P->r->consumed;
+		union {
+			struct ckpt__blk_header b;
+			struct ckpt__trl_header t;
+		} u;
+		size_t got;
+		int rc = rd_get(P->r, &u, sizeof(u), &got);
+		if (rc)
+			return parse_rd_err(P, rc);
+		if (got < sizeof(u))
+			return ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED,
+					     "truncated: the image ends after %llu blocks, before its trailer",
+					     (unsigned long long)seq);
+		XXH3_64bits_update(P->r->fh, &u, sizeof(u));
+		if (u.b.magic == CKPT__TRL_MAGIC) {
+			*th = u.t;
+			return 0;
+		}
+		if (u.b.magic != CKPT__BLK_MAGIC)
+			return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+					     "corrupt: neither block %llu nor the trailer at offset %llu",
+					     (unsigned long long)seq, (unsigned long long)at);
+		rc = parse_block(P, &u.b, seq, at);
+		if (rc)
+			return rc;
+	}
+}
+
+/* The trailer (its header @th read, at @toff): counts, index and block
+ * table against the blocks read, and its checksum. */
+static int parse_trailer(struct parse *P, const struct ckpt__trl_header *th, uint64_t toff)
+{
+	int rc = ckpt__trl_header_check(th, P->err, P->errsz);
+	if (rc)
+		return rc;
+	uint64_t stored = 0, zero = 0;
+	for (size_t i = 0; i < P->nidx; i++) {
+		stored += P->idx[i].data_pages;
+		zero += P->idx[i].zero_pages;
+	}
+	if (th->nblocks != P->nidx || th->offset != toff || th->pages_stored != stored ||
+	    th->pages_zero != zero || th->nruns != P->nall)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				     "corrupt: the trailer's counts do not match the blocks read");
+	size_t ilen = P->nidx * sizeof(struct ckpt__trl_entry), elen = ilen + P->table_len + 8, got;
+	uint8_t *e = malloc(elen);
+	if (!e)
+		return ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+	rc = rd_get(P->r, e, elen, &got);
+	if (rc)
+		rc = parse_rd_err(P, rc);
+	else if (got < elen)
+		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
+	if (!rc) {
+		XXH3_64bits_update(P->r->fh, e, elen);
+		XXH3_state_t st;
+		XXH3_64bits_reset(&st);
+		XXH3_64bits_update(&st, th, sizeof(*th));
+		XXH3_64bits_update(&st, e, elen - 8);
+		uint64_t tsum;
+		memcpy(&tsum, e + elen - 8, 8);
+		if (XXH3_64bits_digest(&st) != tsum || memcmp(e, P->idx, ilen) != 0 ||
+		    (P->table_len && memcmp(e + ilen, P->table, P->table_len) != 0))
+			rc = ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+					   "corrupt: trailer block index checksum mismatch");
+	}
+	free(e);
+	return rc;
+}
+
+/* The footer (the trailer was at @toff), the whole-file digest, and the
+ * end of the stream right after it. */
+static int parse_footer(struct parse *P, uint64_t toff)
+{
+	uint64_t fhash = XXH3_64bits_digest(P->r->fh);
+	uint64_t foff = P->r->consumed;
+	struct ckpt__footer f;
+	size_t got;
+	int rc = rd_get(P->r, &f, sizeof(f), &got);
+	if (rc)
+		return parse_rd_err(P, rc);
+	if (got < sizeof(f))
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its footer");
+	rc = ckpt__footer_check(&f, P->err, P->errsz);
+	if (rc)
+		return rc;
+	if (f.trailer_offset != toff || f.file_size != foff + sizeof(f) || memcmp(f.id, P->h.id, 16) != 0)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the image");
+	if (f.file_hash != fhash)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
+	uint8_t extra;
+	rc = rd_get(P->r, &extra, 1, &got);
+	if (rc)
+		return parse_rd_err(P, rc);
+	if (got)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: bytes after the footer");
+	return 0;
+}
+
+/* Every recorded page exactly once, pages_to_emit in all. */
+static int parse_coverage(struct parse *P)
+{
+	qsort(P->allruns, P->nall, sizeof(*P->allruns), cmp_run);
+	uint64_t total = 0;
+	for (size_t i = 0; i < P->nall; i++) {
+		const struct ckpt__run *x = &P->allruns[i];
+		if (i && x[-1].first_page + x[-1].npages > x->first_page)
+			return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+					     (unsigned long long)x->first_page);
+		total += x->npages;
+	}
+	if (total != P->h.pages_to_emit)
+		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+				     "corrupt: %llu pages recorded, the header promises %llu",
+				     (unsigned long long)total, (unsigned long long)P->h.pages_to_emit);
+	return 0;
+}
+
 /*
  * Reads one whole image from @r, checking everything, and queues its
  * blocks to @a.  @expect (may be NULL) is the header the caller already
@@ -573,427 +831,30 @@ static int parse_image(struct rd *r, struct apply *a, const struct ckpt__img_hea
 		       struct ckpt__img_header *hdr_out, struct ckpt__trl_header *trl_out, char *err,
 		       size_t errsz)
 {
-	struct ckpt__img_header h;
-	struct ckpt__trl_entry *idx = NULL;
-	struct ckpt__run *allruns = NULL;
-	size_t nidx = 0, idx_cap = 0, nall = 0, all_cap = 0;
-	size_t got;
-	int rc;
-
-	rc = rd_get(r, &h, sizeof(h), &got);
-	if (rc)
-		return ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
-	rc = ckpt__img_header_check(&h, got, err, errsz);
+	struct parse P = { .r = r, .a = a, .err = err, .errsz = errsz };
+	struct ckpt__trl_header th;
+	int rc = parse_header(&P, expect);
 	if (rc)
 		return rc;
-	/* The same fd as the header check: the file was rewritten in place
-	 * meanwhile (image files are replaced by rename, never rewritten, so
-	 * this is someone else's writer); reading again may succeed. */
-	if (expect && memcmp(expect, &h, sizeof(h)) != 0)
-		return ckpt__img_err(err, errsz, -EAGAIN, "the header changed while reading: retry");
 	if (hdr_out)
-		*hdr_out = h;
-	a->page_size = h.page_size;
-	XXH3_64bits_update(r->fh, &h, sizeof(h));
-
-	uint64_t seq = 0;
-	struct ckpt__trl_header th;
-	for (;;) {
-		uint64_t at = r->consumed;
-		union {
-			struct ckpt__blk_header b;
-			struct ckpt__trl_header t;
-		} u;
-		rc = rd_get(r, &u, sizeof(u), &got);
-		if (rc)
-			goto ioerr;
-		if (got < sizeof(u)) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-					   "truncated: the image ends after %llu blocks, before its trailer",
-					   (unsigned long long)seq);
-			goto out;
-		}
-		XXH3_64bits_update(r->fh, &u, sizeof(u));
-		if (u.b.magic == CKPT__TRL_MAGIC) {
-			th = u.t;
-			break;
-		}
-		const struct ckpt__blk_header *b = &u.b;
-		if (b->magic != CKPT__BLK_MAGIC) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: neither block %llu nor the trailer at offset %llu",
-					   (unsigned long long)seq, (unsigned long long)at);
-			goto out;
-		}
-		if (ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: block %llu header checksum mismatch (offset %llu)",
-					   (unsigned long long)seq, (unsigned long long)at);
-			goto out;
-		}
-		rc = ckpt__blk_header_check(b, seq, h.page_size, err, errsz);
-		if (rc)
-			goto out;
-		size_t plen = (size_t)b->data_len + (size_t)b->nruns * sizeof(struct ckpt__run);
-		struct job *j = job_get(a, plen);
-		if (!j) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		j->bh = *b;
-		rc = rd_get(r, j->buf, plen, &got);
-		if (!rc && got < plen)
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-					   "truncated: the image ends inside block %llu",
-					   (unsigned long long)seq);
-		else if (!rc && ckpt__hash(j->buf, plen) != b->payload_hash)
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: block %llu payload checksum mismatch (offset %llu)",
-					   (unsigned long long)seq, (unsigned long long)at);
-		/* run records may sit unaligned after compressed data */
-		struct ckpt__run *runs = NULL;
-		if (!rc && !(runs = malloc(b->nruns * sizeof(*runs))))
-			rc = -ENOMEM;
-		if (!rc) {
-			memcpy(runs, j->buf + b->data_len, b->nruns * sizeof(*runs));
-			rc = ckpt__runs_check(b, runs, h.npages, err, errsz);
-		}
-		if (!rc && nall + b->nruns > all_cap) {
-			size_t cap = all_cap ? all_cap * 2 : 1024;
-			while (cap < nall + b->nruns)
-				cap *= 2;
-			void *p = realloc(allruns, cap * sizeof(*allruns));
-			if (!p)
-				rc = -ENOMEM;
-			else {
-				allruns = p;
-				all_cap = cap;
-			}
-		}
-		if (!rc && nidx == idx_cap) {
-			size_t cap = idx_cap ? idx_cap * 2 : 256;
-			void *p = realloc(idx, cap * sizeof(*idx));
-			if (!p)
-				rc = -ENOMEM;
-			else {
-				idx = p;
-				idx_cap = cap;
-			}
-		}
-		if (rc) {
-			free(runs);
-			job_put_back(a, j);
-			if (rc == -ENOMEM)
-				ckpt__img_err(err, errsz, rc, "out of memory");
-			else if (rc > CKPT_E_LAST) /* an errno from the read */
-				goto ioerr;
-			goto out;
-		}
-		memcpy(allruns + nall, runs, b->nruns * sizeof(*runs));
-		nall += b->nruns;
-		free(runs);
-		idx[nidx++] = (struct ckpt__trl_entry){
-			.offset = at,
-			.checksum = b->checksum,
-			.length = (uint32_t)(sizeof(*b) + plen),
-			.data_pages = b->data_pages,
-			.zero_pages = b->zero_pages,
-			.nruns = b->nruns,
-		};
-		job_queue(a, j);
-		seq++;
-	}
-
-	/* trailer */
+		*hdr_out = P.h;
+	rc = parse_blocks(&P, &th);
 	uint64_t toff = r->consumed - sizeof(th);
-	rc = ckpt__trl_header_check(&th, err, errsz);
-	if (rc)
-		goto out;
-	uint64_t stored = 0, zero = 0;
-	for (size_t i = 0; i < nidx; i++) {
-		stored += idx[i].data_pages;
-		zero += idx[i].zero_pages;
-	}
-	if (th.nblocks != nidx || th.offset != toff || th.pages_stored != stored ||
-	    th.pages_zero != zero || th.nruns != nall) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				   "corrupt: the trailer's counts do not match the blocks read");
-		goto out;
-	}
-	{
-		size_t elen = nidx * sizeof(struct ckpt__trl_entry) + 8;
-		uint8_t *e = malloc(elen);
-		if (!e) {
-			rc = ckpt__img_err(err, errsz, -ENOMEM, "out of memory");
-			goto out;
-		}
-		rc = rd_get(r, e, elen, &got);
-		if (rc) {
-			free(e);
-			goto ioerr;
-		}
-		if (got < elen) {
-			free(e);
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
-			goto out;
-		}
-		XXH3_64bits_update(r->fh, e, elen);
-		XXH3_state_t st;
-		XXH3_64bits_reset(&st);
-		XXH3_64bits_update(&st, &th, sizeof(th));
-		XXH3_64bits_update(&st, e, elen - 8);
-		uint64_t tsum;
-		memcpy(&tsum, e + elen - 8, 8);
-		bool bad = XXH3_64bits_digest(&st) != tsum ||
-			   memcmp(e, idx, nidx * sizeof(struct ckpt__trl_entry)) != 0;
-		free(e);
-		if (bad) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-					   "corrupt: trailer block index checksum mismatch");
-			goto out;
-		}
-	}
-
-	/* footer */
-	{
-		uint64_t fhash = XXH3_64bits_digest(r->fh);
-		uint64_t foff = r->consumed;
-		struct ckpt__footer f;
-		rc = rd_get(r, &f, sizeof(f), &got);
-		if (rc)
-			goto ioerr;
-		if (got < sizeof(f)) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its footer");
-			goto out;
-		}
-		rc = ckpt__footer_check(&f, err, errsz);
-		if (rc)
-			goto out;
-		if (f.trailer_offset != toff || f.file_size != foff + sizeof(f) ||
-		    memcmp(f.id, h.id, 16) != 0) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the image");
-			goto out;
-		}
-		if (f.file_hash != fhash) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
-			goto out;
-		}
-		uint8_t extra;
-		rc = rd_get(r, &extra, 1, &got);
-		if (rc)
-			goto ioerr;
-		if (got) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: bytes after the footer");
-			goto out;
-		}
-	}
-
-	/* every recorded page exactly once */
-	qsort(allruns, nall, sizeof(*allruns), cmp_run);
-	uint64_t total = 0;
-	for (size_t i = 0; i < nall; i++) {
-		if (i && allruns[i - 1].first_page + allruns[i - 1].npages > allruns[i].first_page) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
-					   (unsigned long long)allruns[i].first_page);
-			goto out;
-		}
-		total += allruns[i].npages;
-	}
-	if (total != h.pages_to_emit) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
-				   "corrupt: %llu pages recorded, the header promises %llu",
-				   (unsigned long long)total, (unsigned long long)h.pages_to_emit);
-		goto out;
-	}
-	if (trl_out)
+	if (!rc)
+		rc = parse_trailer(&P, &th, toff);
+	if (!rc)
+		rc = parse_footer(&P, toff);
+	if (!rc)
+		rc = parse_coverage(&P);
+	if (!rc && trl_out)
 		*trl_out = th;
-	rc = 0;
-	goto out;
-ioerr:
-	ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
-out:
-	free(idx);
-	free(allruns);
+	free(P.idx);
+	free(P.allruns);
+	free(P.table);
 	return rc;
 }
 
 /* ------------------------------------------------------------ chains */
-
-/*
- * A chain is read through the fds its resolution opened: each file is
- * opened exactly once, so a concurrent publish (a rename over the tip) or
- * clean-up of old generations cannot swap a file between the header check
- * and the read.  Parents are opened with openat() on the directory the tip
- * really lives in (a symlinked tip names parents next to its target).
- */
-struct link {
-	char *path; /* for messages */
-	int fd;
-	struct ckpt__img_header h;
-};
-
-static void chain_free(struct link *l, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(l[i].path);
-		if (l[i].fd >= 0)
-			close(l[i].fd);
-	}
-	free(l);
-}
-
-static int read_header_fd(int fd, const char *path, struct ckpt__img_header *h, char *err,
-			  size_t errsz)
-{
-	ssize_t n;
-	do
-		n = pread(fd, h, sizeof(*h), 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
-	return ckpt__img_header_check(h, (size_t)n, err, errsz);
-}
-
-/* Opens @path (relative to @dirfd, or AT_FDCWD) into @k and checks its
- * header. */
-static int link_open(struct link *k, int dirfd, const char *name, const char *path, char *err,
-		     size_t errsz)
-{
-	k->path = strdup(path);
-	if (!k->path)
-		return -ENOMEM;
-	k->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (k->fd < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
-	return read_header_fd(k->fd, path, &k->h, err, errsz);
-}
-
-static int read_header_path(const char *path, struct ckpt__img_header *h, char *err, size_t errsz)
-{
-	struct link k = { .fd = -1 };
-	int rc = link_open(&k, AT_FDCWD, path, path, err, errsz);
-	*h = k.h;
-	free(k.path);
-	if (k.fd >= 0)
-		close(k.fd);
-	return rc;
-}
-
-int ckpt__image_read_header(const char *path, struct ckpt__img_header *hdr, char *err, size_t errsz)
-{
-	return read_header_path(path, hdr, err, errsz);
-}
-
-/* The directory the file open at @fd really lives in (its symlinks
- * resolved), opened; its path in *dir_out (malloc'ed).  -1 on failure. */
-static int real_dir_of(int fd, const char *path, char **dir_out)
-{
-	char link[64], buf[PATH_MAX];
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
-	if (n > 0 && buf[0] == '/') {
-		buf[n] = 0;
-	} else if (!realpath(path, buf)) { /* no /proc: the path as it resolves now */
-		return -1;
-	}
-	char *slash = strrchr(buf, '/');
-	if (slash == buf)
-		slash[1] = 0;
-	else
-		*slash = 0;
-	*dir_out = strdup(buf);
-	if (!*dir_out)
-		return -1;
-	int dfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		free(*dir_out);
-		*dir_out = NULL;
-	}
-	return dfd;
-}
-
-/* Is @path no longer the file open at @fd (a newer image was published)? */
-static bool tip_replaced(const char *path, int fd)
-{
-	struct stat a, b;
-	return fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino;
-}
-
-/* Opens parent number @n of the chain (l[n-1] names it) in @dirfd. */
-static int open_parent(struct link *l, size_t n, int dirfd, const char *dir, const char *tip,
-		       char *err, size_t errsz)
-{
-	const struct ckpt__img_header *c = &l[n - 1].h;
-	struct link *k = &l[n];
-	char path[PATH_MAX], msg[200];
-	snprintf(path, sizeof(path), "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", c->parent_name);
-	int rc = link_open(k, dirfd, c->parent_name, path, msg, sizeof(msg));
-	if (rc == -ENOMEM)
-		return rc;
-	if (rc == -ENOENT && tip_replaced(tip, l[0].fd))
-		return ckpt__img_err(err, errsz, -EAGAIN,
-				     "%s was replaced while its chain was read and parent %s is gone "
-				     "(generations cleaned up): retry", tip, path);
-	if (rc == -ENOENT)
-		return ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", path);
-	if (rc)
-		return ckpt__img_err(err, errsz, rc, "%s", msg);
-	if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
-	    k->h.base != c->base || k->h.heap_size != c->heap_size || k->h.page_size != c->page_size)
-		return ckpt__img_err(err, errsz, CKPT_E_PARENT,
-				     "parent image %s is not the one %s was made from", path, l[n - 1].path);
-	return 0;
-}
-
-/* Resolves the chain ending at @path: links[0] is the tip, links[n-1] the
- * full image, each open.  Headers are checked, and each link against the
- * one that names it. */
-static int chain_resolve(const char *path, struct link **out, size_t *nout, char *err, size_t errsz)
-{
-	size_t cap = 8, n = 1;
-	struct link *l = calloc(cap, sizeof(*l));
-	int dirfd = -1;
-	char *dir = NULL;
-	if (!l)
-		return -ENOMEM;
-	for (size_t i = 0; i < cap; i++)
-		l[i].fd = -1;
-	int rc = link_open(&l[0], AT_FDCWD, path, path, err, errsz);
-	while (!rc && (l[n - 1].h.flags & CKPT__IMG_INCREMENTAL)) {
-		if (n >= CKPT__MAX_CHAIN) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images",
-					   CKPT__MAX_CHAIN);
-			break;
-		}
-		if (dirfd < 0 && (dirfd = real_dir_of(l[0].fd, path, &dir)) < 0) {
-			rc = ckpt__img_err(err, errsz, -errno, "the directory of %s: %s", path, strerror(errno));
-			break;
-		}
-		if (n == cap) {
-			void *p = realloc(l, 2 * cap * sizeof(*l));
-			if (!p) {
-				rc = -ENOMEM;
-				break;
-			}
-			l = p;
-			for (size_t i = cap; i < 2 * cap; i++)
-				l[i] = (struct link){ .fd = -1 };
-			cap *= 2;
-		}
-		rc = open_parent(l, n, dirfd, dir, path, err, errsz);
-		n++;
-	}
-	if (dirfd >= 0)
-		close(dirfd);
-	free(dir);
-	if (rc) {
-		chain_free(l, cap);
-		return rc;
-	}
-	*out = l;
-	*nout = n;
-	return 0;
-}
 
 /* Reads one file of a chain into @a, then waits for the workers. */
 static int apply_file(const struct link *k, struct apply *a, struct ckpt__trl_header *trl,
@@ -1055,13 +916,13 @@ static int load_chain(const char *path, const struct ckpt__load_opts *lo, struct
 			return -ENOMEM;
 		l->fd = -1;
 		n = 1;
-		rc = link_open(l, AT_FDCWD, path, path, err, errsz);
+		rc = ckpt__link_open(l, AT_FDCWD, path, path, err, errsz);
 		if (rc) {
-			chain_free(l, n);
+			ckpt__chain_free(l, n);
 			return rc;
 		}
 	} else {
-		rc = chain_resolve(path, &l, &n, err, errsz);
+		rc = ckpt__chain_resolve(path, &l, &n, err, errsz);
 		if (rc)
 			return rc;
 	}
@@ -1101,7 +962,7 @@ static int load_links(struct link *l, size_t n, const struct ckpt__load_opts *lo
 		if (m == MAP_FAILED) {
 			rc = ckpt__img_err(err, errsz, -errno, "cannot map %llu bytes: %s",
 					   (unsigned long long)l[0].h.heap_size, strerror(errno));
-			chain_free(l, n);
+			ckpt__chain_free(l, n);
 			return rc;
 		}
 		a.mem = m;
@@ -1121,7 +982,7 @@ static int load_links(struct link *l, size_t n, const struct ckpt__load_opts *lo
 		else if (a.mem)
 			munmap(a.mem, l[0].h.heap_size);
 	}
-	chain_free(l, n);
+	ckpt__chain_free(l, n);
 	return rc;
 }
 
@@ -1151,7 +1012,7 @@ int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt_
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct link *k = &l[n - 1 - i];
 		char msg[200];
-		rc = link_open(k, AT_FDCWD, paths[i], paths[i], msg, sizeof(msg));
+		rc = ckpt__link_open(k, AT_FDCWD, paths[i], paths[i], msg, sizeof(msg));
 		if (rc) {
 			ckpt__img_err(err, errsz, rc, "%s", msg);
 			break;
@@ -1173,7 +1034,7 @@ int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt_
 		}
 	}
 	if (rc) {
-		chain_free(l, n);
+		ckpt__chain_free(l, n);
 		return rc;
 	}
 	return load_links(l, n, lo, hdr_out, mem_out, err, errsz);
@@ -1375,12 +1236,12 @@ CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts
 	}
 	struct link *l;
 	size_t n;
-	rc = chain_resolve(path, &l, &n, err, errsz);
+	rc = ckpt__chain_resolve(path, &l, &n, err, errsz);
 	if (rc)
 		return rc;
 	struct path_fill pf = { l, n, err, errsz };
 	rc = restore_common(&l[0].h, &o, fill_from_chain, &pf, out, err, errsz);
-	chain_free(l, n);
+	ckpt__chain_free(l, n);
 	return rc;
 }
 
@@ -1481,48 +1342,19 @@ CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info, cha
 	struct ckpt__img_header h;
 	struct ckpt__footer f;
 	struct ckpt__trl_header t;
-	struct stat st;
-	int rc = 0;
-	ssize_t n = pread(fd, &h, sizeof(h), 0);
-	if (n < 0 || fstat(fd, &st) != 0) {
-		rc = ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	rc = ckpt__img_header_check(&h, (size_t)n, err, errsz);
+	uint8_t *trl = NULL;
+	int rc = ckpt__img_read_header_fd(fd, path, &h, err, errsz);
+	if (!rc)
+		rc = ckpt__img_read_trailer(fd, &h, &f, &trl, err, errsz);
 	if (rc)
 		goto out;
-	uint64_t size = (uint64_t)st.st_size;
-	if (size < sizeof(h) + sizeof(t) + 8 + sizeof(f) ||
-	    pread(fd, &f, sizeof(f), (off_t)(size - sizeof(f))) != (ssize_t)sizeof(f) ||
-	    memcmp(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic)) != 0) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
-				   "truncated: no footer at the end of the file (an incomplete image)");
-		goto out;
-	}
-	rc = ckpt__footer_check(&f, err, errsz);
-	if (rc)
-		goto out;
-	if (f.file_size != size || memcmp(f.id, h.id, 16) != 0) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
-		goto out;
-	}
-	if (pread(fd, &t, sizeof(t), (off_t)f.trailer_offset) != (ssize_t)sizeof(t)) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_TRUNCATED, "truncated: trailer missing");
-		goto out;
-	}
-	rc = ckpt__trl_header_check(&t, err, errsz);
-	if (rc)
-		goto out;
-	if (t.offset != f.trailer_offset ||
-	    f.trailer_size != sizeof(t) + t.nblocks * sizeof(struct ckpt__trl_entry) + 8) {
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
-		goto out;
-	}
+	memcpy(&t, trl, sizeof(t));
+	free(trl);
 	ckpt__img_header_to_info(&h, info);
 	info->pages_stored = t.pages_stored;
 	info->pages_zero = t.pages_zero;
 	info->blocks = t.nblocks;
-	info->file_size = size;
+	info->file_size = f.file_size;
 out:
 	close(fd);
 	return rc;
@@ -1552,19 +1384,8 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 		return ckpt__img_err(err, errsz, rc, "%s: %s", out, ckpt_strerror(rc));
 	/* The merged image carries the tip's identity: it holds exactly the
 	 * tip's heap, so a heap restored from the tip may chain onto it. */
-	struct ckpt_sink_info info = {
-		.base = h->base,
-		.heap_size = h->heap_size,
-		.page_size = h->page_size,
-		.npages = h->npages,
-		.pages_to_emit = h->npages,
-		.generation = h->generation,
-		.created_ns = h->created_ns,
-		.root = h->root,
-	};
-	memcpy(info.id, h->id, 16);
-	memcpy(info.app_tag, h->app_tag, sizeof(info.app_tag)); /* the merged image is the same build's */
-	info.app_tag[sizeof(info.app_tag) - 1] = 0;
+	struct ckpt_sink_info info;
+	ckpt__img_header_to_sink_info(h, &info);
 	rc = s.begin(s.arg, &info);
 	const uint32_t step = 256;
 	for (uint64_t p = 0; !rc && p < h->npages; p += step) {
@@ -1577,30 +1398,16 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 	return rc;
 }
 
-int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
-		      const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
-{
-	if (!out || !tip || zstd_level < 0 || zstd_level > ZSTD_maxCLevel())
-		return -EINVAL;
-	if (err && errsz)
-		err[0] = 0;
-	struct ckpt__load_opts lo = { .chain = true };
-	if (lo_in) {
-		lo.progress = lo_in->progress;
-		lo.progress_arg = lo_in->progress_arg;
-	}
-	struct ckpt__img_header h;
-	uint8_t *mem = NULL;
-	int rc = ckpt__image_load_anon(tip, &lo, &h, &mem, err, errsz);
-	if (rc)
-		return rc;
-	rc = write_full(out, &h, mem, zstd_level, err, errsz);
-	munmap(mem, h.heap_size);
-	return rc;
-}
+/* What a merge reads: a tip and its chain, or a list of files. */
+struct merge_src {
+	const char *tip;
+	const char *const *paths;
+	size_t n;
+};
 
-int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, int zstd_level,
-			   const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
+/* Loads @src (verifying all of it) and writes it to @out as one full image. */
+static int merge_from(const char *out, const struct merge_src *src, int zstd_level,
+		      const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
 {
 	if (!out || zstd_level < 0 || zstd_level > ZSTD_maxCLevel())
 		return -EINVAL;
@@ -1613,12 +1420,29 @@ int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, 
 	}
 	struct ckpt__img_header h;
 	uint8_t *mem = NULL;
-	int rc = ckpt__image_load_list(paths, n, &lo, &h, &mem, err, errsz);
+	int rc = src->tip ? ckpt__image_load_anon(src->tip, &lo, &h, &mem, err, errsz)
+			  : ckpt__image_load_list(src->paths, src->n, &lo, &h, &mem, err, errsz);
 	if (rc)
 		return rc;
 	rc = write_full(out, &h, mem, zstd_level, err, errsz);
 	munmap(mem, h.heap_size);
 	return rc;
+}
+
+int ckpt__image_merge(const char *out, const char *tip, int zstd_level,
+		      const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
+{
+	if (!tip)
+		return -EINVAL;
+	struct merge_src src = { .tip = tip };
+	return merge_from(out, &src, zstd_level, lo_in, err, errsz);
+}
+
+int ckpt__image_merge_list(const char *out, const char *const *paths, size_t n, int zstd_level,
+			   const struct ckpt__load_opts *lo_in, char *err, size_t errsz)
+{
+	struct merge_src src = { .paths = paths, .n = n };
+	return merge_from(out, &src, zstd_level, lo_in, err, errsz);
 }
 
 CKPT_API int ckpt_image_merge(const char *out, const char *tip, int zstd_level, char *err,
