@@ -8,6 +8,9 @@
  * blocks the signal keeps it pending and never runs the handler.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -224,8 +227,9 @@ static bool seen_name(const char *name)
 
 /* Every thread libckpt starts is named "ckpt-<role>": top -H, gdb and perf
  * then tell them from the application's.  The checkpoint's thread, the trap
- * handler, the protection passes, the zstd workers and the restore's
- * workers all appear below; none may carry another name. */
+ * handler, the protection passes, the zstd workers, the restore's workers
+ * and a lazy restore's fault thread and loaders all appear below; none may
+ * carry another name. */
 Test(helper_threads, library_threads_are_named, .timeout = 120)
 {
 	char dir[] = "/tmp/ckpt-names.XXXXXX", path[64];
@@ -246,8 +250,12 @@ Test(helper_threads, library_threads_are_named, .timeout = 120)
 		ckpt_heap *h = NULL;
 		CKPT_ASSERT_OK(ckpt_restore(path, &ro, &h));
 		ckpt_heap_destroy(h);
+		ro.flags = CKPT_RESTORE_LAZY; /* a fault thread and loaders */
+		CKPT_ASSERT_OK(ckpt_restore(path, &ro, &h));
+		CKPT_ASSERT_OK(ckpt_restore_wait(h));
+		ckpt_heap_destroy(h);
 		if (seen_name("ckpt-writer") && seen_name("ckpt-trap") && seen_name("ckpt-zstd") &&
-		    seen_name("ckpt-restore"))
+		    seen_name("ckpt-restore") && seen_name("ckpt-load"))
 			break;
 	}
 	atomic_store(&stop_scanner, 1);
@@ -256,8 +264,98 @@ Test(helper_threads, library_threads_are_named, .timeout = 120)
 		cr_expect(strncmp(seen[k].comm, "ckpt-", 5) == 0,
 			  "thread %d is named \"%s\", not ckpt-*", (int)seen[k].tid, seen[k].comm);
 	cr_assert(seen_name("ckpt-writer") && seen_name("ckpt-trap") && seen_name("ckpt-zstd") &&
-			  seen_name("ckpt-restore"),
-		  "expected the writer, trap, zstd and restore threads among %d seen", nseen);
+			  seen_name("ckpt-restore") && seen_name("ckpt-load"),
+		  "expected the writer, trap, zstd, restore and lazy loader threads among %d seen", nseen);
 	unlink(path);
 	rmdir(dir);
+}
+
+/* ------------------------------------------------------------ priorities */
+
+/* A thread's nice value from /proc (field 19 of stat); INT_MIN if gone. */
+static int task_nice(pid_t tid)
+{
+	char p[64], buf[1024];
+	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", (int)tid);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return INT_MIN;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *q = strrchr(buf, ')'); /* comm may hold spaces */
+	int field = 2, nice = INT_MIN;
+	for (char *t = q ? strtok(q + 1, " ") : NULL; t; t = strtok(NULL, " "))
+		if (++field == 19) {
+			nice = atoi(t);
+			break;
+		}
+	return nice;
+}
+
+/* The zstd workers are started while the checkpoint is prepared, at the
+ * application's priority; while the pages stream they must yield to the
+ * application as the checkpoint's own thread does (writer_nice), or
+ * compression takes the CPU the application's requests need. */
+Test(helper_threads, zstd_workers_compress_at_the_writers_priority, .timeout = 120)
+{
+	char dir[] = "/tmp/ckpt-nice.XXXXXX", path[64];
+	cr_assert(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/img", dir);
+	struct ckpt_heap_opts o;
+	ckpt_heap_opts_init(&o);
+	o.size = HEAP_SIZE;
+	o.writer_nice = 7;
+	ckpt_heap *h = NULL;
+	CKPT_ASSERT_OK(ckpt_heap_create(&o, &h));
+	uint8_t *d = ckpt_alloc(h, DATA);
+	cr_assert(d);
+	for (size_t i = 0; i < DATA; i += 64)
+		memset(d + i, (int)((i / 4096) * 31 + (i / 64)), 64);
+	errno = 0;
+	int base = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	cr_assert(errno == 0);
+
+	int lowered = 0, unlowered = 0, writer_seen = 0;
+	for (int round = 0; round < 5 && lowered == 0; round++) {
+		struct ckpt_dest dest = {.kind = CKPT_DEST_PATH, .path = path};
+		struct ckpt_begin_opts bo;
+		ckpt_begin_opts_init(&bo);
+		bo.flags = CKPT_BEGIN_NO_FSYNC;
+		bo.zstd_level = 3; /* slow enough to be watched */
+		CKPT_ASSERT_OK(ckpt_begin(h, &dest, &bo));
+		pid_t tids[MAX_KNOWN];
+		/* watch until the end: what counts is each worker's last value
+		 * while the pages stream */
+		while (ckpt_poll(h, NULL, NULL) == 1) {
+			int n = list_tids(tids, MAX_KNOWN), l = 0, u = 0;
+			for (int i = 0; i < n; i++) {
+				char comm[32];
+				if (!read_comm(tids[i], comm, sizeof(comm)))
+					continue;
+				int nice = task_nice(tids[i]);
+				if (strcmp(comm, "ckpt-writer") == 0 && nice == base + 7)
+					writer_seen++;
+				if (strcmp(comm, "ckpt-zstd") != 0 || nice == INT_MIN)
+					continue;
+				if (nice == base + 7)
+					l++;
+				else
+					u++;
+			}
+			if (l + u) {
+				lowered = l;
+				unlowered = u;
+			}
+			usleep(2000);
+		}
+		CKPT_ASSERT_OK(ckpt_wait(h));
+	}
+	ckpt_heap_destroy(h);
+	unlink(path);
+	rmdir(dir);
+	cr_assert(writer_seen > 0, "the checkpoint's thread was never seen streaming at nice %d", base + 7);
+	cr_assert(lowered > 0 && unlowered == 0,
+		  "zstd workers while streaming: %d at the writer's nice %d, %d at another", lowered,
+		  base + 7, unlowered);
 }

@@ -39,6 +39,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +85,10 @@ struct zpool {
 	unsigned fill;            /* the job being filled */
 	unsigned emit;            /* the oldest job not yet written */
 	uint64_t next_seq;
+	/* the nice value of the thread that streams (set in begin(), after the
+	 * engine lowered it): the workers take it before their next job, so
+	 * compression yields to the application as the writer does */
+	_Atomic int nice;
 };
 
 struct fsink {
@@ -496,6 +502,11 @@ static void *zworker_main(void *arg)
 	struct fsink *s = arg;
 	struct zpool *z = &s->zp;
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	id_t self = (id_t)syscall(SYS_gettid);
+	errno = 0;
+	int mine = getpriority(PRIO_PROCESS, self);
+	if (errno)
+		mine = INT_MIN; /* unknown: adopt the streaming thread's */
 	pthread_mutex_lock(&z->mu);
 	for (;;) {
 		while (!z->head && !z->stop)
@@ -507,6 +518,11 @@ static void *zworker_main(void *arg)
 		if (!z->head)
 			z->tail = NULL;
 		pthread_mutex_unlock(&z->mu);
+		/* raising one's own nice value needs no privilege; lowering it
+		 * back (a later checkpoint) may be refused: best effort */
+		int want = atomic_load_explicit(&z->nice, memory_order_relaxed);
+		if (want != mine && setpriority(PRIO_PROCESS, self, want) == 0)
+			mine = want;
 		zjob_compress(j, cctx, s->zstd_level, s->page_size);
 		pthread_mutex_lock(&z->mu);
 		j->state = ZJ_DONE;
@@ -534,6 +550,9 @@ static int zpool_start(struct fsink *s, size_t data_cap)
 		    posix_memalign((void **)&z->jobs[i].out, WR_ALIGN, s->buf_size))
 			return -ENOMEM;
 	}
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	atomic_store(&z->nice, errno ? 0 : nice); /* the workers' own, until begin() */
 	pthread_mutex_init(&z->mu, NULL);
 	pthread_cond_init(&z->cv_work, NULL);
 	pthread_cond_init(&z->cv_done, NULL);
@@ -717,31 +736,48 @@ static DIR *scan_dir(struct fsink *s)
 	return d;
 }
 
-static void remove_stale_temps(struct fsink *s)
+/* Calls @fn for every entry of the destination directory whose name starts
+ * with @prefix (the suffix after it as @rest). */
+static void for_each_named(struct fsink *s, const char *prefix,
+			   void (*fn)(struct fsink *s, const char *name, const char *rest))
 {
-	char prefix[NAME_MAX + 8];
-	snprintf(prefix, sizeof(prefix), ".%s.tmp.", s->name);
 	size_t plen = strlen(prefix);
 	DIR *d = scan_dir(s);
 	if (!d)
 		return;
 	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, prefix, plen) != 0)
-			continue;
-		/* Its writer holds an flock on it for as long as it lives
-		 * (released by the kernel when the process dies, however it
-		 * dies): a temp file nobody holds is a crash's leftover.  A
-		 * pid test would be fooled by pid reuse (a restarted
-		 * container's database is pid 1 again). */
-		int fd = openat(s->dirfd, de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-		if (fd < 0)
-			continue;
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			unlinkat(s->dirfd, de->d_name, 0);
-		close(fd);
-	}
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, prefix, plen) == 0)
+			fn(s, de->d_name, de->d_name + plen);
 	closedir(d);
+}
+
+/* A temp file's writer holds an flock on it for as long as it lives
+ * (released by the kernel when the process dies, however it dies): a temp
+ * file nobody holds is a crash's leftover.  A pid test would be fooled by
+ * pid reuse (a restarted container's database is pid 1 again). */
+static void remove_if_unheld(struct fsink *s, const char *name, const char *rest)
+{
+	(void)rest;
+	int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		unlinkat(s->dirfd, name, 0);
+	close(fd);
+}
+
+static void remove_stale_temps(struct fsink *s)
+{
+	char prefix[NAME_MAX + 8];
+	snprintf(prefix, sizeof(prefix), ".%s.tmp.", s->name);
+	for_each_named(s, prefix, remove_if_unheld);
+}
+
+static void remove_if_generation(struct fsink *s, const char *name, const char *rest)
+{
+	if (*rest && strspn(rest, "0123456789") == strlen(rest))
+		unlinkat(s->dirfd, name, 0);
 }
 
 /* After a full image is published nothing refers to NAME.gNNNNNN any more. */
@@ -749,20 +785,7 @@ static void remove_generations(struct fsink *s)
 {
 	char prefix[NAME_MAX + 8];
 	snprintf(prefix, sizeof(prefix), "%s.g", s->name);
-	size_t plen = strlen(prefix);
-	DIR *d = scan_dir(s);
-	if (!d)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, prefix, plen) != 0)
-			continue;
-		const char *q = de->d_name + plen;
-		if (!*q || strspn(q, "0123456789") != strlen(q))
-			continue;
-		unlinkat(s->dirfd, de->d_name, 0);
-	}
-	closedir(d);
+	for_each_named(s, prefix, remove_if_generation);
 }
 
 static int fsync_dir(struct fsink *s)
@@ -983,6 +1006,12 @@ static int sink_begin(void *arg, const struct ckpt_sink_info *info)
 		if (rc)
 			return rc;
 	}
+	/* the workers were started while the checkpoint was prepared, at the
+	 * application's priority; they compress at the streaming thread's */
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	if (errno == 0)
+		atomic_store(&s->zp.nice, nice);
 
 	/* link_parent() filled the parent's fields of the header */
 	struct ckpt__img_header *h = &s->hdr;

@@ -678,7 +678,7 @@ static int lazy_attach(struct ckpt__lazy *lz, ckpt_heap *h)
 	if (ioctl(lz->uffd, UFFDIO_REGISTER, &reg) != 0)
 		return errno == EINVAL ? CKPT_E_KERNEL : -errno;
 	lz->h = h;
-	if (pthread_create(&lz->fault_th, NULL, fault_main, lz) != 0) {
+	if (ckpt__thread_start(&lz->fault_th, "ckpt-lazyfault", fault_main, lz) != 0) {
 		struct uffdio_range r = reg.range;
 		ioctl(lz->uffd, UFFDIO_UNREGISTER, &r);
 		lz->h = NULL;
@@ -868,7 +868,7 @@ static void start_loaders(struct ckpt__lazy *lz)
 {
 	int want = loaders_wanted();
 	for (int i = 0; i < want; i++)
-		if (pthread_create(&lz->loader[lz->nloaders], NULL, loader_main, lz) == 0)
+		if (ckpt__thread_start(&lz->loader[lz->nloaders], "ckpt-load", loader_main, lz) == 0)
 			lz->nloaders++;
 	pthread_mutex_lock(&lz->mu);
 	lz->loaders_live -= want - lz->nloaders;
