@@ -1208,20 +1208,31 @@ static int fill_from_chain(void *arg, struct apply *a)
 	return apply_chain(pf->l, pf->n, NULL, a, pf->err, pf->errsz);
 }
 
+/* ckpt_restore() and ckpt_restore_fd(): *out cleared, the options copied
+ * and the error buffer emptied; -EINVAL unless @source_ok and @out. */
+static int restore_prologue(bool source_ok, const struct ckpt_restore_opts *opts,
+			    struct ckpt_restore_opts *o, ckpt_heap **out)
+{
+	if (out)
+		*out = NULL;
+	if (!source_ok || !out)
+		return -EINVAL;
+	int rc = copy_opts(opts, o);
+	if (rc)
+		return rc;
+	if (o->errbuf && o->errbuf_size)
+		o->errbuf[0] = 0;
+	return 0;
+}
+
 CKPT_API int ckpt_restore(const char *path, const struct ckpt_restore_opts *opts, ckpt_heap **out)
 {
 	struct ckpt_restore_opts o;
-	if (out)
-		*out = NULL;
-	if (!path || !out)
-		return -EINVAL;
-	int rc = copy_opts(opts, &o);
+	int rc = restore_prologue(path != NULL, opts, &o, out);
 	if (rc)
 		return rc;
 	char *err = o.errbuf;
 	size_t errsz = o.errbuf_size;
-	if (err && errsz)
-		err[0] = 0;
 	/* lazy restore serves shmem pages through userfaultfd; private (fork
 	 * backend) or hugetlb memory is restored eagerly */
 	const struct ckpt_heap_opts *ho = o.heap;
@@ -1272,17 +1283,11 @@ static int fill_from_fd(void *arg, struct apply *a)
 CKPT_API int ckpt_restore_fd(int fd, const struct ckpt_restore_opts *opts, ckpt_heap **out)
 {
 	struct ckpt_restore_opts o;
-	if (out)
-		*out = NULL;
-	if (fd < 0 || !out)
-		return -EINVAL;
-	int rc = copy_opts(opts, &o);
+	int rc = restore_prologue(fd >= 0, opts, &o, out);
 	if (rc)
 		return rc;
 	char *err = o.errbuf;
 	size_t errsz = o.errbuf_size;
-	if (err && errsz)
-		err[0] = 0;
 
 	/* The header is read here (it decides the memfd's size); the stream
 	 * parser then re-reads it from a small replay buffer: a pipe cannot

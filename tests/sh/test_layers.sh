@@ -5,7 +5,9 @@
 #  1. no dependency cycle between libckpt/src's objects (scripts/depcycles.py);
 #  2. the file sink needs only the public API, the image format and util.c
 #     (it proves the public sink API is enough to write an image);
-#  3. util.c, image.c, error.c and faultinject.c use nothing else of libckpt.
+#  3. util.c, image.c, error.c and faultinject.c use nothing else of libckpt;
+#  4. no function in libckpt/src is over 80 lines unless its comment says
+#     why ("Long:"), scripts/funclen.py.
 # Exit 0 pass, 1 fail.
 set -u
 cd "$(dirname "$0")/../.."
@@ -35,5 +37,6 @@ allowed_only faultinject
 for s in $(nm -u "$B/obj/filesink.o" | awk '{print $2}' | grep '^ckpt_[a-z]' ); do
 	grep -q "\b$s\b" libckpt/include/ckpt.h || fail "filesink.o uses $s, not in ckpt.h"
 done
+python3 scripts/funclen.py libckpt/src/*.c || fail "functions over 80 lines in libckpt/src"
 [ "$fails" = 0 ] && echo "ok: layers hold" && exit 0
 exit 1
