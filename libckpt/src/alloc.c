@@ -1440,18 +1440,6 @@ int ckpt__alloc_open(ckpt_heap *h)
 
 /* ------------------------------------------------------------ deep check */
 
-__attribute__((format(printf, 3, 4)))
-static int check_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	if (why && why_len) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return CKPT_E_CORRUPT;
-}
-
 /* What the walk over [data_start, top) counts, for the checks after it. */
 struct walk {
 	uint64_t nfree_runs, nspans_partial, live_bytes, live_blocks;
@@ -1476,25 +1464,25 @@ static int check_run(const struct actx *a, uint64_t g, struct walk *w, bool *pre
 	uint64_t len = EVAL(e);
 	*len_out = len;
 	if (len == 0 || g + len > a->hd->top)
-		return check_fail(w->why, w->why_len, "granule %llu: run of %llu past top %llu",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: run of %llu past top %llu",
 				  (unsigned long long)g, (unsigned long long)len,
 				  (unsigned long long)a->hd->top);
 	if (len > 1 && a->map[g + len - 1] != ENT(fr ? T_FREE_TAIL : T_LARGE_TAIL, len))
-		return check_fail(w->why, w->why_len, "granule %llu: run tail entry 0x%x",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: run tail entry 0x%x",
 				  (unsigned long long)g, a->map[g + len - 1]);
 	for (uint64_t i = 1; i + 1 < len; i++)
 		if (a->map[g + i])
-			return check_fail(w->why, w->why_len, "granule %llu: interior entry 0x%x",
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: interior entry 0x%x",
 					  (unsigned long long)(g + i), a->map[g + i]);
 	bool bit = A_HEADS(a)[g >> 6] & (1ull << (g & 63));
 	if (bit != fr)
-		return check_fail(w->why, w->why_len, "granule %llu: heads bit %d for a %s run",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: heads bit %d for a %s run",
 				  (unsigned long long)g, bit, fr ? "free" : "used");
 	if (fr && *prev_free)
-		return check_fail(w->why, w->why_len, "granule %llu: two free runs touch",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: two free runs touch",
 				  (unsigned long long)g);
 	if (!fr && defer_any(a, g, len))
-		return check_fail(w->why, w->why_len, "granule %llu: deferred bit on a live block",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: deferred bit on a live block",
 				  (unsigned long long)g);
 	*prev_free = fr;
 	w->nfree_runs += fr;
@@ -1513,16 +1501,16 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 	if (sp->magic != (SPAN_MAGIC ^ (uint32_t)g) || c >= NCLASS || sp->owner >= NCACHE ||
 	    a->map[g] != SPAN_HEAD(sp->owner) || sp->nslots != cls[c].slots ||
 	    sp->nfree > sp->nslots)
-		return check_fail(w->why, w->why_len, "granule %llu: bad span header",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: bad span header",
 				  (unsigned long long)g);
 	uint64_t len = cls[c].gran;
 	*len_out = len;
 	if (g + len > a->hd->top)
-		return check_fail(w->why, w->why_len, "granule %llu: span past top",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: span past top",
 				  (unsigned long long)g);
 	for (uint64_t i = 1; i < len; i++)
 		if (a->map[g + i] != ENT(T_SPAN, i))
-			return check_fail(w->why, w->why_len, "granule %llu: span entry 0x%x",
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: span entry 0x%x",
 					  (unsigned long long)(g + i), a->map[g + i]);
 	unsigned bits = 0;
 	for (unsigned i = 0; i < 8; i++) {
@@ -1531,22 +1519,22 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 				 : sp->nslots > i * 64 ? (1ull << (sp->nslots - i * 64)) - 1
 				 : 0;
 		if (word & ~valid)
-			return check_fail(w->why, w->why_len,
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
 					  "granule %llu: free bit past the last slot",
 					  (unsigned long long)g);
 		if (i < sp->hint && word)
-			return check_fail(w->why, w->why_len, "granule %llu: free slot below hint",
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: free slot below hint",
 					  (unsigned long long)g);
 		bits += (unsigned)__builtin_popcountll(word);
 	}
 	if (bits != sp->nfree)
-		return check_fail(w->why, w->why_len, "granule %llu: %u free bits, nfree %u",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: %u free bits, nfree %u",
 				  (unsigned long long)g, bits, sp->nfree);
 	if (A_HEADS(a)[g >> 6] & (1ull << (g & 63)))
-		return check_fail(w->why, w->why_len, "granule %llu: heads bit on a span",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: heads bit on a span",
 				  (unsigned long long)g);
 	if (defer_any(a, g, len))
-		return check_fail(w->why, w->why_len, "granule %llu: deferred bit on a span",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: deferred bit on a span",
 				  (unsigned long long)g);
 	w->nspans_partial += sp->nfree > 0;
 	w->live_blocks += (uint64_t)(sp->nslots - sp->nfree);
@@ -1569,7 +1557,7 @@ static int check_walk(const struct actx *a, struct walk *w)
 			rc = check_span(a, g, w, &len);
 			prev_free = false;
 		} else
-			rc = check_fail(w->why, w->why_len, "granule %llu: entry 0x%x where a run starts",
+			rc = ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: entry 0x%x where a run starts",
 					(unsigned long long)g, e);
 		if (rc)
 			return rc;
@@ -1577,11 +1565,11 @@ static int check_walk(const struct actx *a, struct walk *w)
 	}
 	for (g = hd->top; g < hd->ngran; g++)
 		if (a->map[g])
-			return check_fail(w->why, w->why_len,
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
 					  "granule %llu at or past top has entry 0x%x",
 					  (unsigned long long)g, a->map[g]);
 	if (defer_any(a, hd->top, hd->ngran - hd->top))
-		return check_fail(w->why, w->why_len, "deferred bit at or past top");
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "deferred bit at or past top");
 	return 0;
 }
 
@@ -1593,7 +1581,7 @@ static int check_index(const struct actx *a, struct walk *w)
 	for (uint64_t l = 0; l < (hd->ngran + 63) / 64; l++)
 		heads += (uint64_t)__builtin_popcountll(A_HEADS(a)[l]);
 	if (heads != w->nfree_runs)
-		return check_fail(w->why, w->why_len, "%llu heads bits, %llu free runs",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "%llu heads bits, %llu free runs",
 				  (unsigned long long)heads, (unsigned long long)w->nfree_runs);
 	for (uint64_t i = A_P(a) - 1 + A_P(a); i >= 1; i--) {
 		uint32_t want;
@@ -1605,7 +1593,7 @@ static int check_index(const struct actx *a, struct walk *w)
 			want = l > r ? l : r;
 		}
 		if (A_TREE(a)[i] != want)
-			return check_fail(w->why, w->why_len, "tree node %llu is %u, want %u",
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "tree node %llu is %u, want %u",
 					  (unsigned long long)i, A_TREE(a)[i], want);
 	}
 	return 0;
@@ -1627,7 +1615,7 @@ static int check_lists(const struct actx *a, struct walk *w)
 				if (sg < hd->data_start || sg >= hd->top || a->map[sg] != SPAN_HEAD(k) ||
 				    (sp = span_at(a, sg))->cls != c || sp->owner != k ||
 				    sp->nfree == 0 || sp->prev != prev || ++listed > w->nspans_partial)
-					return check_fail(w->why, w->why_len,
+					return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
 							  "cache %u class %u: bad list at granule %llu",
 							  k, c, (unsigned long long)sg);
 				prev = sg;
@@ -1635,17 +1623,17 @@ static int check_lists(const struct actx *a, struct walk *w)
 		}
 	}
 	if (listed != w->nspans_partial)
-		return check_fail(w->why, w->why_len, "%llu spans with free slots, %llu listed",
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "%llu spans with free slots, %llu listed",
 				  (unsigned long long)w->nspans_partial, (unsigned long long)listed);
 	for (unsigned i = 0; i < NPENDING; i++) {
 		struct block b;
 		uint64_t v = hd->pending[i];
 		if (v > PENDING_CLAIMED && (block_of(a, (const void *)(uintptr_t)v, &b), !b.kind))
-			return check_fail(w->why, w->why_len, "pending realloc %u: %#llx is no block",
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "pending realloc %u: %#llx is no block",
 					  i, (unsigned long long)v);
 	}
 	if (w->live_bytes != cbytes || w->live_blocks != cblocks)
-		return check_fail(w->why, w->why_len,
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
 				  "%llu live blocks of %llu bytes, counters say %llu of %llu",
 				  (unsigned long long)w->live_blocks, (unsigned long long)w->live_bytes,
 				  (unsigned long long)cblocks, (unsigned long long)cbytes);
@@ -1667,13 +1655,13 @@ int ckpt__alloc_check(ckpt_heap *h, char *why, size_t why_len)
 	struct actx a;
 	struct walk w = {.why = why, .why_len = why_len};
 	if (!h || !h->base)
-		return check_fail(why, why_len, "no heap");
+		return ckpt__errf(why, why_len, CKPT_E_CORRUPT, "no heap");
 	/* the locks first: the header check follows the caches' lists, which
 	 * threads change under them */
 	lock_all(h);
 	if (header_valid(h)) {
 		unlock_all(h);
-		return check_fail(why, why_len, "header check failed");
+		return ckpt__errf(why, why_len, CKPT_E_CORRUPT, "header check failed");
 	}
 	ctx_init(&a, h);
 	int rc = check_walk(&a, &w);

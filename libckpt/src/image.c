@@ -14,21 +14,11 @@
 #include <xxhash.h>
 
 #include "image.h"
+#include "internal.h"
 
 uint64_t ckpt__hash(const void *p, size_t n)
 {
 	return XXH3_64bits(p, n);
-}
-
-int ckpt__img_err(char *err, size_t errsz, int code, const char *fmt, ...)
-{
-	if (err && errsz) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errsz, fmt, ap);
-		va_end(ap);
-	}
-	return code;
 }
 
 void ckpt__img_header_seal(struct ckpt__img_header *h)
@@ -88,64 +78,64 @@ int ckpt__img_header_check(const void *p, size_t avail, char *err, size_t errsz)
 	 * ours.  An empty file is reported as truncated: that is what an
 	 * interrupted non-atomic copy of an image leaves. */
 	if (memcmp(p, m, avail < mlen ? avail : mlen) != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_NOTIMAGE, "not a libckpt image (bad magic)");
+		return ckpt__errf(err, errsz, CKPT_E_NOTIMAGE, "not a libckpt image (bad magic)");
 	if (avail < mlen + sizeof(h->version))
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+		return ckpt__errf(err, errsz, CKPT_E_TRUNCATED,
 				     "truncated: the file ends inside the header (%zu bytes)", avail);
 	/* The version is judged before the checksum: a later version may
 	 * lay out the rest of the header differently. */
 	if (h->version < CKPT__IMG_VERSION_MIN || h->version > CKPT__IMG_VERSION)
-		return ckpt__img_err(err, errsz, CKPT_E_VERSION,
+		return ckpt__errf(err, errsz, CKPT_E_VERSION,
 				     "image format version %u is not supported (this library reads %u to %u)",
 				     h->version, CKPT__IMG_VERSION_MIN, CKPT__IMG_VERSION);
 	if (avail < sizeof(*h))
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+		return ckpt__errf(err, errsz, CKPT_E_TRUNCATED,
 				     "truncated: the file ends inside the header (%zu bytes)", avail);
 	if (ckpt__hash(h, offsetof(struct ckpt__img_header, checksum)) != h->checksum)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: header checksum mismatch");
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: header checksum mismatch");
 
 	/* From here on the header is what a writer wrote: a failing field is
 	 * a writer bug or a forged file, reported as corrupt. */
 	if (h->header_size != CKPT__IMG_HEADER_SIZE)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: header size %u", h->header_size);
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: header size %u", h->header_size);
 	/* version 1 had zero here; versions 2 and 3 a NUL-terminated tag */
 	if (h->version == 1 ? h->app_tag[0] != 0 : strnlen(h->app_tag, CKPT_APP_TAG_MAX) == CKPT_APP_TAG_MAX)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: application tag field");
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: application tag field");
 	if (!pow2(h->page_size) || h->page_size < 4096 || h->page_size > CKPT__MAX_PAGE_SIZE)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page size %u", h->page_size);
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: page size %u", h->page_size);
 	if (h->flags & ~CKPT__IMG_KNOWN_FLAGS)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: unknown header flags %#x",
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: unknown header flags %#x",
 				     h->flags);
 	if (h->zstd_level < 0 || h->zstd_level > 22)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: zstd level %d", h->zstd_level);
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: zstd level %d", h->zstd_level);
 	/* Whether the range lies in this process's user space is the
 	 * restorer's question (CKPT_E_RANGE); here only its shape. */
 	if (h->heap_size == 0 || h->heap_size % h->page_size || h->base % h->page_size ||
 	    h->heap_size > UINT64_MAX - h->base)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: heap range %#llx + %#llx is not page-aligned",
 				     (unsigned long long)h->base, (unsigned long long)h->heap_size);
 	if (h->npages > h->heap_size / h->page_size || h->pages_to_emit > h->npages)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: page counts (extent %llu, recorded %llu) exceed the heap",
 				     (unsigned long long)h->npages, (unsigned long long)h->pages_to_emit);
 	if (!(h->flags & CKPT__IMG_INCREMENTAL) && h->pages_to_emit != h->npages)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: a full image must record all %llu pages of its extent",
 				     (unsigned long long)h->npages);
 	if (h->flags & CKPT__IMG_INCREMENTAL) {
 		if (h->parent_name_len == 0 || h->parent_name_len >= CKPT__PARENT_NAME_MAX ||
 		    strnlen(h->parent_name, CKPT__PARENT_NAME_MAX) != h->parent_name_len ||
 		    !ckpt__img_name_ok(h->parent_name, CKPT__PARENT_NAME_MAX))
-			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+			return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 					     "corrupt: incremental image with a bad parent name");
 		if (h->generation == 0 || h->parent_generation >= h->generation)
-			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+			return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 					     "corrupt: parent generation %llu not before %llu",
 					     (unsigned long long)h->parent_generation,
 					     (unsigned long long)h->generation);
 	} else if (h->parent_name_len != 0) {
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: full image names a parent");
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: full image names a parent");
 	}
 	return 0;
 }
@@ -155,29 +145,29 @@ int ckpt__blk_header_check(const struct ckpt__blk_header *b, uint64_t seq, uint3
 {
 	unsigned long long s = (unsigned long long)seq;
 	if (b->seq != seq)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu is numbered %llu", s,
 				     (unsigned long long)b->seq);
 	if (b->flags & ~CKPT__BLK_ZSTD)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block %llu flags %#x", s,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: block %llu flags %#x", s,
 				     b->flags);
 	if (b->nruns == 0 || b->nruns > CKPT__MAX_BLOCK_RUNS)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block %llu has %u runs", s,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: block %llu has %u runs", s,
 				     b->nruns);
 	uint64_t raw = (uint64_t)b->data_pages * page_size;
 	if (raw > CKPT__MAX_BLOCK_RAW && b->data_pages > 1)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu holds %u pages (too many)", s, b->data_pages);
 	if (!(b->flags & CKPT__BLK_ZSTD) && b->raw_hash != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: stored block %llu carries a raw hash", s);
 	if (!(b->flags & CKPT__BLK_ZSTD) && b->data_len != raw)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu stores %u bytes for %u pages", s, b->data_len,
 				     b->data_pages);
 	if ((b->flags & CKPT__BLK_ZSTD) && (b->data_pages == 0 || b->data_len == 0 ||
 					    b->data_len > raw + (raw >> 7) + 4096))
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu compressed length %u", s, b->data_len);
 	return 0;
 }
@@ -191,7 +181,7 @@ int ckpt__runs_check(const struct ckpt__blk_header *b, const struct ckpt__run *r
 		const struct ckpt__run *r = &runs[i];
 		if (r->npages == 0 || r->kind > CKPT__RUN_ZERO || r->first_page >= npages ||
 		    r->npages > npages - r->first_page)
-			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+			return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 					     "corrupt: block %llu run %u (pages %llu+%u) outside the extent of %llu pages",
 					     s, i, (unsigned long long)r->first_page, r->npages,
 					     (unsigned long long)npages);
@@ -201,7 +191,7 @@ int ckpt__runs_check(const struct ckpt__blk_header *b, const struct ckpt__run *r
 			zero += r->npages;
 	}
 	if (data != b->data_pages || zero != b->zero_pages)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu runs count %llu data / %llu zero pages, header says %u / %u",
 				     s, (unsigned long long)data, (unsigned long long)zero, b->data_pages,
 				     b->zero_pages);
@@ -212,7 +202,7 @@ int ckpt__trl_header_check(const struct ckpt__trl_header *t, char *err, size_t e
 {
 	if (t->magic != CKPT__TRL_MAGIC ||
 	    ckpt__hash(t, offsetof(struct ckpt__trl_header, checksum)) != t->checksum)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer header checksum mismatch");
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer header checksum mismatch");
 	return 0;
 }
 
@@ -234,7 +224,7 @@ int ckpt__blk_indexed_check(const struct ckpt__blk_header *b, const struct ckpt_
 	unsigned long long s = (unsigned long long)seq;
 	if (b->magic != CKPT__BLK_MAGIC ||
 	    ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu header checksum mismatch (offset %llu)", s,
 				     (unsigned long long)at);
 	int rc = ckpt__blk_header_check(b, seq, page_size, err, errsz);
@@ -243,7 +233,7 @@ int ckpt__blk_indexed_check(const struct ckpt__blk_header *b, const struct ckpt_
 	uint64_t len = sizeof(*b) + (uint64_t)b->data_len + (uint64_t)b->nruns * sizeof(struct ckpt__run);
 	if (en->offset != at || en->checksum != b->checksum || en->length != len ||
 	    en->data_pages != b->data_pages || en->zero_pages != b->zero_pages || en->nruns != b->nruns)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu does not match its trailer entry", s);
 	return 0;
 }
@@ -252,11 +242,11 @@ int ckpt__footer_check(const struct ckpt__footer *f, char *err, size_t errsz)
 {
 	if (memcmp(f->magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f->magic)) != 0 ||
 	    footer_hash(f) != f->checksum)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer checksum mismatch");
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: footer checksum mismatch");
 	if (f->trailer_size < sizeof(struct ckpt__trl_header) + 8 ||
 	    f->trailer_offset < CKPT__IMG_HEADER_SIZE ||
 	    f->file_size != f->trailer_offset + f->trailer_size + sizeof(*f))
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer offsets inconsistent");
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: footer offsets inconsistent");
 	return 0;
 }
 

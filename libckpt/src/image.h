@@ -229,9 +229,6 @@ void ckpt__img_header_to_info(const struct ckpt__img_header *h, struct ckpt_imag
  * within @max bytes, not empty)? */
 bool ckpt__img_name_ok(const char *name, size_t max);
 
-/* Sets errbuf (may be NULL) printf-style and returns @code. */
-int ckpt__img_err(char *err, size_t errsz, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
 
 /* ------------------------------------------------------ reading (restore.c) */
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "imgread.h"
+#include "internal.h"
 
 int ckpt__pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
@@ -42,7 +43,7 @@ static int read_footer(int fd, const struct ckpt__img_header *h, uint64_t size, 
 {
 	if (size < CKPT__IMG_HEADER_SIZE + sizeof(struct ckpt__trl_header) + 8 + sizeof(*f) ||
 	    ckpt__pread_all(fd, f, sizeof(*f), size - sizeof(*f)) != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+		return ckpt__errf(err, errsz, CKPT_E_TRUNCATED,
 				     "truncated: no footer at the end of the file (an incomplete image)");
 	if (memcmp(f->magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f->magic)) != 0) {
 		/* a footer whose checksum holds with the right magic was
@@ -50,8 +51,8 @@ static int read_footer(int fd, const struct ckpt__img_header *h, uint64_t size, 
 		struct ckpt__footer g = *f;
 		memcpy(g.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(g.magic));
 		if (ckpt__footer_check(&g, NULL, 0) == 0)
-			return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer magic");
-		return ckpt__img_err(err, errsz, CKPT_E_TRUNCATED,
+			return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: footer magic");
+		return ckpt__errf(err, errsz, CKPT_E_TRUNCATED,
 				     "truncated: no footer at the end of the file (an incomplete image)");
 	}
 	int rc = ckpt__footer_check(f, err, errsz);
@@ -60,7 +61,7 @@ static int read_footer(int fd, const struct ckpt__img_header *h, uint64_t size, 
 	if (f->file_size != size || memcmp(f->id, h->id, 16) != 0 ||
 	    f->trailer_offset < CKPT__IMG_HEADER_SIZE || f->trailer_size < sizeof(struct ckpt__trl_header) + 8 ||
 	    f->trailer_offset + f->trailer_size != size - sizeof(*f))
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the file");
 	return 0;
 }
 
@@ -73,7 +74,7 @@ int ckpt__img_read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
-		return ckpt__img_err(err, errsz, -errno, "%s", strerror(errno));
+		return ckpt__errf(err, errsz, -errno, "%s", strerror(errno));
 	int rc = read_footer(fd, h, (uint64_t)st.st_size, f, err, errsz);
 	if (rc)
 		return rc;
@@ -85,19 +86,19 @@ int ckpt__img_read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt
 	struct ckpt__trl_header t;
 	rc = ckpt__pread_all(fd, e, f->trailer_size, f->trailer_offset);
 	if (rc == CKPT_E_TRUNCATED)
-		rc = ckpt__img_err(err, errsz, rc, "truncated: trailer");
+		rc = ckpt__errf(err, errsz, rc, "truncated: trailer");
 	if (!rc) {
 		memcpy(&t, e, sizeof(t));
 		rc = ckpt__trl_header_check(&t, err, errsz);
 	}
 	if (!rc && (t.offset != f->trailer_offset || t.nblocks > (1ull << 31) ||
 		    f->trailer_size != ckpt__trl_size(h->version, t.nblocks, t.nruns)))
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
+		rc = ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
 	uint64_t tsum;
 	if (!rc) {
 		memcpy(&tsum, e + f->trailer_size - 8, 8);
 		if (ckpt__hash(e, f->trailer_size - 8) != tsum)
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT,
+			rc = ckpt__errf(err, errsz, CKPT_E_CORRUPT,
 					   "corrupt: trailer block index checksum mismatch");
 	}
 	if (rc) {
@@ -126,7 +127,7 @@ int ckpt__img_read_header_fd(int fd, const char *path, struct ckpt__img_header *
 		n = pread(fd, h, sizeof(*h), 0);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+		return ckpt__errf(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	return ckpt__img_header_check(h, (size_t)n, err, errsz);
 }
 
@@ -140,7 +141,7 @@ int ckpt__link_open(struct link *k, int dirfd, const char *name, const char *pat
 		return -ENOMEM;
 	k->fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (k->fd < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+		return ckpt__errf(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	return ckpt__img_read_header_fd(k->fd, path, &k->h, err, errsz);
 }
 
@@ -207,16 +208,16 @@ static int open_parent(struct link *l, size_t n, int dirfd, const char *dir, con
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc == -ENOENT && tip_replaced(tip, l[0].fd))
-		return ckpt__img_err(err, errsz, -EAGAIN,
+		return ckpt__errf(err, errsz, -EAGAIN,
 				     "%s was replaced while its chain was read and parent %s is gone "
 				     "(generations cleaned up): retry", tip, path);
 	if (rc == -ENOENT)
-		return ckpt__img_err(err, errsz, CKPT_E_PARENT, "parent image %s is missing", path);
+		return ckpt__errf(err, errsz, CKPT_E_PARENT, "parent image %s is missing", path);
 	if (rc)
-		return ckpt__img_err(err, errsz, rc, "%s", msg);
+		return ckpt__errf(err, errsz, rc, "%s", msg);
 	if (memcmp(k->h.id, c->parent_id, 16) != 0 || k->h.generation != c->parent_generation ||
 	    k->h.base != c->base || k->h.heap_size != c->heap_size || k->h.page_size != c->page_size)
-		return ckpt__img_err(err, errsz, CKPT_E_PARENT,
+		return ckpt__errf(err, errsz, CKPT_E_PARENT,
 				     "parent image %s is not the one %s was made from", path, l[n - 1].path);
 	return 0;
 }
@@ -237,12 +238,12 @@ int ckpt__chain_resolve(const char *path, struct link **out, size_t *nout, char 
 	int rc = ckpt__link_open(&l[0], AT_FDCWD, path, path, err, errsz);
 	while (!rc && (l[n - 1].h.flags & CKPT__IMG_INCREMENTAL)) {
 		if (n >= CKPT__MAX_CHAIN) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT, "chain longer than %d images",
+			rc = ckpt__errf(err, errsz, CKPT_E_PARENT, "chain longer than %d images",
 					   CKPT__MAX_CHAIN);
 			break;
 		}
 		if (dirfd < 0 && (dirfd = real_dir_of(l[0].fd, path, &dir)) < 0) {
-			rc = ckpt__img_err(err, errsz, -errno, "the directory of %s: %s", path, strerror(errno));
+			rc = ckpt__errf(err, errsz, -errno, "the directory of %s: %s", path, strerror(errno));
 			break;
 		}
 		if (n == cap) {

@@ -82,6 +82,10 @@ uint64_t ckpt__realtime_ns(void); /* CLOCK_REALTIME */
 /* spin-wait for a short wait (a memcpy, a pool slot), sleeping after 64 spins */
 void ckpt__pause(unsigned *spins);
 bool ckpt__page_is_zero(const void *p, size_t len);
+/* Sets @buf (may be NULL) printf-style and returns @code: the reason that
+ * goes with an error (an image's damage, the allocator's deep check). */
+int ckpt__errf(char *buf, size_t len, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* CKPT_E_RANGE unless [base, base+size) is page-aligned user address space */
 int ckpt__check_range(uint64_t base, uint64_t size, uint64_t page_size);
 int ckpt__memfd_create(const char *name, size_t size, bool hugetlb, int *fd_out);

@@ -129,7 +129,7 @@ static int table_block(const struct ckpt__img_header *h, const uint8_t **tp, con
 		       char *err, size_t errsz)
 {
 	if ((size_t)(tend - *tp) < sizeof(b->bh))
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends before block %llu",
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends before block %llu",
 				     (unsigned long long)seq);
 	memcpy(&b->bh, *tp, sizeof(b->bh));
 	int rc = ckpt__blk_indexed_check(&b->bh, en, seq, at, h->page_size, err, errsz);
@@ -137,7 +137,7 @@ static int table_block(const struct ckpt__img_header *h, const uint8_t **tp, con
 		return rc;
 	size_t rb = (size_t)b->bh.nruns * sizeof(*b->runs);
 	if ((size_t)(tend - *tp) - sizeof(b->bh) < rb)
-		return ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends inside block %llu",
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends inside block %llu",
 				     (unsigned long long)seq);
 	b->runs = malloc(rb);
 	if (!b->runs)
@@ -154,7 +154,7 @@ static int file_block(int fd, const struct ckpt__img_header *h, const struct ckp
 {
 	int rc = ckpt__pread_all(fd, &b->bh, sizeof(b->bh), at);
 	if (rc)
-		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
+		return ckpt__errf(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
 	const struct ckpt__blk_header *bh = &b->bh;
 	rc = ckpt__blk_indexed_check(bh, en, seq, at, h->page_size, err, errsz);
@@ -165,7 +165,7 @@ static int file_block(int fd, const struct ckpt__img_header *h, const struct ckp
 		return -ENOMEM;
 	rc = ckpt__pread_all(fd, b->runs, (size_t)bh->nruns * sizeof(*b->runs), at + sizeof(*bh) + bh->data_len);
 	if (rc)
-		return ckpt__img_err(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
+		return ckpt__errf(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
 	return ckpt__runs_check(bh, b->runs, h->npages, err, errsz);
 }
@@ -193,10 +193,10 @@ static int image_segs(const struct lz_block *blk, uint32_t first, uint32_t n, co
 	int rc = 0;
 	size_t bad = ckpt__segs_sort(all, nall);
 	if (bad)
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+		rc = ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
 				   (unsigned long long)all[bad - 1].first);
 	else if (total != h->pages_to_emit)
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: %llu pages recorded, the header promises %llu",
+		rc = ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: %llu pages recorded, the header promises %llu",
 				   (unsigned long long)total, (unsigned long long)h->pages_to_emit);
 	if (rc) {
 		free(all);
@@ -253,12 +253,12 @@ static int index_blocks(struct ckpt__lazy *lz, uint32_t img, int fd, const struc
 	}
 	if (!rc && (at != t.offset || t.pages_stored != stored || t.pages_zero != zero ||
 		    t.nruns != nruns || (table && tp != tend)))
-		rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: the trailer's counts do not match the blocks read");
+		rc = ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: the trailer's counts do not match the blocks read");
 	if (!rc) {
 		/* the digest ends with the whole trailer */
 		XXH3_64bits_update(dg, trl, f->trailer_size);
 		if (f->file_hash != XXH3_64bits_digest(dg))
-			rc = ckpt__img_err(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
+			rc = ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
 	}
 	if (dg)
 		XXH3_freeState(dg);
@@ -835,7 +835,7 @@ static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 		char msg[200] = "";
 		rc = index_image(lz, i, lz->fd[i], &hd[i], msg, sizeof(msg));
 		if (rc)
-			ckpt__img_err(err, errsz, rc, "image %u of %u in the chain: %s", i + 1, lz->nimg,
+			ckpt__errf(err, errsz, rc, "image %u of %u in the chain: %s", i + 1, lz->nimg,
 				      msg[0] ? msg : ckpt_strerror(rc));
 	}
 	free(hd);
@@ -902,7 +902,7 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 	struct ckpt__img_header h;
 	int rc = lazy_new(&lz);
 	if (rc)
-		ckpt__img_err(err, errsz, rc, "userfaultfd: %s", ckpt_strerror(rc));
+		ckpt__errf(err, errsz, rc, "userfaultfd: %s", ckpt_strerror(rc));
 	else
 		rc = lazy_index(lz, path, &h, err, errsz);
 	if (!rc && h.page_size != (uint32_t)sysconf(_SC_PAGESIZE)) {
@@ -910,13 +910,13 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 		return 1; /* a hugetlb image: the eager path */
 	}
 	if (!rc && ckpt__check_range(h.base, h.heap_size, h.page_size) != 0)
-		rc = ckpt__img_err(err, errsz, CKPT_E_RANGE,
+		rc = ckpt__errf(err, errsz, CKPT_E_RANGE,
 				   "the heap range %#llx + %#llx is outside this process's address space",
 				   (unsigned long long)h.base, (unsigned long long)h.heap_size);
 	int memfd = -1;
 	const char *name = ho && ho->name ? ho->name : "libckpt";
 	if (!rc && (rc = ckpt__memfd_create(name, h.heap_size, false, &memfd)) != 0)
-		ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
+		ckpt__errf(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
 	ckpt_heap *heap = NULL;
 	if (!rc) {
 		promise_loaders(lz);
@@ -925,13 +925,13 @@ int ckpt__lazy_restore(const char *path, const struct ckpt_restore_opts *o, ckpt
 			rc = CKPT_E_ADDRINUSE;
 		if (rc) {
 			close(memfd);
-			ckpt__img_err(err, errsz, rc, "cannot set up the restored heap: %s", ckpt_strerror(rc));
+			ckpt__errf(err, errsz, rc, "cannot set up the restored heap: %s", ckpt_strerror(rc));
 		}
 	}
 	if (!rc && atomic_load(&lz->failed)) {
 		/* a block the allocator read while opening the heap was bad */
 		rc = atomic_load(&lz->failed);
-		ckpt__img_err(err, errsz, rc, "%s", lz->errmsg[0] ? lz->errmsg : ckpt_strerror(rc));
+		ckpt__errf(err, errsz, rc, "%s", lz->errmsg[0] ? lz->errmsg : ckpt_strerror(rc));
 		ckpt_heap_destroy(heap); /* frees lz */
 		return rc;
 	}
@@ -976,7 +976,7 @@ static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	/* an image's runs lie inside its own extent; the tip's must hold them all */
 	for (size_t i = 1; i < n && !rc; i++)
 		if ((*hdrs)[i - 1].npages > (*hdrs)[i].npages)
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+			rc = ckpt__errf(err, errsz, CKPT_E_PARENT,
 					   "parent image %s is not the one its child was made from", l[n - i].path);
 	ckpt__chain_free(l, n);
 	return rc;

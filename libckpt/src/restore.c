@@ -313,14 +313,14 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 		}
 		size_t z = ZSTD_decompressDCtx(dctx, *scratch, raw_len, j->buf, b->data_len);
 		if (ZSTD_isError(z) || z != raw_len)
-			return ckpt__img_err(msg, msz, CKPT_E_CORRUPT,
+			return ckpt__errf(msg, msz, CKPT_E_CORRUPT,
 					     "corrupt: block %llu does not decompress to %u pages", seq,
 					     b->data_pages);
 		raw = *scratch;
 	}
 	/* stored pages were covered by the payload hash on the reader thread */
 	if ((b->flags & CKPT__BLK_ZSTD) && ckpt__hash(raw, raw_len) != b->raw_hash)
-		return ckpt__img_err(msg, msz, CKPT_E_CORRUPT,
+		return ckpt__errf(msg, msz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu page contents checksum mismatch", seq);
 	if (!a->mem && !a->pwrite)
 		return 0;
@@ -341,7 +341,7 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 				if (w < 0 && errno == EINTR)
 					continue;
 				if (w <= 0)
-					return ckpt__img_err(msg, msz, w < 0 ? -errno : -EIO,
+					return ckpt__errf(msg, msz, w < 0 ? -errno : -EIO,
 							     "filling the heap's memory: %s",
 							     strerror(w < 0 ? errno : EIO));
 				done += (size_t)w;
@@ -360,13 +360,25 @@ static int apply_block(struct apply *a, struct job *j, uint8_t **scratch, size_t
 							   (off_t)off, (off_t)len)
 					       : madvise(a->mem + off, len, MADV_DONTNEED);
 			if (rc != 0 && !a->mem)
-				return ckpt__img_err(msg, msz, -errno, "clearing zeroed pages: %s",
+				return ckpt__errf(msg, msz, -errno, "clearing zeroed pages: %s",
 						     strerror(errno));
 			if (rc != 0)
 				memset(a->mem + off, 0, len);
 		}
 	}
 	return 0;
+}
+
+/* A job is finished: the first error is the restore's (with its reason);
+ * the job goes back to the free list.  a->mu held. */
+static void job_done_locked(struct apply *a, struct job *j, int rc, const char *msg)
+{
+	if (rc && !a->err) {
+		a->err = rc;
+		snprintf(a->errmsg, sizeof(a->errmsg), "%s", msg[0] ? msg : ckpt_strerror(rc));
+	}
+	j->next = a->free;
+	a->free = j;
 }
 
 static void *worker_main(void *arg)
@@ -394,12 +406,7 @@ static void *worker_main(void *arg)
 		if (!skip)
 			rc = dctx ? apply_block(a, j, &scratch, &scap, dctx, msg, sizeof(msg)) : -ENOMEM;
 		pthread_mutex_lock(&a->mu);
-		if (rc && !a->err) {
-			a->err = rc;
-			snprintf(a->errmsg, sizeof(a->errmsg), "%s", msg[0] ? msg : ckpt_strerror(rc));
-		}
-		j->next = a->free;
-		a->free = j;
+		job_done_locked(a, j, rc, msg);
 		a->busy--;
 		pthread_cond_broadcast(&a->cv_idle);
 	}
@@ -528,12 +535,7 @@ static void job_queue(struct apply *a, struct job *j)
 		if (!rc)
 			rc = apply_block(a, j, &a->scratch, &a->scap, a->dctx, msg, sizeof(msg));
 		pthread_mutex_lock(&a->mu);
-		if (rc && !a->err) {
-			a->err = rc;
-			snprintf(a->errmsg, sizeof(a->errmsg), "%s", msg[0] ? msg : ckpt_strerror(rc));
-		}
-		j->next = a->free;
-		a->free = j;
+		job_done_locked(a, j, rc, msg);
 		pthread_mutex_unlock(&a->mu);
 		return;
 	}
@@ -597,7 +599,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size, size_t first)
 /* A read error (-errno) or a format error as the message says. */
 static int parse_rd_err(struct parse *P, int rc)
 {
-	return ckpt__img_err(P->err, P->errsz, rc, "read error: %s", strerror(-rc));
+	return ckpt__errf(P->err, P->errsz, rc, "read error: %s", strerror(-rc));
 }
 
 /* The header: checked, and identical to @expect (if given). */
@@ -614,7 +616,7 @@ static int parse_header(struct parse *P, const struct ckpt__img_header *expect)
 	 * meanwhile (image files are replaced by rename, never rewritten, so
 	 * this is someone else's writer); reading again may succeed. */
 	if (expect && memcmp(expect, &P->h, sizeof(P->h)) != 0)
-		return ckpt__img_err(P->err, P->errsz, -EAGAIN, "the header changed while reading: retry");
+		return ckpt__errf(P->err, P->errsz, -EAGAIN, "the header changed while reading: retry");
 	P->a->page_size = P->h.page_size;
 	XXH3_64bits_update(P->r->fh, &P->h, sizeof(P->h));
 	return 0;
@@ -662,7 +664,7 @@ static int parse_block(struct parse *P, const struct ckpt__blk_header *b, uint64
 {
 	unsigned long long s = (unsigned long long)seq, o = (unsigned long long)at;
 	if (ckpt__hash(b, offsetof(struct ckpt__blk_header, checksum)) != b->checksum)
-		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT,
 				     "corrupt: block %llu header checksum mismatch (offset %llu)", s, o);
 	int rc = ckpt__blk_header_check(b, seq, P->h.page_size, P->err, P->errsz);
 	if (rc)
@@ -670,26 +672,26 @@ static int parse_block(struct parse *P, const struct ckpt__blk_header *b, uint64
 	size_t plen = (size_t)b->data_len + (size_t)b->nruns * sizeof(struct ckpt__run), got;
 	struct job *j = job_get(P->a, plen);
 	if (!j)
-		return ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+		return ckpt__errf(P->err, P->errsz, -ENOMEM, "out of memory");
 	j->bh = *b;
 	rc = rd_get(P->r, j->buf, plen, &got);
 	if (rc)
 		rc = parse_rd_err(P, rc);
 	else if (got < plen)
-		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside block %llu", s);
+		rc = ckpt__errf(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside block %llu", s);
 	else if (ckpt__hash(j->buf, plen) != b->payload_hash)
-		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+		rc = ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT,
 				   "corrupt: block %llu payload checksum mismatch (offset %llu)", s, o);
 	/* run records may sit unaligned after compressed data */
 	struct ckpt__run *runs = NULL;
 	if (!rc && !(runs = malloc(b->nruns * sizeof(*runs))))
-		rc = ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+		rc = ckpt__errf(P->err, P->errsz, -ENOMEM, "out of memory");
 	if (!rc) {
 		memcpy(runs, j->buf + b->data_len, b->nruns * sizeof(*runs));
 		rc = ckpt__runs_check(b, runs, P->h.npages, P->err, P->errsz);
 	}
 	if (!rc && parse_note_block(P, b, runs, at, plen))
-		rc = ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+		rc = ckpt__errf(P->err, P->errsz, -ENOMEM, "out of memory");
 	free(runs);
 	if (rc) {
 		job_put_back(P->a, j);
@@ -713,7 +715,7 @@ static int parse_blocks(struct parse *P, struct ckpt__trl_header *th)
 		if (rc)
 			return parse_rd_err(P, rc);
 		if (got < sizeof(u))
-			return ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED,
+			return ckpt__errf(P->err, P->errsz, CKPT_E_TRUNCATED,
 					     "truncated: the image ends after %llu blocks, before its trailer",
 					     (unsigned long long)seq);
 		XXH3_64bits_update(P->r->fh, &u, sizeof(u));
@@ -722,7 +724,7 @@ static int parse_blocks(struct parse *P, struct ckpt__trl_header *th)
 			return 0;
 		}
 		if (u.b.magic != CKPT__BLK_MAGIC)
-			return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+			return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT,
 					     "corrupt: neither block %llu nor the trailer at offset %llu",
 					     (unsigned long long)seq, (unsigned long long)at);
 		rc = parse_block(P, &u.b, seq, at);
@@ -745,17 +747,17 @@ static int parse_trailer(struct parse *P, const struct ckpt__trl_header *th, uin
 	}
 	if (th->nblocks != P->nidx || th->offset != toff || th->pages_stored != stored ||
 	    th->pages_zero != zero || th->nruns != P->nall)
-		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT,
 				     "corrupt: the trailer's counts do not match the blocks read");
 	size_t ilen = P->nidx * sizeof(struct ckpt__trl_entry), elen = ilen + P->table_len + 8, got;
 	uint8_t *e = malloc(elen);
 	if (!e)
-		return ckpt__img_err(P->err, P->errsz, -ENOMEM, "out of memory");
+		return ckpt__errf(P->err, P->errsz, -ENOMEM, "out of memory");
 	rc = rd_get(P->r, e, elen, &got);
 	if (rc)
 		rc = parse_rd_err(P, rc);
 	else if (got < elen)
-		rc = ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
+		rc = ckpt__errf(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its trailer");
 	if (!rc) {
 		XXH3_64bits_update(P->r->fh, e, elen);
 		XXH3_state_t st;
@@ -766,7 +768,7 @@ static int parse_trailer(struct parse *P, const struct ckpt__trl_header *th, uin
 		memcpy(&tsum, e + elen - 8, 8);
 		if (XXH3_64bits_digest(&st) != tsum || memcmp(e, P->idx, ilen) != 0 ||
 		    (P->table_len && memcmp(e + ilen, P->table, P->table_len) != 0))
-			rc = ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+			rc = ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT,
 					   "corrupt: trailer block index checksum mismatch");
 	}
 	free(e);
@@ -785,20 +787,20 @@ static int parse_footer(struct parse *P, uint64_t toff)
 	if (rc)
 		return parse_rd_err(P, rc);
 	if (got < sizeof(f))
-		return ckpt__img_err(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its footer");
+		return ckpt__errf(P->err, P->errsz, CKPT_E_TRUNCATED, "truncated: the image ends inside its footer");
 	rc = ckpt__footer_check(&f, P->err, P->errsz);
 	if (rc)
 		return rc;
 	if (f.trailer_offset != toff || f.file_size != foff + sizeof(f) || memcmp(f.id, P->h.id, 16) != 0)
-		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the image");
+		return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: footer does not match the image");
 	if (f.file_hash != fhash)
-		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
+		return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: whole-file checksum mismatch");
 	uint8_t extra;
 	rc = rd_get(P->r, &extra, 1, &got);
 	if (rc)
 		return parse_rd_err(P, rc);
 	if (got)
-		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: bytes after the footer");
+		return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: bytes after the footer");
 	return 0;
 }
 
@@ -810,12 +812,12 @@ static int parse_coverage(struct parse *P)
 	for (size_t i = 0; i < P->nall; i++) {
 		const struct ckpt__run *x = &P->allruns[i];
 		if (i && x[-1].first_page + x[-1].npages > x->first_page)
-			return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
+			return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT, "corrupt: page %llu is recorded twice",
 					     (unsigned long long)x->first_page);
 		total += x->npages;
 	}
 	if (total != P->h.pages_to_emit)
-		return ckpt__img_err(P->err, P->errsz, CKPT_E_CORRUPT,
+		return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT,
 				     "corrupt: %llu pages recorded, the header promises %llu",
 				     (unsigned long long)total, (unsigned long long)P->h.pages_to_emit);
 	return 0;
@@ -865,7 +867,7 @@ static int apply_file(const struct link *k, struct apply *a, struct ckpt__trl_he
 	const struct ckpt__img_header *expect = &k->h;
 	int fd = k->fd;
 	if (lseek(fd, 0, SEEK_SET) < 0) /* the reader starts where the fd stands */
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+		return ckpt__errf(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	struct rd r;
 	char msg[220] = "";
 	int rc = rd_open(&r, fd);
@@ -890,7 +892,7 @@ static int apply_file(const struct link *k, struct apply *a, struct ckpt__trl_he
 	}
 	rd_close(&r);
 	if (rc)
-		ckpt__img_err(err, errsz, rc, "%s: %s", path, msg);
+		ckpt__errf(err, errsz, rc, "%s: %s", path, msg);
 	return rc;
 }
 
@@ -960,7 +962,7 @@ static int load_links(struct link *l, size_t n, const struct ckpt__load_opts *lo
 		void *m = mmap(NULL, l[0].h.heap_size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (m == MAP_FAILED) {
-			rc = ckpt__img_err(err, errsz, -errno, "cannot map %llu bytes: %s",
+			rc = ckpt__errf(err, errsz, -errno, "cannot map %llu bytes: %s",
 					   (unsigned long long)l[0].h.heap_size, strerror(errno));
 			ckpt__chain_free(l, n);
 			return rc;
@@ -1014,22 +1016,22 @@ int ckpt__image_load_list(const char *const *paths, size_t n, const struct ckpt_
 		char msg[200];
 		rc = ckpt__link_open(k, AT_FDCWD, paths[i], paths[i], msg, sizeof(msg));
 		if (rc) {
-			ckpt__img_err(err, errsz, rc, "%s", msg);
+			ckpt__errf(err, errsz, rc, "%s", msg);
 			break;
 		}
 		bool inc = (k->h.flags & CKPT__IMG_INCREMENTAL) != 0;
 		if (i == 0 && inc) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+			rc = ckpt__errf(err, errsz, CKPT_E_PARENT,
 					   "%s is incremental: the first file must be a full image", paths[i]);
 		} else if (i > 0 && !inc) {
-			rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+			rc = ckpt__errf(err, errsz, CKPT_E_PARENT,
 					   "%s is a full image: only the first file may be", paths[i]);
 		} else if (i > 0) {
 			const struct ckpt__img_header *p = &l[n - i].h; /* the previous path */
 			if (memcmp(k->h.parent_id, p->id, 16) != 0 ||
 			    k->h.parent_generation != p->generation || k->h.base != p->base ||
 			    k->h.heap_size != p->heap_size || k->h.page_size != p->page_size)
-				rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+				rc = ckpt__errf(err, errsz, CKPT_E_PARENT,
 						   "%s was not made from %s", paths[i], paths[i - 1]);
 		}
 	}
@@ -1074,7 +1076,7 @@ static int check_app_tag(const struct ckpt__img_header *h, const struct ckpt_res
 	const char *want = has && o->heap->app_tag ? o->heap->app_tag : "";
 	if (strncmp(h->app_tag, want, sizeof(h->app_tag)) == 0)
 		return 0;
-	return ckpt__img_err(err, errsz, CKPT_E_APPTAG,
+	return ckpt__errf(err, errsz, CKPT_E_APPTAG,
 			     "the image was made with application tag \"%.63s\", this program has \"%.63s\"",
 			     h->app_tag, want);
 }
@@ -1092,7 +1094,7 @@ static int check_page_size(const struct ckpt__img_header *h, const struct ckpt_r
 		want_huge = h->page_size == HUGE_2M && h->page_size != sys;
 	size_t want = want_huge ? HUGE_2M : sys;
 	if (h->page_size != want)
-		return ckpt__img_err(err, errsz, CKPT_E_PAGESIZE,
+		return ckpt__errf(err, errsz, CKPT_E_PAGESIZE,
 				     "image page size %u, this heap would use %zu", h->page_size, want);
 	*huge = want_huge;
 	return 0;
@@ -1108,10 +1110,10 @@ static int check_free(uint64_t base, uint64_t size, char *err, size_t errsz)
 		if (p != MAP_FAILED)
 			munmap(p, size); /* old kernel ignoring NOREPLACE: treat as taken */
 		if (p != MAP_FAILED || e == EEXIST)
-			return ckpt__img_err(err, errsz, CKPT_E_ADDRINUSE,
+			return ckpt__errf(err, errsz, CKPT_E_ADDRINUSE,
 					     "the heap range %#llx + %#llx is already mapped in this process",
 					     (unsigned long long)base, (unsigned long long)size);
-		return ckpt__img_err(err, errsz, -e, "cannot reserve the heap range: %s", strerror(e));
+		return ckpt__errf(err, errsz, -e, "cannot reserve the heap range: %s", strerror(e));
 	}
 	munmap(p, size);
 	return 0;
@@ -1130,7 +1132,7 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 	if (rc)
 		return rc;
 	if (ckpt__check_range(h->base, h->heap_size, h->page_size) != 0)
-		return ckpt__img_err(err, errsz, CKPT_E_RANGE,
+		return ckpt__errf(err, errsz, CKPT_E_RANGE,
 				     "the heap range %#llx + %#llx is outside this process's address space",
 				     (unsigned long long)h->base, (unsigned long long)h->heap_size);
 	rc = check_free(h->base, h->heap_size, err, errsz);
@@ -1140,7 +1142,7 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 	int memfd = -1;
 	rc = ckpt__memfd_create(name, h->heap_size, huge, &memfd);
 	if (rc)
-		return ckpt__img_err(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
+		return ckpt__errf(err, errsz, rc, "memfd: %s", ckpt_strerror(rc));
 	/* The memfd is filled before it is mapped anywhere the application
 	 * could see: with pwrite(2), or through a private window for hugetlbfs
 	 * (which has no write(2)). */
@@ -1153,7 +1155,7 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 		if (m == MAP_FAILED) {
 			rc = rc ? rc : -errno;
 			close(memfd);
-			return ckpt__img_err(err, errsz, rc, "cannot map the new heap's memory: %s",
+			return ckpt__errf(err, errsz, rc, "cannot map the new heap's memory: %s",
 					     strerror(-rc));
 		}
 		a.mem = m;
@@ -1188,7 +1190,7 @@ static int restore_common(const struct ckpt__img_header *h, const struct ckpt_re
 		close(memfd);
 		if (rc == -EEXIST)
 			rc = CKPT_E_ADDRINUSE;
-		return ckpt__img_err(err, errsz, rc, "cannot set up the restored heap: %s", ckpt_strerror(rc));
+		return ckpt__errf(err, errsz, rc, "cannot set up the restored heap: %s", ckpt_strerror(rc));
 	}
 	ckpt__heap_set_lineage(heap, h->generation, h->id);
 	*out = heap;
@@ -1276,7 +1278,7 @@ static int fill_from_fd(void *arg, struct apply *a)
 		snprintf(msg, sizeof(msg), "%s", a->errmsg);
 	}
 	if (rc)
-		ckpt__img_err(ff->err, ff->errsz, rc, "%s", msg);
+		ckpt__errf(ff->err, ff->errsz, rc, "%s", msg);
 	return rc;
 }
 
@@ -1296,18 +1298,18 @@ CKPT_API int ckpt_restore_fd(int fd, const struct ckpt_restore_opts *opts, ckpt_
 	rc = rd_open(&r, fd);
 	if (rc) {
 		rd_close(&r);
-		return ckpt__img_err(err, errsz, rc, "%s", strerror(-rc));
+		return ckpt__errf(err, errsz, rc, "%s", strerror(-rc));
 	}
 	struct ckpt__img_header h;
 	size_t got;
 	rc = rd_get(&r, &h, sizeof(h), &got);
 	if (rc) {
 		rd_close(&r);
-		return ckpt__img_err(err, errsz, rc, "read error: %s", strerror(-rc));
+		return ckpt__errf(err, errsz, rc, "read error: %s", strerror(-rc));
 	}
 	rc = ckpt__img_header_check(&h, got, err, errsz);
 	if (!rc && (h.flags & CKPT__IMG_INCREMENTAL))
-		rc = ckpt__img_err(err, errsz, CKPT_E_PARENT,
+		rc = ckpt__errf(err, errsz, CKPT_E_PARENT,
 				   "an incremental image cannot be restored from a stream (its parent is a file)");
 	if (rc) {
 		rd_close(&r);
@@ -1343,7 +1345,7 @@ CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info, cha
 		err[0] = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return ckpt__img_err(err, errsz, -errno, "%s: %s", path, strerror(errno));
+		return ckpt__errf(err, errsz, -errno, "%s: %s", path, strerror(errno));
 	struct ckpt__img_header h;
 	struct ckpt__footer f;
 	struct ckpt__trl_header t;
@@ -1386,7 +1388,7 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 	struct ckpt_sink s;
 	int rc = ckpt__file_sink_open(&dest, &bo, NULL, NULL, &s);
 	if (rc)
-		return ckpt__img_err(err, errsz, rc, "%s: %s", out, ckpt_strerror(rc));
+		return ckpt__errf(err, errsz, rc, "%s: %s", out, ckpt_strerror(rc));
 	/* The merged image carries the tip's identity: it holds exactly the
 	 * tip's heap, so a heap restored from the tip may chain onto it. */
 	struct ckpt_sink_info info;
@@ -1399,7 +1401,7 @@ static int write_full(const char *out, const struct ckpt__img_header *h, const u
 	}
 	rc = s.end(s.arg, rc);
 	if (rc)
-		ckpt__img_err(err, errsz, rc, "writing %s: %s", out, ckpt_strerror(rc));
+		ckpt__errf(err, errsz, rc, "writing %s: %s", out, ckpt_strerror(rc));
 	return rc;
 }
 

@@ -6,6 +6,8 @@
  * that every other file may call it (docs/design.md, "Layers").
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -159,4 +161,15 @@ int ckpt__uffd_open(uint64_t features, uint64_t *offered, int *out)
 	}
 	*out = fd;
 	return 0;
+}
+
+int ckpt__errf(char *buf, size_t len, int code, const char *fmt, ...)
+{
+	if (buf && len) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(buf, len, fmt, ap);
+		va_end(ap);
+	}
+	return code;
 }

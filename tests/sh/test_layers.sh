@@ -28,7 +28,7 @@ allowed_only() { # FILE ALLOWED...
 }
 allowed_only filesink image util error faultinject
 allowed_only util faultinject
-allowed_only image
+allowed_only image util
 allowed_only error
 allowed_only faultinject
 # the sink reaches the engine only through the public API: no ckpt__ symbol
