@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,6 +338,27 @@ static int migrate_attempt(struct kt_region *r, int uffd, uint64_t *pfn, size_t 
 	return KT_PASS;
 }
 
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* Offlining a block whose pages cannot all be migrated (an unmovable
+ * kernel page in it) retries until a signal arrives: offline_pages()
+ * checks signal_pending().  A CI run on 6.18 hung there until the case's
+ * 150 s limit killed it; an alarm (no SA_RESTART) bounds each attempt. */
+static int offline_bounded(const char *path, unsigned secs)
+{
+	struct sigaction sa = {.sa_handler = on_alarm}, old;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old);
+	alarm(secs);
+	int rc = kt_write_file(path, "offline");
+	alarm(0);
+	sigaction(SIGALRM, &old, NULL);
+	return rc;
+}
+
 /*
  * The second way to migrate: offline and re-online the memory blocks that
  * hold most of the region's pages (memory hot-remove migrates every page
@@ -371,7 +393,7 @@ static int migrate_by_offline(struct kt_region *rs, uint64_t **pfns, int nr, siz
 		if (best < 0)
 			break;
 		snprintf(path, sizeof(path), "/sys/devices/system/memory/memory%d/state", best);
-		rc = kt_write_file(path, "offline");
+		rc = offline_bounded(path, 8);
 		if (rc == 0) {
 			rc = kt_write_file(path, "online");
 			KT_CHECK(rc == 0, "memory block %d offlined but not back online: %s", best,
@@ -403,9 +425,10 @@ static int migrate_by_offline(struct kt_region *rs, uint64_t **pfns, int nr, siz
  * moves pages only up to where its two scanners meet, which depends on
  * everything else in memory (on a busy machine it can move almost none of
  * ours), so fresh regions are added until enough have moved (at most 6,
- * within 30 s); when two compactions in a row move (almost) nothing, or
- * at the end, the memory blocks holding the pages are offlined and
- * onlined again once (memory hot-remove migrates through the same
+ * within 50 s); when two compactions in a row move (almost) nothing, or
+ * at the end, the memory blocks holding the pages are offlined (each
+ * attempt bounded to 8 s, at most 8 blocks) and onlined again once
+ * (memory hot-remove migrates through the same
  * migrate_pages() path; the 6.1 guest of the matrix often needs this).  Then the
  * second half of every region goes through mprotect(PROT_READ) and
  * mprotect(PROT_READ|PROT_WRITE).  Every page, moved or not, must still
@@ -430,7 +453,7 @@ int kt_case_g(const struct kt_env *env)
 	if (rc != KT_PASS)
 		return rc;
 	while (nr < G_MAX_REGIONS && !good_share(moved_lo, moved_hi) &&
-	       (nr < 2 || kt_now_ns() - t0 < 30ull * 1000000000ull)) {
+	       (nr < 2 || kt_now_ns() - t0 < 50ull * 1000000000ull)) {
 		size_t lo, hi, before = moved_lo + moved_hi;
 
 		pfns[nr] = malloc(G_N * sizeof(uint64_t));
