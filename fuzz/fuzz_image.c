@@ -35,15 +35,13 @@
 #include "image.h"
 #include "internal.h"
 #include "fixup.h"
+#include "fuzzfs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NFILES 4
 #define CMP_MAX (16u << 20)
 
-static char g_dir[64];
 static bool g_verbose; /* CKPT_FUZZ_VERBOSE=1: print each call's result (replay) */
-static char g_path[NFILES][96];
 
 static int count_fds(void)
 {
@@ -62,52 +60,7 @@ static void setup(void)
 	if (g_dir[0])
 		return;
 	g_verbose = getenv("CKPT_FUZZ_VERBOSE") != NULL;
-	snprintf(g_dir, sizeof(g_dir), "/dev/shm/ckpt-fuzz-image.XXXXXX");
-	if (!mkdtemp(g_dir)) {
-		snprintf(g_dir, sizeof(g_dir), "/tmp/ckpt-fuzz-image.XXXXXX");
-		if (!mkdtemp(g_dir))
-			abort();
-	}
-	for (int i = 0; i < NFILES; i++)
-		snprintf(g_path[i], sizeof(g_path[i]), "%s/f%d", g_dir, i);
-}
-
-static __attribute__((destructor)) void cleanup(void)
-{
-	if (!g_dir[0])
-		return;
-	for (int i = 0; i < NFILES; i++)
-		unlink(g_path[i]);
-	rmdir(g_dir);
-}
-
-static void write_file(const char *path, const uint8_t *p, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		abort();
-	while (n) {
-		ssize_t k = write(fd, p, n);
-		if (k <= 0)
-			abort();
-		p += k;
-		n -= (size_t)k;
-	}
-	close(fd);
-}
-
-/* Is anything mapped at [base, base + 4096)?  (false when the address is
- * not a sane user address at all: nothing can be mapped there by us) */
-static bool mapped_at(uint64_t base)
-{
-	if (ckpt__check_range(base, 4096, 4096) != 0)
-		return false;
-	void *p = mmap((void *)(uintptr_t)base, 4096, PROT_NONE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (p == MAP_FAILED)
-		return errno == EEXIST;
-	munmap(p, 4096);
-	return p != (void *)(uintptr_t)base;
+	fuzzfs_setup("image");
 }
 
 static void check_restored(ckpt_heap *h, const uint8_t *mem, const struct ckpt__img_header *hdr)
