@@ -16,6 +16,9 @@
  * run.sh compares ckpt_mibs with dd writing the same bytes to DIR.
  * --codec / --data run one configuration only; --threads sets
  * ckpt_begin_opts.threads (zstd compression workers, 0 = one per core).
+ * --emit-data FILE writes the heap's bytes (as --data and --seed make them)
+ * to FILE and exits: run.sh times zstd's own multi-threaded CLI on them, the
+ * compression ceiling of this machine beside the zstd-1 checkpoint.
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -142,16 +145,40 @@ static void run(bool compressible, int level)
 	fflush(stdout);
 }
 
+/* The bytes a run would checkpoint, to a file. */
+static int emit_data(const char *path)
+{
+	uint8_t *p = calloc(1, g_size); /* a heap starts zero */
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (!p || fd < 0) {
+		perror(path);
+		return 1;
+	}
+	fill(p, g_size, !g_data || strcmp(g_data, "incompressible") != 0, g_seed);
+	for (size_t off = 0; off < g_size;) {
+		ssize_t w = write(fd, p + off, g_size - off);
+		if (w <= 0) {
+			perror(path);
+			return 1;
+		}
+		off += (size_t)w;
+	}
+	free(p);
+	return close(fd) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "size", required_argument, 0, 'z' }, { "dir", required_argument, 0, 'd' },
 		{ "reps", required_argument, 0, 'r' }, { "seed", required_argument, 0, 's' },
 		{ "codec", required_argument, 0, 'c' }, { "data", required_argument, 0, 'D' },
-		{ "threads", required_argument, 0, 't' }, { 0, 0, 0, 0 },
+		{ "threads", required_argument, 0, 't' }, { "emit-data", required_argument, 0, 'E' },
+		{ 0, 0, 0, 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "z:d:r:s:c:D:t:", lo, NULL)) != -1) {
+	const char *emit = NULL;
+	while ((c = getopt_long(argc, argv, "z:d:r:s:c:D:t:E:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'z': g_size = bench_parse_size(optarg); break;
 		case 'd': g_dir = optarg; break;
@@ -160,9 +187,10 @@ int main(int argc, char **argv)
 		case 'c': g_codec = optarg; break;
 		case 'D': g_data = optarg; break;
 		case 't': g_threads = (unsigned)atoi(optarg); break;
+		case 'E': emit = optarg; break;
 		default:
 			fprintf(stderr, "usage: throughput [--size 256m] [--dir DIR] [--reps R] [--seed S] "
-					"[--codec C] [--data D] [--threads N]\n");
+					"[--codec C] [--data D] [--threads N] [--emit-data FILE]\n");
 			return 2;
 		}
 	}
@@ -171,6 +199,8 @@ int main(int argc, char **argv)
 	if (g_reps < 1 || g_reps > 16)
 		g_reps = 3;
 	g_size &= ~4095ul;
+	if (emit)
+		return emit_data(emit);
 	printf("throughput size=%zu dir=%s reps=%d seed=%llu\n", g_size, g_dir, g_reps,
 	       (unsigned long long)g_seed);
 	static const int levels[] = { 0, 1, 3 };
