@@ -134,6 +134,7 @@ def first_reply(kind, d, nkeys, pool, extra=()):
     key = random.randrange(nkeys)
     want = value(key, pool)
     t0 = time.monotonic()
+    first_reply.t0_ns = time.monotonic_ns()
     p = start(kind, d, port, extra)
     end = t0 + 600
     while time.monotonic() < end:
@@ -184,6 +185,18 @@ def pct(v, q):
         return float("nan")
     s = sorted(v)
     return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def timeline(d, t0_ns):
+    """redis-ckpt's start-up timeline (its log, CLOCK_MONOTONIC like
+    time.monotonic_ns()) against our start: ms from Popen to main(), in
+    ckpt_restore(), and from its return to the first reply written."""
+    with open(os.path.join(d, "server.log"), errors="replace") as f:
+        m = re.findall(r"main (\d+) restore (\d+)\+(\d+) listening (\d+) first reply (\d+)", f.read())
+    if not m:
+        return None
+    mn, rs, rd, _ls, fr = map(int, m[-1])
+    return ((mn - t0_ns) / 1e6, rd / 1e6, (fr - rs - rd) / 1e6)
 
 
 def warm_ms(d):
@@ -251,6 +264,10 @@ def one_size(size, reps, rate, work):
                 res["warm"] = (pages, wms, during, steady)
             c.close()
             stop(p, port)
+            if name == "lazy":
+                tl = timeline(d, first_reply.t0_ns)
+                if tl:
+                    res.setdefault("timeline", []).append(tl)
         res[name] = times
     return res
 
@@ -270,6 +287,7 @@ def main():
     if not os.access(RC, os.X_OK) or not shutil.which("redis-server"):
         sys.exit("needs examples/redis-ckpt/redis-ckpt (make) and redis-server")
     work = tempfile.mkdtemp(prefix="ckpt-restart-")
+    notes = []
     lines = ["## Restart: process start to first GET reply (ms, median of %d; page cache warm; machine shared)" % a.reps,
              "",
              "| dataset | keys | image / RDB | lazy | eager | redis-server RDB | lazy / eager | lazy / redis-server "
@@ -290,6 +308,9 @@ def main():
             print(lines[-1], file=sys.stderr)
             print("size %s: all runs %r" % (s, {k: ["%.1f" % x for x in r[k]] for k in ("lazy", "eager", "redis-server")}),
                   file=sys.stderr)
+            if r.get("timeline"):
+                notes.append("%s lazy start-up (ms: exec->main() / ckpt_restore() / its return->first reply written): %s" % (
+                    s, ", ".join("%.1f / %.1f / %.1f" % t for t in r["timeline"])))
             shutil.rmtree(work, ignore_errors=True)
             os.makedirs(work, exist_ok=True)
     finally:
@@ -298,7 +319,7 @@ def main():
                 p.kill()
                 p.wait()
         shutil.rmtree(work, ignore_errors=True)
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines + [""] + notes) + "\n"
     print(text)
     if a.out:
         with open(a.out, "w") as f:
