@@ -385,11 +385,11 @@ Test(lazy_restore, checkpoint_after_lazy_restore_holds_the_heap_sigbus_mode, .ti
 	lazy_then_checkpoint(CKPT_TRAP_SIGBUS);
 }
 
-Test(lazy_restore, incremental_chain_serves_each_pages_newest_contents, .timeout = 120)
+/* A chain at @path (full image, then four incrementals, stored and zstd
+ * in turn) of a heap freed, reallocated and written between checkpoints;
+ * the tip's heap in *@copy. */
+static void make_chain(const char *path, uint8_t **copy, size_t *used)
 {
-	char *dir = iu_tmpdir("lazychain");
-	char path[300];
-	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
 	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, CKPT_HEAP_INCREMENTAL, 64u << 20);
 	fill_heap(h, 8, ckpt_test_seed("lazy_chain"));
 	checkpoint(h, path, 1);
@@ -411,10 +411,14 @@ Test(lazy_restore, incremental_chain_serves_each_pages_newest_contents, .timeout
 		CKPT_ASSERT_OK(ckpt_stats(h, &s));
 		cr_assert(s.incremental, "checkpoint %d is not incremental", k + 1);
 	}
-	size_t used;
-	uint8_t *copy = snapshot(h, &used);
+	*copy = snapshot(h, used);
 	ckpt_heap_destroy(h);
+}
 
+/* Restores @path lazily (touching pages in a random order while the
+ * loaders run) and eagerly: both must hold @copy. */
+static void chain_restores_both_ways(const char *path, const uint8_t *copy, size_t used)
+{
 	ckpt_heap *r = restore_lazy(path, 0, NULL);
 	struct toucher t = { ckpt_heap_base(r), copy, used, 3, 0 };
 	toucher_main(&t);
@@ -422,6 +426,62 @@ Test(lazy_restore, incremental_chain_serves_each_pages_newest_contents, .timeout
 	CKPT_ASSERT_OK(ckpt_restore_wait(r));
 	cr_assert(memcmp(ckpt_heap_base(r), copy, used) == 0);
 	ckpt_heap_destroy(r);
+	ckpt_heap *e = NULL;
+	CKPT_ASSERT_OK(ckpt_restore(path, NULL, &e));
+	cr_assert(memcmp(ckpt_heap_base(e), copy, used) == 0, "eager restore of the chain differs");
+	ckpt_heap_destroy(e);
+}
+
+Test(lazy_restore, incremental_chain_serves_each_pages_newest_contents, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazychain");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	uint8_t *copy;
+	size_t used;
+	make_chain(path, &copy, &used);
+	chain_restores_both_ways(path, copy, used);
+	free(copy);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+/* A library of this version restoring a chain whose parents an older one
+ * wrote (format 3: no chunk hashes) under a tip of its own (format 4):
+ * each block is read the way its own image allows. */
+Test(lazy_restore, format_3_parents_under_a_format_4_tip_restore_both_ways, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazymixed");
+	char path[300];
+	snprintf(path, sizeof(path), "%s/heap.ckpt", dir);
+	uint8_t *copy;
+	size_t used;
+	make_chain(path, &copy, &used);
+	DIR *d = opendir(dir);
+	cr_assert(d);
+	struct dirent *de;
+	int n3 = 0;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "heap.ckpt.g", 11) != 0)
+			continue;
+		char p[600];
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		size_t len = 0;
+		uint8_t *img = iu_read_file(p, &len);
+		cr_assert(img);
+		len = iu_downgrade(img, len, 3);
+		cr_assert(len, "%s: downgrade to format 3", p);
+		cr_assert_eq(iu_write_file(p, img, len), 0);
+		free(img);
+		n3++;
+	}
+	closedir(d);
+	cr_assert(n3 >= 2, "%d parents", n3);
+	struct ckpt_image_info ii;
+	CKPT_ASSERT_OK(ckpt_image_info(path, &ii, NULL, 0));
+	cr_assert_eq(ii.version, 4u);
+	CKPT_ASSERT_OK(ckpt_image_verify(path, CKPT_VERIFY_CHAIN, NULL, 0));
+	chain_restores_both_ways(path, copy, used);
 	free(copy);
 	iu_rmtree(dir);
 	free(dir);
