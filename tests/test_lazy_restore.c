@@ -315,7 +315,9 @@ Test(lazy_restore, a_fault_reads_its_chunk_not_its_block, .timeout = 120)
 	}
 	unsigned long long got = named_thread_rchar("ckpt-lazyfault") - before;
 	cr_log_info("%d touches: the fault thread read %llu bytes", TOUCH, got);
-	cr_assert(got <= TOUCH * (64u << 10), "%d faults read %llu bytes: more than a 64 KiB chunk each", TOUCH, got);
+	/* rchar also counts the fault messages read from the uffd (32 bytes
+	 * each): a page of slack per fault, far below a block's 1 MiB */
+	cr_assert(got <= TOUCH * (68u << 10), "%d faults read %llu bytes: more than a 64 KiB chunk each", TOUCH, got);
 	CKPT_ASSERT_OK(ckpt_restore_wait(r));
 	cr_assert(memcmp(base, copy, used) == 0);
 	ckpt_heap_destroy(r);
