@@ -134,6 +134,7 @@ def first_reply(kind, d, nkeys, pool, extra=()):
     key = random.randrange(nkeys)
     want = value(key, pool)
     t0 = time.monotonic()
+    first_reply.t0_ns = time.monotonic_ns()
     p = start(kind, d, port, extra)
     end = t0 + 600
     while time.monotonic() < end:
@@ -186,6 +187,18 @@ def pct(v, q):
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+def timeline(d, t0_ns):
+    """redis-ckpt's start-up timeline (its log, CLOCK_MONOTONIC like
+    time.monotonic_ns()) against our start: ms from Popen to main(), in
+    ckpt_restore(), and from its return to the first reply written."""
+    with open(os.path.join(d, "server.log"), errors="replace") as f:
+        m = re.findall(r"main (\d+) restore (\d+)\+(\d+) listening (\d+) first reply (\d+)", f.read())
+    if not m:
+        return None
+    mn, rs, rd, _ls, fr = map(int, m[-1])
+    return ((mn - t0_ns) / 1e6, rd / 1e6, (fr - rs - rd) / 1e6)
+
+
 def warm_ms(d):
     with open(os.path.join(d, "server.log"), errors="replace") as f:
         m = re.findall(r"Warm-up done: (\d+) pages resident ([\d.]+) ms", f.read())
@@ -230,6 +243,10 @@ def one_size(size, reps, rate, work):
     cat(os.path.join(dr, "dump.rdb"))
     res = {"size": size, "keys": nkeys, "image": os.path.getsize(os.path.join(dc, "dump.ckpt")),
            "rdb": os.path.getsize(os.path.join(dr, "dump.rdb"))}
+    # what reading the image costs here and now: the residency's yardstick
+    t = time.monotonic()
+    subprocess.run(["cat", os.path.join(dc, "dump.ckpt")], stdout=subprocess.DEVNULL, check=True)
+    res["cat"] = res["image"] / (time.monotonic() - t) / 1e9
     for name, kind, d, extra in (("lazy", "rc", dc, ["--restore", "lazy"]),
                                  ("eager", "rc", dc, ["--restore", "eager"]),
                                  ("redis-server", "rs", dr, [])):
@@ -251,6 +268,10 @@ def one_size(size, reps, rate, work):
                 res["warm"] = (pages, wms, during, steady)
             c.close()
             stop(p, port)
+            if name == "lazy":
+                tl = timeline(d, first_reply.t0_ns)
+                if tl:
+                    res.setdefault("timeline", []).append(tl)
         res[name] = times
     return res
 
@@ -270,10 +291,11 @@ def main():
     if not os.access(RC, os.X_OK) or not shutil.which("redis-server"):
         sys.exit("needs examples/redis-ckpt/redis-ckpt (make) and redis-server")
     work = tempfile.mkdtemp(prefix="ckpt-restart-")
+    notes = []
     lines = ["## Restart: process start to first GET reply (ms, median of %d; page cache warm; machine shared)" % a.reps,
              "",
              "| dataset | keys | image / RDB | lazy | eager | redis-server RDB | lazy / eager | lazy / redis-server "
-             "| ckpt_restore() lazy / eager | warm-up (lazy) | residency GB/s | probe p99 warming / steady (us) |",
+             "| ckpt_restore() lazy / eager | warm-up (lazy) | residency GB/s (`cat` image) | probe p99 warming / steady (us) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     try:
         for s in a.sizes.split(","):
@@ -283,13 +305,16 @@ def main():
             gbs = pages * 4096 / (wms / 1000) / 1e9 if wms else float("nan")
             rl = sorted(r["lazy-restore"])[len(r["lazy-restore"]) // 2]
             re_ = sorted(r["eager-restore"])[len(r["eager-restore"]) // 2]
-            lines.append("| %s | %d | %.0f / %.0f MB | %.1f | %.1f | %.1f | %.3f | %.3f | %.1f / %.1f ms | %.0f ms (%d pages) | %.2f | %.0f / %.0f |" % (
+            lines.append("| %s | %d | %.0f / %.0f MB | %.1f | %.1f | %.1f | %.3f | %.3f | %.1f / %.1f ms | %.0f ms (%d pages) | %.2f (%.2f) | %.0f / %.0f |" % (
                 s, r["keys"], r["image"] / 1e6, r["rdb"] / 1e6, med["lazy"], med["eager"], med["redis-server"],
-                med["lazy"] / med["eager"], med["lazy"] / med["redis-server"], rl, re_, wms, pages, gbs,
+                med["lazy"] / med["eager"], med["lazy"] / med["redis-server"], rl, re_, wms, pages, gbs, r["cat"],
                 pct(during, 0.99), pct(steady, 0.99)))
             print(lines[-1], file=sys.stderr)
             print("size %s: all runs %r" % (s, {k: ["%.1f" % x for x in r[k]] for k in ("lazy", "eager", "redis-server")}),
                   file=sys.stderr)
+            if r.get("timeline"):
+                notes.append("%s lazy start-up (ms: exec->main() / ckpt_restore() / its return->first reply written): %s" % (
+                    s, ", ".join("%.1f / %.1f / %.1f" % t for t in r["timeline"])))
             shutil.rmtree(work, ignore_errors=True)
             os.makedirs(work, exist_ok=True)
     finally:
@@ -298,7 +323,7 @@ def main():
                 p.kill()
                 p.wait()
         shutil.rmtree(work, ignore_errors=True)
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines + [""] + notes) + "\n"
     print(text)
     if a.out:
         with open(a.out, "w") as f:

@@ -345,6 +345,38 @@ run_restart() {
 	log "restart: $sizes"
 	python3 bench/restart.py --sizes "$sizes" --out "$raw/restart.md" >"$raw/restart.out" 2>&1 ||
 		log "restart bench failed: $raw/restart.out"
+	run_restart_warmup
+}
+
+# The lazy warm-up's tail with the open-loop C probe: a 1.2 M-key dataset
+# (400-byte values, ~640 MB image) restarted lazily WU_REPS times; each time
+# loadgen sends 2,000 GET/s from the first PING for 4 s (--trace: 50 ms
+# buckets), then 2 s more for the steady state; the server log says when the
+# warm-up ended.  Everything into $raw/restart-warmup.txt and its traces.
+run_restart_warmup() {
+	local d="$W/warmup" rc=examples/redis-ckpt/redis-ckpt k
+	[ -x "$rc" ] || return 0
+	mkdir -p "$d"
+	PORT=$(free_port)
+	start_server warmup "$rc" --port "$PORT" --bind 127.0.0.1 --dir "$d" --save "" --heap-size 2000m || return 0
+	"$B/bench/loadgen" --port "$PORT" --populate 1200000 --value-size 400 >>"$raw/restart-warmup.txt"
+	redis-cli -p "$PORT" save >/dev/null
+	stop_server
+	for k in $(seq "${WU_REPS:-3}"); do
+		PORT=$(free_port)
+		: >"$d/server.log"
+		start_server warmup "$rc" --port "$PORT" --bind 127.0.0.1 --dir "$d" --save "" \
+			--logfile "$d/server.log" --restore lazy || return 0
+		echo "warmup run $k" >>"$raw/restart-warmup.txt"
+		"$B/bench/loadgen" --port "$PORT" --rate 2000 --duration 4 --conns 4 --keys 1200000 \
+			--set-ratio 0 --trace "$raw/restart-warmup-$k.trace" >>"$raw/restart-warmup.txt"
+		echo "steady run $k" >>"$raw/restart-warmup.txt"
+		"$B/bench/loadgen" --port "$PORT" --rate 2000 --duration 2 --conns 4 --keys 1200000 \
+			--set-ratio 0 >>"$raw/restart-warmup.txt"
+		grep -h "Warm-up done" "$d/server.log" >>"$raw/restart-warmup.txt"
+		stop_server
+	done
+	uptime >>"$raw/restart-warmup.txt"
 }
 if want restart && [ $redis = 1 ]; then
 	run_restart

@@ -78,12 +78,18 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 	fz_seal_header(img, len);
 
 	size_t off = sizeof(h);
-	uint64_t seq = 0, stored = 0, zero = 0, nruns = 0;
+	uint64_t seq = 0, stored = 0, zero = 0, nruns = 0, nchunks = 0;
+	/* version 4: stored blocks' chunk hashes in the table (a sane chunk
+	 * size only: else the reader stops at the header) */
+	uint32_t chunk = ckpt__img_chunk_size(&h);
+	if (chunk < psz || chunk > CKPT__MAX_BLOCK_RAW || (chunk & (chunk - 1)))
+		chunk = 0;
 	/* index entries as the reader will rebuild them */
 	struct ckpt__trl_entry idx[256];
 	size_t nidx = 0;
 	/* version 3's block table as the reader will rebuild it: each block's
-	 * header and runs, which are in the file (never longer than it) */
+	 * header and runs, which are in the file, and (version 4) 8 bytes per
+	 * chunk of its stored data (never longer than the file) */
 	uint8_t *table = malloc(len);
 	size_t tlen = 0;
 	if (!table)
@@ -116,6 +122,12 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 			memcpy(table + tlen + sizeof(b), img + off + sizeof(b) + b.data_len,
 			       (size_t)b.nruns * sizeof(struct ckpt__run));
 			tlen += sizeof(b) + (size_t)b.nruns * sizeof(struct ckpt__run);
+			uint64_t nc = ckpt__blk_nchunks(&b, chunk);
+			if (nc && tlen + nc * 8 <= len) {
+				ckpt__chunk_hashes(img + off + sizeof(b), b.data_len, chunk, (uint64_t *)(void *)(table + tlen));
+				tlen += (size_t)nc * 8;
+				nchunks += nc;
+			}
 		}
 		if (nidx < sizeof(idx) / sizeof(idx[0]))
 			idx[nidx] = (struct ckpt__trl_entry){
@@ -144,10 +156,11 @@ static inline size_t fz_fixup(uint8_t *img, size_t len, unsigned how)
 		t.pages_stored = stored;
 		t.pages_zero = zero;
 		t.nruns = nruns;
+		t.nchunks = nchunks;
 	}
 	ckpt__trl_header_seal(&t);
 	memcpy(img + toff, &t, sizeof(t));
-	uint64_t tsize64 = ckpt__trl_size(h.version, t.nblocks, t.nruns);
+	uint64_t tsize64 = ckpt__trl_size(h.version, t.nblocks, t.nruns, t.nchunks);
 	if (tsize64 == 0 || tsize64 > len - toff)
 		goto out;
 	size_t tsize = (size_t)tsize64;

@@ -251,10 +251,11 @@ static inline int iu_write_file(const char *path, const void *p, size_t len)
 	return 0;
 }
 
-/* Rewrites the version-3 image in @img (@len bytes) in place as a version
- * @v (1 or 2) image, as an older writer made it: the trailer loses its block
- * table and every checksum that covers a changed byte is recomputed.
- * Returns the new length (shorter), or 0 if @img is not a sound v3 image. */
+/* Rewrites the version-3 or 4 image in @img (@len bytes) in place as a
+ * version @v (1 to 3, below its own) image, as an older writer made it:
+ * the trailer's block table loses its chunk hashes (3) or goes (1-2), and
+ * every checksum that covers a changed byte is recomputed.  Returns the new
+ * length (shorter), or 0 if @img is not a sound version 3-4 image. */
 static inline size_t iu_downgrade(uint8_t *img, size_t len, uint32_t v)
 {
 	struct ckpt__img_header h;
@@ -264,18 +265,36 @@ static inline size_t iu_downgrade(uint8_t *img, size_t len, uint32_t v)
 		return 0;
 	memcpy(&h, img, sizeof(h));
 	memcpy(&f, img + len - sizeof(f), sizeof(f));
-	if (h.version != 3 || f.trailer_offset + f.trailer_size + sizeof(f) != len ||
+	if (h.version < 3 || v >= h.version || v < 1 || f.trailer_offset + f.trailer_size + sizeof(f) != len ||
 	    (v == 1 && h.app_tag[0]))
 		return 0;
 	memcpy(&t, img + f.trailer_offset, sizeof(t));
+	uint32_t chunk = ckpt__img_chunk_size(&h);
 	h.version = v;
+	h.chunk_size = 0; /* reserved (zero) before version 4 */
 	ckpt__img_header_seal(&h);
 	memcpy(img, &h, sizeof(h));
 	size_t elen = (size_t)t.nblocks * sizeof(struct ckpt__trl_entry);
 	uint8_t *e = img + f.trailer_offset;
-	uint64_t tsum = ckpt__hash(e, sizeof(t) + elen);
-	memcpy(e + sizeof(t) + elen, &tsum, 8);
-	f.trailer_size = sizeof(t) + elen + 8;
+	size_t tlen = 0; /* the block table, rewritten in place (it only shrinks) */
+	if (v == 3) {
+		uint8_t *tb = e + sizeof(t) + elen;
+		size_t in = 0;
+		for (uint64_t k = 0; k < t.nblocks; k++) {
+			struct ckpt__blk_header b;
+			memcpy(&b, tb + in, sizeof(b));
+			size_t keep = sizeof(b) + (size_t)b.nruns * sizeof(struct ckpt__run);
+			memmove(tb + tlen, tb + in, keep);
+			tlen += keep;
+			in += ckpt__trl_table_bytes(&b, chunk);
+		}
+	}
+	t.nchunks = 0;
+	ckpt__trl_header_seal(&t);
+	memcpy(e, &t, sizeof(t));
+	uint64_t tsum = ckpt__hash(e, sizeof(t) + elen + tlen);
+	memcpy(e + sizeof(t) + elen + tlen, &tsum, 8);
+	f.trailer_size = sizeof(t) + elen + tlen + 8;
 	size_t foff = f.trailer_offset + f.trailer_size;
 	f.file_size = foff + sizeof(f);
 	f.file_hash = ckpt__img_digest(img, foff);

@@ -2,8 +2,8 @@
  * test_app_tag.c - the application tag (ckpt_heap_opts.app_tag): recorded
  * in every image of a tagged heap, refused on a mismatch with
  * CKPT_E_APPTAG, kept by restore and merge; an untagged image carries an
- * empty tag (every image is format version 3 since the trailer carries the
- * block table: image.h).
+ * empty tag (every image is format version 4 since the trailer carries the
+ * block table with chunk hashes: image.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -84,7 +84,7 @@ Test(app_tag, a_tagged_image_restores_only_with_the_same_tag, .init = setup, .fi
 	struct ckpt_image_info ii;
 	CKPT_ASSERT_OK(ckpt_image_info(path, &ii, err, sizeof(err)));
 	cr_assert_str_eq(ii.app_tag, "app build 1.2.3");
-	cr_assert_eq(ii.version, 3u);
+	cr_assert_eq(ii.version, 4u);
 
 	ckpt_heap *r = NULL;
 	CKPT_ASSERT_ERR(restore_with(path, "app build 1.2.4", &r, err, sizeof(err)), CKPT_E_APPTAG);
@@ -109,7 +109,7 @@ Test(app_tag, an_untagged_image_has_an_empty_tag_and_a_tagged_program_refuses_it
 	ckpt_heap_destroy(h);
 	struct ckpt_image_info ii;
 	CKPT_ASSERT_OK(ckpt_image_info(path, &ii, err, sizeof(err)));
-	cr_assert_eq(ii.version, 3u);
+	cr_assert_eq(ii.version, 4u);
 	cr_assert_str_eq(ii.app_tag, "");
 	ckpt_heap *r = NULL;
 	CKPT_ASSERT_ERR(restore_with(path, "v2", &r, err, sizeof(err)), CKPT_E_APPTAG);

@@ -229,6 +229,7 @@ struct server {
 	bool restore_eager;      /* --restore eager: verify and load everything before serving */
 	bool warm_done;          /* a lazy restore's heap is fully resident (or failed), logged */
 	uint64_t restore_t0_ns;  /* when the restore began (warm-up time) */
+	uint64_t main_ns, listen_ns, first_reply_ns; /* start-up timeline (CLOCK_MONOTONIC) */
 	long long saves_done;
 };
 

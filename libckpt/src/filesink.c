@@ -136,9 +136,9 @@ struct fsink {
 	/* trailer */
 	struct ckpt__trl_entry *index;
 	size_t nindex, index_cap;
-	uint8_t *table;      /* the block table: each block's header and runs */
+	uint8_t *table;      /* the block table: each block's header, runs, chunk hashes */
 	size_t table_len, table_cap;
-	uint64_t pages_stored, pages_zero, total_runs, pages_seen;
+	uint64_t pages_stored, pages_zero, total_runs, pages_seen, total_chunks;
 
 	bool began;
 	bool prepared;       /* sink_setup() ran (before the cut) */
@@ -412,13 +412,29 @@ static int table_put(struct fsink *s, const void *p, size_t n)
 	return 0;
 }
 
+/* Appends the chunk hashes of stored block @bh, whose data is at @data,
+ * to the block table: a lazy reader's fault reads and checks one chunk. */
+static int table_put_chunks(struct fsink *s, const struct ckpt__blk_header *bh, const uint8_t *data)
+{
+	uint64_t n = ckpt__blk_nchunks(bh, s->hdr.chunk_size);
+	uint64_t sums[CKPT__MAX_BLOCK_RAW / CKPT__CHUNK_SIZE];
+	if (!n)
+		return 0;
+	if (n > sizeof(sums) / sizeof(sums[0]))
+		return set_err(s, -EINVAL); /* a block holds at most CKPT__MAX_BLOCK_RAW */
+	ckpt__chunk_hashes(data, bh->data_len, s->hdr.chunk_size, sums);
+	s->total_chunks += n;
+	return table_put(s, sums, (size_t)n * sizeof(sums[0]));
+}
+
 /* Enters a sealed block at stream offset @off in the trailer's index and
- * block table (its header and @runs again: a lazy reader learns every
- * block's pages from one read of the trailer), and in the whole-file digest
- * (which takes the block header only: it carries the payload's hash).
- * Blocks are entered in file order. */
+ * block table (its header, @runs and, stored, its chunk hashes (@blk: the
+ * block's bytes): a lazy reader learns every block's pages from one read
+ * of the trailer), and in the whole-file digest (which takes the block
+ * header only: it carries the payload's hash).  Blocks are entered in file
+ * order. */
 static int index_add(struct fsink *s, const struct ckpt__blk_header *bh, const struct ckpt__run *runs,
-		     size_t total, uint64_t off)
+		     const uint8_t *blk, size_t total, uint64_t off)
 {
 	if (s->nindex == s->index_cap) {
 		size_t cap = s->index_cap ? s->index_cap * 2 : 256;
@@ -428,7 +444,8 @@ static int index_add(struct fsink *s, const struct ckpt__blk_header *bh, const s
 		s->index = p;
 		s->index_cap = cap;
 	}
-	if (table_put(s, bh, sizeof(*bh)) || table_put(s, runs, bh->nruns * sizeof(*runs)))
+	if (table_put(s, bh, sizeof(*bh)) || table_put(s, runs, bh->nruns * sizeof(*runs)) ||
+	    table_put_chunks(s, bh, blk + sizeof(*bh)))
 		return s->err;
 	s->index[s->nindex++] = (struct ckpt__trl_entry){
 		.offset = off,
@@ -606,7 +623,7 @@ static int zpool_retire(struct fsink *s, bool wait)
 		return 0;
 	int rc = j->err ? set_err(s, j->err) : 0;
 	if (!rc)
-		rc = index_add(s, &j->bh, j->runs, j->total, s->off + (s->stage ? s->stage->len : 0));
+		rc = index_add(s, &j->bh, j->runs, j->out, j->total, s->off + (s->stage ? s->stage->len : 0));
 	if (!rc)
 		rc = out_put(s, j->out, j->total, true);
 	j->state = ZJ_FREE; /* the workers never touch a DONE job again */
@@ -694,7 +711,7 @@ static int close_block(struct fsink *s)
 	 * the stage is flushed. */
 	if (!s->direct && out_flush(s))
 		return s->err;
-	if (index_add(s, &bh, s->runs, total, s->off + (s->stage ? s->stage->len : 0)))
+	if (index_add(s, &bh, s->runs, out, total, s->off + (s->stage ? s->stage->len : 0)))
 		return s->err;
 	if (s->direct)
 		return out_put(s, out, total, true);
@@ -1105,6 +1122,7 @@ static int finish(struct fsink *s)
 		.pages_zero = s->pages_zero,
 		.nruns = s->total_runs,
 		.offset = toff,
+		.nchunks = s->total_chunks,
 	};
 	ckpt__trl_header_seal(&th);
 	XXH3_state_t *ts = XXH3_createState();

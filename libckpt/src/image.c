@@ -103,6 +103,9 @@ int ckpt__img_header_check(const void *p, size_t avail, char *err, size_t errsz)
 		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: application tag field");
 	if (!pow2(h->page_size) || h->page_size < 4096 || h->page_size > CKPT__MAX_PAGE_SIZE)
 		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: page size %u", h->page_size);
+	if (h->version >= CKPT__IMG_VERSION_CHUNKS &&
+	    (!pow2(h->chunk_size) || h->chunk_size < h->page_size || h->chunk_size > CKPT__MAX_BLOCK_RAW))
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: chunk size %u", h->chunk_size);
 	if (h->flags & ~CKPT__IMG_KNOWN_FLAGS)
 		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: unknown header flags %#x",
 				     h->flags);
@@ -206,16 +209,27 @@ int ckpt__trl_header_check(const struct ckpt__trl_header *t, char *err, size_t e
 	return 0;
 }
 
-uint64_t ckpt__trl_size(uint32_t version, uint64_t nblocks, uint64_t nruns)
+uint64_t ckpt__trl_size(uint32_t version, uint64_t nblocks, uint64_t nruns, uint64_t nchunks)
 {
 	/* bounds far above any real image (a block holds >= 1 page, a run
-	 * >= 1 page), so that nothing below can overflow */
-	if (nblocks > (1ull << 40) || nruns > (1ull << 44))
+	 * or a chunk >= 1 page), so that nothing below can overflow */
+	if (nblocks > (1ull << 40) || nruns > (1ull << 44) || nchunks > (1ull << 44))
 		return 0;
 	uint64_t n = sizeof(struct ckpt__trl_header) + nblocks * sizeof(struct ckpt__trl_entry) + 8;
 	if (version >= CKPT__IMG_VERSION_TABLE)
 		n += nblocks * sizeof(struct ckpt__blk_header) + nruns * sizeof(struct ckpt__run);
+	if (version >= CKPT__IMG_VERSION_CHUNKS)
+		n += nchunks * 8;
+	else if (nchunks)
+		return 0; /* the field was reserved (zero) before */
 	return n;
+}
+
+void ckpt__chunk_hashes(const void *data, size_t len, uint32_t chunk, uint64_t *out)
+{
+	const uint8_t *p = data;
+	for (size_t off = 0, k = 0; off < len; off += chunk, k++)
+		out[k] = ckpt__hash(p + off, len - off < chunk ? len - off : chunk);
 }
 
 int ckpt__blk_indexed_check(const struct ckpt__blk_header *b, const struct ckpt__trl_entry *en,
@@ -256,9 +270,11 @@ int ckpt__img_header_encode(struct ckpt__img_header *h, const struct ckpt_sink_i
 	if (taglen == sizeof(info->app_tag))
 		return -EINVAL;
 	memcpy(h->magic, CKPT__IMG_MAGIC, sizeof(h->magic));
-	/* version 3 for every image: its trailer carries the block table
-	 * (a library that reads only versions 1-2 refuses it, CKPT_E_VERSION) */
+	/* version 4 for every image: its trailer carries the block table
+	 * with chunk hashes (a library that reads only versions 1-3 refuses
+	 * it, CKPT_E_VERSION) */
 	h->version = CKPT__IMG_VERSION;
+	h->chunk_size = info->page_size > CKPT__CHUNK_SIZE ? info->page_size : CKPT__CHUNK_SIZE;
 	memcpy(h->app_tag, info->app_tag, taglen);
 	h->header_size = CKPT__IMG_HEADER_SIZE;
 	h->page_size = info->page_size;

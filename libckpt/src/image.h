@@ -10,7 +10,8 @@
  *   trailer  struct ckpt__trl_header (64 bytes), nblocks index entries
  *            (struct ckpt__trl_entry, 32 bytes each), from version 3 the
  *            block table (each block's header and run records again, in
- *            file order), an 8-byte XXH3 of all of the trailer before it
+ *            file order; from version 4 each stored block's chunk hashes
+ *            after its runs), an 8-byte XXH3 of all of the trailer before it
  *   footer   struct ckpt__footer (64 bytes): locates the trailer and holds
  *            the whole-file checksum
  *
@@ -42,12 +43,18 @@
 
 #define CKPT__IMG_MAGIC "LIBCKPT\x01"     /* 8 bytes */
 #define CKPT__IMG_FOOTER_MAGIC "CKPTEND\x01"
-#define CKPT__IMG_VERSION 3u     /* what this library writes */
+#define CKPT__IMG_VERSION 4u     /* what this library writes */
 #define CKPT__IMG_VERSION_MIN 1u /* the oldest it reads: 1 has no app tag, 2 has one */
 /* The first version whose trailer carries the block table: a reader that
  * maps an image lazily learns every block's header and runs from one read
  * of the trailer instead of two reads per block. */
 #define CKPT__IMG_VERSION_TABLE 3u
+/* The first version whose block table carries, for each stored block, an
+ * XXH3-64 of every chunk_size bytes of its data (the header's chunk_size):
+ * a fault reads and checks 64 KiB, not the whole block.  zstd blocks have
+ * none: a frame is decompressed whole (docs/image-format.md). */
+#define CKPT__IMG_VERSION_CHUNKS 4u
+#define CKPT__CHUNK_SIZE (64u << 10) /* what this library writes (at least one page) */
 #define CKPT__IMG_HEADER_SIZE 512u
 #define CKPT__BLK_MAGIC 0x4b424b43u /* "CKBK" */
 #define CKPT__TRL_MAGIC 0x52544b43u /* "CKTR" */
@@ -75,7 +82,7 @@
 
 struct ckpt__img_header {
 	char magic[8];            /* CKPT__IMG_MAGIC */
-	uint32_t version;         /* 1 (no tag), 2 (tag), 3 (tag, block table) */
+	uint32_t version;         /* 1 (no tag), 2 (tag), 3 (tag, block table), 4 (chunk hashes) */
 	uint32_t header_size;     /* 512 */
 	uint32_t page_size;
 	uint32_t flags;           /* CKPT__IMG_* */
@@ -93,7 +100,8 @@ struct ckpt__img_header {
 	uint64_t parent_generation;
 	char parent_name[CKPT__PARENT_NAME_MAX]; /* NUL-padded, relative to this file's directory */
 	char app_tag[CKPT_APP_TAG_MAX]; /* version 2: NUL-terminated, NUL-padded; version 1: zero */
-	uint8_t reserved[56];     /* zero */
+	uint32_t chunk_size;      /* version 4: bytes per chunk hash (a power of two >= page_size); before: 0 */
+	uint8_t reserved[52];     /* zero */
 	uint64_t checksum;        /* XXH3-64 of the 504 bytes before it */
 };
 
@@ -125,7 +133,7 @@ struct ckpt__trl_header {
 	uint64_t pages_zero;
 	uint64_t nruns;
 	uint64_t offset;      /* this trailer's file offset (= end of the last block) */
-	uint64_t reserved1;
+	uint64_t nchunks;     /* version 4: chunk hashes in the block table; before: 0 */
 	uint64_t checksum;    /* XXH3-64 of the 56 bytes before it */
 };
 
@@ -193,16 +201,39 @@ int ckpt__runs_check(const struct ckpt__blk_header *b, const struct ckpt__run *r
 int ckpt__trl_header_check(const struct ckpt__trl_header *t, char *err, size_t errsz);
 
 /* Bytes of the trailer of a @version image whose (checked) trailer header
- * counts @nblocks blocks and @nruns runs: header, entries, the block table
- * (version >= CKPT__IMG_VERSION_TABLE), checksum.  0 when the counts cannot
- * belong to any image (they would overflow). */
-uint64_t ckpt__trl_size(uint32_t version, uint64_t nblocks, uint64_t nruns);
+ * counts @nblocks blocks, @nruns runs and @nchunks chunk hashes: header,
+ * entries, the block table (version >= CKPT__IMG_VERSION_TABLE; its chunk
+ * hashes from CKPT__IMG_VERSION_CHUNKS), checksum.  0 when the counts
+ * cannot belong to any image (they would overflow). */
+uint64_t ckpt__trl_size(uint32_t version, uint64_t nblocks, uint64_t nruns, uint64_t nchunks);
 
-/* Bytes block @b takes in a version-3 block table: its header and runs. */
-static inline size_t ckpt__trl_table_bytes(const struct ckpt__blk_header *b)
+/* The chunk size of an image with header @h: 0 before version 4 (no chunk
+ * hashes). */
+static inline uint32_t ckpt__img_chunk_size(const struct ckpt__img_header *h)
 {
-	return sizeof(*b) + (size_t)b->nruns * 16u;
+	return h->version >= CKPT__IMG_VERSION_CHUNKS ? h->chunk_size : 0;
 }
+
+/* Chunk hashes block @b has in the block table of an image whose chunk
+ * size is @chunk (0: none): one per @chunk bytes of a stored block's data,
+ * none for a zstd block. */
+static inline uint64_t ckpt__blk_nchunks(const struct ckpt__blk_header *b, uint32_t chunk)
+{
+	if (!chunk || (b->flags & CKPT__BLK_ZSTD))
+		return 0;
+	return ((uint64_t)b->data_len + chunk - 1) / chunk;
+}
+
+/* Bytes block @b takes in a block table (chunk size @chunk): its header,
+ * runs and chunk hashes. */
+static inline size_t ckpt__trl_table_bytes(const struct ckpt__blk_header *b, uint32_t chunk)
+{
+	return sizeof(*b) + (size_t)b->nruns * 16u + (size_t)ckpt__blk_nchunks(b, chunk) * 8u;
+}
+
+/* XXH3-64 of each @chunk bytes of @data (@len bytes; the last chunk may be
+ * short) into @out (ceil(len / chunk) entries). */
+void ckpt__chunk_hashes(const void *data, size_t len, uint32_t chunk, uint64_t *out);
 
 /* A block header from a trailer's block table (or read from the file)
  * that must be block @seq at @at and match index entry @en: its checksum,

@@ -92,7 +92,7 @@ int ckpt__img_read_trailer(int fd, const struct ckpt__img_header *h, struct ckpt
 		rc = ckpt__trl_header_check(&t, err, errsz);
 	}
 	if (!rc && (t.offset != f->trailer_offset || t.nblocks > (1ull << 31) ||
-		    f->trailer_size != ckpt__trl_size(h->version, t.nblocks, t.nruns)))
+		    f->trailer_size != ckpt__trl_size(h->version, t.nblocks, t.nruns, t.nchunks)))
 		rc = ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: trailer does not match the footer");
 	uint64_t tsum;
 	if (!rc) {

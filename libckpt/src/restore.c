@@ -577,6 +577,7 @@ struct parse {
 	size_t nall, all_cap;
 	uint8_t *table;              /* version 3: the block table the trailer must repeat */
 	size_t table_len, table_cap;
+	uint64_t nchunks;            /* version 4: chunk hashes in the table */
 	char *err;
 	size_t errsz;
 };
@@ -622,12 +623,16 @@ static int parse_header(struct parse *P, const struct ckpt__img_header *expect)
 	return 0;
 }
 
-/* Records block @b (its runs at @runs, at offset @at, @plen payload bytes)
- * for the trailer checks: index entry, runs, version 3 block table. */
+/* Records block @b (its runs at @runs, its payload @data, @plen bytes, at
+ * offset @at) for the trailer checks: index entry, runs, the block table
+ * (version 3) with the stored data's chunk hashes (version 4: computed
+ * here, so a table whose hashes do not match the data is refused by this
+ * reader too, as by the lazy one when a fault reads the chunk). */
 static int parse_note_block(struct parse *P, const struct ckpt__blk_header *b, const struct ckpt__run *runs,
-			    uint64_t at, size_t plen)
+			    const uint8_t *data, uint64_t at, size_t plen)
 {
-	size_t tb = ckpt__trl_table_bytes(b);
+	uint32_t chunk = ckpt__img_chunk_size(&P->h);
+	size_t tb = ckpt__trl_table_bytes(b, chunk);
 	bool table = P->h.version >= CKPT__IMG_VERSION_TABLE;
 	void *q = grow(P->allruns, &P->all_cap, P->nall + b->nruns, sizeof(*P->allruns), 1024);
 	if (!q)
@@ -645,6 +650,11 @@ static int parse_note_block(struct parse *P, const struct ckpt__blk_header *b, c
 	if (table) {
 		memcpy(P->table + P->table_len, b, sizeof(*b));
 		memcpy(P->table + P->table_len + sizeof(*b), runs, b->nruns * sizeof(*runs));
+		uint64_t nc = ckpt__blk_nchunks(b, chunk);
+		if (nc) /* table is malloc'ed and tb a multiple of 8: aligned */
+			ckpt__chunk_hashes(data, b->data_len, chunk,
+					   (uint64_t *)(void *)(P->table + P->table_len + tb - nc * 8));
+		P->nchunks += nc;
 		P->table_len += tb;
 	}
 	P->idx[P->nidx++] = (struct ckpt__trl_entry){
@@ -690,7 +700,7 @@ static int parse_block(struct parse *P, const struct ckpt__blk_header *b, uint64
 		memcpy(runs, j->buf + b->data_len, b->nruns * sizeof(*runs));
 		rc = ckpt__runs_check(b, runs, P->h.npages, P->err, P->errsz);
 	}
-	if (!rc && parse_note_block(P, b, runs, at, plen))
+	if (!rc && parse_note_block(P, b, runs, j->buf, at, plen))
 		rc = ckpt__errf(P->err, P->errsz, -ENOMEM, "out of memory");
 	free(runs);
 	if (rc) {
@@ -746,7 +756,7 @@ static int parse_trailer(struct parse *P, const struct ckpt__trl_header *th, uin
 		zero += P->idx[i].zero_pages;
 	}
 	if (th->nblocks != P->nidx || th->offset != toff || th->pages_stored != stored ||
-	    th->pages_zero != zero || th->nruns != P->nall)
+	    th->pages_zero != zero || th->nruns != P->nall || th->nchunks != P->nchunks)
 		return ckpt__errf(P->err, P->errsz, CKPT_E_CORRUPT,
 				     "corrupt: the trailer's counts do not match the blocks read");
 	size_t ilen = P->nidx * sizeof(struct ckpt__trl_entry), elen = ilen + P->table_len + 8, got;
