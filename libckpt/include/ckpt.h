@@ -530,11 +530,12 @@ struct ckpt_restore_opts {
 
 /* Lazy restore: ckpt_restore() checks the image's header, footer, trailer,
  * block index, run records and chain (no page data), maps the heap with
- * nothing in it and returns; the first touch of a page loads, verifies
- * (XXH3) and decompresses the block holding it, and background threads
- * load the rest (ckpt_restore_progress()).  A block that fails its checks
+ * nothing in it and returns; the first touch of a page loads and verifies
+ * (XXH3) what holds it - the 64 KiB chunk of a stored block (image format
+ * 4), else the whole block, decompressed - and background threads load the
+ * rest (ckpt_restore_progress()).  A block or chunk that fails its checks
  * once the heap is in use is never served: the failure goes to the log
- * callback (CKPT_LOG_ERROR), an access to any page of that block raises
+ * callback (CKPT_LOG_ERROR), an access to any page of it raises
  * SIGBUS in the accessing thread (si_addr the page, on kernels with
  * UFFDIO_POISON, 6.6+; before, a SIGBUS sent to the thread) and syscalls
  * touching it fail with EFAULT; ckpt_restore_wait() and every ckpt_prepare()
