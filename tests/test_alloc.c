@@ -557,6 +557,43 @@ Test(alloc, foreign_interior_and_double_frees_are_ignored)
 	bare_destroy(h);
 }
 
+/*
+ * A freed small block waits in its cache's magazine (a stack of free slots
+ * the next allocations pop) and is marked there in its span: freeing it
+ * again, asking its usable size or reallocating it sees a free block, so
+ * the second free does not push it twice and two allocations never get
+ * the same block.  Every class with a magazine, and one without (2 KiB).
+ */
+Test(alloc, a_block_freed_twice_while_in_a_magazine_is_handed_out_once)
+{
+	ckpt_heap *h = bare_heap(16u << 20, 4096);
+	static const size_t sizes[] = {16, 40, 100, 200, 500, 1024, 2048};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint8_t *keep = ckpt_alloc(h, sizes[i]), *p = ckpt_alloc(h, sizes[i]);
+		cr_assert(keep && p);
+		ckpt_free(h, p);
+		cr_assert_eq(ckpt_usable_size(h, p), 0, "%zu bytes: a freed block has a size", sizes[i]);
+		errno = 0;
+		cr_assert_null(ckpt_realloc(h, p, sizes[i] + 1), "%zu bytes: realloc of a freed block",
+			       sizes[i]);
+		cr_assert_eq(errno, EINVAL);
+		ckpt_free(h, p); /* the double free */
+		check_invariants(h, "after a double free");
+		uint8_t *q1 = ckpt_alloc(h, sizes[i]), *q2 = ckpt_alloc(h, sizes[i]);
+		cr_assert(q1 && q2);
+		cr_assert_neq(q1, q2, "%zu bytes: the block freed twice was handed out twice (%p)",
+			      sizes[i], (void *)q1);
+		ckpt_free(h, q1);
+		ckpt_free(h, q2);
+		ckpt_free(h, keep);
+	}
+	check_invariants(h, "all freed");
+	struct ckpt_alloc_stats st = {.struct_size = sizeof(st)};
+	CKPT_ASSERT_OK(ckpt_alloc_stats(h, &st));
+	cr_assert_eq(st.live_blocks, 0);
+	bare_destroy(h);
+}
+
 /* Memory reused after free is found lowest-address first: allocating the
  * same pattern again after freeing everything does not grow the extent
  * (beyond 2%). */
@@ -902,6 +939,28 @@ Test(alloc, deep_check_detects_damaged_metadata)
 	map[gb + 3] = saved; /* a stale head inside a free run */
 	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
 	map[gb + 3] = 0;
+
+	/* s2 freed waits in its cache's magazine of the 48-byte class (class
+	 * 2): the header's mag_off (byte 104) locates the magazines, 20
+	 * classes of 128 bytes per cache, the entry count first */
+	ckpt_free(h, s2);
+	uint64_t mag_off;
+	memcpy(&mag_off, base + 104, 8);
+	uint32_t *n = NULL;
+	for (unsigned k = 0; k < 16 && !n; k++) {
+		uint32_t *nk = (uint32_t *)(void *)(base + mag_off + (k * 20 + 2) * 128);
+		if (*nk)
+			n = nk;
+	}
+	cr_assert(n, "no magazine holds the freed block");
+	(*n)--; /* an entry lost: its slot is neither free nor live */
+	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
+	cr_log_info("lost magazine entry: %s", why);
+	(*n)++;
+	*n += 14; /* past the capacity: an image with it must not open */
+	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
+	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
+	*n -= 14;
 	check_invariants(h, "after repair");
 	bare_destroy(h);
 }
