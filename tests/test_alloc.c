@@ -942,13 +942,13 @@ Test(alloc, deep_check_detects_damaged_metadata)
 
 	/* s2 freed waits in its cache's magazine of the 48-byte class (class
 	 * 2): the header's mag_off (byte 104) locates the magazines, 20
-	 * classes of 128 bytes per cache, the entry count first */
+	 * classes of 256 bytes (30 entries) per cache, the entry count first */
 	ckpt_free(h, s2);
 	uint64_t mag_off;
 	memcpy(&mag_off, base + 104, 8);
 	uint32_t *n = NULL;
 	for (unsigned k = 0; k < 16 && !n; k++) {
-		uint32_t *nk = (uint32_t *)(void *)(base + mag_off + (k * 20 + 2) * 128);
+		uint32_t *nk = (uint32_t *)(void *)(base + mag_off + (k * 20 + 2) * 256);
 		if (*nk)
 			n = nk;
 	}
@@ -957,10 +957,10 @@ Test(alloc, deep_check_detects_damaged_metadata)
 	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
 	cr_log_info("lost magazine entry: %s", why);
 	(*n)++;
-	*n += 14; /* past the capacity: an image with it must not open */
+	*n += 30; /* past the capacity: an image with it must not open */
 	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
 	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
-	*n -= 14;
+	*n -= 30;
 	check_invariants(h, "after repair");
 	bare_destroy(h);
 }

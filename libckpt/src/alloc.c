@@ -126,7 +126,7 @@
 /* Magazines: per cache, for each class up to 1 KiB, a stack of up to
  * MAG_CAP free slots of the cache's own spans (see "magazines" below). */
 #define MAG_NCLASS 20 /* classes 0..19: 16 .. 1024 bytes */
-#define MAG_CAP 14    /* slots per magazine: struct mag is two cache lines */
+#define MAG_CAP 30    /* slots per magazine: struct mag is four cache lines */
 
 /*
  * 16-byte steps up to 128, then four classes per doubling.  Span sizes are
@@ -250,7 +250,7 @@ struct mag {
 _Static_assert(sizeof(struct cache_hdr) == 192, "cache header size");
 _Static_assert(sizeof(struct span) == SPAN_HDR, "span header size");
 _Static_assert(offsetof(struct span, w) == 32, "slot bits after the fields");
-_Static_assert(sizeof(struct mag) == 128, "a magazine is two cache lines");
+_Static_assert(sizeof(struct mag) == 256, "a magazine is four cache lines");
 _Static_assert(sizeof(struct alloc_hdr) <= GSIZE, "allocator header fits a granule");
 _Static_assert(offsetof(struct alloc_hdr, cache) % 64 == 0, "caches on their own lines");
 
