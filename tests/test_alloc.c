@@ -1063,11 +1063,12 @@ Test(alloc, operations_write_only_a_few_metadata_pages)
 	cr_assert(!wp_any_dirty(h, big2, 1u << 20), "alloc wrote inside the new 1 MiB block");
 	cr_assert_leq(n_alloc_large, 5, "allocating a large block wrote %zu pages", n_alloc_large);
 
-	/* a small alloc + free in a span with room: only that span's header
-	 * and the allocator's header page (its live counters; one trap per
-	 * checkpoint at most, however many operations follow).  One pair
-	 * first, unmeasured: `small` may have taken its class's last slot,
-	 * and then the pair below would measure making a span. */
+	/* a small alloc + free: only the page of the cache's magazine of the
+	 * class (which holds its live counter too) and the block's span
+	 * header (its slot's cached bit): one trap each per checkpoint at
+	 * most, however many operations follow.  One pair first, unmeasured:
+	 * the magazine may be empty, and then the pair below would measure
+	 * refilling it (the class's list heads, spans, maybe a new span). */
 	ckpt_free(h, ckpt_alloc(h, 100));
 	wp_arm(h);
 	uint8_t *s2 = ckpt_alloc(h, 100);
