@@ -1015,13 +1015,13 @@ static inline __attribute__((always_inline)) unsigned lock_block(const struct ac
 }
 
 /* The global lock held. */
-static __attribute__((noinline)) void large_free(struct actx *a, const struct block *b)
+static __attribute__((noinline)) void large_free(struct actx *a, uint64_t g, uint64_t n)
 {
-	a->hd->live_bytes -= b->usable;
+	a->hd->live_bytes -= n << GSHIFT;
 	a->hd->live_blocks--;
-	large_unmark(a, b->g, b->n);
-	run_free(a, b->g, b->n);
-	run_discard(a, b->g, b->n);
+	large_unmark(a, g, n);
+	run_free(a, g, n);
+	run_discard(a, g, n);
 }
 
 /* Frees a block found by lock_block(), with its lock held. */
@@ -1029,7 +1029,7 @@ static inline __attribute__((always_inline)) void block_free(struct actx *a,
 							     const struct block *b)
 {
 	if (b->kind == 2) {
-		large_free(a, b);
+		large_free(a, b->g, b->n); /* by value: b stays in registers */
 		return;
 	}
 	/* This slot is likely the class's next allocation (the top of the
