@@ -1411,7 +1411,13 @@ static void owners_release(ckpt_heap *h, struct owner *o, int n, _Atomic(uint8_t
  * (which takes every lock) in between.  Every copy, opened where the heap
  * was, passes the deep check and allocates on.  A lock that two threads
  * can hold at once shows as a stamp overwritten or broken metadata; a cut
- * that misses a cache shows as a copy that fails the deep check.
+ * that misses a cache shows as a copy that fails the deep check.  The
+ * blocks handed between threads are freed into magazines of caches other
+ * threads allocate from, and steals move spans between caches: a steal
+ * that left slots of the moved span in the old owner's magazine (two
+ * locks writing one span's bits) fails here (checked by removing the
+ * steal's flush once), as does a magazine entry the deep check cannot
+ * match to a cached slot.
  */
 Test(alloc, threads_keep_stamped_blocks_and_every_cut_copy_deep_checks, .timeout = 240)
 {
