@@ -557,6 +557,43 @@ Test(alloc, foreign_interior_and_double_frees_are_ignored)
 	bare_destroy(h);
 }
 
+/*
+ * A freed small block waits in its cache's magazine (a stack of free slots
+ * the next allocations pop) and is marked there in its span: freeing it
+ * again, asking its usable size or reallocating it sees a free block, so
+ * the second free does not push it twice and two allocations never get
+ * the same block.  Every class with a magazine, and one without (2 KiB).
+ */
+Test(alloc, a_block_freed_twice_while_in_a_magazine_is_handed_out_once)
+{
+	ckpt_heap *h = bare_heap(16u << 20, 4096);
+	static const size_t sizes[] = {16, 40, 100, 200, 500, 1024, 2048};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint8_t *keep = ckpt_alloc(h, sizes[i]), *p = ckpt_alloc(h, sizes[i]);
+		cr_assert(keep && p);
+		ckpt_free(h, p);
+		cr_assert_eq(ckpt_usable_size(h, p), 0, "%zu bytes: a freed block has a size", sizes[i]);
+		errno = 0;
+		cr_assert_null(ckpt_realloc(h, p, sizes[i] + 1), "%zu bytes: realloc of a freed block",
+			       sizes[i]);
+		cr_assert_eq(errno, EINVAL);
+		ckpt_free(h, p); /* the double free */
+		check_invariants(h, "after a double free");
+		uint8_t *q1 = ckpt_alloc(h, sizes[i]), *q2 = ckpt_alloc(h, sizes[i]);
+		cr_assert(q1 && q2);
+		cr_assert_neq(q1, q2, "%zu bytes: the block freed twice was handed out twice (%p)",
+			      sizes[i], (void *)q1);
+		ckpt_free(h, q1);
+		ckpt_free(h, q2);
+		ckpt_free(h, keep);
+	}
+	check_invariants(h, "all freed");
+	struct ckpt_alloc_stats st = {.struct_size = sizeof(st)};
+	CKPT_ASSERT_OK(ckpt_alloc_stats(h, &st));
+	cr_assert_eq(st.live_blocks, 0);
+	bare_destroy(h);
+}
+
 /* Memory reused after free is found lowest-address first: allocating the
  * same pattern again after freeing everything does not grow the extent
  * (beyond 2%). */
@@ -902,6 +939,28 @@ Test(alloc, deep_check_detects_damaged_metadata)
 	map[gb + 3] = saved; /* a stale head inside a free run */
 	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
 	map[gb + 3] = 0;
+
+	/* s2 freed waits in its cache's magazine of the 48-byte class (class
+	 * 2): the header's mag_off (byte 104) locates the magazines, 20
+	 * classes of 256 bytes (30 entries) per cache, the entry count first */
+	ckpt_free(h, s2);
+	uint64_t mag_off;
+	memcpy(&mag_off, base + 104, 8);
+	uint32_t *n = NULL;
+	for (unsigned k = 0; k < 16 && !n; k++) {
+		uint32_t *nk = (uint32_t *)(void *)(base + mag_off + (k * 20 + 2) * 256);
+		if (*nk)
+			n = nk;
+	}
+	cr_assert(n, "no magazine holds the freed block");
+	(*n)--; /* an entry lost: its slot is neither free nor live */
+	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
+	cr_log_info("lost magazine entry: %s", why);
+	(*n)++;
+	*n += 30; /* past the capacity: an image with it must not open */
+	CKPT_ASSERT_ERR(ckpt__alloc_check(h, why, sizeof(why)), CKPT_E_CORRUPT);
+	CKPT_ASSERT_ERR(ckpt__alloc_open(h), CKPT_E_CORRUPT);
+	*n -= 30;
 	check_invariants(h, "after repair");
 	bare_destroy(h);
 }
@@ -1004,11 +1063,12 @@ Test(alloc, operations_write_only_a_few_metadata_pages)
 	cr_assert(!wp_any_dirty(h, big2, 1u << 20), "alloc wrote inside the new 1 MiB block");
 	cr_assert_leq(n_alloc_large, 5, "allocating a large block wrote %zu pages", n_alloc_large);
 
-	/* a small alloc + free in a span with room: only that span's header
-	 * and the allocator's header page (its live counters; one trap per
-	 * checkpoint at most, however many operations follow).  One pair
-	 * first, unmeasured: `small` may have taken its class's last slot,
-	 * and then the pair below would measure making a span. */
+	/* a small alloc + free: only the page of the cache's magazine of the
+	 * class (which holds its live counter too) and the block's span
+	 * header (its slot's cached bit): one trap each per checkpoint at
+	 * most, however many operations follow.  One pair first, unmeasured:
+	 * the magazine may be empty, and then the pair below would measure
+	 * refilling it (the class's list heads, spans, maybe a new span). */
 	ckpt_free(h, ckpt_alloc(h, 100));
 	wp_arm(h);
 	uint8_t *s2 = ckpt_alloc(h, 100);
@@ -1351,7 +1411,13 @@ static void owners_release(ckpt_heap *h, struct owner *o, int n, _Atomic(uint8_t
  * (which takes every lock) in between.  Every copy, opened where the heap
  * was, passes the deep check and allocates on.  A lock that two threads
  * can hold at once shows as a stamp overwritten or broken metadata; a cut
- * that misses a cache shows as a copy that fails the deep check.
+ * that misses a cache shows as a copy that fails the deep check.  The
+ * blocks handed between threads are freed into magazines of caches other
+ * threads allocate from, and steals move spans between caches: a steal
+ * that left slots of the moved span in the old owner's magazine (two
+ * locks writing one span's bits) fails here (checked by removing the
+ * steal's flush once), as does a magazine entry the deep check cannot
+ * match to a cached slot.
  */
 Test(alloc, threads_keep_stamped_blocks_and_every_cut_copy_deep_checks, .timeout = 240)
 {

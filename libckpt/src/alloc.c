@@ -16,6 +16,8 @@
  *                    that starts in the block (implicit binary heap)
  *   defer            bitmap, one bit per granule: freed while the engine
  *                    could not give it back (a checkpoint), so not yet
+ *   mags             per cache and class up to 1 KiB, a magazine: a stack
+ *                    of free slots of the cache's spans (struct mag)
  *   data_start ...   runs: free runs, large blocks, spans of small objects
  *   top ...          never handed out: zero, and never written by us
  *
@@ -35,11 +37,12 @@
  *
  * Threads.  Small objects come from NCACHE caches, chosen by the CPU the
  * thread runs on (the rseq area's cpu_id: per-CPU, so no thread-local state
- * and any number of threads).  A cache is a set of spans it owns (span->owner) and
- * its class lists, all in the heap's header, guarded by the cache's lock.
- * A block freed by any thread goes back to its span under the owner's
- * lock, so nothing is ever held "in a cache" outside the heap's own
- * structures: a restored heap finds every block where it always is, and
+ * and any number of threads).  A cache is a set of spans it owns (span->owner),
+ * its class lists and its magazines, all in the heap, guarded by the
+ * cache's lock.  A block freed by any thread goes back to its span's owner
+ * (its magazine, or the span) under the owner's lock, and a slot in a
+ * magazine stays marked in its span, so nothing is held "in a cache"
+ * outside the heap's own structures: a restored heap finds every block, and
  * any cache takes over (steals) a span with room from another cache's list
  * when its own is empty, so spans of caches no CPU maps to any more are
  * used again.  The global lock (h->alloc_lock) guards runs, the tree, top,
@@ -80,8 +83,8 @@
 
 #define A_MAGIC 0x636f6c6c61706b63ull /* "ckpalloc" little-endian */
 /* 2: live counters; 3: per-CPU caches, in-flight reallocs, defer bitmap;
- * 4: a span's first map entry names its owner */
-#define A_VERSION 4u
+ * 4: a span's first map entry names its owner; 5: per-cache magazines */
+#define A_VERSION 5u
 
 #define GSHIFT 12
 #define GSIZE ((size_t)1 << GSHIFT)
@@ -118,6 +121,12 @@
 #define SMALL_MAX 16384u
 #define SPAN_HDR 96u
 #define SPAN_MAGIC 0x5350414eu /* "SPAN", xor'ed with the span's granule */
+#define SLOT_WORDS 4u /* a span's slots fit 256 bits (the table's most is 250) */
+
+/* Magazines: per cache, for each class up to 1 KiB, a stack of up to
+ * MAG_CAP free slots of the cache's own spans (see "magazines" below). */
+#define MAG_NCLASS 20 /* classes 0..19: 16 .. 1024 bytes */
+#define MAG_CAP 30    /* slots per magazine: struct mag is four cache lines */
 
 /*
  * 16-byte steps up to 128, then four classes per doubling.  Span sizes are
@@ -130,7 +139,7 @@
  * a division cost as much as the rest of ckpt_free.
  */
 #define CLS(size, gran, slots) {size, gran, slots, (uint32_t)((1ull << 32) / (size) + 1)}
-static const struct {
+static const struct cls {
 	uint16_t size;
 	uint8_t gran;   /* granules per span */
 	uint16_t slots; /* objects per span */
@@ -183,7 +192,7 @@ struct alloc_hdr {
 	uint64_t ngran;      /* granules in the heap */
 	uint64_t top;        /* first granule never handed out */
 	uint64_t data_start; /* first granule after the metadata */
-	uint64_t map_off, heads_off, tree_off, defer_off; /* byte offsets from base */
+	uint64_t map_off, heads_off, tree_off, defer_off, mag_off; /* byte offsets from base */
 	uint64_t tree_p;     /* leaves in the tree (power of two) */
 	uint32_t nclass;
 	uint32_t ncache;
@@ -203,15 +212,45 @@ struct span {
 	uint16_t cls;
 	uint16_t nslots;
 	uint16_t nfree;
-	uint16_t hint;  /* lowest word of free[] that may have a bit set */
+	uint16_t hint;  /* lowest w[] whose free word may have a bit set */
 	uint32_t next;  /* partial list of the owner's class (granules, 0 = none) */
 	uint32_t prev;
 	uint32_t owner; /* the cache whose lock guards this span */
 	uint32_t pad[2];
-	uint64_t free[8]; /* bit set: slot free */
+	/* per 64 slots: bit set in free: the slot is free (counted in nfree);
+	 * in cached: it is in the owner's magazine.  Side by side, so that a
+	 * free's check and mark of a slot below 128 (every class but 16
+	 * bytes) touch only the header's first line, with magic and owner */
+	struct {
+		uint64_t free;
+		uint64_t cached;
+	} w[SLOT_WORDS];
+};
+
+/*
+ * A magazine: the free slots of one class that a cache hands out and takes
+ * back without touching its spans' lists, counts and hints: an allocation
+ * pops the top entry, a free pushes one (the freed slot is the next one
+ * handed out, while its line and its span's header are in the cache).  Only
+ * when a magazine runs empty (refill: MAG_CAP / 2 slots from the class's
+ * spans) or full (flush: the oldest MAG_CAP / 2 back into their spans) do
+ * the spans change.  The slots stay marked in their span (cached bit), so a
+ * double free, usable_size or realloc of a slot in a magazine sees a free
+ * slot, and the deep check and a restored heap find every one.  A magazine
+ * holds only slots of spans its cache owns, under that cache's lock: a
+ * steal flushes the victim's magazine of the class first.
+ */
+struct mag {
+	uint32_t n;     /* entries in slot[] */
+	uint32_t pad;
+	uint64_t live;  /* blocks of the class allocated minus freed through
+			 * this cache (modulo 2^64, like cache_hdr's) */
+	uint64_t slot[MAG_CAP]; /* span granule << 8 | slot index; top last */
 };
 _Static_assert(sizeof(struct cache_hdr) == 192, "cache header size");
 _Static_assert(sizeof(struct span) == SPAN_HDR, "span header size");
+_Static_assert(offsetof(struct span, w) == 32, "slot bits after the fields");
+_Static_assert(sizeof(struct mag) == 256, "a magazine is four cache lines");
 _Static_assert(sizeof(struct alloc_hdr) <= GSIZE, "allocator header fits a granule");
 _Static_assert(offsetof(struct alloc_hdr, cache) % 64 == 0, "caches on their own lines");
 
@@ -242,6 +281,12 @@ static inline void ctx_init(struct actx *a, ckpt_heap *h)
 #define A_DEFER(a) ((uint64_t *)(void *)((a)->base + (a)->hd->defer_off))
 #define A_P(a) ((a)->hd->tree_p)
 
+/* cache k's magazine of class c (< MAG_NCLASS) */
+static inline struct mag *mag_at(const struct actx *a, unsigned k, unsigned c)
+{
+	return (struct mag *)(void *)(a->base + a->hd->mag_off) + k * MAG_NCLASS + c;
+}
+
 static inline uint8_t *gran_ptr(const struct actx *a, uint64_t g)
 {
 	return a->base + (g << GSHIFT);
@@ -254,7 +299,7 @@ static inline struct span *span_at(const struct actx *a, uint64_t g)
 
 /* The layout every heap of this size has; format writes it, open checks it. */
 struct layout {
-	uint64_t ngran, map_off, heads_off, tree_off, defer_off, tree_p, data_start;
+	uint64_t ngran, map_off, heads_off, tree_off, defer_off, mag_off, tree_p, data_start;
 };
 
 static inline uint64_t round_up(uint64_t x, uint64_t a)
@@ -275,7 +320,9 @@ static void layout_of(uint64_t heap_size, struct layout *l)
 	l->tree_off = l->heads_off + round_up(leaves * 8, 64);
 	l->tree_p = p;
 	l->defer_off = l->tree_off + round_up(2 * p * 4, 64);
-	l->data_start = round_up(l->defer_off + leaves * 8, GSIZE) >> GSHIFT;
+	/* page-aligned: a magazine never straddles two pages (one trap) */
+	l->mag_off = round_up(l->defer_off + leaves * 8, GSIZE);
+	l->data_start = round_up(l->mag_off + (uint64_t)NCACHE * MAG_NCLASS * sizeof(struct mag), GSIZE) >> GSHIFT;
 }
 
 /* ---------------------------------------------------- the defer bitmap */
@@ -642,13 +689,16 @@ static void partial_unlink(struct actx *a, uint32_t *head, uint64_t g)
 	s->next = s->prev = 0;
 }
 
-/* A new span of class c for cache k.  Cache k's lock held; takes the
- * global one for the run. */
-static uint64_t span_new(struct actx *a, unsigned k, unsigned c)
+/* A new span of class c for cache k, from a free run or (grow) from top
+ * too.  Cache k's lock held; takes the global one for the run. */
+static uint64_t span_new(struct actx *a, unsigned k, unsigned c, bool grow)
 {
-	uint64_t zero_from, n = cls[c].gran;
+	uint64_t zero_from, n = cls[c].gran, g = 0;
 	global_lock(a->h);
-	uint64_t g = run_alloc(a, n, &zero_from);
+	/* the tree's root is the longest free run: without one that fits,
+	 * run_alloc would take granules at top */
+	if (grow || A_TREE(a)[1] >= n)
+		g = run_alloc(a, n, &zero_from);
 	if (g)
 		for (uint64_t i = 0; i < n; i++)
 			a->map[g + i] = i ? ENT(T_SPAN, i) : SPAN_HEAD(k);
@@ -662,9 +712,10 @@ static uint64_t span_new(struct actx *a, unsigned k, unsigned c)
 	s->nslots = (uint16_t)slots;
 	s->nfree = (uint16_t)slots;
 	s->hint = 0;
-	for (unsigned w = 0; w < 8; w++) {
+	for (unsigned w = 0; w < SLOT_WORDS; w++) {
 		unsigned lo = w * 64;
-		s->free[w] = slots >= lo + 64 ? ~0ull : slots > lo ? (1ull << (slots - lo)) - 1 : 0;
+		s->w[w].free = slots >= lo + 64 ? ~0ull : slots > lo ? (1ull << (slots - lo)) - 1 : 0;
+		s->w[w].cached = 0; /* the run may hold old data */
 	}
 	/* magic last: a wild free that finds it finds a complete header */
 	__atomic_store_n(&s->magic, SPAN_MAGIC ^ (uint32_t)g, __ATOMIC_RELEASE);
@@ -688,6 +739,8 @@ static void span_release(struct actx *a, unsigned k, unsigned c, uint64_t g)
 	global_unlock(a->h);
 }
 
+static uint32_t mag_flush(struct actx *a, unsigned k, unsigned c, struct mag *m, uint32_t cnt);
+
 /* Takes over a span with room of class c from another cache (its CPU is
  * idle, or no CPU maps to it any more, e.g. after a restore on a smaller
  * machine).  Only try-locks: we hold cache k's lock. */
@@ -696,8 +749,16 @@ static uint64_t span_steal(struct actx *a, unsigned k, unsigned c)
 	for (unsigned i = 1; i < NCACHE; i++) {
 		unsigned j = (k + i) & (NCACHE - 1);
 		uint32_t *head = &a->hd->cache[j].partial[c];
-		if (!__atomic_load_n(head, __ATOMIC_RELAXED) || !cache_trylock(a->h, j))
+		struct mag *m = c < MAG_NCLASS ? mag_at(a, j, c) : NULL;
+		if ((!__atomic_load_n(head, __ATOMIC_RELAXED) &&
+		     !(m && __atomic_load_n(&m->n, __ATOMIC_RELAXED))) ||
+		    !cache_trylock(a->h, j))
 			continue;
+		/* the victim's free slots of the class all go back to its
+		 * spans: a magazine holds only slots of its own cache's
+		 * spans, and the room they make is what we are looking for */
+		if (m && m->n)
+			mag_flush(a, j, c, m, m->n);
 		uint64_t g = *head;
 		if (g) {
 			partial_unlink(a, head, g);
@@ -714,33 +775,141 @@ static uint64_t span_steal(struct actx *a, unsigned k, unsigned c)
 	return 0;
 }
 
-/* Cache k has no span of class c with room: take one over from another
- * cache, else make one.  0 when the heap is full.  Cache k's lock held. */
+/*
+ * Cache k has no span of class c with room: make one from a free run if
+ * one fits (the heap does not grow), else take one over from another
+ * cache, else make one at top.  0 when the heap is full.  Cache k's lock
+ * held.  A free run comes before a steal because taking a span from a
+ * cache in use costs both sides: its live blocks' frees then take our
+ * lock from the other CPU, and its magazine of the class is flushed.  With
+ * two threads running at once allocbench stole once per ~2000 operations
+ * and spent ~25% more CPU time per operation than with one; a steal still
+ * keeps the heap from growing while other caches have room (a cache whose
+ * CPU went idle, a heap restored on a smaller machine).
+ */
 static __attribute__((noinline)) uint64_t span_refill(struct actx *a, unsigned k, unsigned c)
 {
-	uint64_t g = span_steal(a, k, c);
-	return g ? g : span_new(a, k, c);
+	uint64_t g = span_new(a, k, c, false);
+	if (!g)
+		g = span_steal(a, k, c);
+	return g ? g : span_new(a, k, c, true);
 }
 
-/* Cache k's lock held.  Inlined into the allocation paths, the refill not. */
-static inline void *small_alloc(struct actx *a, unsigned k, unsigned c)
+/* Takes the lowest free slot of span g (which has one), on the list at
+ * head; returns its index.  The owner's lock held. */
+static inline unsigned span_take(struct actx *a, uint32_t *head, uint64_t g)
+{
+	struct span *s = span_at(a, g);
+	unsigned w = s->hint;
+	while (w < SLOT_WORDS - 1 && !s->w[w].free)
+		w++;
+	unsigned b = (unsigned)__builtin_ctzll(s->w[w].free);
+	s->w[w].free &= ~(1ull << b);
+	s->hint = (uint16_t)w;
+	if (--s->nfree == 0)
+		partial_unlink(a, head, g);
+	return w * 64 + b;
+}
+
+/* Slot idx of span g (class c, owned by cache k) is free again: the span
+ * goes onto its class list when this makes room in it, and back to the
+ * runs when it is empty (unless it is the cache's only span of the class
+ * with room: keeping one avoids creating and releasing a span on
+ * alternating calls).  Cache k's lock held. */
+static inline void span_put(struct actx *a, unsigned k, unsigned c, uint64_t g, unsigned idx)
+{
+	struct cache_hdr *ch = &a->hd->cache[k];
+	struct span *s = span_at(a, g);
+	unsigned w = idx >> 6;
+	s->w[w].free |= 1ull << (idx & 63);
+	if (w < s->hint)
+		s->hint = (uint16_t)w;
+	if (s->nfree++ == 0)
+		partial_push(a, &ch->partial[c], g);
+	else if (s->nfree == s->nslots && !(ch->partial[c] == g && s->next == 0))
+		span_release(a, k, c, g);
+}
+
+/* A class without a magazine (over 1 KiB): a slot straight from a span.
+ * Cache k's lock held. */
+static __attribute__((noinline)) void *span_alloc(struct actx *a, unsigned k, unsigned c)
 {
 	struct cache_hdr *ch = &a->hd->cache[k];
 	uint64_t g = ch->partial[c];
-	if (CKPT__UNLIKELY(!g) && !(g = span_refill(a, k, c)))
+	if (!g && !(g = span_refill(a, k, c)))
 		return NULL;
-	struct span *s = span_at(a, g);
-	unsigned w = s->hint;
-	while (w < 7 && !s->free[w])
-		w++;
-	unsigned b = (unsigned)__builtin_ctzll(s->free[w]);
-	s->free[w] &= ~(1ull << b);
-	s->hint = (uint16_t)w;
-	if (--s->nfree == 0)
-		partial_unlink(a, &ch->partial[c], g);
+	unsigned idx = span_take(a, &ch->partial[c], g);
 	ch->live_bytes += cls[c].size;
 	ch->live_blocks++;
-	return gran_ptr(a, g) + SPAN_HDR + (size_t)(w * 64 + b) * cls[c].size;
+	return gran_ptr(a, g) + SPAN_HDR + (size_t)idx * cls[c].size;
+}
+
+/* ------------------------------------------------------------ magazines */
+
+/* The oldest cnt entries of cache k's magazine m (class c) go back into
+ * their spans (the newest stay: their lines are the likeliest in the
+ * cache).  Returns the entries left.  Cache k's lock held. */
+static __attribute__((noinline)) uint32_t mag_flush(struct actx *a, unsigned k, unsigned c,
+						    struct mag *m, uint32_t cnt)
+{
+	uint32_t n = m->n;
+	for (uint32_t i = 0; i < cnt; i++) {
+		uint64_t g = m->slot[i] >> 8;
+		unsigned idx = (unsigned)(m->slot[i] & 255);
+		span_at(a, g)->w[idx >> 6].cached &= ~(1ull << (idx & 63));
+		span_put(a, k, c, g, idx);
+	}
+	memmove(m->slot, m->slot + cnt, (n - cnt) * sizeof(m->slot[0]));
+	__atomic_store_n(&m->n, n - cnt, __ATOMIC_RELAXED); /* peeked by span_steal */
+	return n - cnt;
+}
+
+/* Cache k's magazine m of class c is empty: fill half of it from the
+ * cache's spans, lowest slots on top (handed out first, so the extent
+ * stays small).  Takes a span from elsewhere only while nothing was found
+ * (so a refill never grows the heap for slots nobody asked for).  Returns
+ * the entries, 0 when the heap is full.  Cache k's lock held. */
+static __attribute__((noinline)) uint32_t mag_refill(struct actx *a, unsigned k, unsigned c,
+						     struct mag *m)
+{
+	uint32_t *head = &a->hd->cache[k].partial[c];
+	uint64_t got[MAG_CAP / 2];
+	uint32_t n = 0;
+	while (n < MAG_CAP / 2) {
+		uint64_t g = *head;
+		if (!g && (n || !(g = span_refill(a, k, c))))
+			break;
+		unsigned idx = span_take(a, head, g);
+		span_at(a, g)->w[idx >> 6].cached |= 1ull << (idx & 63);
+		got[n++] = g << 8 | idx;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		m->slot[i] = got[n - 1 - i];
+	__atomic_store_n(&m->n, n, __ATOMIC_RELAXED);
+	return n;
+}
+
+/* An allocation of class c (< MAG_NCLASS) from cache k's magazine.  Cache
+ * k's lock held. */
+static inline void *mag_alloc(struct actx *a, unsigned k, unsigned c)
+{
+	struct mag *m = mag_at(a, k, c);
+	uint32_t n = m->n;
+	if (CKPT__UNLIKELY(n == 0) && !(n = mag_refill(a, k, c, m)))
+		return NULL;
+	uint64_t e = m->slot[--n];
+	__atomic_store_n(&m->n, n, __ATOMIC_RELAXED);
+	m->live++;
+	uint64_t g = e >> 8;
+	unsigned idx = (unsigned)(e & 255);
+	span_at(a, g)->w[idx >> 6].cached &= ~(1ull << (idx & 63));
+	return gran_ptr(a, g) + SPAN_HDR + (size_t)idx * cls[c].size;
+}
+
+/* Cache k's lock held.  Inlined into the allocation paths, the rest not. */
+static inline void *small_alloc(struct actx *a, unsigned k, unsigned c)
+{
+	return CKPT__LIKELY(c < MAG_NCLASS) ? mag_alloc(a, k, c) : span_alloc(a, k, c);
 }
 
 /* ----------------------------------------------------------- block lookup */
@@ -782,8 +951,9 @@ static inline unsigned block_guard(const struct actx *a, const void *ptr, struct
 	uint32_t first = SPAN_K(e) ? __atomic_load_n(&a->map[b->g], __ATOMIC_RELAXED) : e;
 	if (ETAG(first) != T_SPAN || SPAN_K(first) != 0 || SPAN_OWNER(first) >= NCACHE)
 		return NO_LOCK;
-	/* the header's line (magic, owner, the free bits of the first 256
-	 * slots: every class has fewer) comes in while the lock is taken: a
+	/* the header's line (magic, owner, the free and cached bits of the
+	 * first 128 slots: all of them but in the 16-byte class) comes in
+	 * while the lock is taken: a
 	 * locked instruction waits for earlier loads, not for a prefetch */
 	__builtin_prefetch(span_at(a, b->g), 1);
 	return SPAN_OWNER(first);
@@ -817,8 +987,8 @@ static inline __attribute__((always_inline)) bool block_check(const struct actx 
 		return false;
 	uint64_t idx = (rel * cls[c].recip) >> 32;
 	if (idx * cls[c].size != rel || idx >= s->nslots ||
-	    (s->free[idx >> 6] & (1ull << (idx & 63))))
-		return false; /* interior, or already free */
+	    ((s->w[idx >> 6].free | s->w[idx >> 6].cached) & (1ull << (idx & 63))))
+		return false; /* interior, or already free (in its span or a magazine) */
 	b->kind = 1;
 	b->c = c;
 	b->idx = (unsigned)idx;
@@ -860,13 +1030,13 @@ static inline __attribute__((always_inline)) unsigned lock_block(const struct ac
 }
 
 /* The global lock held. */
-static __attribute__((noinline)) void large_free(struct actx *a, const struct block *b)
+static __attribute__((noinline)) void large_free(struct actx *a, uint64_t g, uint64_t n)
 {
-	a->hd->live_bytes -= b->usable;
+	a->hd->live_bytes -= n << GSHIFT;
 	a->hd->live_blocks--;
-	large_unmark(a, b->g, b->n);
-	run_free(a, b->g, b->n);
-	run_discard(a, b->g, b->n);
+	large_unmark(a, g, n);
+	run_free(a, g, n);
+	run_discard(a, g, n);
 }
 
 /* Frees a block found by lock_block(), with its lock held. */
@@ -874,32 +1044,31 @@ static inline __attribute__((always_inline)) void block_free(struct actx *a,
 							     const struct block *b)
 {
 	if (b->kind == 2) {
-		large_free(a, b);
+		large_free(a, b->g, b->n); /* by value: b stays in registers */
 		return;
 	}
-	struct cache_hdr *ch = &a->hd->cache[b->owner];
-	struct span *s = span_at(a, b->g);
-	unsigned w = b->idx >> 6;
-	ch->live_bytes -= b->usable;
-	ch->live_blocks--;
-	s->free[w] |= 1ull << (b->idx & 63);
-	/* The span goes to the head of its class list when this makes room
-	 * in it, so this slot is likely the class's next allocation, and the
-	 * caller will write it: start fetching its line (a prefetch never
-	 * faults nor writes, so the block stays untouched).  Pays off when
-	 * the block is cold, as after a cache's eviction of old entries. */
+	/* This slot is likely the class's next allocation (the top of the
+	 * magazine), and the caller will write it: start fetching its line
+	 * (a prefetch never faults nor writes, so the block stays untouched).
+	 * Pays off when the block is cold, as after a cache's eviction of old
+	 * entries. */
 	__builtin_prefetch(gran_ptr(a, b->g) + SPAN_HDR + (size_t)b->idx * b->usable, 1);
-	if (w < s->hint)
-		s->hint = (uint16_t)w;
-	if (s->nfree++ == 0) {
-		partial_push(a, &ch->partial[b->c], b->g);
-	} else if (s->nfree == s->nslots &&
-		   !(ch->partial[b->c] == b->g && s->next == 0)) {
-		/* Empty, and not the cache's only span of the class with room:
-		 * keeping one avoids creating and releasing a span on
-		 * alternating calls. */
-		span_release(a, b->owner, b->c, b->g);
+	uint64_t bit = 1ull << (b->idx & 63);
+	if (CKPT__UNLIKELY(b->c >= MAG_NCLASS)) {
+		struct cache_hdr *ch = &a->hd->cache[b->owner];
+		ch->live_bytes -= b->usable;
+		ch->live_blocks--;
+		span_put(a, b->owner, b->c, b->g, b->idx);
+		return;
 	}
+	struct mag *m = mag_at(a, b->owner, b->c);
+	uint32_t n = m->n;
+	if (CKPT__UNLIKELY(n == MAG_CAP))
+		n = mag_flush(a, b->owner, b->c, m, MAG_CAP / 2);
+	span_at(a, b->g)->w[b->idx >> 6].cached |= bit;
+	m->slot[n] = b->g << 8 | b->idx;
+	__atomic_store_n(&m->n, n + 1, __ATOMIC_RELAXED);
+	m->live--;
 }
 
 /* ------------------------------------------------------------ allocation */
@@ -1309,9 +1478,14 @@ CKPT_API int ckpt_alloc_stats(ckpt_heap *heap, struct ckpt_alloc_stats *st)
 	const struct alloc_hdr *hd = (const struct alloc_hdr *)(void *)heap->base;
 	out.live_bytes = hd->live_bytes;
 	out.live_blocks = hd->live_blocks;
+	const struct mag *mags = (const struct mag *)(const void *)(heap->base + hd->mag_off);
 	for (unsigned k = 0; k < NCACHE; k++) {
 		out.live_bytes += hd->cache[k].live_bytes;
 		out.live_blocks += hd->cache[k].live_blocks;
+		for (unsigned c = 0; c < MAG_NCLASS; c++) {
+			out.live_bytes += mags[k * MAG_NCLASS + c].live * cls[c].size;
+			out.live_blocks += mags[k * MAG_NCLASS + c].live;
+		}
 	}
 	out.extent_bytes = (uint64_t)ckpt__alloc_extent_pages(heap) << heap->page_shift;
 	unlock_all(heap);
@@ -1343,6 +1517,10 @@ int ckpt__alloc_format(ckpt_heap *h)
 	layout_of(h->size, &l);
 	if (l.ngran - 1 > VAL_MAX || l.data_start + 1 > l.ngran)
 		return -EINVAL; /* too large for 29-bit run lengths, or too small */
+	for (unsigned c = 0; c < NCLASS; c++)
+		if (cls[c].slots > SLOT_WORDS * 64)
+			return -EINVAL; /* a table edited past the span bits (and the
+					 * magazines' 8-bit slot index) */
 	struct alloc_hdr *hd = (struct alloc_hdr *)(void *)h->base;
 	/* The heap is fresh and all zero: only the header's identity is
 	 * written; the caches, the map, the bitmaps and the tree start out
@@ -1359,11 +1537,55 @@ int ckpt__alloc_format(ckpt_heap *h)
 	hd->heads_off = l.heads_off;
 	hd->tree_off = l.tree_off;
 	hd->defer_off = l.defer_off;
+	hd->mag_off = l.mag_off;
 	hd->tree_p = l.tree_p;
 	hd->nclass = NCLASS;
 	hd->ncache = NCACHE;
 	/* magic last: a header with the magic is a complete header */
 	__atomic_store_n(&hd->magic, A_MAGIC, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Entry e of cache k's magazine of class c names a slot of a span that
+ * cache owns, of that class, marked cached.  The header is valid. */
+static bool mag_entry_ok(const struct actx *a, unsigned k, unsigned c, uint64_t e)
+{
+	uint64_t g = e >> 8;
+	unsigned idx = (unsigned)(e & 255);
+	if (g < a->hd->data_start || g >= a->hd->top || a->map[g] != SPAN_HEAD(k))
+		return false;
+	const struct span *s = span_at(a, g);
+	return s->magic == (SPAN_MAGIC ^ (uint32_t)g) && s->cls == c && s->owner == k &&
+	       idx < s->nslots && g + cls[c].gran <= a->hd->top &&
+	       (s->w[idx >> 6].cached & (1ull << (idx & 63)));
+}
+
+/* Every magazine: a count within bounds, entries that name distinct
+ * cached slots of the cache's spans of the class.  *total (if not NULL)
+ * counts the entries.  Returns 0 or CKPT_E_CORRUPT (with why). */
+static int mags_valid(const struct actx *a, uint64_t *total, char *why, size_t why_len)
+{
+	uint64_t sum = 0;
+	for (unsigned k = 0; k < NCACHE; k++)
+		for (unsigned c = 0; c < MAG_NCLASS; c++) {
+			const struct mag *m = mag_at(a, k, c);
+			if (m->n > MAG_CAP)
+				return ckpt__errf(why, why_len, CKPT_E_CORRUPT, "cache %u class %u: magazine of %u",
+						  k, c, m->n);
+			for (uint32_t i = 0; i < m->n; i++) {
+				bool dup = false;
+				for (uint32_t j = 0; j < i; j++)
+					dup |= m->slot[j] == m->slot[i];
+				if (dup || !mag_entry_ok(a, k, c, m->slot[i]))
+					return ckpt__errf(why, why_len, CKPT_E_CORRUPT,
+							  "cache %u class %u: magazine entry %u (%#llx) is %s",
+							  k, c, i, (unsigned long long)m->slot[i],
+							  dup ? "a duplicate" : "no cached slot of the cache's");
+			}
+			sum += m->n;
+		}
+	if (total)
+		*total = sum;
 	return 0;
 }
 
@@ -1386,7 +1608,7 @@ static int header_valid(ckpt_heap *h)
 		return CKPT_E_CORRUPT;
 	layout_of(h->size, &l);
 	if (hd->ngran != l.ngran || hd->map_off != l.map_off || hd->heads_off != l.heads_off ||
-	    hd->tree_off != l.tree_off || hd->defer_off != l.defer_off ||
+	    hd->tree_off != l.tree_off || hd->defer_off != l.defer_off || hd->mag_off != l.mag_off ||
 	    hd->tree_p != l.tree_p || hd->data_start != l.data_start ||
 	    hd->top < l.data_start || hd->top > l.ngran)
 		return CKPT_E_CORRUPT;
@@ -1423,6 +1645,9 @@ int ckpt__alloc_open(ckpt_heap *h)
 	if (rc)
 		return rc;
 	ctx_init(&a, h);
+	/* the magazines too: the next allocations pop them */
+	if (mags_valid(&a, NULL, NULL, 0))
+		return CKPT_E_CORRUPT;
 	for (unsigned i = 0; i < NPENDING; i++) {
 		uint64_t v = a.hd->pending[i];
 		if (v == 0)
@@ -1442,7 +1667,7 @@ int ckpt__alloc_open(ckpt_heap *h)
 
 /* What the walk over [data_start, top) counts, for the checks after it. */
 struct walk {
-	uint64_t nfree_runs, nspans_partial, live_bytes, live_blocks;
+	uint64_t nfree_runs, nspans_partial, ncached, live_bytes, live_blocks;
 	char *why;
 	size_t why_len;
 };
@@ -1493,6 +1718,42 @@ static int check_run(const struct actx *a, uint64_t g, struct walk *w, bool *pre
 	return 0;
 }
 
+/* A span's slot bits: none past the last slot, none both free and cached,
+ * no free one below the hint, cached ones only in classes with a magazine,
+ * as many free ones as nfree; *ncached counts the cached ones. */
+static int check_span_bits(uint64_t g, const struct span *sp, struct walk *w, unsigned *ncached)
+{
+	unsigned nfree = 0;
+	*ncached = 0;
+	for (unsigned i = 0; i < SLOT_WORDS; i++) {
+		uint64_t fr = sp->w[i].free, ca = sp->w[i].cached;
+		uint64_t valid = sp->nslots >= i * 64 + 64 ? ~0ull
+				 : sp->nslots > i * 64 ? (1ull << (sp->nslots - i * 64)) - 1
+				 : 0;
+		if ((fr | ca) & ~valid)
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
+					  "granule %llu: slot bit past the last slot",
+					  (unsigned long long)g);
+		if (fr & ca)
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
+					  "granule %llu: a slot both free and in a magazine",
+					  (unsigned long long)g);
+		if (ca && sp->cls >= MAG_NCLASS)
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
+					  "granule %llu: cached slot in a class without magazines",
+					  (unsigned long long)g);
+		if (i < sp->hint && fr)
+			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: free slot below hint",
+					  (unsigned long long)g);
+		nfree += (unsigned)__builtin_popcountll(fr);
+		*ncached += (unsigned)__builtin_popcountll(ca);
+	}
+	if (nfree != sp->nfree)
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: %u free bits, nfree %u",
+				  (unsigned long long)g, nfree, sp->nfree);
+	return 0;
+}
+
 /* A span at g: header, map entries, bitmap against counts. */
 static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t *len_out)
 {
@@ -1512,24 +1773,10 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 		if (a->map[g + i] != ENT(T_SPAN, i))
 			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: span entry 0x%x",
 					  (unsigned long long)(g + i), a->map[g + i]);
-	unsigned bits = 0;
-	for (unsigned i = 0; i < 8; i++) {
-		uint64_t word = sp->free[i];
-		uint64_t valid = sp->nslots >= i * 64 + 64 ? ~0ull
-				 : sp->nslots > i * 64 ? (1ull << (sp->nslots - i * 64)) - 1
-				 : 0;
-		if (word & ~valid)
-			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT,
-					  "granule %llu: free bit past the last slot",
-					  (unsigned long long)g);
-		if (i < sp->hint && word)
-			return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: free slot below hint",
-					  (unsigned long long)g);
-		bits += (unsigned)__builtin_popcountll(word);
-	}
-	if (bits != sp->nfree)
-		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: %u free bits, nfree %u",
-				  (unsigned long long)g, bits, sp->nfree);
+	unsigned ncached;
+	int rc = check_span_bits(g, sp, w, &ncached);
+	if (rc)
+		return rc;
 	if (A_HEADS(a)[g >> 6] & (1ull << (g & 63)))
 		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: heads bit on a span",
 				  (unsigned long long)g);
@@ -1537,8 +1784,9 @@ static int check_span(const struct actx *a, uint64_t g, struct walk *w, uint64_t
 		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "granule %llu: deferred bit on a span",
 				  (unsigned long long)g);
 	w->nspans_partial += sp->nfree > 0;
-	w->live_blocks += (uint64_t)(sp->nslots - sp->nfree);
-	w->live_bytes += (uint64_t)(sp->nslots - sp->nfree) * cls[c].size;
+	w->ncached += ncached;
+	w->live_blocks += (uint64_t)(sp->nslots - sp->nfree - ncached);
+	w->live_bytes += (uint64_t)(sp->nslots - sp->nfree - ncached) * cls[c].size;
 	return 0;
 }
 
@@ -1600,14 +1848,25 @@ static int check_index(const struct actx *a, struct walk *w)
 }
 
 /* The caches' class lists hold exactly the spans with free slots, each on
- * its owner's list; pending reallocs name live blocks; counters add up. */
+ * its owner's list; the magazines exactly the cached slots; pending
+ * reallocs name live blocks; counters add up. */
 static int check_lists(const struct actx *a, struct walk *w)
 {
 	const struct alloc_hdr *hd = a->hd;
-	uint64_t listed = 0, cbytes = hd->live_bytes, cblocks = hd->live_blocks;
+	uint64_t listed = 0, cbytes = hd->live_bytes, cblocks = hd->live_blocks, entries;
+	int rc = mags_valid(a, &entries, w->why, w->why_len);
+	if (rc)
+		return rc;
+	if (entries != w->ncached)
+		return ckpt__errf(w->why, w->why_len, CKPT_E_CORRUPT, "%llu cached slots, %llu in magazines",
+				  (unsigned long long)w->ncached, (unsigned long long)entries);
 	for (unsigned k = 0; k < NCACHE; k++) {
 		cbytes += hd->cache[k].live_bytes;
 		cblocks += hd->cache[k].live_blocks;
+		for (unsigned c = 0; c < MAG_NCLASS; c++) {
+			cblocks += mag_at(a, k, c)->live;
+			cbytes += mag_at(a, k, c)->live * cls[c].size;
+		}
 		for (unsigned c = 0; c < NCLASS; c++) {
 			uint64_t prev = 0;
 			for (uint64_t sg = hd->cache[k].partial[c]; sg; sg = span_at(a, sg)->next) {
