@@ -244,7 +244,8 @@ static uint64_t mono_ms(void)
  * blocks the stalled loaders hold among them.  The accesses must finish
  * well before the stall would have (2 s): a fault on a block a loader is
  * loading serves itself instead of waiting for the loader (which runs
- * SCHED_IDLE and may not get a CPU).  @what names the image. */
+ * SCHED_IDLE and may not get a CPU).  Then ckpt_restore_wait() must not
+ * wait for them either (5 s).  @what names the image. */
 static void fault_beside_stalled_loaders(const char *path, const uint8_t *copy, size_t used, const char *what)
 {
 	ckpt__fault_reset();
@@ -276,6 +277,14 @@ static void fault_beside_stalled_loaders(const char *path, const uint8_t *copy, 
 		  what, (unsigned long long)ms, stalls);
 	cr_log_info("%s: %llu ms for the first 4 MiB beside %lu stalled loaders", what, (unsigned long long)ms,
 		    stalls);
+	/* nor does ckpt_restore_wait() (a checkpoint's first step) wait for
+	 * them: it loads and settles the blocks they hold itself */
+	t0 = mono_ms();
+	CKPT_ASSERT_OK(ckpt_restore_wait(r));
+	ms = mono_ms() - t0;
+	cr_assert(ms < 5000, "%s: ckpt_restore_wait() took %llu ms beside stalled loaders: it waited for one", what,
+		  (unsigned long long)ms);
+	cr_assert(memcmp((const void *)base, copy, used) == 0, "%s: the resident heap differs", what);
 	ckpt_heap_destroy(r); /* wakes the stalled loaders */
 }
 

@@ -540,32 +540,57 @@ static void loader_test_stall(struct ckpt__lazy *lz)
 		poll(&pfd, 1, 100);
 }
 
-/* Makes block @i DONE or BAD, loading it here unless another thread is:
- * then waits for it.  With @wait false a block being loaded is left alone.
- * A fault (@hint: its page) while loaders run may leave the block
- * B_WINDOWED instead: the pages around @hint are in, the loaders finish
- * it.  Returns the block's state.
+/* With lz->mu held, after loading block @i (@rc): settles it, or, if a
+ * thread that would have waited for us loaded and settled it meanwhile,
+ * only records a failure of ours (the heap can no longer checkpoint).
+ * Returns without the lock: the block's state, B_BAD if @rc failed. */
+static int settle_or_late(struct ckpt__lazy *lz, uint32_t i, int rc)
+{
+	struct lz_block *b = &lz->blk[i];
+	if (b->state == B_LOADING)
+		return settle_block(lz, i, rc); /* unlocks, logs */
+	int st = b->state;
+	if (rc) {
+		int expect = 0;
+		atomic_compare_exchange_strong(&lz->failed, &expect, rc == -ENOMEM ? -ENOMEM : CKPT_E_CORRUPT);
+	}
+	pthread_mutex_unlock(&lz->mu);
+	if (!rc)
+		return st;
+	ckpt__log(lz->h, CKPT_LOG_ERROR, "lazy restore: %s; the access is failed (SIGBUS) and the heap "
+		  "cannot checkpoint", lz->errmsg[0] ? lz->errmsg : ckpt_strerror(rc));
+	return B_BAD;
+}
+
+/* Makes block @i DONE or BAD, loading it here unless another thread is;
+ * with @wait false a block being loaded is left alone.  A fault (@hint:
+ * its page) while loaders run may leave the block B_WINDOWED instead: the
+ * pages around @hint are in, the loaders finish it.  Returns the block's
+ * state.
  *
- * A fault (@hint set) never waits for the thread holding the block: the
- * loaders run SCHED_IDLE and an unprivileged process cannot lend them its
- * priority, so the holder may not get a CPU for a long time.  The fault
- * reads, checks and installs the block itself (its page's neighbourhood
- * first), the block's state left to the holder: UFFDIO_COPY skips the
- * pages either has installed, and what either installs was checked.  Only
- * after a pwrite(2) fallback (UFFDIO_COPY refused) does it wait: pwrite
+ * Nobody waits for the thread holding a block (a loader, or another
+ * waiter): the loaders run SCHED_IDLE and an unprivileged process cannot
+ * lend them its priority, so the holder may not get a CPU for a long
+ * time.  A fault, ckpt_restore_wait() or a checkpoint reads, checks and
+ * installs the block itself (a fault's page's neighbourhood first) and
+ * settles it; the holder, when it is done, finds it settled and only adds
+ * a failure of its own (settle_or_late()).  Both install only checked
+ * bytes and UFFDIO_COPY skips what the other put in.  Only after a
+ * pwrite(2) fallback (UFFDIO_COPY refused) does a thread wait: pwrite
  * would overwrite what the application wrote to pages the holder put in. */
 static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t hint, uint8_t **buf,
 			size_t *cap, ZSTD_DCtx *dctx)
 {
 	struct lz_block *b = &lz->blk[i];
 	pthread_mutex_lock(&lz->mu);
-	if (hint != NO_HINT && b->state == B_LOADING && !atomic_load(&lz->pwritten)) {
+	if (wait && b->state == B_LOADING && !atomic_load(&lz->pwritten)) {
 		pthread_mutex_unlock(&lz->mu);
 		bool window = false;
 		int rc = dctx ? load_block(lz, i, hint, &window, false, buf, cap, dctx) : -ENOMEM;
+		pthread_mutex_lock(&lz->mu);
 		if (rc != -EOPNOTSUPP)
-			return rc ? fault_failed(lz, i, rc) : B_DONE;
-		pthread_mutex_lock(&lz->mu); /* UFFDIO_COPY refused: wait after all */
+			return settle_or_late(lz, i, rc);
+		/* UFFDIO_COPY refused: wait after all */
 	}
 	while (wait && b->state == B_LOADING)
 		pthread_cond_wait(&lz->cv, &lz->mu);
@@ -584,7 +609,7 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t h
 		loader_test_stall(lz);
 	int rc = dctx ? load_block(lz, i, hint, &window, true, buf, cap, dctx) : -ENOMEM;
 	pthread_mutex_lock(&lz->mu);
-	if (!rc && window && lz->loaders_live > 0) {
+	if (!rc && window && b->state == B_LOADING && lz->loaders_live > 0) {
 		b->state = B_WINDOWED;
 		if (st == B_IDLE)
 			lz->redo[lz->nredo++] = i;
@@ -592,7 +617,7 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t h
 		pthread_mutex_unlock(&lz->mu);
 		return B_WINDOWED;
 	}
-	if (!rc && window) {
+	if (!rc && window && b->state == B_LOADING) {
 		/* the loaders are gone: the rest is ours (installed again:
 		 * UFFDIO_COPY skips the pages that are in) */
 		pthread_mutex_unlock(&lz->mu);
@@ -600,7 +625,7 @@ static int ensure_block(struct ckpt__lazy *lz, uint32_t i, bool wait, uint64_t h
 		rc = load_block(lz, i, NO_HINT, &window, true, buf, cap, dctx);
 		pthread_mutex_lock(&lz->mu);
 	}
-	return settle_block(lz, i, rc);
+	return settle_or_late(lz, i, rc);
 }
 
 /* ------------------------------------------------------------ chunks */
