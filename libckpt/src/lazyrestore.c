@@ -338,12 +338,12 @@ static int install_pwrite(struct ckpt__lazy *lz, uint64_t off, const uint8_t *sr
  * for the range: it allocates and fills each page and maps it, without the
  * memfd's inode lock that serialised the loaders' pwrite(2)s, and it never
  * overwrites a page that exists (EEXIST: skipped).  @wake wakes threads
- * waiting on these pages.  @owner: the caller holds the block (B_LOADING
- * is its own); only then may it fall back to pwrite(2), which overwrites:
- * pages someone else is installing may have been written by the
- * application already.  Without it the fallback is -EOPNOTSUPP. */
+ * waiting on these pages.  @owner: the block the caller holds (B_LOADING
+ * is its own), else NULL; only a holder may fall back to pwrite(2), which
+ * overwrites (pages someone else installs may have been written by the
+ * application already): without it the fallback is -EOPNOTSUPP. */
 static int install_pages(struct ckpt__lazy *lz, uint64_t page, uint64_t n, const uint8_t *src, bool wake,
-			 bool owner)
+			 const struct lz_block *owner)
 {
 	uint64_t ps = lz->page_size, len = n * ps, done = 0;
 	uint64_t dst = (uint64_t)(uintptr_t)lz->h->base + page * ps;
@@ -362,6 +362,11 @@ static int install_pages(struct ckpt__lazy *lz, uint64_t page, uint64_t n, const
 			/* pwrite(2) overwrites: from now on every block is
 			 * installed whole by its holder, never around a fault
 			 * first, and faults wait for the holder */
+			if (owner && (atomic_load(&lz->swapped) || atomic_load(&owner->state) != B_LOADING))
+				/* a thread that would have waited for us
+				 * installed and settled the block (and our
+				 * uffd may be gone since): nothing is left */
+				return 0;
 			atomic_store(&lz->pwritten, true);
 			if (!owner)
 				return -EOPNOTSUPP;
@@ -375,7 +380,7 @@ static int install_pages(struct ckpt__lazy *lz, uint64_t page, uint64_t n, const
  * from its decompressed data @raw: with @inside only those in pages
  * [lo, hi), else only those outside it. */
 static int install_owned(struct ckpt__lazy *lz, uint32_t i, const uint8_t *raw, uint64_t lo, uint64_t hi,
-			 bool inside, bool owner)
+			 bool inside, const struct lz_block *owner)
 {
 	const struct lz_block *b = &lz->blk[i];
 	size_t k = 0;
@@ -412,10 +417,10 @@ static int install_owned(struct ckpt__lazy *lz, uint32_t i, const uint8_t *raw, 
 
 /* Reads, checks and installs block @i, the pages around page @hint first
  * (NO_HINT: none); with *@window only those, if it can (*@window stays
- * true: the block is verified, the rest is not installed).  @owner: as
- * install_pages().  @buf/@cap and @dctx are the caller's scratch.  0 or
+ * true: the block is verified, the rest is not installed).  @holder: the
+ * caller holds the block (see install_pages()).  @buf/@cap and @dctx are the caller's scratch.  0 or
  * CKPT_E_CORRUPT / -errno with lz->errmsg set. */
-static int load_block(struct ckpt__lazy *lz, uint32_t i, uint64_t hint, bool *window, bool owner, uint8_t **buf,
+static int load_block(struct ckpt__lazy *lz, uint32_t i, uint64_t hint, bool *window, bool holder, uint8_t **buf,
 		      size_t *cap, ZSTD_DCtx *dctx)
 {
 	struct lz_block *b = &lz->blk[i];
@@ -423,6 +428,7 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint64_t hint, bool *wi
 	size_t plen = (size_t)bh->data_len + (size_t)bh->nruns * sizeof(struct ckpt__run);
 	size_t raw_len = (size_t)bh->data_pages * lz->page_size;
 	bool z = (bh->flags & CKPT__BLK_ZSTD) != 0;
+	const struct lz_block *owner = holder ? b : NULL;
 	size_t need = sizeof(*bh) + plen + (z ? raw_len : 0);
 	char *msg = lz->errmsg;
 	unsigned long long seq = (unsigned long long)bh->seq;
@@ -507,10 +513,10 @@ static int settle_block(struct ckpt__lazy *lz, uint32_t i, int rc)
 	return rc ? B_BAD : B_DONE;
 }
 
-/* A fault's read of block @i, which another thread holds, failed (@rc):
- * the block is settled BAD unless someone holds it, and the failure is
- * recorded either way (the heap can no longer checkpoint); the faulting
- * access is failed by the caller.  Returns B_BAD. */
+/* A fault's chunk of block @i failed (@rc): the block is settled BAD
+ * unless someone holds it, and the failure is recorded either way (the
+ * heap can no longer checkpoint); the faulting access is failed by the
+ * caller.  Returns B_BAD. */
 static int fault_failed(struct ckpt__lazy *lz, uint32_t i, int rc)
 {
 	struct lz_block *b = &lz->blk[i];
@@ -528,16 +534,21 @@ static int fault_failed(struct ckpt__lazy *lz, uint32_t i, int rc)
 	return B_BAD;
 }
 
-/* Test builds only: a loader that has taken a block stalls (up to 10 s, or
- * until the heap goes away) where CKPT_FAULT_LAZY_LOADER is armed, so that
- * a test can see whether a fault on that block waits for it. */
+/* Test builds only: a loader that has taken a block stalls where
+ * CKPT_FAULT_LAZY_LOADER is armed, until the test resets the sites
+ * (ckpt__fault_reset() clears the hit count), the heap goes away or 10 s
+ * pass, so that a test can see whether anyone waits for it, and what it
+ * does when it resumes late. */
 static void loader_test_stall(struct ckpt__lazy *lz)
 {
 	if (ckpt__fault_hit(CKPT_FAULT_LAZY_LOADER) >= 0)
 		return;
+#ifdef CKPT_FAULT_INJECTION
 	struct pollfd pfd = { lz->stop_fd, POLLIN, 0 };
-	for (uint64_t end = ckpt__now_ns() + 10000000000ull; !atomic_load(&lz->stop) && ckpt__now_ns() < end;)
-		poll(&pfd, 1, 100);
+	for (uint64_t end = ckpt__now_ns() + 10000000000ull; !atomic_load(&lz->stop) && ckpt__now_ns() < end &&
+							      ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER) != 0;)
+		poll(&pfd, 1, 20);
+#endif
 }
 
 /* With lz->mu held, after loading block @i (@rc): settles it, or, if a
@@ -650,7 +661,7 @@ static int install_data_range(struct ckpt__lazy *lz, uint32_t i, const uint8_t *
 		for (uint64_t q = run->first_page + (a - rlo) / ps, n; q < pe; q += n) {
 			if (ckpt__ownermap_get(&lz->map, q, pe, &n) != i)
 				continue; /* a newer image holds these */
-			int rc = install_pages(lz, q, n, src + (rlo + (q - run->first_page) * ps - lo), true, false);
+			int rc = install_pages(lz, q, n, src + (rlo + (q - run->first_page) * ps - lo), true, NULL);
 			if (rc)
 				return rc;
 		}
@@ -872,11 +883,12 @@ static void *loader_main(void *arg)
 	struct ckpt__lazy *lz = arg;
 	/* Background work: the fault thread and the application come first
 	 * (a fault stalls a request; a loader only shortens the warm-up).
-	 * SCHED_IDLE: only CPU time nobody else wants (nice 19 still took
-	 * 1/70th of a busy CPU per loader and, more to the point, its slices
-	 * delayed the first reply by 3-8 ms on two CPUs).  Safe because no
-	 * fault waits for a loader (ensure_block()).  Lowering one's own
-	 * policy needs no privilege; nice 19 where it is refused. */
+	 * SCHED_IDLE: only CPU time nobody else wants (by weight a nice-19
+	 * thread still gets 1.4% of a CPU against each nice-0 one; nice-10
+	 * loaders cost the first reply 3-8 ms in bench/results/
+	 * 2026-11-30-vm-restart.md).  Safe because nobody waits for a
+	 * loader (ensure_block()).  Lowering one's own policy needs no
+	 * privilege; nice 19 where it is refused. */
 	struct sched_param sp = { .sched_priority = 0 };
 	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
 		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
