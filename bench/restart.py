@@ -10,6 +10,12 @@ same probe on the same server once resident.  The images and the RDB are
 read from the page cache (each is read once before the timed runs).
 
   bench/restart.py [--sizes 512m,2g] [--reps 3] [--rate 2000] [--out FILE]
+  bench/restart.py --compare OTHER-REDIS-CKPT [--sizes ...] [--reps N]
+
+--compare: lazy restarts only, this tree's redis-ckpt and OTHER (e.g. main's
+build) alternating on the same image (which goes first alternates too),
+each with its first reply, ckpt_restore(), residency rate and the probe's
+p99 warming / steady, the load average beside each run; then the medians.
 
 Prints a markdown table; every server is stopped on exit.  Loopback only.
 """
@@ -102,13 +108,13 @@ def populate(port, nkeys, pool):
     c.close()
 
 
-def start(kind, d, port, extra=()):
+def start(kind, d, port, extra=(), binary=None):
     log = os.path.join(d, "server.log")
     if kind == "rs":
         cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
                "--appendonly", "no", "--logfile", log, "--daemonize", "no"]
     else:
-        cmd = [RC, "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "", "--logfile", log]
+        cmd = [binary or RC, "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "", "--logfile", log]
     p = subprocess.Popen(cmd + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     procs.append(p)
     return p
@@ -128,14 +134,14 @@ def stop(p, port):
         p.wait()
 
 
-def first_reply(kind, d, nkeys, pool, extra=()):
+def first_reply(kind, d, nkeys, pool, extra=(), binary=None):
     """ms from Popen to the first correct GET reply, with the process left running."""
     port = free_port()
     key = random.randrange(nkeys)
     want = value(key, pool)
     t0 = time.monotonic()
     first_reply.t0_ns = time.monotonic_ns()
-    p = start(kind, d, port, extra)
+    p = start(kind, d, port, extra, binary)
     end = t0 + 600
     while time.monotonic() < end:
         try:
@@ -223,6 +229,82 @@ def cat(path):
             pass
 
 
+def load1():
+    return os.getloadavg()[0]
+
+
+def compare_size(size, reps, rate, work, other):
+    """Lazy restarts of this tree's redis-ckpt and @other alternating:
+    one row per run."""
+    nkeys = size // (VSIZE + 100)
+    pool = [os.urandom(VSIZE // 2).hex().encode()[:VSIZE - 9] for _ in range(4096)]
+    dc = os.path.join(work, "ckpt")
+    os.makedirs(dc, exist_ok=True)
+    port = free_port()
+    p = start("rc", dc, port, ["--heap-size", "%dm" % (size * 2 // (1 << 20) + 256)])
+    time.sleep(0.3)
+    populate(port, nkeys, pool)
+    p.wait(timeout=120)
+    image = os.path.join(dc, "dump.ckpt")
+    cat(image)
+    rows = []
+    for k in range(reps):
+        order = (("this", RC), ("other", other))
+        for name, binp in (order if k % 2 == 0 else order[::-1]):
+            t = time.monotonic()
+            subprocess.run(["cat", image], stdout=subprocess.DEVNULL, check=True)
+            catgbs = os.path.getsize(image) / (time.monotonic() - t) / 1e9
+            la = load1()
+            ms, p, port, c = first_reply("rc", dc, nkeys, pool, ["--restore", "lazy"], binp)
+            ic = Conn(port)
+            during = probe(c, nkeys, pool, rate, lambda: info(ic).get("ckpt_restore_status") != "warming", 120)
+            end = time.time() + 120
+            while info(ic).get("ckpt_restore_status") == "warming" and time.time() < end:
+                time.sleep(0.01)
+            steady = probe(c, nkeys, pool, rate, lambda: False, 2)
+            ic.close()
+            c.close()
+            stop(p, port)
+            pages, wms = warm_ms(dc)
+            gbs = pages * 4096 / (wms / 1000) / 1e9 if wms else float("nan")
+            rows.append((name, ms, restore_ms(dc), gbs, catgbs, pct(during, 0.99), pct(steady, 0.99), la))
+            print("%s %s: first reply %.1f ms, ckpt_restore() %.1f ms, residency %.2f GB/s (cat %.2f), "
+                  "p99 warming %.0f / steady %.0f us, load %.2f" % ((size, ) + rows[-1]), file=sys.stderr)
+    return rows
+
+
+def compare_main(a):
+    work = tempfile.mkdtemp(prefix="ckpt-restart-")
+    lines = ["## Lazy restart: this tree (`this`) against `%s` (`other`), alternating" % a.compare, "",
+             "| dataset | binary | first reply ms | ckpt_restore() ms | residency GB/s | `cat` GB/s | "
+             "p99 warming us | p99 steady us | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    meds = []
+    try:
+        for s in a.sizes.split(","):
+            rows = compare_size(parse_size(s), a.reps, a.rate, work, a.compare)
+            for r in rows:
+                lines.append("| %s | %s | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f | %.2f |" % ((s, ) + r))
+            for name in ("this", "other"):
+                v = [r for r in rows if r[0] == name]
+                med = [sorted(x[i] for x in v)[len(v) // 2] for i in range(1, 8)]
+                meds.append("| %s | %s (median of %d) | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f | %.2f |" % (
+                    (s, name, len(v)) + tuple(med)))
+            shutil.rmtree(work, ignore_errors=True)
+            os.makedirs(work, exist_ok=True)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    text = "\n".join(lines + meds) + "\n"
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
 def one_size(size, reps, rate, work):
     nkeys = size // (VSIZE + 100)
     pool = [os.urandom(VSIZE // 2).hex().encode()[:VSIZE - 9] for _ in range(4096)]
@@ -287,7 +369,12 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--compare", default=None, help="another redis-ckpt binary: lazy restarts alternating")
     a = ap.parse_args()
+    if a.compare:
+        if not os.access(RC, os.X_OK) or not os.access(a.compare, os.X_OK):
+            sys.exit("needs examples/redis-ckpt/redis-ckpt (make) and %s" % a.compare)
+        return compare_main(a)
     if not os.access(RC, os.X_OK) or not shutil.which("redis-server"):
         sys.exit("needs examples/redis-ckpt/redis-ckpt (make) and redis-server")
     work = tempfile.mkdtemp(prefix="ckpt-restart-")

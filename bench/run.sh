@@ -353,8 +353,11 @@ run_restart() {
 # loadgen sends 2,000 GET/s from the first PING for 4 s (--trace: 50 ms
 # buckets), then 2 s more for the steady state; the server log says when the
 # warm-up ended.  Everything into $raw/restart-warmup.txt and its traces.
+# WU_OTHER=another redis-ckpt binary (e.g. main's build): each rep restarts
+# both on the same image, which goes first alternating, labelled
+# "warmup run K this|other" with the load average.
 run_restart_warmup() {
-	local d="$W/warmup" rc=examples/redis-ckpt/redis-ckpt k
+	local d="$W/warmup" rc=examples/redis-ckpt/redis-ckpt k bins who bin
 	[ -x "$rc" ] || return 0
 	mkdir -p "$d"
 	PORT=$(free_port)
@@ -363,18 +366,27 @@ run_restart_warmup() {
 	redis-cli -p "$PORT" save >/dev/null
 	stop_server
 	for k in $(seq "${WU_REPS:-3}"); do
-		PORT=$(free_port)
-		: >"$d/server.log"
-		start_server warmup "$rc" --port "$PORT" --bind 127.0.0.1 --dir "$d" --save "" \
-			--logfile "$d/server.log" --restore lazy || return 0
-		echo "warmup run $k" >>"$raw/restart-warmup.txt"
-		"$B/bench/loadgen" --port "$PORT" --rate 2000 --duration 4 --conns 4 --keys 1200000 \
-			--set-ratio 0 --trace "$raw/restart-warmup-$k.trace" >>"$raw/restart-warmup.txt"
-		echo "steady run $k" >>"$raw/restart-warmup.txt"
-		"$B/bench/loadgen" --port "$PORT" --rate 2000 --duration 2 --conns 4 --keys 1200000 \
-			--set-ratio 0 >>"$raw/restart-warmup.txt"
-		grep -h "Warm-up done" "$d/server.log" >>"$raw/restart-warmup.txt"
-		stop_server
+		bins="this"
+		if [ -n "${WU_OTHER:-}" ]; then
+			bins="this other"
+			[ $((k % 2)) = 0 ] && bins="other this"
+		fi
+		for who in $bins; do
+			bin=$rc
+			[ "$who" = other ] && bin=$WU_OTHER
+			PORT=$(free_port)
+			: >"$d/server.log"
+			start_server warmup "$bin" --port "$PORT" --bind 127.0.0.1 --dir "$d" --save "" \
+				--logfile "$d/server.log" --restore lazy || return 0
+			echo "warmup run $k $who load $(cut -d' ' -f1 /proc/loadavg)" >>"$raw/restart-warmup.txt"
+			"$B/bench/loadgen" --port "$PORT" --rate 2000 --duration 4 --conns 4 --keys 1200000 \
+				--set-ratio 0 --trace "$raw/restart-warmup-$k-$who.trace" >>"$raw/restart-warmup.txt"
+			echo "steady run $k $who" >>"$raw/restart-warmup.txt"
+			"$B/bench/loadgen" --port "$PORT" --rate 2000 --duration 2 --conns 4 --keys 1200000 \
+				--set-ratio 0 >>"$raw/restart-warmup.txt"
+			grep -h "Warm-up done" "$d/server.log" >>"$raw/restart-warmup.txt"
+			stop_server
+		done
 	done
 	uptime >>"$raw/restart-warmup.txt"
 }

@@ -6,6 +6,10 @@
  * left, the heap is unprotected and writable, and the next checkpoint to a
  * good destination works.
  */
+#include <setjmp.h>
+#include <signal.h>
+#include <time.h>
+
 #include "image_util.h"
 #include "faultinject.h"
 
@@ -221,6 +225,207 @@ Test(fi_image, restore_memfd_and_mmap_failures_leak_nothing)
 	}
 	ckpt_heap *r = NULL;
 	CKPT_ASSERT_OK(ckpt_restore(path, NULL, &r));
+	ckpt_heap_destroy(r);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+/* ------------------------------------------- a fault beside a stalled loader */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Restores @path lazily with every loader stalling (10 s) on the first
+ * block it takes, then touches a byte every 64 KiB of the first 4 MiB:
+ * blocks the stalled loaders hold among them.  The accesses must finish
+ * well before the stall would have (2 s): a fault on a block a loader is
+ * loading serves itself instead of waiting for the loader (which runs
+ * SCHED_IDLE and may not get a CPU).  Then ckpt_restore_wait() must not
+ * wait for them either (5 s).  @what names the image. */
+static void fault_beside_stalled_loaders(const char *path, const uint8_t *copy, size_t used, const char *what)
+{
+	ckpt__fault_reset();
+	ckpt__fault_arm(CKPT_FAULT_LAZY_LOADER, -EAGAIN, 0, 0);
+	struct ckpt_restore_opts ro;
+	ckpt_restore_opts_init(&ro);
+	ro.flags = CKPT_RESTORE_LAZY;
+	ckpt_heap *r = NULL;
+	int rc = ckpt_restore(path, &ro, &r);
+	if (rc == -EPERM || rc == CKPT_E_KERNEL) {
+		ckpt__fault_reset();
+		CKPT_TEST_SKIP("lazy restore needs userfaultfd: %s", ckpt_strerror(rc));
+	}
+	CKPT_ASSERT_OK(rc);
+	for (int k = 0; k < 5000 && ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER) == 0; k++)
+		usleep(1000);
+	cr_assert(ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER) >= 1, "%s: no loader took a block", what);
+	usleep(50000); /* the other loaders take theirs */
+	const volatile uint8_t *base = ckpt_heap_base(r);
+	size_t span = used < (4u << 20) ? used : (4u << 20), bad = 0;
+	uint64_t t0 = mono_ms();
+	for (size_t off = 4096; off < span; off += 64u << 10)
+		bad += base[off + 17] != copy[off + 17];
+	uint64_t ms = mono_ms() - t0;
+	unsigned long stalls = ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER);
+	cr_assert_eq(bad, 0, "%s: %zu bytes served wrong", what, bad);
+	cr_assert(ms < 2000, "%s: the first 4 MiB took %llu ms beside %lu stalled loaders: a fault waited for one",
+		  what, (unsigned long long)ms, stalls);
+	cr_log_info("%s: %llu ms for the first 4 MiB beside %lu stalled loaders", what, (unsigned long long)ms,
+		    stalls);
+	/* nor does ckpt_restore_wait() (a checkpoint's first step) wait for
+	 * them: it loads and settles the blocks they hold itself */
+	t0 = mono_ms();
+	CKPT_ASSERT_OK(ckpt_restore_wait(r));
+	ms = mono_ms() - t0;
+	cr_assert(ms < 5000, "%s: ckpt_restore_wait() took %llu ms beside stalled loaders: it waited for one", what,
+		  (unsigned long long)ms);
+	cr_assert(memcmp((const void *)base, copy, used) == 0, "%s: the resident heap differs", what);
+	/* the application writes; then the stalled loaders resume, late:
+	 * their blocks were settled by ckpt_restore_wait() and our uffd is
+	 * gone, and they must not put the image's bytes back (pwrite) */
+	volatile uint8_t *w = ckpt_heap_base(r);
+	for (size_t off = 4096; off < span; off += 4096)
+		w[off + 33] = (uint8_t)(copy[off + 33] ^ 0xa5);
+	ckpt__fault_reset(); /* releases the stalls */
+	usleep(300000);
+	size_t undone = 0;
+	for (size_t off = 4096; off < span; off += 4096)
+		undone += w[off + 33] != (uint8_t)(copy[off + 33] ^ 0xa5);
+	cr_assert_eq(undone, 0, "%s: %zu of the application's writes undone by a loader that resumed late", what,
+		     undone);
+	ckpt_heap_destroy(r); /* wakes the stalled loaders */
+}
+
+/* zstd blocks and format-3 stored blocks (one checksum per block: a fault
+ * reads the whole block) as well as format-4 stored ones (chunks).
+ * Without the self-serving fault the first two wait out the stall. */
+Test(fi_image, a_fault_never_waits_for_a_stalled_loader, .timeout = 120)
+{
+	char *dir = iu_tmpdir("fistall");
+	char p4[300], pz[300], p3[300];
+	snprintf(p4, sizeof(p4), "%s/stored.ckpt", dir);
+	snprintf(pz, sizeof(pz), "%s/zstd.ckpt", dir);
+	snprintf(p3, sizeof(p3), "%s/v3.ckpt", dir);
+	ckpt__fault_reset();
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0);
+	fill(h, 8u << 20, 9);
+	size_t used = ckpt_heap_used(h);
+	uint8_t *copy = malloc(used);
+	cr_assert(copy);
+	memcpy(copy, ckpt_heap_base(h), used);
+	const char *paths[2] = { p4, pz };
+	for (int i = 0; i < 2; i++) {
+		struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = paths[i] };
+		struct ckpt_begin_opts bo = iu_opts(i, CKPT_BEGIN_NO_FSYNC);
+		CKPT_ASSERT_OK(ckpt_begin(h, &d, &bo));
+		CKPT_ASSERT_OK(ckpt_wait(h));
+	}
+	ckpt_heap_destroy(h);
+	size_t len = 0;
+	uint8_t *img = iu_read_file(p4, &len);
+	cr_assert(img);
+	len = iu_downgrade(img, len, 3);
+	cr_assert(len, "downgrade to format 3");
+	cr_assert_eq(iu_write_file(p3, img, len), 0);
+	free(img);
+	struct ckpt_image_info ii;
+	CKPT_ASSERT_OK(ckpt_image_info(pz, &ii, NULL, 0));
+	cr_assert(ii.blocks >= 4, "zstd image: %llu blocks", (unsigned long long)ii.blocks);
+
+	fault_beside_stalled_loaders(pz, copy, used, "zstd");
+	fault_beside_stalled_loaders(p3, copy, used, "format 3 stored");
+	fault_beside_stalled_loaders(p4, copy, used, "format 4 stored");
+	free(copy);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+static sigjmp_buf bus_jmp;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* Reads one byte at @p; 1 if that raised SIGBUS. */
+static int read_faults(const volatile uint8_t *p)
+{
+	if (sigsetjmp(bus_jmp, 1))
+		return 1;
+	(void)*p;
+	return 0;
+}
+
+/* A format-3 stored image (one checksum per block) whose block 1 is damaged
+ * after the up-front checks: the loader that takes block 1 stalls, and a
+ * fault on it, reading and checking the block itself, must not serve it
+ * (SIGBUS) and must mark the restore failed, as when it loads the block. */
+Test(fi_image, a_fault_beside_a_stalled_loader_never_serves_a_damaged_block, .timeout = 120)
+{
+	char *dir = iu_tmpdir("fistallbad");
+	char p3[300];
+	snprintf(p3, sizeof(p3), "%s/v3.ckpt", dir);
+	ckpt__fault_reset();
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0);
+	fill(h, 8u << 20, 10);
+	uint64_t base = (uint64_t)(uintptr_t)ckpt_heap_base(h);
+	struct ckpt_dest d = { .kind = CKPT_DEST_PATH, .path = p3 };
+	struct ckpt_begin_opts bo = iu_opts(0, CKPT_BEGIN_NO_FSYNC);
+	CKPT_ASSERT_OK(ckpt_begin(h, &d, &bo));
+	CKPT_ASSERT_OK(ckpt_wait(h));
+	ckpt_heap_destroy(h);
+	size_t len = 0;
+	uint8_t *img = iu_read_file(p3, &len);
+	cr_assert(img);
+	len = iu_downgrade(img, len, 3);
+	cr_assert(len, "downgrade to format 3");
+	struct ckpt__footer f;
+	memcpy(&f, img + len - sizeof(f), sizeof(f));
+	struct ckpt__trl_header t;
+	memcpy(&t, img + f.trailer_offset, sizeof(t));
+	cr_assert(t.nblocks >= 4, "%llu blocks", (unsigned long long)t.nblocks);
+	struct ckpt__trl_entry e;
+	memcpy(&e, img + f.trailer_offset + sizeof(t) + sizeof(e), sizeof(e)); /* block 1 */
+	struct ckpt__blk_header bh;
+	memcpy(&bh, img + e.offset, sizeof(bh));
+	struct ckpt__run run;
+	memcpy(&run, img + e.offset + sizeof(bh) + bh.data_len, sizeof(run));
+	cr_assert_eq(run.kind, CKPT__RUN_DATA, "block 1 opens with a data run");
+	img[e.offset + sizeof(bh) + 100] ^= 0x40; /* its first page; the payload hash no longer matches */
+	cr_assert_eq(iu_write_file(p3, img, len), 0);
+	free(img);
+
+	ckpt__fault_arm(CKPT_FAULT_LAZY_LOADER, -EAGAIN, 0, 0);
+	struct ckpt_restore_opts ro;
+	ckpt_restore_opts_init(&ro);
+	ro.flags = CKPT_RESTORE_LAZY;
+	ckpt_heap *r = NULL;
+	int rc = ckpt_restore(p3, &ro, &r);
+	if (rc == -EPERM || rc == CKPT_E_KERNEL) {
+		ckpt__fault_reset();
+		CKPT_TEST_SKIP("lazy restore needs userfaultfd: %s", ckpt_strerror(rc));
+	}
+	CKPT_ASSERT_OK(rc);
+	for (int k = 0; k < 5000 && ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER) < 2; k++)
+		usleep(1000);
+	const volatile uint8_t *bad = (const volatile uint8_t *)(uintptr_t)(base + run.first_page * 4096);
+	struct sigaction sa = { .sa_handler = on_bus }, old;
+	sigaction(SIGBUS, &sa, &old);
+	uint64_t t0 = mono_ms();
+	int faulted = read_faults(bad + 100), again = read_faults(bad + 3000);
+	uint64_t ms = mono_ms() - t0;
+	sigaction(SIGBUS, &old, NULL);
+	unsigned long stalls = ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER);
+	ckpt__fault_reset();
+	cr_assert(faulted && again, "a page of the damaged block was served (%d %d; %lu loaders stalled)", faulted,
+		  again, stalls);
+	cr_assert(ms < 2000, "the failed access took %llu ms: it waited for the loader", (unsigned long long)ms);
+	cr_assert_eq(ckpt_restore_progress(r, NULL, NULL), CKPT_E_CORRUPT);
 	ckpt_heap_destroy(r);
 	iu_rmtree(dir);
 	free(dir);

@@ -533,7 +533,8 @@ struct ckpt_restore_opts {
  * nothing in it and returns; the first touch of a page loads and verifies
  * (XXH3) what holds it - the 64 KiB chunk of a stored block (image format
  * 4), else the whole block, decompressed - and background threads load the
- * rest (ckpt_restore_progress()).  A block or chunk that fails its checks
+ * rest (ckpt_restore_progress()) at SCHED_IDLE (nice 19 where refused); a
+ * first touch never waits for them.  A block or chunk that fails its checks
  * once the heap is in use is never served: the failure goes to the log
  * callback (CKPT_LOG_ERROR), an access to any page of it raises
  * SIGBUS in the accessing thread (si_addr the page, on kernels with

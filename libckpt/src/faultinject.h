@@ -21,6 +21,7 @@ enum ckpt__fault_site {
 	CKPT_FAULT_UFFD_WP,      /* UFFDIO_WRITEPROTECT */
 	CKPT_FAULT_UFFD_READ,    /* the handler thread's read of the userfaultfd */
 	CKPT_FAULT_URING_SETUP,  /* io_uring_queue_init (the sink and reader fall back to plain I/O) */
+	CKPT_FAULT_LAZY_LOADER,  /* a lazy restore's loader, holding a block, stalls (the errno is unused) */
 	CKPT_FAULT__COUNT
 };
 
