@@ -233,6 +233,15 @@ def load1():
     return os.getloadavg()[0]
 
 
+def stop_all(work):
+    """Kills every server still running and removes the work directory."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def compare_size(size, reps, rate, work, other):
     """Lazy restarts of this tree's redis-ckpt and @other alternating:
     one row per run."""
@@ -293,11 +302,7 @@ def compare_main(a):
             shutil.rmtree(work, ignore_errors=True)
             os.makedirs(work, exist_ok=True)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(work)
     text = "\n".join(lines + meds) + "\n"
     print(text)
     if a.out:
@@ -405,11 +410,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
             os.makedirs(work, exist_ok=True)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(work)
     text = "\n".join(lines + [""] + notes) + "\n"
     print(text)
     if a.out:

@@ -239,16 +239,10 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Restores @path lazily with every loader stalling (10 s) on the first
- * block it takes, then touches a byte every 64 KiB of the first 4 MiB:
- * blocks the stalled loaders hold among them.  The accesses must finish
- * well before the stall would have (2 s): a fault on a block a loader is
- * loading serves itself instead of waiting for the loader (which runs
- * SCHED_IDLE and may not get a CPU).  Then ckpt_restore_wait() must not
- * wait for them either (5 s).  @what names the image. */
-static void fault_beside_stalled_loaders(const char *path, const uint8_t *copy, size_t used, const char *what)
+/* A lazy restore of @path whose loaders stall once they hold a block
+ * (CKPT_FAULT_LAZY_LOADER armed until ckpt__fault_reset()). */
+static ckpt_heap *restore_with_stalled_loaders(const char *path)
 {
-	ckpt__fault_reset();
 	ckpt__fault_arm(CKPT_FAULT_LAZY_LOADER, -EAGAIN, 0, 0);
 	struct ckpt_restore_opts ro;
 	ckpt_restore_opts_init(&ro);
@@ -260,6 +254,20 @@ static void fault_beside_stalled_loaders(const char *path, const uint8_t *copy, 
 		CKPT_TEST_SKIP("lazy restore needs userfaultfd: %s", ckpt_strerror(rc));
 	}
 	CKPT_ASSERT_OK(rc);
+	return r;
+}
+
+/* Restores @path lazily with every loader stalling (10 s) on the first
+ * block it takes, then touches a byte every 64 KiB of the first 4 MiB:
+ * blocks the stalled loaders hold among them.  The accesses must finish
+ * well before the stall would have (2 s): a fault on a block a loader is
+ * loading serves itself instead of waiting for the loader (which runs
+ * SCHED_IDLE and may not get a CPU).  Then ckpt_restore_wait() must not
+ * wait for them either (5 s).  @what names the image. */
+static void fault_beside_stalled_loaders(const char *path, const uint8_t *copy, size_t used, const char *what)
+{
+	ckpt__fault_reset();
+	ckpt_heap *r = restore_with_stalled_loaders(path);
 	for (int k = 0; k < 5000 && ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER) == 0; k++)
 		usleep(1000);
 	cr_assert(ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER) >= 1, "%s: no loader took a block", what);
@@ -400,17 +408,7 @@ Test(fi_image, a_fault_beside_a_stalled_loader_never_serves_a_damaged_block, .ti
 	cr_assert_eq(iu_write_file(p3, img, len), 0);
 	free(img);
 
-	ckpt__fault_arm(CKPT_FAULT_LAZY_LOADER, -EAGAIN, 0, 0);
-	struct ckpt_restore_opts ro;
-	ckpt_restore_opts_init(&ro);
-	ro.flags = CKPT_RESTORE_LAZY;
-	ckpt_heap *r = NULL;
-	int rc = ckpt_restore(p3, &ro, &r);
-	if (rc == -EPERM || rc == CKPT_E_KERNEL) {
-		ckpt__fault_reset();
-		CKPT_TEST_SKIP("lazy restore needs userfaultfd: %s", ckpt_strerror(rc));
-	}
-	CKPT_ASSERT_OK(rc);
+	ckpt_heap *r = restore_with_stalled_loaders(p3);
 	for (int k = 0; k < 5000 && ckpt__fault_hits(CKPT_FAULT_LAZY_LOADER) < 2; k++)
 		usleep(1000);
 	const volatile uint8_t *bad = (const volatile uint8_t *)(uintptr_t)(base + run.first_page * 4096);
