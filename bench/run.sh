@@ -196,8 +196,19 @@ if want throughput; then
 	# checkpoint saves (then fsync'ed): this machine's compression ceiling.
 	"$B/bench/throughput" --size "$TP_SIZE" --seed "$seed" --data compressible --emit-data "$W/z.src"
 	for i in 1 2 3 4 5; do
-		for step in $( [ $((i % 2)) = 1 ] && echo "stored dd zstd zcli shm" || echo "shm zcli zstd dd stored"); do
+		for step in $( [ $((i % 2)) = 1 ] && echo "stored dd direct zstd zcli shm" ||
+				echo "shm zcli zstd direct dd stored"); do
 			case $step in
+			direct) # CKPT_BEGIN_DIRECT against dd oflag=direct: no page
+				# cache on either side, so no fresh pages to allocate
+				"$B/bench/throughput" --size "$TP_SIZE" --dir "$W" --reps 1 --seed "$seed" \
+					--codec stored --data incompressible --direct 2>/dev/null |
+					sed -n "s/^throughput data=/throughput pair=$i io=direct data=/p"
+				t0=$(date +%s%N)
+				dd if="$W/dd.src" of="$W/dd.out" bs=1M oflag=direct conv=fsync status=none
+				t1=$(date +%s%N)
+				rm -f "$W/dd.out"
+				echo "dd pair=$i io=direct bytes=$((mib * 1048576)) ns=$((t1 - t0)) mibs=$(python3 -c "print(round($mib/(($t1-$t0)/1e9),1))")" ;;
 			stored) "$B/bench/throughput" --size "$TP_SIZE" --dir "$W" --reps 1 --seed "$seed" \
 					--codec stored --data incompressible 2>/dev/null |
 					sed -n "s/^throughput /throughput pair=$i /p" ;;

@@ -35,6 +35,7 @@ static int g_reps = 3;
 static uint64_t g_seed = 1;
 static const char *g_codec, *g_data;
 static unsigned g_threads;
+static bool g_direct;
 
 static void fill(uint8_t *p, size_t len, bool compressible, uint64_t seed)
 {
@@ -100,6 +101,8 @@ static void run(bool compressible, int level)
 		ckpt_begin_opts_init(&bo);
 		bo.zstd_level = level;
 		bo.threads = g_threads;
+		if (g_direct)
+			bo.flags |= CKPT_BEGIN_DIRECT;
 		struct ckpt_dest dest = { .kind = CKPT_DEST_PATH, .path = path };
 		uint64_t t0 = bench_now_ns();
 		if (rc == 0)
@@ -174,11 +177,12 @@ int main(int argc, char **argv)
 		{ "reps", required_argument, 0, 'r' }, { "seed", required_argument, 0, 's' },
 		{ "codec", required_argument, 0, 'c' }, { "data", required_argument, 0, 'D' },
 		{ "threads", required_argument, 0, 't' }, { "emit-data", required_argument, 0, 'E' },
+		{ "direct", no_argument, 0, 'O' },
 		{ 0, 0, 0, 0 },
 	};
 	int c;
 	const char *emit = NULL;
-	while ((c = getopt_long(argc, argv, "z:d:r:s:c:D:t:E:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "z:d:r:s:c:D:t:E:O", lo, NULL)) != -1) {
 		switch (c) {
 		case 'z': g_size = bench_parse_size(optarg); break;
 		case 'd': g_dir = optarg; break;
@@ -188,9 +192,10 @@ int main(int argc, char **argv)
 		case 'D': g_data = optarg; break;
 		case 't': g_threads = (unsigned)atoi(optarg); break;
 		case 'E': emit = optarg; break;
+		case 'O': g_direct = true; break;
 		default:
 			fprintf(stderr, "usage: throughput [--size 256m] [--dir DIR] [--reps R] [--seed S] "
-					"[--codec C] [--data D] [--threads N] [--emit-data FILE]\n");
+					"[--codec C] [--data D] [--threads N] [--direct] [--emit-data FILE]\n");
 			return 2;
 		}
 	}

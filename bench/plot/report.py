@@ -413,13 +413,16 @@ def main():
     # the disk's speed moves 3x between minutes here): median of the ratios
     pairs = parse(os.path.join(raw, "throughput-pairs.txt"))
 
-    def pair_ratios(codec, fs="disk"):
+    # io: "buffered" (page cache) or "direct" (CKPT_BEGIN_DIRECT / dd
+    # oflag=direct); dd_io: the dd run to compare with (default: the same)
+    def pair_ratios(codec, fs="disk", io="buffered", dd_io=None):
         out = []
         for i in sorted({r["pair"] for r in pairs if "pair" in r}):
             c = [r["ckpt_mibs"] for r in pairs
                  if r.get("pair") == i and r["_prog"] == "throughput" and r.get("codec") == codec
-                 and r.get("fs", "disk") == fs]
-            d = [r["mibs"] for r in pairs if r.get("pair") == i and r["_prog"] == "dd" and r.get("fs", "disk") == fs]
+                 and r.get("fs", "disk") == fs and r.get("io", "buffered") == io]
+            d = [r["mibs"] for r in pairs if r.get("pair") == i and r["_prog"] == "dd" and r.get("fs", "disk") == fs
+                 and r.get("io", "buffered") == (dd_io or io)]
             if c and d and d[0] > 0:
                 out.append((c[0] / d[0], c[0], d[0]))
         return out
@@ -429,6 +432,12 @@ def main():
         med = sorted(x[0] for x in pr)[len(pr) // 2] if pr else None
         R.goal("%s checkpoint throughput vs dd, %s heap (median of %d paired runs)" % (codec, data, len(pr)),
                med, goal, fmt_ratio,
+               "pairs: " + ", ".join("%.0f/%.0f MiB/s" % (c, d) for _, c, d in pr) if pr else "",
+               higher_is_better=True)
+    for dd_io, what in (("direct", "dd oflag=direct"), ("buffered", "dd conv=fsync through the page cache")):
+        pr = pair_ratios("stored", io="direct", dd_io=dd_io)
+        R.goal("stored checkpoint with CKPT_BEGIN_DIRECT vs %s (median of %d paired runs)" % (what, len(pr)),
+               sorted(x[0] for x in pr)[len(pr) // 2] if pr else None, 1.0, fmt_ratio,
                "pairs: " + ", ".join("%.0f/%.0f MiB/s" % (c, d) for _, c, d in pr) if pr else "",
                higher_is_better=True)
     pr = pair_ratios("stored", "tmpfs")
@@ -656,13 +665,13 @@ def main():
             "the machine's compression ceiling.")
         R.p()
         R.p("| pair | stored MiB/s | dd MiB/s | stored / dd | zstd-1 MiB/s | zstd-1 / dd | zstd CLI MiB/s | "
-            "zstd-1 / CLI | tmpfs: stored / dd |")
-        R.p("|---|---|---|---|---|---|---|---|---|")
+            "zstd-1 / CLI | tmpfs: stored / dd | O_DIRECT: stored / dd |")
+        R.p("|---|---|---|---|---|---|---|---|---|---|")
 
-        def PV(i, prog, codec=None, key="mibs", fs="disk"):
+        def PV(i, prog, codec=None, key="mibs", fs="disk", io="buffered"):
             for r in pairs:
                 if r.get("pair") == i and r["_prog"] == prog and (codec is None or r.get("codec") == codec) \
-                        and key in r and r.get("fs", "disk") == fs:
+                        and key in r and r.get("fs", "disk") == fs and r.get("io", "buffered") == io:
                     return r[key]
             return None
         for i in sorted({r["pair"] for r in pairs if "pair" in r}):
@@ -670,9 +679,11 @@ def main():
             z, zc = PV(i, "throughput", "zstd-1", "ckpt_mibs"), PV(i, "zcli")
             f = lambda v: "n/a" if v is None else "%.0f" % v
             ts, td = PV(i, "throughput", "stored", "ckpt_mibs", "tmpfs"), PV(i, "dd", fs="tmpfs")
-            R.p("| %d | %s | %s | %s | %s | %s | %s | %s | %s / %s = %s |" % (
+            ds, dd_ = PV(i, "throughput", "stored", "ckpt_mibs", io="direct"), PV(i, "dd", io="direct")
+            R.p("| %d | %s | %s | %s | %s | %s | %s | %s | %s / %s = %s | %s / %s = %s |" % (
                 i, f(st), f(d), fmt_ratio(ratio(st, d)), f(z), fmt_ratio(ratio(z, d)), f(zc),
-                fmt_ratio(ratio(z, zc)), f(ts), f(td), fmt_ratio(ratio(ts, td))))
+                fmt_ratio(ratio(z, zc)), f(ts), f(td), fmt_ratio(ratio(ts, td)), f(ds), f(dd_),
+                fmt_ratio(ratio(ds, dd_))))
         R.p()
 
     R.p("### 5. Allocator (`bench/allocbench`)")
