@@ -21,7 +21,14 @@ static uint64_t seg_end(const struct ckpt__seg *s)
 
 size_t ckpt__segs_sort(struct ckpt__seg *s, size_t n)
 {
-	qsort(s, n, sizeof(*s), cmp_seg);
+	/* A writer lays an image's pages out in page order, but for those the
+	 * application wrote during the checkpoint (trapped: emitted first):
+	 * usually nothing to sort, and glibc's qsort() allocates. */
+	for (size_t i = 1; i < n; i++)
+		if (s[i - 1].first > s[i].first) {
+			qsort(s, n, sizeof(*s), cmp_seg);
+			break;
+		}
 	for (size_t i = 1; i < n; i++)
 		if (seg_end(&s[i - 1]) > s[i].first)
 			return i + 1;
@@ -54,13 +61,21 @@ static size_t subtract(const struct ckpt__seg *old, size_t nold, const struct ck
 	return o;
 }
 
-int ckpt__ownermap_overlay(struct ckpt__ownermap *m, const struct ckpt__seg *s, size_t n)
+int ckpt__ownermap_overlay(struct ckpt__ownermap *m, struct ckpt__seg *s, size_t n)
 {
+	if (!m->seg) {
+		/* the first image (the chain's oldest, or a full image alone):
+		 * it is the map as it stands */
+		m->seg = s;
+		m->n = n;
+		return 0;
+	}
 	struct ckpt__seg *rest = malloc((m->n + n + 1) * sizeof(*rest));
 	struct ckpt__seg *out = malloc((2 * m->n + 2 * n + 1) * sizeof(*out));
 	if (!rest || !out) {
 		free(rest);
 		free(out);
+		free(s);
 		return -ENOMEM;
 	}
 	size_t nr = subtract(m->seg, m->n, s, n, rest), i = 0, j = 0, o = 0;
@@ -68,6 +83,7 @@ int ckpt__ownermap_overlay(struct ckpt__ownermap *m, const struct ckpt__seg *s, 
 	while (i < nr || j < n)
 		out[o++] = j == n || (i < nr && rest[i].first < s[j].first) ? rest[i++] : s[j++];
 	free(rest);
+	free(s);
 	free(m->seg);
 	m->seg = out;
 	m->n = o;
