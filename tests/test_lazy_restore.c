@@ -371,9 +371,11 @@ void *realloc(void *p, size_t n)
 /* Writes the heap @mem described by @in as a stored version-4 image in
  * which every block holds one page (the file sink puts up to 256 in a
  * block): many blocks from a small heap.  Blocks in page order, or with
- * @reversed the other way round (runs out of order: the index sorts). */
+ * @reversed the other way round (runs out of order: the index sorts).
+ * @twice > 0: the block meant for page @twice records page @twice - 1
+ * instead (a page recorded twice, one missing; every checksum sealed). */
 static void write_page_per_block(const char *path, const struct ckpt_sink_info *in, const uint8_t *mem,
-				 bool reversed)
+				 bool reversed, uint64_t twice)
 {
 	struct ckpt__img_header h;
 	memset(&h, 0, sizeof(h));
@@ -386,6 +388,8 @@ static void write_page_per_block(const char *path, const struct ckpt_sink_info *
 	memcpy(img, &h, sizeof(h));
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t p = reversed ? n - 1 - i : i;
+		if (twice && p == twice)
+			p--;
 		bool z = ckpt__page_is_zero(mem + p * ps, ps);
 		struct ckpt__blk_header b = { .magic = CKPT__BLK_MAGIC, .nruns = 1, .data_pages = !z,
 					      .zero_pages = z, .data_len = z ? 0 : (uint32_t)ps, .seq = i,
@@ -456,7 +460,7 @@ static void page_per_block_image(const char *path, unsigned mib, uint8_t **mem, 
 	close(fd);
 	unlink(full);
 	ckpt__img_header_to_sink_info(&hd, in);
-	write_page_per_block(path, in, *mem, false);
+	write_page_per_block(path, in, *mem, false, 0);
 	*len = (size_t)in->npages * in->page_size;
 }
 
@@ -519,12 +523,41 @@ Test(lazy_restore, the_index_allocates_no_more_for_ten_times_the_blocks, .timeou
 	cr_assert(ab <= as + 8, "%llu blocks: %lu allocations; %llu blocks: %lu (grows with the blocks)",
 		  (unsigned long long)bs, as, (unsigned long long)bb, ab);
 	/* out of order: one more allocation at most (the sort's) */
-	write_page_per_block(rev, &ib, mb, true);
+	write_page_per_block(rev, &ib, mb, true, 0);
 	unsigned long ar = lazy_restore_allocs(rev, mb, lb, &br);
 	cr_assert(br == bb && ar <= as + 9, "reversed, %llu blocks: %lu allocations (%lu for %llu in order)",
 		  (unsigned long long)br, ar, as, (unsigned long long)bs);
 	munmap(ms, is.heap_size);
 	munmap(mb, ib.heap_size);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+/* A page recorded twice in one image (by two blocks, every checksum
+ * sealed) is refused up front, whether the image's runs are in page
+ * order (checked in the same pass as the order, no sort) or not (sorted
+ * first). */
+Test(lazy_restore, a_page_recorded_twice_is_refused_in_order_or_not, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazytwice");
+	char ok[300], bad[300];
+	snprintf(ok, sizeof(ok), "%s/ok.ckpt", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.ckpt", dir);
+	uint8_t *m;
+	size_t len;
+	struct ckpt_sink_info in;
+	page_per_block_image(ok, 1, &m, &len, &in);
+	for (int rev = 0; rev < 2; rev++) {
+		write_page_per_block(bad, &in, m, rev, in.npages / 2);
+		char err[256] = "";
+		struct ckpt_restore_opts ro = lazy_opts(0, NULL, err, sizeof(err));
+		ckpt_heap *r = NULL;
+		int rc = ckpt_restore(bad, &ro, &r);
+		cr_assert(rc == CKPT_E_CORRUPT && !r, "%s: %s (%s)", rev ? "out of order" : "in order",
+			  ckpt_err_name(rc), err);
+		cr_assert(strstr(err, "recorded twice"), "%s: %s", rev ? "out of order" : "in order", err);
+	}
+	munmap(m, in.heap_size);
 	iu_rmtree(dir);
 	free(dir);
 }

@@ -19,19 +19,31 @@ static uint64_t seg_end(const struct ckpt__seg *s)
 	return s->first + s->n;
 }
 
+/* The index + 1 of the first of @s[from..n) that overlaps the one before
+ * it, or 0; @s sorted. */
+static size_t first_overlap(const struct ckpt__seg *s, size_t from, size_t n)
+{
+	for (size_t i = from; i < n; i++)
+		if (seg_end(&s[i - 1]) > s[i].first)
+			return i + 1;
+	return 0;
+}
+
 size_t ckpt__segs_sort(struct ckpt__seg *s, size_t n)
 {
 	/* A writer lays an image's pages out in page order, but for those the
 	 * application wrote during the checkpoint (trapped: emitted first):
-	 * usually nothing to sort, and glibc's qsort() allocates. */
-	for (size_t i = 1; i < n; i++)
+	 * usually nothing to sort (glibc's qsort() allocates), and then one
+	 * pass checks the order and the overlaps together - an overlap inside
+	 * a sorted prefix is one in the sorted whole too. */
+	for (size_t i = 1; i < n; i++) {
 		if (s[i - 1].first > s[i].first) {
 			qsort(s, n, sizeof(*s), cmp_seg);
-			break;
+			return first_overlap(s, 1, n);
 		}
-	for (size_t i = 1; i < n; i++)
 		if (seg_end(&s[i - 1]) > s[i].first)
 			return i + 1;
+	}
 	return 0;
 }
 
