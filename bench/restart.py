@@ -14,8 +14,9 @@ read from the page cache (each is read once before the timed runs).
 
 --compare: lazy restarts only, this tree's redis-ckpt and OTHER (e.g. main's
 build) alternating on the same image (which goes first alternates too),
-each with its first reply, ckpt_restore(), residency rate and the probe's
-p99 warming / steady, the load average beside each run; then the medians.
+each with its first reply, ckpt_restore(), residency rate, the probe's
+p99 warming / steady, the load average and the server's start-up timeline
+(exec->main(), restore->first reply) beside each run; then the medians.
 
 Prints a markdown table; every server is stopped on exit.  Loopback only.
 """
@@ -265,6 +266,7 @@ def compare_size(size, reps, rate, work, other):
             catgbs = os.path.getsize(image) / (time.monotonic() - t) / 1e9
             la = load1()
             ms, p, port, c = first_reply("rc", dc, nkeys, pool, ["--restore", "lazy"], binp)
+            t0_ns = first_reply.t0_ns
             ic = Conn(port)
             during = probe(c, nkeys, pool, rate, lambda: info(ic).get("ckpt_restore_status") != "warming", 120)
             end = time.time() + 120
@@ -276,9 +278,12 @@ def compare_size(size, reps, rate, work, other):
             stop(p, port)
             pages, wms = warm_ms(dc)
             gbs = pages * 4096 / (wms / 1000) / 1e9 if wms else float("nan")
-            rows.append((name, ms, restore_ms(dc), gbs, catgbs, pct(during, 0.99), pct(steady, 0.99), la))
+            # read once the server is gone: it logs the line after the reply
+            tl = timeline(dc, t0_ns) or (float("nan"), ) * 3
+            rows.append((name, ms, restore_ms(dc), gbs, catgbs, pct(during, 0.99), pct(steady, 0.99), la) + tl)
             print("%s %s: first reply %.1f ms, ckpt_restore() %.1f ms, residency %.2f GB/s (cat %.2f), "
-                  "p99 warming %.0f / steady %.0f us, load %.2f" % ((size, ) + rows[-1]), file=sys.stderr)
+                  "p99 warming %.0f / steady %.0f us, load %.2f; exec->main %.1f, restore %.1f, "
+                  "restore->reply %.1f ms" % ((size, ) + rows[-1]), file=sys.stderr)
     return rows
 
 
@@ -286,18 +291,19 @@ def compare_main(a):
     work = tempfile.mkdtemp(prefix="ckpt-restart-")
     lines = ["## Lazy restart: this tree (`this`) against `%s` (`other`), alternating" % a.compare, "",
              "| dataset | binary | first reply ms | ckpt_restore() ms | residency GB/s | `cat` GB/s | "
-             "p99 warming us | p99 steady us | load (1 min) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "p99 warming us | p99 steady us | load (1 min) | exec->main() ms | restore->reply ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     meds = []
     try:
         for s in a.sizes.split(","):
             rows = compare_size(parse_size(s), a.reps, a.rate, work, a.compare)
             for r in rows:
-                lines.append("| %s | %s | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f | %.2f |" % ((s, ) + r))
+                lines.append("| %s | %s | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f | %.2f | %.1f | %.1f |" % (
+                    (s, ) + r[:9] + r[10:]))
             for name in ("this", "other"):
                 v = [r for r in rows if r[0] == name]
-                med = [sorted(x[i] for x in v)[len(v) // 2] for i in range(1, 8)]
-                meds.append("| %s | %s (median of %d) | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f | %.2f |" % (
+                med = [sorted(x[i] for x in v)[len(v) // 2] for i in (1, 2, 3, 4, 5, 6, 7, 8, 10)]
+                meds.append("| %s | %s (median of %d) | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f | %.2f | %.1f | %.1f |" % (
                     (s, name, len(v)) + tuple(med)))
             shutil.rmtree(work, ignore_errors=True)
             os.makedirs(work, exist_ok=True)

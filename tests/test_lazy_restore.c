@@ -326,6 +326,242 @@ Test(lazy_restore, a_fault_reads_its_chunk_not_its_block, .timeout = 120)
 	free(dir);
 }
 
+/* ------------------------------------------------------------ a flat index */
+
+/*
+ * Allocations made by the calling thread while counting is on: malloc,
+ * calloc and realloc pass through here to glibc's own (an executable's
+ * definitions take the place of libc's for every caller, the library
+ * included).  Not under a sanitizer, which brings its own allocator.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define COUNT_ALLOCS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define COUNT_ALLOCS 0
+#endif
+#endif
+#ifndef COUNT_ALLOCS
+#define COUNT_ALLOCS 1
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t k);
+extern void *__libc_realloc(void *p, size_t n);
+static __thread bool counting;
+static __thread unsigned long allocs;
+
+void *malloc(size_t n)
+{
+	allocs += counting;
+	return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t k)
+{
+	allocs += counting;
+	return __libc_calloc(n, k);
+}
+
+void *realloc(void *p, size_t n)
+{
+	allocs += counting;
+	return __libc_realloc(p, n);
+}
+#endif
+
+/* Writes the heap @mem described by @in as a stored version-4 image in
+ * which every block holds one page (the file sink puts up to 256 in a
+ * block): many blocks from a small heap.  Blocks in page order, or with
+ * @reversed the other way round (runs out of order: the index sorts).
+ * @twice > 0: the block meant for page @twice records page @twice - 1
+ * instead (a page recorded twice, one missing; every checksum sealed). */
+static void write_page_per_block(const char *path, const struct ckpt_sink_info *in, const uint8_t *mem,
+				 bool reversed, uint64_t twice)
+{
+	struct ckpt__img_header h;
+	memset(&h, 0, sizeof(h));
+	CKPT_ASSERT_OK(ckpt__img_header_encode(&h, in, 0));
+	uint64_t n = in->npages, ps = in->page_size, nchunks = 0, stored = 0, zero = 0;
+	size_t cap = sizeof(h) + n * (64 + ps + 16) + 64 + n * (32 + 64 + 16 + 8) + 8 + 64, off = sizeof(h), tl = 0;
+	uint8_t *img = calloc(1, cap), *table = malloc(n * (64 + 16 + 8));
+	struct ckpt__trl_entry *ent = malloc(n * sizeof(*ent));
+	cr_assert(img && table && ent);
+	memcpy(img, &h, sizeof(h));
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p = reversed ? n - 1 - i : i;
+		if (twice && p == twice)
+			p--;
+		bool z = ckpt__page_is_zero(mem + p * ps, ps);
+		struct ckpt__blk_header b = { .magic = CKPT__BLK_MAGIC, .nruns = 1, .data_pages = !z,
+					      .zero_pages = z, .data_len = z ? 0 : (uint32_t)ps, .seq = i,
+					      .first_page = p };
+		struct ckpt__run r = { p, 1, z ? CKPT__RUN_ZERO : CKPT__RUN_DATA };
+		uint8_t *d = img + off + sizeof(b);
+		memcpy(d, mem + p * ps, b.data_len);
+		memcpy(d + b.data_len, &r, sizeof(r));
+		b.payload_hash = ckpt__hash(d, b.data_len + sizeof(r));
+		ckpt__blk_header_seal(&b);
+		memcpy(img + off, &b, sizeof(b));
+		ent[i] = (struct ckpt__trl_entry){ off, b.checksum, (uint32_t)(sizeof(b) + b.data_len + sizeof(r)),
+						   b.data_pages, b.zero_pages, 1 };
+		memcpy(table + tl, &b, sizeof(b));
+		memcpy(table + tl + sizeof(b), &r, sizeof(r));
+		tl += sizeof(b) + sizeof(r);
+		uint64_t nc = ckpt__blk_nchunks(&b, h.chunk_size);
+		ckpt__chunk_hashes(d, b.data_len, h.chunk_size, (uint64_t *)(void *)(table + tl));
+		tl += nc * 8;
+		nchunks += nc;
+		stored += b.data_pages;
+		zero += b.zero_pages;
+		off += sizeof(b) + b.data_len + sizeof(r);
+	}
+	struct ckpt__trl_header t = { .magic = CKPT__TRL_MAGIC, .nblocks = n, .pages_stored = stored,
+				      .pages_zero = zero, .nruns = n, .offset = off, .nchunks = nchunks };
+	ckpt__trl_header_seal(&t);
+	size_t toff = off;
+	memcpy(img + off, &t, sizeof(t));
+	memcpy(img + off + sizeof(t), ent, n * sizeof(*ent));
+	memcpy(img + off + sizeof(t) + n * sizeof(*ent), table, tl);
+	off += sizeof(t) + n * sizeof(*ent) + tl;
+	uint64_t tsum = ckpt__hash(img + toff, off - toff);
+	memcpy(img + off, &tsum, 8);
+	off += 8;
+	cr_assert_eq(off - toff, ckpt__trl_size(h.version, n, n, nchunks));
+	struct ckpt__footer f = { .trailer_offset = toff, .trailer_size = off - toff, .file_size = off + sizeof(f) };
+	memcpy(f.id, h.id, sizeof(f.id));
+	memcpy(f.magic, CKPT__IMG_FOOTER_MAGIC, sizeof(f.magic));
+	f.file_hash = ckpt__img_digest(img, off);
+	ckpt__footer_seal(&f);
+	memcpy(img + off, &f, sizeof(f));
+	cr_assert_eq(iu_write_file(path, img, off + sizeof(f)), 0);
+	free(ent);
+	free(table);
+	free(img);
+}
+
+/* A heap of about @mib MiB written one page per block at @path, in page
+ * order; its bytes in *@mem (mapped: munmap() heap_size bytes), the
+ * extent's length in *@len, its description in *@in. */
+static void page_per_block_image(const char *path, unsigned mib, uint8_t **mem, size_t *len,
+				 struct ckpt_sink_info *in)
+{
+	char full[310], err[256] = "";
+	snprintf(full, sizeof(full), "%s.full", path);
+	ckpt_heap *h = make_heap(CKPT_TRAP_THREAD, 0, 128u << 20);
+	fill_heap(h, mib, ckpt_test_seed("page_per_block_image"));
+	checkpoint(h, full, 0);
+	ckpt_heap_destroy(h);
+	size_t size;
+	int rc = iu_load(full, mem, &size, err, sizeof(err));
+	cr_assert(rc == 0, "%s: %s", ckpt_strerror(rc), err);
+	int fd = open(full, O_RDONLY | O_CLOEXEC);
+	struct ckpt__img_header hd;
+	cr_assert(fd >= 0);
+	cr_assert(pread(fd, &hd, sizeof(hd), 0) == (ssize_t)sizeof(hd));
+	close(fd);
+	unlink(full);
+	ckpt__img_header_to_sink_info(&hd, in);
+	write_page_per_block(path, in, *mem, false, 0);
+	*len = (size_t)in->npages * in->page_size;
+}
+
+/* Allocations ckpt_restore(CKPT_RESTORE_LAZY) of @path makes in the
+ * calling thread (the index is built there); the heap is made resident
+ * and compared with @mem. */
+static unsigned long lazy_restore_allocs(const char *path, const uint8_t *mem, size_t len, uint64_t *blocks)
+{
+	struct ckpt_image_info ii;
+	CKPT_ASSERT_OK(ckpt_image_info(path, &ii, NULL, 0));
+	*blocks = ii.blocks;
+	char err[256] = "";
+	struct ckpt_restore_opts ro = lazy_opts(0, NULL, err, sizeof(err));
+	ckpt_heap *r = NULL;
+#if COUNT_ALLOCS
+	allocs = 0;
+	counting = true;
+#endif
+	int rc = ckpt_restore(path, &ro, &r);
+#if COUNT_ALLOCS
+	counting = false;
+	unsigned long n = allocs;
+#else
+	unsigned long n = 0;
+#endif
+	cr_assert(rc == 0, "lazy restore: %s (%s)", ckpt_err_name(rc), err);
+	CKPT_ASSERT_OK(ckpt_restore_wait(r));
+	cr_assert(memcmp(ckpt_heap_base(r), mem, len) == 0, "%s restored lazily differs", path);
+	ckpt_heap_destroy(r);
+	return n;
+}
+
+/* The up-front index of a lazy restore allocates the same whatever the
+ * number of blocks: about ten times the blocks, no more allocations (it used
+ * to make two per block, for its runs and its chunk hashes).  Counted,
+ * not timed (not under a sanitizer: see COUNT_ALLOCS).  Also restores an
+ * image whose blocks are out of page order (the index sorts those). */
+Test(lazy_restore, the_index_allocates_no_more_for_ten_times_the_blocks, .timeout = 180)
+{
+	char *dir = iu_tmpdir("lazyflat");
+	char small[300], big[300], rev[300];
+	snprintf(small, sizeof(small), "%s/small.ckpt", dir);
+	snprintf(big, sizeof(big), "%s/big.ckpt", dir);
+	snprintf(rev, sizeof(rev), "%s/rev.ckpt", dir);
+	uint8_t *ms, *mb;
+	size_t ls, lb;
+	struct ckpt_sink_info is, ib;
+	page_per_block_image(small, 4, &ms, &ls, &is);
+	page_per_block_image(big, 45, &mb, &lb, &ib);
+	uint64_t bs, bb, br;
+	unsigned long as = lazy_restore_allocs(small, ms, ls, &bs);
+	unsigned long ab = lazy_restore_allocs(big, mb, lb, &bb);
+	cr_log_info("%llu blocks: %lu allocations; %llu blocks: %lu", (unsigned long long)bs, as,
+		    (unsigned long long)bb, ab);
+	cr_assert(bs >= 1000 && bb >= 9 * bs, "%llu and %llu blocks: not the sizes meant",
+		  (unsigned long long)bs, (unsigned long long)bb);
+	/* under a sanitizer the restores still run and are compared, but
+	 * its allocator is not counted */
+	cr_assert(!COUNT_ALLOCS || as > 0, "no allocation counted: the counting wrappers are not in use");
+	cr_assert(ab <= as + 8, "%llu blocks: %lu allocations; %llu blocks: %lu (grows with the blocks)",
+		  (unsigned long long)bs, as, (unsigned long long)bb, ab);
+	/* out of order: one more allocation at most (the sort's) */
+	write_page_per_block(rev, &ib, mb, true, 0);
+	unsigned long ar = lazy_restore_allocs(rev, mb, lb, &br);
+	cr_assert(br == bb && ar <= as + 9, "reversed, %llu blocks: %lu allocations (%lu for %llu in order)",
+		  (unsigned long long)br, ar, as, (unsigned long long)bs);
+	munmap(ms, is.heap_size);
+	munmap(mb, ib.heap_size);
+	iu_rmtree(dir);
+	free(dir);
+}
+
+/* A page recorded twice in one image (by two blocks, every checksum
+ * sealed) is refused up front, whether the image's runs are in page
+ * order (checked in the same pass as the order, no sort) or not (sorted
+ * first). */
+Test(lazy_restore, a_page_recorded_twice_is_refused_in_order_or_not, .timeout = 120)
+{
+	char *dir = iu_tmpdir("lazytwice");
+	char ok[300], bad[300];
+	snprintf(ok, sizeof(ok), "%s/ok.ckpt", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.ckpt", dir);
+	uint8_t *m;
+	size_t len;
+	struct ckpt_sink_info in;
+	page_per_block_image(ok, 1, &m, &len, &in);
+	for (int rev = 0; rev < 2; rev++) {
+		write_page_per_block(bad, &in, m, rev, in.npages / 2);
+		char err[256] = "";
+		struct ckpt_restore_opts ro = lazy_opts(0, NULL, err, sizeof(err));
+		ckpt_heap *r = NULL;
+		int rc = ckpt_restore(bad, &ro, &r);
+		cr_assert(rc == CKPT_E_CORRUPT && !r, "%s: %s (%s)", rev ? "out of order" : "in order",
+			  ckpt_err_name(rc), err);
+		cr_assert(strstr(err, "recorded twice"), "%s: %s", rev ? "out of order" : "in order", err);
+	}
+	munmap(m, in.heap_size);
+	iu_rmtree(dir);
+	free(dir);
+}
+
 /* Freeing, allocating and writing right after a lazy restore, before the
  * loaders are done, then checkpointing: the checkpoint (which first makes
  * the heap resident) holds exactly the heap as the application left it. */

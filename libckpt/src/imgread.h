@@ -19,8 +19,14 @@ int ckpt__pread_all(int fd, void *buf, size_t n, uint64_t off);
 int ckpt__img_read_header_fd(int fd, const char *path, struct ckpt__img_header *h, char *err,
 			     size_t errsz);
 
+/* Memory for an image's structure, mapped before it is returned (one
+ * call instead of a page fault per page); NULL if none.  Freed with
+ * ckpt__buf_free() and the same @n. */
+void *ckpt__buf_alloc(size_t n);
+void ckpt__buf_free(void *p, size_t n);
+
 /* Footer and whole trailer of @fd (header @h checked), one read each:
- * *@trl_out (malloc'ed, f->trailer_size bytes) holds the trailer header,
+ * *@trl_out (ckpt__buf_alloc(), f->trailer_size bytes) holds the trailer header,
  * the block index and, from version 3, the block table.  The footer is
  * checked against the file, the trailer's checksum and size against the
  * footer; its counts are the caller's to check against the blocks. */

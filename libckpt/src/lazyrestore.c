@@ -10,17 +10,28 @@
  * is zero.  The heap's memfd starts empty and is mapped at the base; the
  * range is registered with a userfaultfd of our own for MISSING faults.
  *
+ * The up-front work is linear in the number of blocks (8,853 for an 8 GiB
+ * heap) and is kept to a few passes over memory mapped in one call: the
+ * trailer is read with one pread(2) into ckpt__buf_alloc() memory (fresh
+ * memory faulted in page by page cost more than the rest of the index),
+ * the blocks' headers, runs and chunk hashes are used where they lie in it
+ * (version 3 on; before, one array per image), the block array is one
+ * allocation, the runs are sorted only when they are out of page order,
+ * and the first image's intervals become the owner map as they are.
+ *
  * Installing a block: read it whole, check its payload hash (data and run
  * records), its runs against the index, decompress, check the raw hash,
- * then pwrite(2) the pages it owns into the memfd.  A page that is in the
- * memfd's page cache no longer raises a missing fault, so the background
- * loaders need no ioctl per page.  Each block is installed at most once
- * (its state goes IDLE -> LOADING -> DONE or BAD under lz->mu): once DONE
- * the application may have written its pages, and installing again would
- * undo those writes.  Pages without data (zero runs, past the extent, or
- * punched by the allocator after installing) are resolved by the fault
- * thread with UFFDIO_ZEROPAGE, which fails with EEXIST instead of
- * overwriting a page that exists: that is what keeps two faults on one
+ * then install the pages it owns with UFFDIO_COPY, one ioctl per range:
+ * it allocates, fills and maps each page, and fails with EEXIST instead of
+ * overwriting a page that is there (a fault's chunk, or a thread that
+ * installed the block too), so an application write is never undone.
+ * pwrite(2) into the memfd is only the fallback where UFFDIO_COPY is
+ * refused; it overwrites, so from then on only a block's holder installs
+ * it, whole (install_pages()).  Each block is settled once (its state goes
+ * IDLE -> LOADING -> DONE or BAD under lz->mu).  Pages without data (zero
+ * runs, past the extent, or punched by the allocator after installing)
+ * are resolved by the fault thread with UFFDIO_ZEROPAGE, which also fails
+ * with EEXIST rather than overwrite: that is what keeps two faults on one
  * zero page from clobbering a write made in between.
  *
  * A fault on a stored block of a version-4 image does not install the
@@ -30,9 +41,9 @@
  * block per fault was most of ckpt_restore()'s time in redis-ckpt (the
  * allocator's ~10 faults while the heap is opened: 0.3-0.5 ms each).
  *
- * Why MISSING + pwrite and not MINOR + UFFDIO_CONTINUE: a minor fault is
- * raised only for a page already in the page cache; a page not loaded yet
- * is a hole, and the kernel would fill it with zeroes without asking.
+ * Why MISSING + UFFDIO_COPY and not MINOR + UFFDIO_CONTINUE: a minor fault
+ * is raised only for a page already in the page cache; a page not loaded
+ * yet is a hole, and the kernel would fill it with zeroes without asking.
  * Minor faults suit a memfd filled in advance, which is the eager restore.
  *
  * A block whose checks fail while the heap is in use is never served: its
@@ -46,9 +57,9 @@
  * is unregistered and the heap's own uffd registered for write-protection
  * (one uffd per range: see kernel/tests cases_lazy.c).
  *
- * Calls: image.h checks, heap.c (ckpt__heap_adopt_lazy,
- * ckpt__heap_register_wp), ckpt__log.  Called by restore.c, heap.c and
- * checkpoint.c through internal.h.
+ * Calls: image.h checks, imgread.c (trailer, chain), ownermap.c, heap.c
+ * (ckpt__heap_adopt_lazy, ckpt__heap_register_wp), ckpt__log.  Called by
+ * restore.c, heap.c and checkpoint.c through internal.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -88,15 +99,24 @@
  * is left to a loader (lz->redo), which loads it again like an idle one. */
 enum { B_IDLE, B_LOADING, B_WINDOWED, B_DONE, B_BAD };
 
+/* bh, runs and chunk point into lz->img[img]: its trailer as read (version
+ * 3 on), or one array per image (versions 1-2); no allocation per block
+ * (ckpt_restore() indexes 8,853 blocks for an 8 GiB heap). */
 struct lz_block {
-	uint64_t off;                /* file offset of the block header */
-	struct ckpt__blk_header bh;  /* as checked up front */
-	struct ckpt__run *runs;      /* as checked up front */
-	uint64_t *chunk;             /* version 4, stored: a hash per csize bytes of data (else NULL) */
+	uint64_t off;                      /* file offset of the block header */
+	const struct ckpt__blk_header *bh; /* as checked up front */
+	const struct ckpt__run *runs;      /* as checked up front */
+	const uint64_t *chunk;             /* version 4, stored: a hash per csize bytes of data (else NULL) */
 	uint32_t csize;
 	uint32_t img;                /* index into lz->fd */
 	uint32_t owned;              /* data pages it installs */
 	_Atomic int state;           /* B_*, changed under lz->mu; the fault thread reads it without */
+};
+
+struct lz_image {
+	uint8_t *trl;              /* its trailer (ckpt__buf_alloc()), f.trailer_size bytes */
+	struct ckpt__footer f;
+	void *arr;                 /* versions 1-2: block headers and runs (malloc'ed) */
 };
 
 struct ckpt__lazy {
@@ -104,9 +124,10 @@ struct ckpt__lazy {
 	uint32_t page_size;
 	uint64_t npages;           /* the tip's extent: pages past it are zero */
 	struct ckpt__ownermap map; /* page -> block index | OWN_ZERO; OWN_NONE outside */
-	struct lz_block *blk;
-	uint32_t nblk;
+	struct lz_block *blk;      /* ckpt__buf_alloc(), for nblk_cap */
+	uint32_t nblk, nblk_cap;
 	int *fd;                   /* image files, oldest first */
+	struct lz_image *img;      /* per image: what its blocks point into */
 	uint32_t nimg;
 	uint64_t total;            /* data pages to install */
 	_Atomic uint64_t resident; /* data pages installed */
@@ -120,6 +141,7 @@ struct ckpt__lazy {
 	/* what the faults cost (CKPT_LOG_DEBUG at the end of ckpt_restore()
 	 * and when resident): the time to a first reply is mostly theirs */
 	_Atomic uint64_t st_faults, st_fault_ns, st_fault_read;
+	uint64_t st_trl_ns, st_blocks_ns, st_map_ns; /* the index's phases, all images */
 	uint64_t t_attach;         /* when heap.c handed us the mapped range */
 	int uffd, stop_fd;
 	pthread_mutex_t mu;
@@ -143,56 +165,58 @@ static int table_block(const struct ckpt__img_header *h, const uint8_t **tp, con
 		       const struct ckpt__trl_entry *en, uint64_t seq, uint64_t at, struct lz_block *b,
 		       char *err, size_t errsz)
 {
-	if ((size_t)(tend - *tp) < sizeof(b->bh))
+	if ((size_t)(tend - *tp) < sizeof(*b->bh))
 		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends before block %llu",
 				     (unsigned long long)seq);
-	memcpy(&b->bh, *tp, sizeof(b->bh));
-	int rc = ckpt__blk_indexed_check(&b->bh, en, seq, at, h->page_size, err, errsz);
+	/* in place: the trailer starts on a page (ckpt__buf_alloc()) and
+	 * every record in it is a multiple of 8 bytes long (image.h), so
+	 * each is aligned */
+	b->bh = (const void *)*tp;
+	int rc = ckpt__blk_indexed_check(b->bh, en, seq, at, h->page_size, err, errsz);
 	if (rc)
 		return rc;
-	size_t rb = (size_t)b->bh.nruns * sizeof(*b->runs);
-	if ((size_t)(tend - *tp) - sizeof(b->bh) < rb)
+	size_t rb = (size_t)b->bh->nruns * sizeof(*b->runs);
+	if ((size_t)(tend - *tp) - sizeof(*b->bh) < rb)
 		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends inside block %llu",
 				     (unsigned long long)seq);
-	b->runs = malloc(rb);
-	if (!b->runs)
-		return -ENOMEM;
-	memcpy(b->runs, *tp + sizeof(b->bh), rb);
-	*tp += sizeof(b->bh) + rb;
-	size_t cb = (size_t)ckpt__blk_nchunks(&b->bh, ckpt__img_chunk_size(h)) * 8;
+	b->runs = (const void *)(*tp + sizeof(*b->bh));
+	*tp += sizeof(*b->bh) + rb;
+	size_t cb = (size_t)ckpt__blk_nchunks(b->bh, ckpt__img_chunk_size(h)) * 8;
 	if (cb) {
 		if ((size_t)(tend - *tp) < cb)
 			return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: block table ends inside block %llu",
 					  (unsigned long long)seq);
-		if (!(b->chunk = malloc(cb)))
-			return -ENOMEM;
-		memcpy(b->chunk, *tp, cb);
+		b->chunk = (const void *)*tp;
 		b->csize = h->chunk_size;
 		*tp += cb;
 	}
-	return ckpt__runs_check(&b->bh, b->runs, h->npages, err, errsz);
+	return ckpt__runs_check(b->bh, b->runs, h->npages, err, errsz);
 }
 
 /* Versions 1-2 (no block table): block @seq's header and runs read from
- * the file at @at, checked against index entry @en. */
+ * the file at @at into @bh and *@runs (room for @left more run records;
+ * *@runs and *@left advance), checked against index entry @en. */
 static int file_block(int fd, const struct ckpt__img_header *h, const struct ckpt__trl_entry *en,
-		      uint64_t seq, uint64_t at, struct lz_block *b, char *err, size_t errsz)
+		      uint64_t seq, uint64_t at, struct lz_block *b, struct ckpt__blk_header *bh,
+		      struct ckpt__run **runs, uint64_t *left, char *err, size_t errsz)
 {
-	int rc = ckpt__pread_all(fd, &b->bh, sizeof(b->bh), at);
+	int rc = ckpt__pread_all(fd, bh, sizeof(*bh), at);
 	if (rc)
 		return ckpt__errf(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
-	const struct ckpt__blk_header *bh = &b->bh;
+	b->bh = bh;
 	rc = ckpt__blk_indexed_check(bh, en, seq, at, h->page_size, err, errsz);
 	if (rc)
 		return rc;
-	b->runs = malloc((size_t)bh->nruns * sizeof(*b->runs));
-	if (!b->runs)
-		return -ENOMEM;
-	rc = ckpt__pread_all(fd, b->runs, (size_t)bh->nruns * sizeof(*b->runs), at + sizeof(*bh) + bh->data_len);
+	if (bh->nruns > *left)
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: the trailer's counts do not match the blocks read");
+	rc = ckpt__pread_all(fd, *runs, (size_t)bh->nruns * sizeof(**runs), at + sizeof(*bh) + bh->data_len);
 	if (rc)
 		return ckpt__errf(err, errsz, rc, "reading block %llu: %s", (unsigned long long)seq,
 				     ckpt_strerror(rc));
+	b->runs = *runs;
+	*runs += bh->nruns;
+	*left -= bh->nruns;
 	return ckpt__runs_check(bh, b->runs, h->npages, err, errsz);
 }
 
@@ -203,14 +227,14 @@ static int image_segs(const struct lz_block *blk, uint32_t first, uint32_t n, co
 {
 	size_t nall = 0;
 	for (uint32_t i = first; i < first + n; i++)
-		nall += blk[i].bh.nruns;
+		nall += blk[i].bh->nruns;
 	struct ckpt__seg *all = malloc((nall ? nall : 1) * sizeof(*all));
 	if (!all)
 		return -ENOMEM;
 	size_t k = 0;
 	uint64_t total = 0;
 	for (uint32_t i = first; i < first + n; i++)
-		for (uint32_t r = 0; r < blk[i].bh.nruns; r++) {
+		for (uint32_t r = 0; r < blk[i].bh->nruns; r++) {
 			const struct ckpt__run *run = &blk[i].runs[r];
 			all[k++] = (struct ckpt__seg){ run->first_page, run->npages,
 						       i | (run->kind == CKPT__RUN_ZERO ? OWN_ZERO : 0) };
@@ -233,31 +257,42 @@ static int image_segs(const struct lz_block *blk, uint32_t first, uint32_t n, co
 	return 0;
 }
 
-static int grow_blocks(struct ckpt__lazy *lz, uint64_t more)
+/* Versions 1-2: one array for the image's block headers and run records
+ * (*@mem, which the blocks point into), its size bounded by the file's:
+ * each record is in the file before the trailer. */
+static int file_arrays(const struct ckpt__trl_header *t, const struct ckpt__footer *f, void **mem,
+		       struct ckpt__blk_header **bhs, struct ckpt__run **runs, char *err, size_t errsz)
 {
-	if (lz->nblk + more > MAX_BLOCKS)
-		return CKPT_E_CORRUPT;
-	void *p = realloc(lz->blk, (size_t)(lz->nblk + more) * sizeof(*lz->blk));
-	if (!p)
+	if (t->nblocks > f->trailer_offset / sizeof(**bhs) || t->nruns > f->trailer_offset / sizeof(**runs))
+		return ckpt__errf(err, errsz, CKPT_E_CORRUPT, "corrupt: the trailer's counts do not match the file");
+	size_t hb = (size_t)t->nblocks * sizeof(**bhs);
+	*mem = malloc(hb + (size_t)t->nruns * sizeof(**runs) + 1);
+	if (!*mem)
 		return -ENOMEM;
-	lz->blk = p;
-	memset(lz->blk + lz->nblk, 0, (size_t)more * sizeof(*lz->blk));
+	*bhs = *mem;
+	*runs = (void *)((uint8_t *)*mem + hb); /* 64-byte headers first: aligned */
 	return 0;
 }
 
-/* The image's blocks from its trailer @trl (version 3: its block table;
- * before: two reads per block), checked against the trailer's counts and,
- * with the header, against the footer's whole-file digest. */
+/* The image's blocks from its trailer @trl (version 3: its block table,
+ * pointed into; before: two reads per block, into *@mem), checked against
+ * the trailer's counts and, with the header, against the footer's
+ * whole-file digest. */
 static int index_blocks(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
-			const struct ckpt__footer *f, const uint8_t *trl, char *err, size_t errsz)
+			const struct ckpt__footer *f, const uint8_t *trl, void **mem, char *err, size_t errsz)
 {
 	struct ckpt__trl_header t;
 	memcpy(&t, trl, sizeof(t));
 	const struct ckpt__trl_entry *ent = (const void *)(trl + sizeof(t));
 	const uint8_t *tp = trl + sizeof(t) + t.nblocks * sizeof(*ent), *tend = trl + f->trailer_size - 8;
 	bool table = h->version >= CKPT__IMG_VERSION_TABLE;
+	struct ckpt__blk_header *bhs = NULL;
+	struct ckpt__run *runs = NULL;
+	uint64_t left = t.nruns;
 	XXH3_state_t *dg = XXH3_createState();
-	int rc = dg ? grow_blocks(lz, t.nblocks) : -ENOMEM;
+	int rc = !dg ? -ENOMEM : t.nblocks > lz->nblk_cap - lz->nblk ? CKPT_E_CORRUPT : 0;
+	if (!rc && !table)
+		rc = file_arrays(&t, f, mem, &bhs, &runs, err, errsz);
 	if (dg) {
 		XXH3_64bits_reset(dg);
 		XXH3_64bits_update(dg, h, sizeof(*h));
@@ -268,15 +303,15 @@ static int index_blocks(struct ckpt__lazy *lz, uint32_t img, int fd, const struc
 		b->img = img;
 		b->off = at;
 		rc = table ? table_block(h, &tp, tend, &ent[i], i, at, b, err, errsz)
-			   : file_block(fd, h, &ent[i], i, at, b, err, errsz);
+			   : file_block(fd, h, &ent[i], i, at, b, &bhs[i], &runs, &left, err, errsz);
 		if (rc)
 			break;
-		XXH3_64bits_update(dg, &b->bh, sizeof(b->bh));
+		XXH3_64bits_update(dg, b->bh, sizeof(*b->bh));
 		at += ent[i].length;
-		stored += b->bh.data_pages;
-		zero += b->bh.zero_pages;
-		nruns += b->bh.nruns;
-		nchunks += ckpt__blk_nchunks(&b->bh, b->csize);
+		stored += b->bh->data_pages;
+		zero += b->bh->zero_pages;
+		nruns += b->bh->nruns;
+		nchunks += ckpt__blk_nchunks(b->bh, b->csize);
 	}
 	if (!rc && (at != t.offset || t.pages_stored != stored || t.pages_zero != zero ||
 		    t.nruns != nruns || t.nchunks != nchunks || (table && tp != tend)))
@@ -292,25 +327,26 @@ static int index_blocks(struct ckpt__lazy *lz, uint32_t img, int fd, const struc
 	return rc;
 }
 
-/* Indexes image @img (open as @fd, header @h already checked) and lays its
- * runs over the owner map: images come oldest first, so the newest wins. */
+/* Indexes image @img (open as @fd, header @h already checked, trailer
+ * read) and lays its runs over the owner map: images come oldest first,
+ * so the newest wins.  Its trailer (and arrays) stay in lz->img[img] for
+ * as long as the blocks point into them. */
 static int index_image(struct ckpt__lazy *lz, uint32_t img, int fd, const struct ckpt__img_header *h,
 		       char *err, size_t errsz)
 {
-	struct ckpt__footer f;
-	uint8_t *trl = NULL;
+	struct lz_image *im = &lz->img[img];
 	uint32_t first = lz->nblk;
-	int rc = ckpt__img_read_trailer(fd, h, &f, &trl, err, errsz);
-	if (!rc)
-		rc = index_blocks(lz, img, fd, h, &f, trl, err, errsz);
-	free(trl);
+	uint64_t t1 = ckpt__now_ns();
+	int rc = index_blocks(lz, img, fd, h, &im->f, im->trl, &im->arr, err, errsz);
+	uint64_t t2 = ckpt__now_ns();
 	struct ckpt__seg *segs = NULL;
 	size_t nsegs = 0;
 	if (!rc)
 		rc = image_segs(lz->blk, first, lz->nblk - first, h, &segs, &nsegs, err, errsz);
 	if (!rc)
-		rc = ckpt__ownermap_overlay(&lz->map, segs, nsegs);
-	free(segs);
+		rc = ckpt__ownermap_overlay(&lz->map, segs, nsegs); /* takes segs */
+	lz->st_blocks_ns += t2 - t1;
+	lz->st_map_ns += ckpt__now_ns() - t2;
 	return rc;
 }
 
@@ -384,7 +420,7 @@ static int install_owned(struct ckpt__lazy *lz, uint32_t i, const uint8_t *raw, 
 {
 	const struct lz_block *b = &lz->blk[i];
 	size_t k = 0;
-	for (uint32_t r = 0; r < b->bh.nruns; r++) {
+	for (uint32_t r = 0; r < b->bh->nruns; r++) {
 		const struct ckpt__run *run = &b->runs[r];
 		if (run->kind != CKPT__RUN_DATA)
 			continue;
@@ -424,7 +460,7 @@ static int load_block(struct ckpt__lazy *lz, uint32_t i, uint64_t hint, bool *wi
 		      size_t *cap, ZSTD_DCtx *dctx)
 {
 	struct lz_block *b = &lz->blk[i];
-	const struct ckpt__blk_header *bh = &b->bh;
+	const struct ckpt__blk_header *bh = b->bh;
 	size_t plen = (size_t)bh->data_len + (size_t)bh->nruns * sizeof(struct ckpt__run);
 	size_t raw_len = (size_t)bh->data_pages * lz->page_size;
 	bool z = (bh->flags & CKPT__BLK_ZSTD) != 0;
@@ -648,7 +684,7 @@ static int install_data_range(struct ckpt__lazy *lz, uint32_t i, const uint8_t *
 {
 	const struct lz_block *b = &lz->blk[i];
 	uint64_t k = 0, ps = lz->page_size;
-	for (uint32_t r = 0; r < b->bh.nruns && k < hi; r++) {
+	for (uint32_t r = 0; r < b->bh->nruns && k < hi; r++) {
 		const struct ckpt__run *run = &b->runs[r];
 		if (run->kind != CKPT__RUN_DATA)
 			continue;
@@ -674,7 +710,7 @@ static int install_data_range(struct ckpt__lazy *lz, uint32_t i, const uint8_t *
 static uint64_t data_offset(const struct ckpt__lazy *lz, const struct lz_block *b, uint64_t p)
 {
 	uint64_t k = 0;
-	for (uint32_t r = 0; r < b->bh.nruns; r++) {
+	for (uint32_t r = 0; r < b->bh->nruns; r++) {
 		const struct ckpt__run *run = &b->runs[r];
 		if (run->kind != CKPT__RUN_DATA)
 			continue;
@@ -696,7 +732,7 @@ static int load_chunk(struct ckpt__lazy *lz, uint32_t i, uint64_t p, uint8_t **b
 {
 	const struct lz_block *b = &lz->blk[i];
 	uint64_t at = data_offset(lz, b, p);
-	unsigned long long seq = (unsigned long long)b->bh.seq;
+	unsigned long long seq = (unsigned long long)b->bh->seq;
 	if (at == UINT64_MAX) {
 		/* the owner map and the runs were built from the same table */
 		snprintf(lz->errmsg, sizeof(lz->errmsg), "block %llu of image %u does not hold page %llu", seq,
@@ -704,7 +740,7 @@ static int load_chunk(struct ckpt__lazy *lz, uint32_t i, uint64_t p, uint8_t **b
 		return CKPT_E_FAILED;
 	}
 	uint64_t c = at / b->csize, lo = c * b->csize;
-	size_t len = b->bh.data_len - lo < b->csize ? (size_t)(b->bh.data_len - lo) : b->csize;
+	size_t len = b->bh->data_len - lo < b->csize ? (size_t)(b->bh->data_len - lo) : b->csize;
 	if (*cap < len) {
 		free(*buf);
 		*cap = 0;
@@ -712,7 +748,7 @@ static int load_chunk(struct ckpt__lazy *lz, uint32_t i, uint64_t p, uint8_t **b
 			return -ENOMEM;
 		*cap = len;
 	}
-	int rc = ckpt__pread_all(lz->fd[b->img], *buf, len, b->off + sizeof(b->bh) + lo);
+	int rc = ckpt__pread_all(lz->fd[b->img], *buf, len, b->off + sizeof(*b->bh) + lo);
 	if (rc) {
 		snprintf(lz->errmsg, sizeof(lz->errmsg), "reading block %llu of image %u: %s", seq, b->img,
 			 ckpt_strerror(rc));
@@ -972,11 +1008,12 @@ static void lazy_free(struct ckpt__lazy *lz)
 	for (uint32_t i = 0; i < lz->nimg; i++)
 		if (lz->fd[i] >= 0)
 			close(lz->fd[i]);
-	for (uint32_t i = 0; i < lz->nblk; i++) {
-		free(lz->blk[i].runs);
-		free(lz->blk[i].chunk);
+	for (uint32_t i = 0; lz->img && i < lz->nimg; i++) {
+		ckpt__buf_free(lz->img[i].trl, lz->img[i].f.trailer_size);
+		free(lz->img[i].arr);
 	}
-	free(lz->blk);
+	free(lz->img);
+	ckpt__buf_free(lz->blk, (size_t)lz->nblk_cap * sizeof(*lz->blk));
 	free(lz->redo);
 	free(lz->fd);
 	ckpt__ownermap_free(&lz->map);
@@ -1069,6 +1106,36 @@ static int lazy_new(struct ckpt__lazy **out)
 	return 0;
 }
 
+/* Reads and checks image @img's footer and trailer into lz->img[img]. */
+static int read_trailer(struct ckpt__lazy *lz, uint32_t img, const struct ckpt__img_header *h, char *err,
+			size_t errsz)
+{
+	struct lz_image *im = &lz->img[img];
+	int rc = ckpt__img_read_trailer(lz->fd[img], h, &im->f, &im->trl, err, errsz);
+	if (rc)
+		im->f.trailer_size = 0; /* nothing to free */
+	return rc;
+}
+
+/* The block array for every image's trailer count (each at most 2^31,
+ * ckpt__img_read_trailer()), in one piece. */
+static int alloc_blocks(struct ckpt__lazy *lz)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 0; i < lz->nimg; i++) {
+		struct ckpt__trl_header t;
+		memcpy(&t, lz->img[i].trl, sizeof(t));
+		n += t.nblocks;
+	}
+	if (n > MAX_BLOCKS)
+		return CKPT_E_CORRUPT;
+	lz->blk = ckpt__buf_alloc((size_t)n * sizeof(*lz->blk)); /* zeroed */
+	if (!lz->blk)
+		return -ENOMEM;
+	lz->nblk_cap = (uint32_t)n;
+	return 0;
+}
+
 /* Index of the whole chain; lz->fd and the owner map are filled. */
 static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_header *tip, char *err,
 		      size_t errsz)
@@ -1082,13 +1149,19 @@ static int lazy_index(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	*tip = hd[lz->nimg - 1];
 	lz->page_size = tip->page_size;
 	lz->npages = tip->npages;
-	for (uint32_t i = 0; i < lz->nimg && !rc; i++) {
-		char msg[200] = "";
-		rc = index_image(lz, i, lz->fd[i], &hd[i], msg, sizeof(msg));
-		if (rc)
-			ckpt__errf(err, errsz, rc, "image %u of %u in the chain: %s", i + 1, lz->nimg,
-				      msg[0] ? msg : ckpt_strerror(rc));
-	}
+	uint64_t t0 = ckpt__now_ns();
+	char msg[200] = "";
+	uint32_t i = 0;
+	/* every trailer first: the block array is allocated once */
+	for (; i < lz->nimg && !rc; i++)
+		rc = read_trailer(lz, i, &hd[i], msg, sizeof(msg));
+	lz->st_trl_ns = ckpt__now_ns() - t0;
+	if (!rc && (rc = alloc_blocks(lz)) == 0)
+		for (i = 0; i < lz->nimg && !rc; i++)
+			rc = index_image(lz, i, lz->fd[i], &hd[i], msg, sizeof(msg));
+	if (rc) /* i: the failing image, counted from 1 */
+		ckpt__errf(err, errsz, rc, "image %u of %u in the chain: %s", i, lz->nimg,
+			   msg[0] ? msg : ckpt_strerror(rc));
 	free(hd);
 	if (!rc)
 		count_owned(lz);
@@ -1163,10 +1236,12 @@ static void log_setup(struct ckpt__lazy *lz, const uint64_t *t, uint64_t cpu)
 	ckpt__log(lz->h, CKPT_LOG_DEBUG, "lazy restore: %.3f ms, of which this thread ran %.3f ms", (t[3] - t[0]) / 1e6,
 		  cpu / 1e6);
 	ckpt__log(lz->h, CKPT_LOG_DEBUG,
-		  "lazy restore: index %.3f ms (%u images, %u blocks), memfd %.3f ms, heap set-up %.3f ms "
+		  "lazy restore: index %.3f ms (%u images, %u blocks: trailer read %.3f, blocks checked %.3f, "
+		  "owner map %.3f ms), memfd %.3f ms, heap set-up %.3f ms "
 		  "(to the mapped range %.3f ms; then engine and allocator, %llu faults: %.3f ms in the handler, "
 		  "%llu KiB read)",
-		  (t[1] - t[0]) / 1e6, lz->nimg, lz->nblk, (t[2] - t[1]) / 1e6, (t[3] - t[2]) / 1e6,
+		  (t[1] - t[0]) / 1e6, lz->nimg, lz->nblk, lz->st_trl_ns / 1e6, lz->st_blocks_ns / 1e6,
+		  lz->st_map_ns / 1e6, (t[2] - t[1]) / 1e6, (t[3] - t[2]) / 1e6,
 		  (lz->t_attach - t[2]) / 1e6,
 		  (unsigned long long)atomic_load(&lz->st_faults), atomic_load(&lz->st_fault_ns) / 1e6,
 		  (unsigned long long)atomic_load(&lz->st_fault_read) >> 10);
@@ -1246,8 +1321,9 @@ static int open_chain(struct ckpt__lazy *lz, const char *path, struct ckpt__img_
 	if (rc)
 		return rc;
 	lz->fd = malloc(n * sizeof(*lz->fd));
+	lz->img = calloc(n, sizeof(*lz->img));
 	*hdrs = malloc(n * sizeof(**hdrs));
-	if (!lz->fd || !*hdrs) {
+	if (!lz->fd || !lz->img || !*hdrs) {
 		ckpt__chain_free(l, n);
 		return -ENOMEM;
 	}

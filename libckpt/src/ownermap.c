@@ -19,12 +19,31 @@ static uint64_t seg_end(const struct ckpt__seg *s)
 	return s->first + s->n;
 }
 
-size_t ckpt__segs_sort(struct ckpt__seg *s, size_t n)
+/* The index + 1 of the first of @s[from..n) that overlaps the one before
+ * it, or 0; @s sorted. */
+static size_t first_overlap(const struct ckpt__seg *s, size_t from, size_t n)
 {
-	qsort(s, n, sizeof(*s), cmp_seg);
-	for (size_t i = 1; i < n; i++)
+	for (size_t i = from; i < n; i++)
 		if (seg_end(&s[i - 1]) > s[i].first)
 			return i + 1;
+	return 0;
+}
+
+size_t ckpt__segs_sort(struct ckpt__seg *s, size_t n)
+{
+	/* A writer lays an image's pages out in page order, but for those the
+	 * application wrote during the checkpoint (trapped: emitted first):
+	 * usually nothing to sort (glibc's qsort() allocates), and then one
+	 * pass checks the order and the overlaps together - an overlap inside
+	 * a sorted prefix is one in the sorted whole too. */
+	for (size_t i = 1; i < n; i++) {
+		if (s[i - 1].first > s[i].first) {
+			qsort(s, n, sizeof(*s), cmp_seg);
+			return first_overlap(s, 1, n);
+		}
+		if (seg_end(&s[i - 1]) > s[i].first)
+			return i + 1;
+	}
 	return 0;
 }
 
@@ -54,13 +73,21 @@ static size_t subtract(const struct ckpt__seg *old, size_t nold, const struct ck
 	return o;
 }
 
-int ckpt__ownermap_overlay(struct ckpt__ownermap *m, const struct ckpt__seg *s, size_t n)
+int ckpt__ownermap_overlay(struct ckpt__ownermap *m, struct ckpt__seg *s, size_t n)
 {
+	if (!m->seg) {
+		/* the first image (the chain's oldest, or a full image alone):
+		 * it is the map as it stands */
+		m->seg = s;
+		m->n = n;
+		return 0;
+	}
 	struct ckpt__seg *rest = malloc((m->n + n + 1) * sizeof(*rest));
 	struct ckpt__seg *out = malloc((2 * m->n + 2 * n + 1) * sizeof(*out));
 	if (!rest || !out) {
 		free(rest);
 		free(out);
+		free(s);
 		return -ENOMEM;
 	}
 	size_t nr = subtract(m->seg, m->n, s, n, rest), i = 0, j = 0, o = 0;
@@ -68,6 +95,7 @@ int ckpt__ownermap_overlay(struct ckpt__ownermap *m, const struct ckpt__seg *s, 
 	while (i < nr || j < n)
 		out[o++] = j == n || (i < nr && rest[i].first < s[j].first) ? rest[i++] : s[j++];
 	free(rest);
+	free(s);
 	free(m->seg);
 	m->seg = out;
 	m->n = o;

@@ -26,13 +26,16 @@ struct ckpt__ownermap {
 	size_t n;
 };
 
-/* Sorts @s (@n intervals of one image) by page; 0, or the index + 1 of the
- * first interval that overlaps the one before it. */
+/* Sorts @s (@n intervals of one image) by page, unless they are in order
+ * already (no allocation then); 0, or the index + 1 of the first interval
+ * that overlaps the one before it. */
 size_t ckpt__segs_sort(struct ckpt__seg *s, size_t n);
 
-/* Lays the sorted, disjoint @s (@n intervals of a newer image) over @m:
- * where both record a page, @s wins.  0 or -ENOMEM (@m unchanged). */
-int ckpt__ownermap_overlay(struct ckpt__ownermap *m, const struct ckpt__seg *s, size_t n);
+/* Lays the sorted, disjoint @s (@n intervals of a newer image, malloc'ed)
+ * over @m: where both record a page, @s wins.  Takes @s: an empty @m
+ * becomes @s itself (no copy), else @s is freed.  0 or -ENOMEM (@m
+ * unchanged). */
+int ckpt__ownermap_overlay(struct ckpt__ownermap *m, struct ckpt__seg *s, size_t n);
 
 /* The index of the first interval of @m that ends after @page (m->n if
  * none). */

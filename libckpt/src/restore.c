@@ -1366,7 +1366,7 @@ CKPT_API int ckpt_image_info(const char *path, struct ckpt_image_info *info, cha
 	if (rc)
 		goto out;
 	memcpy(&t, trl, sizeof(t));
-	free(trl);
+	ckpt__buf_free(trl, f.trailer_size);
 	ckpt__img_header_to_info(&h, info);
 	info->pages_stored = t.pages_stored;
 	info->pages_zero = t.pages_zero;
