@@ -9,7 +9,7 @@ warm-up, each request charged from its scheduled send time, against the
 same probe on the same server once resident.  The images and the RDB are
 read from the page cache (each is read once before the timed runs).
 
-  bench/restart.py [--sizes 512m,2g] [--reps 3] [--rate 2000] [--out FILE]
+  bench/restart.py [--sizes 512m,2g] [--reps 3] [--rate 2000] [--out FILE] [--plot PNG]
   bench/restart.py --compare OTHER-REDIS-CKPT [--sizes ...] [--reps N]
 
 --compare: lazy restarts only, this tree's redis-ckpt and OTHER (e.g. main's
@@ -381,6 +381,7 @@ def main():
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--out", default=None)
     ap.add_argument("--compare", default=None, help="another redis-ckpt binary: lazy restarts alternating")
+    ap.add_argument("--plot", default=None, help="PNG: first reply against image size (gnuplot)")
     a = ap.parse_args()
     if a.compare:
         if not os.access(RC, os.X_OK) or not os.access(a.compare, os.X_OK):
@@ -389,7 +390,7 @@ def main():
     if not os.access(RC, os.X_OK) or not shutil.which("redis-server"):
         sys.exit("needs examples/redis-ckpt/redis-ckpt (make) and redis-server")
     work = tempfile.mkdtemp(prefix="ckpt-restart-")
-    notes = []
+    notes, points = [], []
     lines = ["## Restart: process start to first GET reply (ms, median of %d; page cache warm; machine shared)" % a.reps,
              "",
              "| dataset | keys | image / RDB | lazy | eager | redis-server RDB | lazy / eager | lazy / redis-server "
@@ -399,6 +400,7 @@ def main():
         for s in a.sizes.split(","):
             r = one_size(parse_size(s), a.reps, a.rate, work)
             med = {k: sorted(r[k])[len(r[k]) // 2] for k in ("lazy", "eager", "redis-server")}
+            points.append((r["image"], med["lazy"], med["eager"], med["redis-server"]))
             pages, wms, during, steady = r["warm"]
             gbs = pages * 4096 / (wms / 1000) / 1e9 if wms else float("nan")
             rl = sorted(r["lazy-restore"])[len(r["lazy-restore"]) // 2]
@@ -422,6 +424,36 @@ def main():
     if a.out:
         with open(a.out, "w") as f:
             f.write(text)
+    if a.plot and points:
+        plot(points, a.plot)
+
+
+def plot(points, png):
+    """First reply (ms, log scale) against the image's size: lazy, eager
+    and redis-server's RDB load, medians, one point per size."""
+    if not shutil.which("gnuplot"):
+        print("no gnuplot: %s not written" % png, file=sys.stderr)
+        return
+    dat = png + ".dat"
+    with open(dat, "w") as f:
+        f.write("# image_GB lazy_ms eager_ms redis_server_ms\n")
+        for img, lz, eg, rs in points:
+            f.write("%.3f %.2f %.2f %.2f\n" % (img / 1e9, lz, eg, rs))
+    script = """set terminal pngcairo size 900,560
+set output '%s'
+set title 'Restart: process start to first GET reply (median)'
+set xlabel 'image size (GB)'
+set ylabel 'ms (log scale)'
+set logscale y
+set grid
+set key top left
+set yrange [1:*]
+plot '%s' using 1:2 with linespoints lw 2 title 'redis-ckpt --restore lazy', \\
+     '' using 1:3 with linespoints lw 2 title 'redis-ckpt --restore eager', \\
+     '' using 1:4 with linespoints lw 2 title 'redis-server (RDB load)', \\
+     10 with lines dt 2 lc rgb 'gray' title 'target: 10 ms'
+""" % (png, dat)
+    subprocess.run(["gnuplot"], input=script.encode(), check=False)
 
 
 if __name__ == "__main__":

@@ -354,7 +354,8 @@ run_restart() {
 	local sizes=512m,2g
 	[ $full = 1 ] && sizes=512m,2g,8g
 	log "restart: $sizes"
-	python3 bench/restart.py --sizes "$sizes" --out "$raw/restart.md" >"$raw/restart.out" 2>&1 ||
+	python3 bench/restart.py --sizes "$sizes" --out "$raw/restart.md" --plot "$out/$name-restart.png" \
+		>"$raw/restart.out" 2>&1 ||
 		log "restart bench failed: $raw/restart.out"
 	run_restart_warmup
 }

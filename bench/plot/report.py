@@ -277,6 +277,20 @@ def pause_loaded_goals(R, rows):
                lambda v: "%.2f" % v, "pause --loaded did not run")
 
 
+def restart_write(R, raw, outdir, name):
+    """bench/restart.py's table (issue 12) and its plot, as it wrote them."""
+    md = os.path.join(raw, "restart.md")
+    if not os.path.exists(md):
+        return
+    R.p("### 9. Restart: process start to first reply (issue 12, `bench/restart.py`)")
+    R.p()
+    R.p(open(md, errors="replace").read().rstrip().replace("## Restart:", "Restart:", 1))
+    R.p()
+    if os.path.exists(os.path.join(outdir, "%s-restart.png" % name)):
+        R.p("![First reply against image size](%s-restart.png)" % name)
+        R.p()
+
+
 def pause_loaded_write(R, rows, unavail, name):
     R.p("### 8. Pause against heap size with a writer dirtying random pages (issue 10, `bench/pause --loaded`)")
     R.p()
@@ -767,6 +781,7 @@ def main():
         loaded_write(R, ld, env, a.name)
     if pl or pl_unavail:
         pause_loaded_write(R, pl, pl_unavail, a.name)
+    restart_write(R, a.raw, os.path.dirname(a.out), a.name)
 
     with open(a.out, "w") as f:
         f.write("\n".join(R.out) + "\n")
