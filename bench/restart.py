@@ -446,12 +446,12 @@ set xlabel 'image size (GB)'
 set ylabel 'ms (log scale)'
 set logscale y
 set grid
-set key top left
+set key center right box opaque
 set yrange [1:*]
 plot '%s' using 1:2 with linespoints lw 2 title 'redis-ckpt --restore lazy', \\
      '' using 1:3 with linespoints lw 2 title 'redis-ckpt --restore eager', \\
      '' using 1:4 with linespoints lw 2 title 'redis-server (RDB load)', \\
-     10 with lines dt 2 lc rgb 'gray' title 'target: 10 ms'
+     10 with lines dt 2 lw 2 lc rgb 'red' title 'target: 10 ms'
 """ % (png, dat)
     subprocess.run(["gnuplot"], input=script.encode(), check=False)
 
