@@ -43,6 +43,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,12 @@
 #define REPL_OUTPUT_LIMIT (256ull << 20)
 #define REPL_PING_PERIOD_MS 10000
 #define REPL_BACKLOG_TTL_MS (3600 * 1000LL)
+/* The held-back stream goes to the replica's output this much per 10 ms
+ * tick, and only once the previous slice has left for the socket: at most
+ * 50 MB/s, and the loop never copies or writes tens of MB in one step (the
+ * 3M-key sync held 9-20 MB).  Below client_write()'s 1 MiB, above which it
+ * frees the buffer after each write. */
+#define REPL_DRAIN_SLICE (512u << 10)
 
 /* RS_WAIT_ACK: the RDB is sent, the stream is held until the replica's
  * first REPLCONF ACK (INFO says online, as Redis does meanwhile). */
@@ -77,8 +84,11 @@ struct replica {
 	int listening_port;
 	long long ack_off;
 	long long ack_ms;
-	char *held;             /* the stream while the helper sends the RDB */
-	size_t hlen, hcap;
+	/* the stream while the helper sends the RDB; once online, until
+	 * [hpos, hlen) has drained to the output (repl_cron()), whatever
+	 * follows is appended here too, to keep the order */
+	char *held;
+	size_t hpos, hlen, hcap;
 	bool over_limit;
 	struct replica *next;
 };
@@ -222,7 +232,7 @@ static void feed(const char *p, size_t n)
 	for (struct replica *r = R.list; r; r = r->next) {
 		if (r->over_limit)
 			continue;
-		if (r->state == RS_TRANSFER || r->state == RS_WAIT_ACK) {
+		if (r->state == RS_TRANSFER || r->state == RS_WAIT_ACK || (r->state == RS_ONLINE && r->held)) {
 			if (r->rdb_only)
 				continue;
 			if (r->hlen + n > REPL_OUTPUT_LIMIT || !hold(r, p, n))
@@ -487,17 +497,38 @@ void cmd_wait(client *c)
 
 /* ------------------------------------------------------------- helper */
 
-/* The helper process: restores the sync's image (the heap is not mapped in
- * a child: MADV_DONTFORK, so its address range is free), then sends the
- * RDB.  Never returns.  Exit status: 0 sent, 2 restore failed, 3 write
- * failed. */
+/* The helper's threads (the serialiser, and the lazy restore's fault and
+ * loader threads it creates, which inherit it) take only CPU time the
+ * server does not want.  SCHED_IDLE, not nice 10: against a nice-0 thread
+ * a nice-10 one still weighs 110/1024, and under EEVDF a woken server
+ * thread could wait behind its slice; a SCHED_IDLE thread is preempted at
+ * once by any normal one (the slow requests of the 3M-key sync sat in the
+ * helper's phases, bench/results/2026-11-29-vm-replsync.md).  The cost:
+ * on a machine busy with other work the sync takes longer. */
+static void helper_lower_priority(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0)
+		return;
+	if (nice(19) == -1)
+		errno = 0;
+}
+
+/* The helper process: restores the sync's image lazily (the heap is not
+ * mapped in a child: MADV_DONTFORK, so its address range is free) and
+ * sends the RDB.  Lazily: the serialiser starts at once and each page is
+ * read from the image when it first touches it, or by a SCHED_IDLE loader
+ * before, so the image is read once and the RDB does not wait for the
+ * whole image to be mapped (an eager restore took 3-7 s of the 3M-key
+ * sync).  Never returns.  Exit status: 0 sent, 2 restore failed, 3 write
+ * failed; a block of the image that fails its checks while the RDB is
+ * written kills the helper with SIGBUS (libckpt's lazy restore), which
+ * repl_cron() reports as a failed sync. */
 static void helper_main(int sfd, bool psync, long long off, const char *mark)
 {
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
-	/* the server's event loop comes first when cores are scarce */
-	if (nice(10) == -1)
-		errno = 0;
+	helper_lower_priority();
 	/* other clients' sockets must close when the server closes them */
 	for (client *x = g_srv.clients; x; x = x->next)
 		if (x->fd != sfd)
@@ -512,13 +543,19 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	struct ckpt_restore_opts ro;
 	ckpt_restore_opts_init(&ro);
 	ro.heap = &ho;
+	ro.flags = CKPT_RESTORE_LAZY;
 	char why[400] = "";
 	ro.errbuf = why;
 	ro.errbuf_size = sizeof(why);
 	ckpt_heap *h;
 	char hdr[160];
+	long long t0 = mstime();
 	int rc = ckpt_restore(R.tmp, &ro, &h);
-	unlink(R.tmp); /* restored into the helper's own memory */
+	/* the lazy restore reads through the descriptor it opened: the name
+	 * can go now, and the file's pages (never written back: the
+	 * checkpoint did not fsync) are dropped when the helper exits */
+	unlink(R.tmp);
+	long long t1 = mstime();
 	if (rc != 0) {
 		char e[600];
 		int n = snprintf(e, sizeof(e), "-ERR the sync's checkpoint could not be restored: %s %s\r\n",
@@ -526,6 +563,7 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 		rdb_write_all(sfd, e, (size_t)n);
 		_exit(2);
 	}
+	log_msg('-', "Sync helper: image opened in %lld ms", t1 - t0);
 	g_heap = h;
 	g_ks = ckpt_root_get(h);
 	int n = 0;
@@ -535,6 +573,7 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	struct rdb_aux aux = { .replid = R.replid, .repl_offset = off };
 	if (rdb_write_all(sfd, hdr, (size_t)n) || rdb_write_keyspace(sfd, &aux) || rdb_write_all(sfd, mark, 40))
 		_exit(3);
+	log_msg('-', "Sync helper: RDB sent in %lld ms", mstime() - t1);
 	_exit(0);
 }
 
@@ -631,7 +670,8 @@ static void sync_finished(int status)
 		return; /* the replica went away meanwhile */
 	if (!ok) {
 		drop_replica(r, WIFEXITED(status) && WEXITSTATUS(status) == 2 ? "the helper could not restore "
-			     "the checkpoint" : "sending the RDB failed");
+			     "the checkpoint" : WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS ? "a block of the "
+			     "sync's checkpoint failed its checks" : "sending the RDB failed");
 		return;
 	}
 	r->ack_ms = mstime();
@@ -648,25 +688,56 @@ static void sync_finished(int status)
 		r->c->addr, (mstime() - R.sync_start_ms) / 1e3);
 }
 
+static void held_free(struct replica *r)
+{
+	free(r->held);
+	r->held = NULL;
+	r->hpos = r->hlen = r->hcap = 0;
+}
+
 /* The replica's first REPLCONF ACK after the RDB: it has found the EOF mark
  * and loaded the RDB, so the held-back stream can follow without being
- * glued to the mark (see the top of this file). */
+ * glued to the mark (see the top of this file).  It follows in slices
+ * (held_drain()); the replica is online meanwhile. */
 static void stream_start(struct replica *r)
 {
 	r->state = RS_ONLINE;
 	R.last_held = (long long)r->hlen;
-	if (r->hlen)
-		add_reply(r->c, r->held, r->hlen);
 	log_msg('*', "Synchronization with replica %s succeeded in %.3f s (%zu bytes of writes held back)",
 		r->c->addr, (mstime() - r->sync_ms) / 1e3, r->hlen);
-	free(r->held);
-	r->held = NULL;
-	r->hlen = r->hcap = 0;
+	if (!r->hlen)
+		held_free(r);
+}
+
+/* One slice of an online replica's held-back stream into its output, if
+ * the last one has left.  What is left moves to the buffer's start only
+ * when it is at most a slice (a bounded memmove); a replica whose drain
+ * never gets that close, the writes outrunning it, reaches the 256 MB
+ * limit on the whole buffer (feed()) and is dropped, as a replica whose
+ * output grows without end is in Redis. */
+static void held_drain(struct replica *r)
+{
+	client *c = r->c;
+	if (c->olen != c->opos)
+		return;
+	size_t k = r->hlen - r->hpos < REPL_DRAIN_SLICE ? r->hlen - r->hpos : REPL_DRAIN_SLICE;
+	add_reply(c, r->held + r->hpos, k);
+	r->hpos += k;
+	if (r->hpos == r->hlen) {
+		held_free(r); /* from now on feed() adds to the output directly */
+	} else if (r->hlen - r->hpos <= REPL_DRAIN_SLICE) {
+		memmove(r->held, r->held + r->hpos, r->hlen - r->hpos);
+		r->hlen -= r->hpos;
+		r->hpos = 0;
+	}
 }
 
 void repl_cron(void)
 {
 	replica_cron();
+	for (struct replica *r = R.list; r; r = r->next)
+		if (r->state == RS_ONLINE && r->held && !r->over_limit)
+			held_drain(r);
 	if (R.ckpt && R.preparing)
 		sync_prepare_step();
 	if (R.ckpt && !R.preparing && ckpt_poll(g_heap, NULL, NULL) != 1) {
