@@ -645,9 +645,15 @@ static void start_helper(void)
 	struct replica *r = R.syncing;
 	char mark[41];
 	random_hex(mark, 40);
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
 	pid_t pid = r ? fork() : -1;
 	if (pid == 0)
 		helper_main(r->c->fd, r->psync, R.sync_off, mark);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (pid > 0) /* the server's own pause for the sync's helper */
+		log_msg('-', "Sync helper %d forked in %.3f ms", (int)pid,
+			(b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
 	if (pid < 0) {
 		unlink(R.tmp);
 		R.syncing = NULL;
