@@ -23,6 +23,9 @@
 # REDIS_CKPT=path: another redis-ckpt binary; REDIS_CKPT_BASE=path: also
 # that one (e.g. main's, for a before/after pair in the same run), as
 # "redis-ckpt-base" between redis-server and redis-ckpt; ONLY=redis-server|redis-ckpt: one primary only.
+# WARM=1: a BGSAVE (waited for) after populating, so that the sync's
+# checkpoint is not the heap's first (a heap's first checkpoint costs
+# redis-ckpt's loop 100-450 ms in its first second, BGSAVE or sync alike).
 set -u
 cd "$(dirname "$0")/.."
 KEYS=${1:-3000000} RATE=${2:-10000} WIN=${3:-20}
@@ -68,6 +71,11 @@ run() {
 	tp0=$(now_ms)
 	"$LG" --port "$port" --populate "$KEYS" --value-size 64 >/dev/null
 	tp1=$(now_ms)
+	if [ "${WARM:-0}" = 1 ]; then
+		redis-cli -p "$port" bgsave >/dev/null
+		sleep 0.5
+		while redis-cli -p "$port" info persistence | grep -q '^rdb_bgsave_in_progress:1'; do sleep 0.1; done
+	fi
 	local l_before l_during
 	l_before=$(load)
 	"$LG" --port "$port" --rate "$RATE" --duration "$WIN" --keys "$KEYS" >"$W/$name/before"
