@@ -15,14 +15,16 @@
  *      heap in its pause: 58 ms at 3M keys under load);
  *   2. once the image is complete, fork() a helper: cheap, the heap is not
  *      in the child, whose address range is therefore free;
- *   3. the helper ckpt_restore()s the image at the heap's own address,
- *      removes the file, serialises that keyspace as an RDB straight to the
- *      replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
- *      and exits;
+ *   3. the helper, SCHED_IDLE, restores the image lazily at the heap's own
+ *      address (pages read on first touch), removes the file, serialises
+ *      that keyspace as an RDB straight to the replica's socket, framed as
+ *      Redis's diskless sync ("$EOF:<mark>"), reports its end through a
+ *      pipe and exits;
  *   4. from step 1 on, every write command is propagated into the
- *      replica's held-back buffer; once the helper has exited successfully
+ *      replica's held-back buffer; once the helper has reported success
  *      and the replica's first REPLCONF ACK says it has loaded the RDB,
- *      the buffer follows, then the replica gets the live stream.
+ *      the buffer follows in slices, then the replica gets the live
+ *      stream.
  * The server writes nothing to the replica's socket while the helper does,
  * and nothing after the EOF mark until that first ACK, as Redis's diskless
  * sync: a reader of an EOF-marked RDB (a redis-server replica, redis-cli
@@ -502,11 +504,12 @@ void cmd_wait(client *c)
 /* The helper's threads (the serialiser, and the lazy restore's fault and
  * loader threads it creates, which inherit it) take only CPU time the
  * server does not want.  SCHED_IDLE, not nice 10: against a nice-0 thread
- * a nice-10 one still weighs 110/1024, and under EEVDF a woken server
- * thread could wait behind its slice; a SCHED_IDLE thread is preempted at
- * once by any normal one (the slow requests of the 3M-key sync sat in the
- * helper's phases, bench/results/2026-11-29-vm-replsync.md).  The cost:
- * on a machine busy with other work the sync takes longer. */
+ * a nice-10 one still weighs 110/1024, and a woken server thread may wait
+ * behind it for its slice; a SCHED_IDLE thread is preempted at once by any
+ * normal one.  (Traced at 3M keys, the nice-10 helper took little of the
+ * server's CPU already: bench/results/2026-11-30-vm-replsync.md; this
+ * makes it none by design.)  The cost: on a machine busy with other work
+ * the sync takes longer (13-15 s against 9-12 s there). */
 static void helper_lower_priority(void)
 {
 	struct sched_param sp = { .sched_priority = 0 };
