@@ -20,12 +20,18 @@
 # windows) gives the RDB's size.  The load average is printed per server.
 #
 #   bench/replsync.sh [KEYS [RATE [WIN]]]     defaults 3000000 10000 20
+# REDIS_CKPT=path: another redis-ckpt binary; REDIS_CKPT_BASE=path: also
+# that one (e.g. main's, for a before/after pair in the same run), as
+# "redis-ckpt-base" between redis-server and redis-ckpt; ONLY=redis-server|redis-ckpt: one primary only.
+# WARM=1: a BGSAVE (waited for) after populating, so that the sync's
+# checkpoint is not the heap's first (a heap's first checkpoint costs
+# redis-ckpt's loop 100-450 ms in its first second, BGSAVE or sync alike).
 set -u
 cd "$(dirname "$0")/.."
 KEYS=${1:-3000000} RATE=${2:-10000} WIN=${3:-20}
 B=${CKPT_BUILD:-build}
 LG=$B/bench/loadgen
-RC=examples/redis-ckpt/redis-ckpt
+RC=${REDIS_CKPT:-examples/redis-ckpt/redis-ckpt}
 [ -x "$LG" ] && [ -x "$RC" ] || { echo "build first: make"; exit 1; }
 W=$(mktemp -d /tmp/replsync.XXXXXX)
 pids=()
@@ -65,6 +71,11 @@ run() {
 	tp0=$(now_ms)
 	"$LG" --port "$port" --populate "$KEYS" --value-size 64 >/dev/null
 	tp1=$(now_ms)
+	if [ "${WARM:-0}" = 1 ]; then
+		redis-cli -p "$port" bgsave >/dev/null
+		sleep 0.5
+		while redis-cli -p "$port" info persistence | grep -q '^rdb_bgsave_in_progress:1'; do sleep 0.1; done
+	fi
 	local l_before l_during
 	l_before=$(load)
 	"$LG" --port "$port" --rate "$RATE" --duration "$WIN" --keys "$KEYS" >"$W/$name/before"
@@ -117,7 +128,7 @@ run() {
 	printf '  worst request per 5 s from the sync start (ms):'
 	awk -v a=$((t0 - tl)) '!/^#/ && $1 + 50 > a { k = int(($1 - a) / 5000); if ($5 > m[k]) m[k] = $5; if (k > n) n = k }
 		END { for (i = 0; i <= n; i++) printf " %d", m[i] / 1000; print "" }' "$W/$name/trace"
-	grep -E "Starting full sync|checkpoint cut|RDB transfer|succeeded|fork|Background" "$W/$name/log" | head -5 | sed 's/^/    /'
+	grep -E "Starting full sync|checkpoint cut|Sync helper|RDB transfer|succeeded|fork|Background" "$W/$name/log" | head -7 | sed 's/^/    /'
 	# redis-ckpt: the sync's checkpoint as libckpt saw it (pause, traps, pool)
 	redis-cli -p "$port" info replication 2>/dev/null | tr -d '\r' | grep -E '^ckpt_sync_[a-z_]+:' |
 		tr '\n' ' ' | sed 's/^./    &/'
@@ -127,6 +138,10 @@ run() {
 }
 
 echo "replsync: $KEYS keys x 64 B, $RATE req/s open loop (50% SET), ${WIN} s windows; $(nproc) CPUs; load $(load)"
+[ "${ONLY:-redis-server}" = redis-server ] &&
 run redis-server redis-server --bind 127.0.0.1 --save "" --appendonly no --dir "$W" \
 	--repl-diskless-sync yes --repl-diskless-sync-delay 0 --logfile ""
+[ -n "${REDIS_CKPT_BASE:-}" ] && [ "${ONLY:-redis-ckpt}" = redis-ckpt ] &&
+run redis-ckpt-base "$REDIS_CKPT_BASE" --dir "$W" --save "" --heap-size 4gb
+[ "${ONLY:-redis-ckpt}" = redis-ckpt ] &&
 run redis-ckpt "$RC" --dir "$W" --save "" --heap-size 4gb

@@ -15,14 +15,16 @@
  *      heap in its pause: 58 ms at 3M keys under load);
  *   2. once the image is complete, fork() a helper: cheap, the heap is not
  *      in the child, whose address range is therefore free;
- *   3. the helper ckpt_restore()s the image at the heap's own address,
- *      removes the file, serialises that keyspace as an RDB straight to the
- *      replica's socket, framed as Redis's diskless sync ("$EOF:<mark>"),
- *      and exits;
+ *   3. the helper, SCHED_IDLE, restores the image lazily at the heap's own
+ *      address (pages read on first touch), removes the file, serialises
+ *      that keyspace as an RDB straight to the replica's socket, framed as
+ *      Redis's diskless sync ("$EOF:<mark>"), reports its end through a
+ *      pipe and exits;
  *   4. from step 1 on, every write command is propagated into the
- *      replica's held-back buffer; once the helper has exited successfully
+ *      replica's held-back buffer; once the helper has reported success
  *      and the replica's first REPLCONF ACK says it has loaded the RDB,
- *      the buffer follows, then the replica gets the live stream.
+ *      the buffer follows in slices, then the replica gets the live
+ *      stream.
  * The server writes nothing to the replica's socket while the helper does,
  * and nothing after the EOF mark until that first ACK, as Redis's diskless
  * sync: a reader of an EOF-marked RDB (a redis-server replica, redis-cli
@@ -43,6 +45,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +65,12 @@
 #define REPL_OUTPUT_LIMIT (256ull << 20)
 #define REPL_PING_PERIOD_MS 10000
 #define REPL_BACKLOG_TTL_MS (3600 * 1000LL)
+/* The held-back stream goes to the replica's output this much per 10 ms
+ * tick, and only once the previous slice has left for the socket: at most
+ * 50 MB/s, and the loop never copies or writes tens of MB in one step (the
+ * 3M-key sync held 9-20 MB).  Below client_write()'s 1 MiB, above which it
+ * frees the buffer after each write. */
+#define REPL_DRAIN_SLICE (512u << 10)
 
 /* RS_WAIT_ACK: the RDB is sent, the stream is held until the replica's
  * first REPLCONF ACK (INFO says online, as Redis does meanwhile). */
@@ -77,8 +86,11 @@ struct replica {
 	int listening_port;
 	long long ack_off;
 	long long ack_ms;
-	char *held;             /* the stream while the helper sends the RDB */
-	size_t hlen, hcap;
+	/* the stream while the helper sends the RDB; once online, until
+	 * [hpos, hlen) has drained to the output (repl_cron()), whatever
+	 * follows is appended here too, to keep the order */
+	char *held;
+	size_t hpos, hlen, hcap;
 	bool over_limit;
 	struct replica *next;
 };
@@ -91,6 +103,8 @@ static struct {
 	/* the running sync */
 	struct replica *syncing;
 	pid_t child;
+	int done_fd;             /* while child > 0: its report (helper_exit()) */
+	bool reported;           /* the helper has said how the sync ended */
 	char tmp[1500];          /* the sync's image, removed by the helper */
 	long long sync_off;      /* the offset of the sync's instant */
 	bool ckpt;
@@ -222,7 +236,7 @@ static void feed(const char *p, size_t n)
 	for (struct replica *r = R.list; r; r = r->next) {
 		if (r->over_limit)
 			continue;
-		if (r->state == RS_TRANSFER || r->state == RS_WAIT_ACK) {
+		if (r->state == RS_TRANSFER || r->state == RS_WAIT_ACK || (r->state == RS_ONLINE && r->held)) {
 			if (r->rdb_only)
 				continue;
 			if (r->hlen + n > REPL_OUTPUT_LIMIT || !hold(r, p, n))
@@ -487,17 +501,52 @@ void cmd_wait(client *c)
 
 /* ------------------------------------------------------------- helper */
 
-/* The helper process: restores the sync's image (the heap is not mapped in
- * a child: MADV_DONTFORK, so its address range is free), then sends the
- * RDB.  Never returns.  Exit status: 0 sent, 2 restore failed, 3 write
- * failed. */
-static void helper_main(int sfd, bool psync, long long off, const char *mark)
+/* The helper's threads (the serialiser, and the lazy restore's fault and
+ * loader threads it creates, which inherit it) take only CPU time the
+ * server does not want.  SCHED_IDLE, not nice 10: against a nice-0 thread
+ * a nice-10 one still weighs 110/1024, and a woken server thread may wait
+ * behind it for its slice; a SCHED_IDLE thread is preempted at once by any
+ * normal one.  (Traced at 3M keys, the nice-10 helper took little of the
+ * server's CPU already: bench/results/2026-11-30-vm-replsync.md; this
+ * makes it none by design.)  The cost: on a machine busy with other work
+ * the sync takes longer (13-15 s against 9-12 s there). */
+static void helper_lower_priority(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0)
+		return;
+	if (nice(19) == -1)
+		errno = 0;
+}
+
+/* The helper tells the server how the sync ended (its exit status, one
+ * byte) before it exits: the exit frees its copy of the heap and the
+ * image's page cache at SCHED_IDLE, which took 0.8-7 s of a 3M-key sync
+ * on a busy machine, and the replica's stream waits for the sync's end.
+ * If the byte cannot go, the server waits for the exit instead. */
+static void helper_exit(int done_fd, int code)
+{
+	unsigned char b = (unsigned char)code;
+	if (write(done_fd, &b, 1) != 1)
+		errno = 0;
+	_exit(code);
+}
+
+/* The helper process: restores the sync's image lazily (the heap is not
+ * mapped in a child: MADV_DONTFORK, so its address range is free) and
+ * sends the RDB.  Lazily: the serialiser starts at once and each page is
+ * read from the image when it first touches it, or by a SCHED_IDLE loader
+ * before, so the image is read once and the RDB does not wait for the
+ * whole image to be mapped (an eager restore took 3-7 s of the 3M-key
+ * sync).  Never returns.  Exit status: 0 sent, 2 restore failed, 3 write
+ * failed; a block of the image that fails its checks while the RDB is
+ * written kills the helper with SIGBUS (libckpt's lazy restore), which
+ * repl_cron() reports as a failed sync. */
+static void helper_main(int sfd, int done_fd, bool psync, long long off, const char *mark)
 {
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
-	/* the server's event loop comes first when cores are scarce */
-	if (nice(10) == -1)
-		errno = 0;
+	helper_lower_priority();
 	/* other clients' sockets must close when the server closes them */
 	for (client *x = g_srv.clients; x; x = x->next)
 		if (x->fd != sfd)
@@ -512,20 +561,27 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	struct ckpt_restore_opts ro;
 	ckpt_restore_opts_init(&ro);
 	ro.heap = &ho;
+	ro.flags = CKPT_RESTORE_LAZY;
 	char why[400] = "";
 	ro.errbuf = why;
 	ro.errbuf_size = sizeof(why);
 	ckpt_heap *h;
 	char hdr[160];
+	long long t0 = mstime();
 	int rc = ckpt_restore(R.tmp, &ro, &h);
-	unlink(R.tmp); /* restored into the helper's own memory */
+	/* the lazy restore reads through the descriptor it opened: the name
+	 * can go now, and the file's pages (never written back: the
+	 * checkpoint did not fsync) are dropped when the helper exits */
+	unlink(R.tmp);
+	long long t1 = mstime();
 	if (rc != 0) {
 		char e[600];
 		int n = snprintf(e, sizeof(e), "-ERR the sync's checkpoint could not be restored: %s %s\r\n",
 				 ckpt_err_name(rc), ro.errbuf ? ro.errbuf : "");
 		rdb_write_all(sfd, e, (size_t)n);
-		_exit(2);
+		helper_exit(done_fd, 2);
 	}
+	log_msg('-', "Sync helper: image opened in %lld ms", t1 - t0);
 	g_heap = h;
 	g_ks = ckpt_root_get(h);
 	int n = 0;
@@ -534,8 +590,9 @@ static void helper_main(int sfd, bool psync, long long off, const char *mark)
 	n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "$EOF:%s\r\n", mark);
 	struct rdb_aux aux = { .replid = R.replid, .repl_offset = off };
 	if (rdb_write_all(sfd, hdr, (size_t)n) || rdb_write_keyspace(sfd, &aux) || rdb_write_all(sfd, mark, 40))
-		_exit(3);
-	_exit(0);
+		helper_exit(done_fd, 3);
+	log_msg('-', "Sync helper: RDB sent in %lld ms", mstime() - t1);
+	helper_exit(done_fd, 0);
 }
 
 /* The sync's checkpoint to a temporary image, prepared as a BGSAVE's;
@@ -600,30 +657,68 @@ static void sync_prepare_step(void)
 		R.preparing = false; /* the preparation failed: ckpt_wait() says why */
 }
 
+static void sync_finished(int status);
+
 /* The checkpoint is complete: a helper restores and sends it. */
 static void start_helper(void)
 {
 	struct replica *r = R.syncing;
 	char mark[41];
 	random_hex(mark, 40);
-	pid_t pid = r ? fork() : -1;
-	if (pid == 0)
-		helper_main(r->c->fd, r->psync, R.sync_off, mark);
+	struct timespec a, b;
+	int done[2] = { -1, -1 };
+	pid_t pid = -1;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	if (r && pipe2(done, O_CLOEXEC | O_NONBLOCK) == 0)
+		pid = fork();
+	if (pid == 0) {
+		close(done[0]);
+		helper_main(r->c->fd, done[1], r->psync, R.sync_off, mark);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (pid > 0) /* the server's own pause for the sync's helper */
+		log_msg('-', "Sync helper %d forked in %.3f ms", (int)pid,
+			(b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
+	int err = errno;
+	if (done[1] >= 0)
+		close(done[1]);
 	if (pid < 0) {
+		if (done[0] >= 0)
+			close(done[0]);
 		unlink(R.tmp);
 		R.syncing = NULL;
 		if (r)
-			drop_replica(r, strerror(errno));
+			drop_replica(r, strerror(err));
 		return;
 	}
 	R.child = pid;
+	R.done_fd = done[0];
+	R.reported = false;
+}
+
+/* The helper's report, or its exit if it died without one: the sync's
+ * end (sync_finished()); then its exit, when the next sync may start. */
+static void helper_poll(void)
+{
+	unsigned char b;
+	if (!R.reported && read(R.done_fd, &b, 1) == 1) {
+		R.reported = true;
+		sync_finished(W_EXITCODE(b, 0));
+	}
+	int status;
+	if (waitpid(R.child, &status, WNOHANG) != R.child)
+		return;
+	if (!R.reported)
+		sync_finished(status);
+	close(R.done_fd);
+	R.child = 0;
+	R.reported = false;
 }
 
 static void sync_finished(int status)
 {
 	struct replica *r = R.syncing;
 	R.syncing = NULL;
-	R.child = 0;
 	unlink(R.tmp); /* normally gone already */
 	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	ok ? R.syncs_done++ : R.syncs_failed++;
@@ -631,7 +726,8 @@ static void sync_finished(int status)
 		return; /* the replica went away meanwhile */
 	if (!ok) {
 		drop_replica(r, WIFEXITED(status) && WEXITSTATUS(status) == 2 ? "the helper could not restore "
-			     "the checkpoint" : "sending the RDB failed");
+			     "the checkpoint" : WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS ? "a block of the "
+			     "sync's checkpoint failed its checks" : "sending the RDB failed");
 		return;
 	}
 	r->ack_ms = mstime();
@@ -648,25 +744,56 @@ static void sync_finished(int status)
 		r->c->addr, (mstime() - R.sync_start_ms) / 1e3);
 }
 
+static void held_free(struct replica *r)
+{
+	free(r->held);
+	r->held = NULL;
+	r->hpos = r->hlen = r->hcap = 0;
+}
+
 /* The replica's first REPLCONF ACK after the RDB: it has found the EOF mark
  * and loaded the RDB, so the held-back stream can follow without being
- * glued to the mark (see the top of this file). */
+ * glued to the mark (see the top of this file).  It follows in slices
+ * (held_drain()); the replica is online meanwhile. */
 static void stream_start(struct replica *r)
 {
 	r->state = RS_ONLINE;
 	R.last_held = (long long)r->hlen;
-	if (r->hlen)
-		add_reply(r->c, r->held, r->hlen);
 	log_msg('*', "Synchronization with replica %s succeeded in %.3f s (%zu bytes of writes held back)",
 		r->c->addr, (mstime() - r->sync_ms) / 1e3, r->hlen);
-	free(r->held);
-	r->held = NULL;
-	r->hlen = r->hcap = 0;
+	if (!r->hlen)
+		held_free(r);
+}
+
+/* One slice of an online replica's held-back stream into its output, if
+ * the last one has left.  What is left moves to the buffer's start only
+ * when it is at most a slice (a bounded memmove); a replica whose drain
+ * never gets that close, the writes outrunning it, reaches the 256 MB
+ * limit on the whole buffer (feed()) and is dropped, as a replica whose
+ * output grows without end is in Redis. */
+static void held_drain(struct replica *r)
+{
+	client *c = r->c;
+	if (c->olen != c->opos)
+		return;
+	size_t k = r->hlen - r->hpos < REPL_DRAIN_SLICE ? r->hlen - r->hpos : REPL_DRAIN_SLICE;
+	add_reply(c, r->held + r->hpos, k);
+	r->hpos += k;
+	if (r->hpos == r->hlen) {
+		held_free(r); /* from now on feed() adds to the output directly */
+	} else if (r->hlen - r->hpos <= REPL_DRAIN_SLICE) {
+		memmove(r->held, r->held + r->hpos, r->hlen - r->hpos);
+		r->hlen -= r->hpos;
+		r->hpos = 0;
+	}
 }
 
 void repl_cron(void)
 {
 	replica_cron();
+	for (struct replica *r = R.list; r; r = r->next)
+		if (r->state == RS_ONLINE && r->held && !r->over_limit)
+			held_drain(r);
 	if (R.ckpt && R.preparing)
 		sync_prepare_step();
 	if (R.ckpt && !R.preparing && ckpt_poll(g_heap, NULL, NULL) != 1) {
@@ -688,11 +815,8 @@ void repl_cron(void)
 			start_helper();
 		}
 	}
-	if (R.child > 0) {
-		int status;
-		if (waitpid(R.child, &status, WNOHANG) == R.child)
-			sync_finished(status);
-	}
+	if (R.child > 0)
+		helper_poll();
 	if (!R.ckpt && R.child == 0 && !R.syncing && !g_srv.ckpt_running) {
 		for (struct replica *r = R.list; r; r = r->next) {
 			/* its earlier replies must reach the socket before the helper writes */
@@ -726,6 +850,7 @@ void repl_stop_sync(void)
 	if (R.child > 0) {
 		kill(R.child, SIGKILL);
 		waitpid(R.child, NULL, 0);
+		close(R.done_fd);
 		R.child = 0;
 	}
 	if (R.ckpt) {
@@ -933,7 +1058,7 @@ size_t repl_info(char *b, size_t cap)
 	  "ckpt_sync_in_progress:%d\r\nckpt_syncs_done:%lld\r\nckpt_syncs_failed:%lld\r\n"
 	  "ckpt_sync_last_held_bytes:%lld\r\n",
 	  replid(), R.offset, R.bl != NULL, R.bl ? R.bl_size : g_srv.repl_backlog_size,
-	  R.bl ? backlog_first() : 0, R.bl_histlen, R.child > 0 ? 1 : 0, R.syncs_done, R.syncs_failed,
+	  R.bl ? backlog_first() : 0, R.bl_histlen, R.child > 0 && !R.reported, R.syncs_done, R.syncs_failed,
 	  R.last_held);
 	P("ckpt_sync_pause_us:%llu\r\nckpt_sync_duration_us:%llu\r\nckpt_sync_traps:%llu\r\n"
 	  "ckpt_sync_pool_peak_bytes:%llu\r\nckpt_sync_pool_waits:%llu\r\n\r\n",

@@ -14,6 +14,10 @@ blocks on the full socket) while another client writes:
    re-based on the replay's clock would differ);
  - a client that asked for the RDB only (REPLCONF rdb-only 1, as redis-cli
    --rdb) gets the RDB and the end of the connection, no stream;
+ - a held-back stream of many MB goes out in slices (the primary's output
+   buffer for the replica stays under a slice while the replica does not
+   read, instead of holding the whole stream), still every byte, in order,
+   with writes made during the drain after it;
  - redis-cli --rdb under a stream of writes ends and writes a valid file."""
 import os
 import socket
@@ -133,7 +137,15 @@ def stream_after_ack(primary, r):
     print("ok: nothing after the EOF mark until the first ACK, then %d bytes of stream (%d + %d = the primary's "
           "offset)" % (len(stream), rr.offset, want))
 
-    # the RDB plus the stream make the primary: no write missing or doubled
+    cmds = replay_equals(primary, rdb, stream)
+    rr.s.close()
+    print("ok: RDB + the stream replayed into redis-server = the primary: %d commands, every expiry "
+          "time identical to the ms" % cmds)
+
+
+def replay_equals(primary, rdb, stream):
+    """The RDB plus the stream make the primary: no write missing, doubled
+    or out of order; returns the number of commands replayed."""
     d = tmpdir()
     with open(os.path.join(d, "sync.rdb"), "wb") as f:
         f.write(rdb)
@@ -157,9 +169,59 @@ def stream_after_ack(primary, r):
     check(not bad, "absolute expiry times differ after the replay (relative TTL propagated?): %r" % bad[:5])
     check(sum(1 for k in keys if a[k] > 0) >= 300, "expiring keys: %d" % sum(1 for k in keys if a[k] > 0))
     rebuilt.stop()
+    print("ok: %d keys identical" % n)
+    return cmds
+
+
+def replica_obl(port, rr):
+    """The primary's output buffer for raw replica rr (CLIENT LIST obl)."""
+    me = "127.0.0.1:%d" % rr.s.getsockname()[1]
+    for line in client(port)("CLIENT", "LIST").decode().splitlines():
+        f = dict(x.split("=", 1) for x in line.split() if "=" in x)
+        if f.get("addr") == me:
+            return int(f["obl"])
+    check(False, "the raw replica %s is not in CLIENT LIST" % me)
+
+
+HELD_MB = 12
+
+
+def held_stream_paced(primary, r):
+    """~12 MB of writes held back during a sync, then the replica's ACK:
+    the primary passes them to the socket in slices (REPL_DRAIN_SLICE, 512
+    KiB) as each has left, not all at once (one 12 MB copy and write in one
+    step of the event loop); writes made meanwhile come after them."""
+    rr = RawReplica(primary.port)
+    rr.recv()
+    check(sync_running(primary.port), "the sync's helper should block on the raw replica's full socket")
+    val = os.urandom(4000)
+    for i in range(0, HELD_MB * 256, 256):  # 4 kB values: HELD_MB MB of stream
+        r.pipeline([["SET", "held:%d" % (j % 500), val[j % 97:] + b"%d" % j] for j in range(i, i + 256)])
+    rdb, _ = rr.rdb()
+    end = time.time() + 30
+    while sync_running(primary.port) and time.time() < end:
+        time.sleep(0.02)
+    held = int(info(primary.port)["master_repl_offset"]) - rr.offset
+    check(held > (HELD_MB - 1) << 20, "held back %d bytes" % held)
+    rr.s.sendall(encode("REPLCONF", "ACK", str(rr.offset)))
+    # the replica does not read: the socket's buffers fill (a few MB), the
+    # rest of the held stream must stay out of the output buffer
+    time.sleep(0.5)
+    r.pipeline([["SET", "held:%d" % j, "after-%d" % j] for j in range(0, 500, 3)])  # during the drain
+    obl = replica_obl(primary.port, rr)
+    check(obl <= 512 << 10, "output buffer of the not-reading replica %d bytes after a %d-byte held stream "
+          "(should be at most one 512 KiB slice)" % (obl, held))
+    want = int(info(primary.port)["master_repl_offset"]) - rr.offset
+    rr.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    while len(rr.buf) < want:
+        rr.recv()
+    stream = rr.buf
+    check(len(stream) == want, "stream after the ACK: %d bytes, the offsets say %d" % (len(stream), want))
+    print("ok: %d bytes held back went out in slices (output buffer %d bytes while the replica did not read), "
+          "then the writes made during the drain: %d bytes in all" % (held, obl, want))
+    cmds = replay_equals(primary, rdb, stream)
     rr.s.close()
-    print("ok: RDB + the stream replayed into redis-server = the primary: %d keys, %d commands, every expiry "
-          "time identical to the ms" % (n, cmds))
+    print("ok: RDB + the paced stream replayed into redis-server = the primary (%d commands)" % cmds)
 
 
 def rdb_only(primary, r):
@@ -215,6 +277,7 @@ def main():
     r.pipeline([["SET", "pre:s", "s"], ["RPUSH", "pre:l", "1", "2"], ["SET", "pre:n", "5"], ["SET", "pre:g", "g"],
                 ["SET", "pre:keep", "k", "PX", "5000000"], ["HSET", "pre:h", "f", "v"]])
     stream_after_ack(primary, r)
+    held_stream_paced(primary, r)
     rdb_only(primary, r)
     redis_cli_rdb_under_writes(primary)
     s = info(primary.port)
