@@ -15,11 +15,10 @@
  *      heap in its pause: 58 ms at 3M keys under load);
  *   2. once the image is complete, fork() a helper: cheap, the heap is not
  *      in the child, whose address range is therefore free;
- *   3. the helper, SCHED_IDLE, restores the image lazily at the heap's own
- *      address (pages read on first touch), removes the file, serialises
- *      that keyspace as an RDB straight to the replica's socket, framed as
- *      Redis's diskless sync ("$EOF:<mark>"), reports its end through a
- *      pipe and exits;
+ *   3. the helper, at nice 10, ckpt_restore()s the image at the heap's own
+ *      address, removes the file, serialises that keyspace as an RDB
+ *      straight to the replica's socket, framed as Redis's diskless sync
+ *      ("$EOF:<mark>"), reports its end through a pipe and exits;
  *   4. from step 1 on, every write command is propagated into the
  *      replica's held-back buffer; once the helper has reported success
  *      and the replica's first REPLCONF ACK says it has loaded the RDB,
@@ -45,7 +44,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -501,28 +499,27 @@ void cmd_wait(client *c)
 
 /* ------------------------------------------------------------- helper */
 
-/* The helper's threads (the serialiser, and the lazy restore's fault and
- * loader threads it creates, which inherit it) take only CPU time the
- * server does not want.  SCHED_IDLE, not nice 10: against a nice-0 thread
- * a nice-10 one still weighs 110/1024, and a woken server thread may wait
- * behind it for its slice; a SCHED_IDLE thread is preempted at once by any
- * normal one.  (Traced at 3M keys, the nice-10 helper took little of the
- * server's CPU already: bench/results/2026-11-30-vm-replsync.md; this
- * makes it none by design.)  The cost: on a machine busy with other work
- * the sync takes longer (13-15 s against 9-12 s there). */
+/* The helper (and the restore's worker threads, which inherit it) runs at
+ * nice 10: the server's event loop comes first when cores are scarce.
+ * SCHED_IDLE with a lazy restore was tried (bench/results/
+ * 2026-11-30-vm-replsync.md): traced at 3M keys, the nice-10 helper took
+ * little of the server's CPU already (29 ms of the main thread's 21 waits
+ * of 10 ms or more in one sync), and on a quiet machine, main's helper and
+ * the SCHED_IDLE lazy one alternating, the sync window's p99 was 3.5-5.9
+ * against 5.4-30.5 ms while the sync took 7.6-9.9 against 10.0-10.5 s: no
+ * gain to show, a longer sync, and 1-2 s bursts of the server's CPU seen
+ * only with the lazy helper and not explained. */
 static void helper_lower_priority(void)
 {
-	struct sched_param sp = { .sched_priority = 0 };
-	if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0)
-		return;
-	if (nice(19) == -1)
+	if (nice(10) == -1)
 		errno = 0;
 }
 
 /* The helper tells the server how the sync ended (its exit status, one
  * byte) before it exits: the exit frees its copy of the heap and the
- * image's page cache at SCHED_IDLE, which took 0.8-7 s of a 3M-key sync
- * on a busy machine, and the replica's stream waits for the sync's end.
+ * image's page cache at a low priority, which took 0.8-7 s of a 3M-key
+ * sync on a busy machine (SCHED_IDLE), and the replica's stream waits for
+ * the sync's end.
  * If the byte cannot go, the server waits for the exit instead. */
 static void helper_exit(int done_fd, int code)
 {
@@ -532,16 +529,10 @@ static void helper_exit(int done_fd, int code)
 	_exit(code);
 }
 
-/* The helper process: restores the sync's image lazily (the heap is not
- * mapped in a child: MADV_DONTFORK, so its address range is free) and
- * sends the RDB.  Lazily: the serialiser starts at once and each page is
- * read from the image when it first touches it, or by a SCHED_IDLE loader
- * before, so the image is read once and the RDB does not wait for the
- * whole image to be mapped (an eager restore took 3-7 s of the 3M-key
- * sync).  Never returns.  Exit status: 0 sent, 2 restore failed, 3 write
- * failed; a block of the image that fails its checks while the RDB is
- * written kills the helper with SIGBUS (libckpt's lazy restore), which
- * repl_cron() reports as a failed sync. */
+/* The helper process: restores the sync's image (the heap is not mapped
+ * in a child: MADV_DONTFORK, so its address range is free), verified
+ * whole before the first RDB byte, then sends the RDB.  Never returns.
+ * Exit status: 0 sent, 2 restore failed, 3 write failed. */
 static void helper_main(int sfd, int done_fd, bool psync, long long off, const char *mark)
 {
 	signal(SIGTERM, SIG_DFL);
@@ -561,7 +552,6 @@ static void helper_main(int sfd, int done_fd, bool psync, long long off, const c
 	struct ckpt_restore_opts ro;
 	ckpt_restore_opts_init(&ro);
 	ro.heap = &ho;
-	ro.flags = CKPT_RESTORE_LAZY;
 	char why[400] = "";
 	ro.errbuf = why;
 	ro.errbuf_size = sizeof(why);
@@ -569,9 +559,8 @@ static void helper_main(int sfd, int done_fd, bool psync, long long off, const c
 	char hdr[160];
 	long long t0 = mstime();
 	int rc = ckpt_restore(R.tmp, &ro, &h);
-	/* the lazy restore reads through the descriptor it opened: the name
-	 * can go now, and the file's pages (never written back: the
-	 * checkpoint did not fsync) are dropped when the helper exits */
+	/* restored into the helper's own memory: the file's pages, never
+	 * written back (the checkpoint did not fsync), go with it */
 	unlink(R.tmp);
 	long long t1 = mstime();
 	if (rc != 0) {
@@ -581,7 +570,7 @@ static void helper_main(int sfd, int done_fd, bool psync, long long off, const c
 		rdb_write_all(sfd, e, (size_t)n);
 		helper_exit(done_fd, 2);
 	}
-	log_msg('-', "Sync helper: image opened in %lld ms", t1 - t0);
+	log_msg('-', "Sync helper: image restored in %lld ms", t1 - t0);
 	g_heap = h;
 	g_ks = ckpt_root_get(h);
 	int n = 0;
@@ -726,8 +715,7 @@ static void sync_finished(int status)
 		return; /* the replica went away meanwhile */
 	if (!ok) {
 		drop_replica(r, WIFEXITED(status) && WEXITSTATUS(status) == 2 ? "the helper could not restore "
-			     "the checkpoint" : WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS ? "a block of the "
-			     "sync's checkpoint failed its checks" : "sending the RDB failed");
+			     "the checkpoint" : "sending the RDB failed");
 		return;
 	}
 	r->ack_ms = mstime();
