@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 
 #include "ckpt.h"
@@ -59,19 +60,26 @@ void ckpt__log(const ckpt_heap *h, int level, const char *fmt, ...)
 
 /* -------------------------------------------------------------- threads */
 /*! ckpt__thread_start() : pthread_create() of a library helper thread that
- *  is born with every signal blocked (the mask is set around the create, so
- *  there is no window in which an application handler can run on it), and
- *  named @name (15 characters at most, "ckpt-..."), so that top -H, gdb and
- *  perf tell the library's threads from the application's.
+ *  is born with every signal blocked and named @name (15 characters at most,
+ *  "ckpt-..."), so that top -H, gdb and perf tell the library's threads from
+ *  the application's.  Both are inherited from the creating thread, which
+ *  carries them only around the create: there is no window in which an
+ *  application handler can run on the new thread, nor one in which it shows
+ *  the application's name (naming it after the create left one, as long as
+ *  the creator was preempted: seen under CI's load).
  *  @return 0 or -errno. */
 static inline int ckpt__thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
+	char mine[16] = "";
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	bool named = prctl(PR_GET_NAME, mine) == 0 && prctl(PR_SET_NAME, name) == 0;
 	int rc = pthread_create(t, NULL, fn, arg);
+	if (named)
+		prctl(PR_SET_NAME, mine);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc == 0)
+	if (rc == 0 && !named)
 		pthread_setname_np(*t, name); /* best effort: a name is a hint */
 	return -rc;
 }

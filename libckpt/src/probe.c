@@ -380,7 +380,6 @@ static int canary_thread_write(struct ckpt_kernel_info *info, int uffd, volatile
 	struct canary c = { .page = page, .done_fd = -1 };
 	int rc = 0, thread_up = 0, faulted = 0;
 	pthread_t th;
-	sigset_t all, old;
 	struct uffd_msg msg;
 
 	c.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -389,10 +388,7 @@ static int canary_thread_write(struct ckpt_kernel_info *info, int uffd, volatile
 		set_reason(info, "canary: eventfd: %s", strerror(errno));
 		goto out;
 	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = -pthread_create(&th, NULL, canary_writer, &c);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = ckpt__thread_start(&th, "ckpt-probe", canary_writer, &c);
 	if (rc < 0) {
 		set_reason(info, "canary: pthread_create: %s", strerror(-rc));
 		goto out;
