@@ -243,6 +243,20 @@ def stop_all(work):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def warmup_probe(c, port, nkeys, pool, rate):
+    """The open-loop GET probe on connection @c while a lazy restart warms
+    up (until INFO says it is resident, 120 s at most), then 2 s of it once
+    resident: (latencies warming, latencies steady)."""
+    ic = Conn(port)
+    during = probe(c, nkeys, pool, rate, lambda: info(ic).get("ckpt_restore_status") != "warming", 120)
+    end = time.time() + 120
+    while info(ic).get("ckpt_restore_status") == "warming" and time.time() < end:
+        time.sleep(0.01)
+    steady = probe(c, nkeys, pool, rate, lambda: False, 2)
+    ic.close()
+    return during, steady
+
+
 def compare_size(size, reps, rate, work, other):
     """Lazy restarts of this tree's redis-ckpt and @other alternating:
     one row per run."""
@@ -267,13 +281,7 @@ def compare_size(size, reps, rate, work, other):
             la = load1()
             ms, p, port, c = first_reply("rc", dc, nkeys, pool, ["--restore", "lazy"], binp)
             t0_ns = first_reply.t0_ns
-            ic = Conn(port)
-            during = probe(c, nkeys, pool, rate, lambda: info(ic).get("ckpt_restore_status") != "warming", 120)
-            end = time.time() + 120
-            while info(ic).get("ckpt_restore_status") == "warming" and time.time() < end:
-                time.sleep(0.01)
-            steady = probe(c, nkeys, pool, rate, lambda: False, 2)
-            ic.close()
+            during, steady = warmup_probe(c, port, nkeys, pool, rate)
             c.close()
             stop(p, port)
             pages, wms = warm_ms(dc)
@@ -350,13 +358,7 @@ def one_size(size, reps, rate, work):
             if kind == "rc":
                 res.setdefault(name + "-restore", []).append(restore_ms(d))
             if name == "lazy" and "warm" not in res:
-                ic = Conn(port)
-                during = probe(c, nkeys, pool, rate, lambda: info(ic).get("ckpt_restore_status") != "warming", 120)
-                end = time.time() + 120
-                while info(ic).get("ckpt_restore_status") == "warming" and time.time() < end:
-                    time.sleep(0.01)
-                steady = probe(c, nkeys, pool, rate, lambda: False, 2)
-                ic.close()
+                during, steady = warmup_probe(c, port, nkeys, pool, rate)
                 pages, wms = warm_ms(d)
                 res["warm"] = (pages, wms, during, steady)
             c.close()
