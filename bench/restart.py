@@ -243,6 +243,18 @@ def stop_all(work):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def saved_dataset(kind, d, size, nkeys, pool):
+    """A server of @kind ("rc": redis-ckpt, its heap twice @size; "rs":
+    redis-server) in @d, given @nkeys keys; populate() saves and shuts it
+    down, so its image or RDB is in @d when this returns."""
+    port = free_port()
+    extra = ["--heap-size", "%dm" % (size * 2 // (1 << 20) + 256)] if kind == "rc" else []
+    p = start(kind, d, port, extra)
+    time.sleep(0.3)
+    populate(port, nkeys, pool)
+    p.wait(timeout=120)
+
+
 def warmup_probe(c, port, nkeys, pool, rate):
     """The open-loop GET probe on connection @c while a lazy restart warms
     up (until INFO says it is resident, 120 s at most), then 2 s of it once
@@ -264,11 +276,7 @@ def compare_size(size, reps, rate, work, other):
     pool = [os.urandom(VSIZE // 2).hex().encode()[:VSIZE - 9] for _ in range(4096)]
     dc = os.path.join(work, "ckpt")
     os.makedirs(dc, exist_ok=True)
-    port = free_port()
-    p = start("rc", dc, port, ["--heap-size", "%dm" % (size * 2 // (1 << 20) + 256)])
-    time.sleep(0.3)
-    populate(port, nkeys, pool)
-    p.wait(timeout=120)
+    saved_dataset("rc", dc, size, nkeys, pool)
     image = os.path.join(dc, "dump.ckpt")
     cat(image)
     rows = []
@@ -330,16 +338,8 @@ def one_size(size, reps, rate, work):
     dc, dr = os.path.join(work, "ckpt"), os.path.join(work, "rs")
     os.makedirs(dc, exist_ok=True)
     os.makedirs(dr, exist_ok=True)
-    port = free_port()
-    p = start("rc", dc, port, ["--heap-size", "%dm" % (size * 2 // (1 << 20) + 256)])
-    time.sleep(0.3)
-    populate(port, nkeys, pool)
-    p.wait(timeout=120)
-    port = free_port()
-    p = start("rs", dr, port)
-    time.sleep(0.3)
-    populate(port, nkeys, pool)
-    p.wait(timeout=120)
+    saved_dataset("rc", dc, size, nkeys, pool)
+    saved_dataset("rs", dr, size, nkeys, pool)
     cat(os.path.join(dc, "dump.ckpt"))
     cat(os.path.join(dr, "dump.rdb"))
     res = {"size": size, "keys": nkeys, "image": os.path.getsize(os.path.join(dc, "dump.ckpt")),
